@@ -1,0 +1,88 @@
+"""Backend registry: which kernel backends exist here, and lazy access to their kernels.
+
+Estimators never import a backend module directly; they call :func:`get_kernels`,
+which imports ``fastem.kernels.<backend>.<family>`` on first use. ``import fastem``
+therefore imports neither numba nor any compiled extension.
+"""
+
+import importlib
+import warnings
+
+from ._config import BACKENDS, get_config
+
+KERNEL_BACKENDS = ("numba", "cython", "numpy")
+_AUTO_ORDER = ("numba", "cython", "numpy")
+_FAMILIES = ("kmeans",)
+
+_status = {}  # backend -> None (usable) or a string saying why not
+_warned_fallback = False
+
+
+class BackendFallbackWarning(UserWarning):
+    """backend="auto" fell back to the slow numpy reference implementation."""
+
+
+def _module_name(backend, family):
+    pkg = "reference" if backend == "numpy" else backend
+    return f"fastem.kernels.{pkg}.{family}"
+
+
+def backend_unavailable_reason(backend):
+    """Return None if ``backend`` can be used here, else a one-line reason."""
+    if backend not in _status:
+        try:
+            for family in _FAMILIES:
+                importlib.import_module(_module_name(backend, family))
+            _status[backend] = None
+        except Exception as exc:  # noqa: BLE001 - any import failure makes it unavailable
+            _status[backend] = f"{type(exc).__name__}: {exc}"
+    return _status[backend]
+
+
+def available_backends():
+    """Dict of backend name -> None if usable, else the reason it is not."""
+    return {b: backend_unavailable_reason(b) for b in KERNEL_BACKENDS}
+
+
+def resolve_backend(backend):
+    """Turn the ``backend`` parameter into a concrete, usable backend name.
+
+    ``None`` means the configured default (``fastem.config_context`` or FASTEM_BACKEND).
+    ``"auto"`` picks numba, else cython, else numpy with a one-time warning.
+    """
+    global _warned_fallback
+    from ._validation import check_backend_name
+
+    if backend is None:
+        backend = check_backend_name(get_config()["backend"], "FASTEM_BACKEND / config backend")
+    if backend == "auto":
+        for candidate in _AUTO_ORDER:
+            if backend_unavailable_reason(candidate) is None:
+                if candidate == "numpy" and not _warned_fallback:
+                    _warned_fallback = True
+                    reasons = "; ".join(
+                        f"{b}: {backend_unavailable_reason(b)}" for b in ("numba", "cython")
+                    )
+                    warnings.warn(
+                        "fastem is running on the slow numpy reference backend because no fast "
+                        f"backend is available ({reasons}). Install numba, or build fastem with "
+                        "a C compiler for the cython backend.",
+                        BackendFallbackWarning,
+                        stacklevel=3,
+                    )
+                return candidate
+        raise RuntimeError("no fastem backend is usable; numpy reference kernels failed to import")
+    reason = backend_unavailable_reason(backend)
+    if reason is not None:
+        raise ValueError(
+            f"backend={backend!r} is not available here ({reason}). Use backend='auto' or one of "
+            f"{[b for b in KERNEL_BACKENDS if backend_unavailable_reason(b) is None]}."
+        )
+    return backend
+
+
+def get_kernels(backend, family):
+    """Return the kernel module of ``family`` (e.g. "kmeans") for a concrete backend."""
+    if backend not in KERNEL_BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
+    return importlib.import_module(_module_name(backend, family))

@@ -1,0 +1,1 @@
+"""numba kernels: ``@njit(parallel=True)``, cached on disk. Importing this imports numba."""

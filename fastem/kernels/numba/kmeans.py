@@ -1,0 +1,171 @@
+"""K-means kernels, numba backend. Same names and signatures as ``reference/kmeans.py``.
+
+Determinism: samples are cut into fixed blocks of ``BLOCK_SIZE``; reductions map
+contiguous runs of blocks onto a number of slots that depends only on the problem
+size; each slot is reduced serially by one thread and the slots are then added in
+slot order.  Nothing depends on the thread count, so results are bit-identical for
+any ``n_threads``.
+
+Distances for the assignment use ``||x - c||^2 = ||x||^2 + 2 (||c||^2 / 2 - x.c)``
+with the ``x.c`` block computed by one single-threaded GEMM per block (numba calls
+BLAS for ``np.dot``); the argmin only needs ``||c||^2 / 2 - x.c``.  Inertia and the
+k-means++ distances are computed directly as ``sum_j (x_j - c_j)^2`` in float64.
+"""
+
+import numpy as np
+from numba import prange
+
+from ._jit import BLOCK_SIZE, MAX_SLOTS, SLOT_BUDGET_BYTES, helper, kernel
+
+
+@helper
+def _n_slots(n_blocks, bytes_per_slot):
+    """Number of reduction slots: a function of the problem size only."""
+    by_budget = max(1, SLOT_BUDGET_BYTES // max(1, bytes_per_slot))
+    return max(1, min(n_blocks, MAX_SLOTS, by_budget))
+
+
+@helper
+def _slot_samples(slot, n_slots, n_blocks, n_samples):
+    """Sample range [start, stop) of a slot: a contiguous run of whole blocks."""
+    b0 = slot * n_blocks // n_slots
+    b1 = (slot + 1) * n_blocks // n_slots
+    return b0 * BLOCK_SIZE, min(b1 * BLOCK_SIZE, n_samples)
+
+
+@helper
+def _half_sq_norms(centers):
+    n_clusters, n_features = centers.shape
+    out = np.empty(n_clusters, dtype=centers.dtype)
+    for k in range(n_clusters):
+        acc = 0.0
+        for j in range(n_features):
+            acc += np.float64(centers[k, j]) * np.float64(centers[k, j])
+        out[k] = 0.5 * acc
+    return out
+
+
+@helper
+def _argmin_row(half_sq_norms, dots_row):
+    """Cluster minimising ||c||^2/2 - x.c (lowest index on ties), and that value."""
+    best = 0
+    best_val = half_sq_norms[0] - dots_row[0]
+    for k in range(1, half_sq_norms.shape[0]):
+        val = half_sq_norms[k] - dots_row[k]
+        if val < best_val:
+            best_val = val
+            best = k
+    return best, best_val
+
+
+@helper
+def _sq_dist_f64(X, i, point):
+    """sum_j (X[i, j] - point[j])^2 accumulated in float64."""
+    acc = 0.0
+    for j in range(X.shape[1]):
+        diff = np.float64(X[i, j]) - np.float64(point[j])
+        acc += diff * diff
+    return acc
+
+
+@kernel
+def assign_labels(X, centers, labels, min_sq_dist, n_threads):
+    """Nearest center of every sample (see the reference for the contract)."""
+    n_samples = X.shape[0]
+    n_clusters = centers.shape[0]
+    centers_t = np.ascontiguousarray(centers.T)
+    half_sq_norms = _half_sq_norms(centers)
+    n_blocks = (n_samples + BLOCK_SIZE - 1) // BLOCK_SIZE
+    for b in prange(n_blocks):
+        start = b * BLOCK_SIZE
+        stop = min(start + BLOCK_SIZE, n_samples)
+        dots = np.empty((stop - start, n_clusters), dtype=X.dtype)
+        np.dot(X[start:stop], centers_t, dots)
+        for i in range(stop - start):
+            best, best_val = _argmin_row(half_sq_norms, dots[i])
+            labels[start + i] = best
+            x_sq = 0.0
+            for j in range(X.shape[1]):
+                x_sq += np.float64(X[start + i, j]) * np.float64(X[start + i, j])
+            min_sq_dist[start + i] = max(x_sq + 2.0 * np.float64(best_val), 0.0)
+
+
+@kernel
+def lloyd_step(X, sample_weight, centers, labels, sums, weight_sums, n_threads):
+    """Assignment fused with the weighted per-cluster sums (see the reference)."""
+    n_samples, n_features = X.shape
+    n_clusters = centers.shape[0]
+    centers_t = np.ascontiguousarray(centers.T)
+    half_sq_norms = _half_sq_norms(centers)
+    n_blocks = (n_samples + BLOCK_SIZE - 1) // BLOCK_SIZE
+    n_slots = _n_slots(n_blocks, 8 * n_clusters * (n_features + 1))
+    part_sums = np.zeros((n_slots, n_clusters, n_features), dtype=np.float64)
+    part_weights = np.zeros((n_slots, n_clusters), dtype=np.float64)
+    for slot in prange(n_slots):
+        start, stop = _slot_samples(slot, n_slots, n_blocks, n_samples)
+        dots = np.empty((BLOCK_SIZE, n_clusters), dtype=X.dtype)
+        for b_start in range(start, stop, BLOCK_SIZE):
+            b_stop = min(b_start + BLOCK_SIZE, stop)
+            np.dot(X[b_start:b_stop], centers_t, dots[: b_stop - b_start])
+            for i in range(b_stop - b_start):
+                best, _ = _argmin_row(half_sq_norms, dots[i])
+                labels[b_start + i] = best
+                w = sample_weight[b_start + i]
+                part_weights[slot, best] += w
+                for j in range(n_features):
+                    part_sums[slot, best, j] += w * X[b_start + i, j]
+    sums[:] = 0.0
+    weight_sums[:] = 0.0
+    for slot in range(n_slots):  # fixed order: bit-identical for any thread count
+        sums += part_sums[slot]
+        weight_sums += part_weights[slot]
+
+
+@kernel
+def inertia(X, sample_weight, centers, labels, n_threads):
+    """sum_i w_i ||x_i - centers[labels_i]||^2 in float64 (see the reference)."""
+    n_samples = X.shape[0]
+    n_blocks = (n_samples + BLOCK_SIZE - 1) // BLOCK_SIZE
+    n_slots = _n_slots(n_blocks, 8)
+    partial = np.zeros(n_slots, dtype=np.float64)
+    for slot in prange(n_slots):
+        start, stop = _slot_samples(slot, n_slots, n_blocks, n_samples)
+        acc = 0.0
+        for i in range(start, stop):
+            acc += sample_weight[i] * _sq_dist_f64(X, i, centers[labels[i]])
+        partial[slot] = acc
+    total = 0.0
+    for slot in range(n_slots):
+        total += partial[slot]
+    return total
+
+
+@kernel
+def kmeanspp_trial_potentials(X, sample_weight, candidates, closest_sq_dist, potentials, n_threads):
+    """Potential of each k-means++ candidate (see the reference)."""
+    n_samples = X.shape[0]
+    n_trials = candidates.shape[0]
+    n_blocks = (n_samples + BLOCK_SIZE - 1) // BLOCK_SIZE
+    n_slots = _n_slots(n_blocks, 8 * n_trials)
+    partial = np.zeros((n_slots, n_trials), dtype=np.float64)
+    for slot in prange(n_slots):
+        start, stop = _slot_samples(slot, n_slots, n_blocks, n_samples)
+        for i in range(start, stop):
+            closest = closest_sq_dist[i]
+            w = sample_weight[i]
+            for t in range(n_trials):
+                partial[slot, t] += w * min(closest, _sq_dist_f64(X, i, candidates[t]))
+    for t in range(n_trials):
+        acc = 0.0
+        for slot in range(n_slots):
+            acc += partial[slot, t]
+        potentials[t] = acc
+
+
+@kernel
+def kmeanspp_update_closest(X, center, closest_sq_dist, n_threads):
+    """closest_sq_dist = min(closest_sq_dist, ||x - center||^2), in place."""
+    for i in prange(X.shape[0]):
+        d2 = _sq_dist_f64(X, i, center)
+        if d2 < closest_sq_dist[i]:
+            closest_sq_dist[i] = d2

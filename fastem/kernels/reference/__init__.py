@@ -1,0 +1,1 @@
+"""numpy reference kernels: plain, obviously correct, float64 accumulation."""

@@ -1,0 +1,475 @@
+"""K-means (hard EM): ``KMeans`` and ``kmeans_plusplus``, drop-in for scikit-learn's.
+
+The E-step assigns every sample to its nearest center; the M-step moves each center
+to the weighted mean of its samples.  Both happen in one pass over the data in the
+``lloyd_step`` kernel; this module holds the parameters, the checks and the loop.
+Everything here is backend-independent: kernels come from ``fastem._dispatch``.
+
+Follows scikit-learn's Lloyd exactly where it matters for identical answers: the
+data are centered before fitting, ``tol`` is relative to the mean feature variance,
+convergence is either "labels unchanged" (strict) or "squared center shift <= tol",
+and a final assignment makes ``labels_`` consistent with ``cluster_centers_``.
+"""
+
+import numbers
+import warnings
+
+import numpy as np
+
+from ._config import BACKENDS
+from ._threads import limit_blas_threads
+from ._validation import (
+    Interval,
+    Options,
+    check_array,
+    check_magnitude,
+    check_random_state,
+    check_sample_weight,
+    validate_params,
+)
+from .base import FastEMEstimator
+from .exceptions import ConvergenceWarning
+
+_RELOCATION_CHUNK = 65536
+
+
+def _tolerance(X, tol):
+    """scikit-learn's ``tol``: a fraction of the mean per-feature variance of X."""
+    if tol == 0:
+        return 0.0
+    return float(np.mean(np.var(X, axis=0, dtype=np.float64)) * tol)
+
+
+def _sq_dist_to_assigned(X, centers, labels):
+    """float64 ``||x_i - centers[labels_i]||^2``, in chunks to bound the temporary."""
+    out = np.empty(X.shape[0], dtype=np.float64)
+    for start in range(0, X.shape[0], _RELOCATION_CHUNK):
+        stop = start + _RELOCATION_CHUNK
+        diff = X[start:stop].astype(np.float64) - centers[labels[start:stop]]
+        out[start:stop] = np.einsum("ij,ij->i", diff, diff)
+    return out
+
+
+def _relocate_empty_clusters(X, sample_weight, centers_old, sums, weight_sums, labels):
+    """Give every empty cluster one of the samples farthest from its center.
+
+    Deterministic: samples are ranked by squared distance to their assigned (old)
+    center, farthest first, ties to the lowest index; zero-weight samples are never
+    chosen (they could not make a cluster non-empty).  The sample's weighted
+    contribution moves from its old cluster's sums to the empty cluster's, as in
+    scikit-learn; ``labels`` is left unchanged (the next iteration reassigns).
+    """
+    empty = np.flatnonzero(weight_sums == 0)
+    if empty.size == 0:
+        return 0
+    dist = _sq_dist_to_assigned(X, centers_old.astype(np.float64), labels)
+    dist[sample_weight == 0] = -1.0
+    far = np.argsort(-dist, kind="stable")[: empty.size]
+    for new_k, idx in zip(empty, far):
+        old_k = labels[idx]
+        contribution = sample_weight[idx] * X[idx].astype(np.float64)
+        sums[old_k] -= contribution
+        weight_sums[old_k] -= sample_weight[idx]
+        sums[new_k] = contribution
+        weight_sums[new_k] = sample_weight[idx]
+    return empty.size
+
+
+def _average_centers(sums, weight_sums, centers_old, dtype):
+    """New centers = sums / weights; a cluster left with no weight keeps its old center."""
+    centers = centers_old.astype(np.float64, copy=True)
+    filled = weight_sums > 0
+    centers[filled] = sums[filled] / weight_sums[filled, None]
+    return np.ascontiguousarray(centers, dtype=dtype)
+
+
+def _lloyd(X, sample_weight, centers_init, *, max_iter, tol, verbose, kern, n_threads):
+    """One Lloyd run from ``centers_init``; returns labels, inertia, centers, n_iter."""
+    n_samples, n_features = X.shape
+    n_clusters = centers_init.shape[0]
+    centers = np.ascontiguousarray(centers_init, dtype=X.dtype).copy()
+    labels = np.full(n_samples, -1, dtype=np.int32)
+    labels_old = labels.copy()
+    sums = np.empty((n_clusters, n_features), dtype=np.float64)
+    weight_sums = np.empty(n_clusters, dtype=np.float64)
+    strict_convergence = False
+    for i in range(max_iter):
+        kern.lloyd_step(X, sample_weight, centers, labels, sums, weight_sums, n_threads)
+        _relocate_empty_clusters(X, sample_weight, centers, sums, weight_sums, labels)
+        centers_new = _average_centers(sums, weight_sums, centers, X.dtype)
+        # squared total center shift, compared with tol as scikit-learn does
+        shift = float(np.sum((centers_new.astype(np.float64) - centers) ** 2))
+        if verbose:
+            value = kern.inertia(X, sample_weight, centers, labels, n_threads)
+            print(f"Iteration {i}, inertia {value}.")
+        centers = centers_new
+        if np.array_equal(labels, labels_old):
+            if verbose:
+                print(f"Converged at iteration {i}: strict convergence.")
+            strict_convergence = True
+            break
+        if shift <= tol:
+            if verbose:
+                print(f"Converged at iteration {i}: center shift {shift} within tolerance {tol}.")
+            break
+        labels_old[:] = labels
+    if not strict_convergence:
+        # the centers moved after the last assignment: reassign so labels match them
+        kern.assign_labels(X, centers, labels, np.empty(n_samples, np.float64), n_threads)
+    inertia = kern.inertia(X, sample_weight, centers, labels, n_threads)
+    return labels, inertia, centers, i + 1
+
+
+def _is_same_clustering(labels1, labels2, n_clusters):
+    """True if the two labelings are equal up to a permutation of the cluster ids."""
+    pairs = np.unique(labels1.astype(np.int64) * n_clusters + labels2)
+    return pairs.size == np.unique(labels1).size == np.unique(labels2).size
+
+
+def _kmeans_plusplus(X, n_clusters, sample_weight, random_state, n_local_trials, kern, n_threads):
+    """Greedy k-means++ (Arthur & Vassilvitskii 2007, with local trials as in scikit-learn).
+
+    Each new center is the best of ``n_local_trials`` candidates drawn with probability
+    proportional to ``w_i * D(x_i)^2``, "best" meaning the lowest resulting potential
+    ``sum_i w_i min(D(x_i)^2, ||x_i - candidate||^2)``.  The random draws are made in
+    the same order as scikit-learn's, so the same ``random_state`` picks the same
+    centers up to floating-point ties.
+    """
+    n_samples, n_features = X.shape
+    if n_local_trials is None:
+        n_local_trials = 2 + int(np.log(n_clusters))
+    centers = np.empty((n_clusters, n_features), dtype=X.dtype)
+    indices = np.full(n_clusters, -1, dtype=np.intp)
+    first = random_state.choice(n_samples, p=sample_weight / sample_weight.sum())
+    centers[0] = X[first]
+    indices[0] = first
+    closest = np.full(n_samples, np.inf, dtype=np.float64)
+    kern.kmeanspp_update_closest(X, centers[0], closest, n_threads)
+    current_pot = float(closest @ sample_weight)
+    potentials = np.empty(n_local_trials, dtype=np.float64)
+    for c in range(1, n_clusters):
+        rand_vals = random_state.uniform(size=n_local_trials) * current_pot
+        candidate_ids = np.searchsorted(np.cumsum(sample_weight * closest), rand_vals)
+        np.clip(candidate_ids, None, n_samples - 1, out=candidate_ids)
+        candidates = np.ascontiguousarray(X[candidate_ids])
+        kern.kmeanspp_trial_potentials(X, sample_weight, candidates, closest, potentials, n_threads)
+        best = int(np.argmin(potentials))
+        current_pot = float(potentials[best])
+        kern.kmeanspp_update_closest(X, candidates[best], closest, n_threads)
+        centers[c] = candidates[best]
+        indices[c] = candidate_ids[best]
+    return centers, indices
+
+
+def kmeans_plusplus(X, n_clusters, *, sample_weight=None, x_squared_norms=None,
+                    random_state=None, n_local_trials=None, backend=None, n_threads=None):
+    """Choose initial K-means centers with greedy k-means++ (drop-in for scikit-learn's).
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    n_clusters : int
+        Number of centers to choose, 1 <= n_clusters <= n_samples.
+    sample_weight : array-like of shape (n_samples,), default=None
+        Sampling is proportional to ``sample_weight * D(x)^2``.
+    x_squared_norms : ignored
+        Accepted for compatibility with scikit-learn; fastem computes distances directly.
+    random_state : None, int or numpy RandomState
+    n_local_trials : int, default=None
+        Candidates tried per center; ``None`` means ``2 + int(log(n_clusters))``.
+    backend : {"auto", "numba", "cython", "numpy"}, default=None (the configured default)
+    n_threads : int, default=None (every CPU this process may use)
+
+    Returns
+    -------
+    centers : ndarray of shape (n_clusters, n_features), X's dtype (float32 or float64)
+    indices : ndarray of shape (n_clusters,)
+        Row of X each center was taken from.
+    """
+    from ._dispatch import get_kernels, resolve_backend
+    from ._threads import resolve_n_threads
+
+    validate_params(
+        dict(n_clusters=n_clusters, random_state=random_state, n_local_trials=n_local_trials,
+             backend=backend, n_threads=n_threads),
+        dict(n_clusters=[Interval(numbers.Integral, 1, None)], random_state=["random_state"],
+             n_local_trials=[None, Interval(numbers.Integral, 1, None)],
+             backend=[None, Options(*BACKENDS)], n_threads=[None, Interval(numbers.Integral, 1, None)]),
+        "kmeans_plusplus",
+    )
+    X = check_array(X, owner="kmeans_plusplus")
+    if X.shape[0] < n_clusters:
+        raise ValueError(f"n_samples={X.shape[0]} should be >= n_clusters={n_clusters}.")
+    sample_weight = check_sample_weight(sample_weight, X.shape[0], owner="kmeans_plusplus")
+    check_magnitude(X, sample_weight)
+    backend = resolve_backend(backend)
+    kern = get_kernels(backend, "kmeans")
+    with limit_blas_threads():
+        return _kmeans_plusplus(X, n_clusters, sample_weight, check_random_state(random_state),
+                                n_local_trials, kern, resolve_n_threads(n_threads))
+
+
+class KMeans(FastEMEstimator):
+    """K-means clustering (Lloyd's algorithm), a drop-in for ``sklearn.cluster.KMeans``.
+
+    Parameters
+    ----------
+    n_clusters : int, default=8
+        Number of clusters.
+    init : {"k-means++", "random"}, callable or array-like of shape (n_clusters, n_features)
+        "k-means++": greedy k-means++ seeding; "random": ``n_clusters`` rows drawn with
+        probability proportional to ``sample_weight``; a callable ``init(X, n_clusters,
+        random_state)`` returning centers; or the initial centers themselves.
+    n_init : "auto" or int, default="auto"
+        Runs from different seeds; the one with the lowest inertia is kept.  "auto" is 1
+        for "k-means++" and an array, 10 for "random" and a callable.
+    max_iter : int, default=300
+        Maximum Lloyd iterations per run.
+    tol : float, default=1e-4
+        Stop when the squared total center shift is at most ``tol`` times the mean
+        per-feature variance of X (or when no label changes).
+    verbose : int, default=0
+        Print the inertia at every iteration.
+    random_state : None, int or numpy RandomState
+        Seeds the initialization; the same seed gives the same result.
+    copy_x : bool, default=True
+        With False, X (if already C-contiguous float32/float64) is centered in place
+        during the fit and restored afterwards, saving a copy.
+    algorithm : {"lloyd", "elkan"}, default="lloyd"
+        "elkan" is accepted for compatibility; both give Lloyd's exact result (fastem
+        currently runs Lloyd's iterations for either).
+    backend : {"auto", "numba", "cython", "numpy"}, default=None
+        Kernel implementation; None uses ``fastem.config_context`` / ``FASTEM_BACKEND``
+        ("auto" unless set): numba, else cython, else numpy.
+    n_threads : int, default=None
+        Threads for the kernels; None means every CPU this process may use.  Results
+        are bit-identical for any value.
+
+    Attributes
+    ----------
+    cluster_centers_ : ndarray of shape (n_clusters, n_features), X's float dtype
+    labels_ : ndarray of shape (n_samples,), int32
+    inertia_ : float
+        Weighted sum of squared distances of samples to their closest center.
+    n_iter_ : int
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str (only when X had string column names)
+    backend_ : str
+        Backend that ran the fit.
+    """
+
+    _estimator_type = "clusterer"
+    _parameter_constraints = {
+        "n_clusters": [Interval(numbers.Integral, 1, None)],
+        "init": [Options("k-means++", "random"), "callable", "array-like"],
+        "n_init": [Options("auto"), Interval(numbers.Integral, 1, None)],
+        "max_iter": [Interval(numbers.Integral, 1, None)],
+        "tol": [Interval(numbers.Real, 0, None)],
+        "verbose": [Interval(numbers.Integral, 0, None), "boolean"],
+        "random_state": ["random_state"],
+        "copy_x": ["boolean"],
+        "algorithm": [Options("lloyd", "elkan")],
+        "backend": [None, Options(*BACKENDS)],
+        "n_threads": [None, Interval(numbers.Integral, 1, None)],
+    }
+
+    def __init__(self, n_clusters=8, *, init="k-means++", n_init="auto", max_iter=300,
+                 tol=1e-4, verbose=0, random_state=None, copy_x=True, algorithm="lloyd",
+                 backend=None, n_threads=None):
+        self.n_clusters = n_clusters
+        self.init = init
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.verbose = verbose
+        self.random_state = random_state
+        self.copy_x = copy_x
+        self.algorithm = algorithm
+        self.backend = backend
+        self.n_threads = n_threads
+
+    # ------------------------------------------------------------------ helpers
+    def _resolve_n_init(self):
+        init_is_array = not isinstance(self.init, str) and not callable(self.init)
+        if self.n_init == "auto":
+            n_init = 10 if (self.init == "random" if isinstance(self.init, str) else
+                            callable(self.init)) else 1
+        else:
+            n_init = self.n_init
+        if init_is_array and n_init != 1:
+            warnings.warn(
+                "Explicit initial center position passed: performing only one init in "
+                f"{type(self).__name__} instead of n_init={n_init}.", RuntimeWarning, stacklevel=3)
+            n_init = 1
+        return n_init
+
+    def _check_centers(self, centers, X, what):
+        centers = check_array(centers, name=what, owner=type(self).__name__, dtype=X.dtype,
+                              copy=True)
+        if centers.shape != (self.n_clusters, X.shape[1]):
+            raise ValueError(
+                f"The shape of {what} {centers.shape} does not match (n_clusters, n_features) = "
+                f"({self.n_clusters}, {X.shape[1]}).")
+        return centers
+
+    def _init_centroids(self, X, init, random_state, sample_weight, kern, n_threads):
+        if isinstance(init, str) and init == "k-means++":
+            centers, _ = _kmeans_plusplus(X, self.n_clusters, sample_weight, random_state, None,
+                                          kern, n_threads)
+        elif isinstance(init, str) and init == "random":
+            seeds = random_state.choice(X.shape[0], size=self.n_clusters, replace=False,
+                                        p=sample_weight / sample_weight.sum())
+            centers = X[seeds]
+        elif callable(init):
+            centers = self._check_centers(init(X, self.n_clusters, random_state=random_state),
+                                          X, "the centers returned by the init callable")
+        else:
+            centers = init
+        return np.ascontiguousarray(centers, dtype=X.dtype)
+
+    # ------------------------------------------------------------------ API
+    def fit(self, X, y=None, sample_weight=None):
+        """Compute K-means clustering.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            float32 stays float32; other numeric types become float64.
+        y : ignored
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights; an integer weight acts as that many repeated rows.
+            Not used by a callable or array ``init``.
+
+        Returns
+        -------
+        self
+        """
+        self._validate_params()
+        X = self._validate_data(X, reset=True, copy=self.copy_x)
+        n_samples = X.shape[0]
+        if n_samples < self.n_clusters:
+            raise ValueError(f"n_samples={n_samples} should be >= n_clusters={self.n_clusters}.")
+        sample_weight = check_sample_weight(sample_weight, n_samples, owner="KMeans")
+        n_positive = int(np.count_nonzero(sample_weight))
+        if n_positive < self.n_clusters:
+            raise ValueError(
+                f"sample_weight has only {n_positive} positive entries but n_clusters="
+                f"{self.n_clusters}; each cluster needs at least one sample of positive weight.")
+        check_magnitude(X, sample_weight)
+        n_init = self._resolve_n_init()
+        init = self.init
+        if not isinstance(init, str) and not callable(init):
+            init = self._check_centers(init, X, "the initial centers (init)")
+            check_magnitude(np.vstack([X[:1], init]), None, name="init")
+        backend, n_threads = self._resolve_runtime()
+        kern = self._kernels(backend, "kmeans")
+        tol = _tolerance(X, self.tol)
+        random_state = check_random_state(self.random_state)
+
+        if not X.flags.writeable:
+            X = X.copy()
+        # Center the data: the expansion ||x||^2 - 2 x.c + ||c||^2 loses precision far
+        # from the origin.  With copy_x=False this is the caller's array: restore it.
+        X_mean = X.mean(axis=0)
+        X -= X_mean
+        if not isinstance(init, str) and not callable(init):
+            init = init - X_mean
+        try:
+            best = None
+            with limit_blas_threads():
+                for _ in range(n_init):
+                    centers_init = self._init_centroids(X, init, random_state, sample_weight,
+                                                        kern, n_threads)
+                    if self.verbose:
+                        print("Initialization complete")
+                    labels, inertia, centers, n_iter = _lloyd(
+                        X, sample_weight, centers_init, max_iter=self.max_iter, tol=tol,
+                        verbose=self.verbose, kern=kern, n_threads=n_threads)
+                    if best is None or (inertia < best[1] and
+                                        not _is_same_clustering(labels, best[0], self.n_clusters)):
+                        best = (labels, inertia, centers, n_iter)
+        finally:
+            if not self.copy_x:
+                X += X_mean
+        labels, inertia, centers, n_iter = best
+        centers += X_mean
+        distinct = np.unique(labels).size
+        if distinct < self.n_clusters:
+            warnings.warn(
+                f"Number of distinct clusters ({distinct}) found smaller than n_clusters "
+                f"({self.n_clusters}). Possibly due to duplicate points in X.",
+                ConvergenceWarning, stacklevel=2)
+        self.cluster_centers_ = centers
+        self.labels_ = labels
+        self.inertia_ = float(inertia)
+        self.n_iter_ = int(n_iter)
+        self.backend_ = backend
+        self._n_features_out = self.n_clusters
+        return self
+
+    def _prepared(self, X):
+        """Validated X and the centers in X's dtype, for predict / score / transform."""
+        self._check_is_fitted()
+        X = self._validate_data(X, reset=False)
+        centers = np.ascontiguousarray(self.cluster_centers_, dtype=X.dtype)
+        check_magnitude(np.vstack([X, centers]), None)
+        return X, centers
+
+    def _labels_inertia(self, X, centers, sample_weight):
+        backend, n_threads = self._resolve_runtime()
+        kern = self._kernels(backend, "kmeans")
+        labels = np.empty(X.shape[0], dtype=np.int32)
+        with limit_blas_threads():
+            kern.assign_labels(X, centers, labels, np.empty(X.shape[0], np.float64), n_threads)
+            inertia = (kern.inertia(X, sample_weight, centers, labels, n_threads)
+                       if sample_weight is not None else None)
+        return labels, inertia
+
+    def predict(self, X):
+        """Index of the closest cluster center for each sample (int32)."""
+        X, centers = self._prepared(X)
+        return self._labels_inertia(X, centers, None)[0]
+
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Fit, then return ``labels_`` (equal to ``fit(X).predict(X)``)."""
+        return self.fit(X, sample_weight=sample_weight).labels_
+
+    def score(self, X, y=None, sample_weight=None):
+        """Opposite of the weighted inertia of X under the fitted centers."""
+        X, centers = self._prepared(X)
+        sample_weight = check_sample_weight(sample_weight, X.shape[0], owner="KMeans.score")
+        return -self._labels_inertia(X, centers, sample_weight)[1]
+
+    def transform(self, X):
+        """Euclidean distance of every sample to every center, shape (n_samples, n_clusters)."""
+        X, centers = self._prepared(X)
+        return _euclidean_distances(X, centers)
+
+    def fit_transform(self, X, y=None, sample_weight=None):
+        """Fit, then return the distances of X to the fitted centers."""
+        return self.fit(X, sample_weight=sample_weight).transform(X)
+
+    def get_feature_names_out(self, input_features=None):
+        """Output feature names of ``transform``: ``kmeans0``, ``kmeans1``, ..."""
+        self._check_is_fitted()
+        return np.asarray([f"kmeans{i}" for i in range(self._n_features_out)], dtype=object)
+
+    def __sklearn_tags__(self):
+        from sklearn.utils import TransformerTags
+
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags = TransformerTags(preserves_dtype=["float64", "float32"])
+        return tags
+
+
+def _euclidean_distances(X, centers):
+    """Distances in float64 by the expansion (clipped at 0), returned in X's dtype."""
+    out = np.empty((X.shape[0], centers.shape[0]), dtype=X.dtype)
+    c64 = centers.astype(np.float64)
+    c_sq = np.einsum("ij,ij->i", c64, c64)
+    for start in range(0, X.shape[0], _RELOCATION_CHUNK):
+        xb = X[start:start + _RELOCATION_CHUNK].astype(np.float64)
+        d2 = np.einsum("ij,ij->i", xb, xb)[:, None] - 2.0 * (xb @ c64.T) + c_sq[None, :]
+        np.sqrt(np.maximum(d2, 0.0), out=d2)
+        out[start:start + _RELOCATION_CHUNK] = d2
+    return out
