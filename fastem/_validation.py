@@ -229,13 +229,15 @@ def check_magnitude(X, sample_weight=None, name="X"):
     """
     if X.size == 0:
         return
-    span = float(np.max(X, axis=0).astype(np.float64).max() - np.min(X, axis=0).astype(np.float64).min())
+    # Rounding errors of centering and of the expansion scale with |x|, not with the
+    # spread of the data, so bound the largest magnitude.
+    span = float(np.max(np.abs(X)))
     worst_sq = 4.0 * X.shape[1] * span * span
     dtype_max = float(np.finfo(X.dtype).max)
     total_w = X.shape[0] if sample_weight is None else float(np.sum(sample_weight))
     if not np.isfinite(worst_sq) or worst_sq > dtype_max / 16 or worst_sq * total_w > 1e300:
         raise ValueError(
-            f"{name} has values too large in magnitude (spread {span:.3g}) for squared distances "
+            f"{name} has values too large in magnitude (max |value| {span:.3g}) for squared distances "
             f"in {X.dtype}: they would overflow. Rescale {name}, e.g. divide by its standard "
             "deviation, or use float64."
         )

@@ -9,6 +9,7 @@ resolution.
 """
 
 import inspect
+import sys
 
 import numpy as np
 
@@ -20,6 +21,26 @@ from ._validation import (
     check_array,
     validate_params,
 )
+
+
+def _not_fitted_error_class():
+    """fastem's NotFittedError, also a scikit-learn NotFittedError when sklearn is loaded.
+
+    Code that already imported scikit-learn may catch sklearn's class; code that did
+    not cannot be catching it, so fastem never imports scikit-learn just for this.
+    """
+    sk_exceptions = sys.modules.get("sklearn.exceptions")
+    if sk_exceptions is None:
+        return NotFittedError
+    global _SKLEARN_NOT_FITTED
+    if _SKLEARN_NOT_FITTED is None:
+        _SKLEARN_NOT_FITTED = type(
+            "NotFittedError", (NotFittedError, sk_exceptions.NotFittedError),
+            {"__module__": NotFittedError.__module__})
+    return _SKLEARN_NOT_FITTED
+
+
+_SKLEARN_NOT_FITTED = None
 
 
 class FastEMEstimator:
@@ -87,7 +108,7 @@ class FastEMEstimator:
 
     def _check_is_fitted(self):
         if not self.__sklearn_is_fitted__():
-            raise NotFittedError(
+            raise _not_fitted_error_class()(
                 f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
                 "appropriate arguments before using this estimator."
             )

@@ -1,0 +1,154 @@
+"""The package as a user meets it: import cost, the command line, configuration,
+backend reporting and the numba cache fallback."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastem
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run(args, env=None, **kw):
+    full_env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=full_env,
+                          timeout=300, **kw)
+
+
+def test_import_compiles_nothing_and_loads_no_backend():
+    code = ("import sys, fastem; "
+            "bad = [m for m in ('numba', 'llvmlite', 'sklearn', 'scipy', "
+            "'fastem.kernels.numba.kmeans', 'fastem.kernels.cython.kmeans') if m in sys.modules]; "
+            "print(bad)")
+    out = run(["-c", code])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_cli_fit_on_bundled_dataset():
+    out = run(["-m", "fastem", "fit", "--json"])
+    assert out.returncode == 0, out.stderr
+    res = json.loads(out.stdout)
+    assert res["n_samples"] == 150 and res["n_clusters"] == 3
+    # iris with k=3 has the well-known optimum 78.85566582597727 (scikit-learn, R)
+    assert res["inertia"] == pytest.approx(78.85566582597727, rel=1e-9)
+    assert sorted(res["cluster_sizes"]) == [38, 50, 62] or sorted(res["cluster_sizes"]) == [39, 50, 61]
+
+
+def test_cli_fit_human_output_and_files(tmp_path):
+    X = np.random.default_rng(0).standard_normal((60, 3))
+    np.save(tmp_path / "x.npy", X)
+    np.savetxt(tmp_path / "x.csv", X, delimiter=",", header="a,b,c", comments="")
+    for name in ("x.npy", "x.csv"):
+        out = run(["-m", "fastem", "fit", str(tmp_path / name), "-k", "4"])
+        assert out.returncode == 0, out.stderr
+        assert "60 samples x 3 features, k=4" in out.stdout
+    out = run(["-m", "fastem", "fit", "kmeans", str(tmp_path / "x.csv"), "-k", "2", "--json"])
+    assert json.loads(out.stdout)["n_clusters"] == 2
+
+
+@pytest.mark.parametrize("args,message", [
+    (["fit", "/no/such/file.npy"], "data file not found"),
+    (["fit", "data.parquetx"], "data file not found"),
+    (["fit", "-k", "0"], "expected a positive integer"),
+    (["fit", "-k", "500"], "n_samples=150 should be >= n_clusters=500"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_cli_errors_go_to_stderr_with_nonzero_exit(args, message):
+    out = run(["-m", "fastem", *args])
+    assert out.returncode == 2
+    assert message in out.stderr and out.stdout == ""
+
+
+def test_cli_bad_csv(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text("a,b\n1,2\n3,oops\n")
+    out = run(["-m", "fastem", "fit", str(path)])
+    assert out.returncode == 2 and "cannot parse" in out.stderr
+
+
+def test_info_reports_backends_and_threads():
+    out = run(["-m", "fastem", "info", "--json"])
+    assert out.returncode == 0, out.stderr
+    info = json.loads(out.stdout)
+    assert set(info["backends"]) == {"numba", "cython", "numpy"}
+    assert info["backends"]["numpy"] == "available"
+    assert info["available_cpus"] >= 1
+    if info["backends"]["numba"] == "available":
+        assert info["numba_threading_layer"] in ("omp", "tbb", "workqueue")
+
+
+def test_environment_variable_selects_backend():
+    code = "import numpy as np, fastem; print(fastem.KMeans(2, random_state=0).fit(np.random.rand(20, 2)).backend_)"
+    out = run(["-c", code], env={"FASTEM_BACKEND": "numpy"})
+    assert out.stdout.strip() == "numpy", out.stderr
+    out = run(["-c", code], env={"FASTEM_BACKEND": "quantum"})
+    assert out.returncode != 0 and "FASTEM_BACKEND" in out.stderr
+
+
+def test_config_context_restores_and_validates():
+    before = fastem.get_config()
+    with fastem.config_context(backend="numpy", n_threads=1):
+        assert fastem.get_config() == {"backend": "numpy", "n_threads": 1}
+    assert fastem.get_config() == before
+    with pytest.raises(ValueError, match="n_threads"):
+        fastem.set_config(n_threads=0)
+    with pytest.raises(ValueError, match="backend"):
+        fastem.set_config(backend="gpu")
+
+
+def test_available_cpus_respects_affinity():
+    from fastem._threads import available_cpus
+
+    assert 1 <= available_cpus() <= len(os.sched_getaffinity(0))
+
+
+def test_numba_cache_falls_back_when_no_location_is_writable(tmp_path):
+    pytest.importorskip("numba")
+    # Simulate a read-only install: numba finds no cache locator except the one driven
+    # by NUMBA_CACHE_DIR, which is unset. fastem must point it at a writable directory.
+    code = f"""
+import numba.core.caching as c, numba.core.config as cfg
+impl = getattr(c, "CacheImpl", None) or c._CacheImpl
+impl._locator_classes = [c.UserProvidedCacheLocator]
+import tempfile; tempfile.tempdir = {str(tmp_path)!r}
+import numpy as np, fastem
+km = fastem.KMeans(2, random_state=0, backend="numba").fit(np.random.rand(30, 2))
+print(cfg.CACHE_DIR)
+"""
+    out = run(["-c", code], env={"NUMBA_CACHE_DIR": ""})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().startswith(str(tmp_path))
+    assert any(p.name.endswith(".nbi") for p in tmp_path.rglob("*"))
+
+
+def test_numba_compiles_without_cache_when_nothing_is_writable():
+    pytest.importorskip("numba")
+    code = """
+import warnings
+import numba.core.caching as c
+impl = getattr(c, "CacheImpl", None) or c._CacheImpl
+impl._locator_classes = []
+import numpy as np, fastem
+with warnings.catch_warnings(record=True) as rec:
+    warnings.simplefilter("always")
+    km = fastem.KMeans(2, random_state=0, backend="numba").fit(np.random.rand(30, 2))
+print(km.inertia_ > 0, any("no writable numba cache" in str(w.message) for w in rec))
+"""
+    out = run(["-c", code], env={"NUMBA_CACHE_DIR": ""})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "True"]
+
+
+def test_warmup_command():
+    out = run(["-m", "fastem", "warmup", "--json"])
+    assert out.returncode == 0, out.stderr
+    res = json.loads(out.stdout)
+    if fastem.available_backends()["numba"] is None:
+        assert res["warmed"] == ["numba"]
