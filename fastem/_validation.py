@@ -231,7 +231,7 @@ def check_magnitude(X, sample_weight=None, name="X"):
         return
     # Rounding errors of centering and of the expansion scale with |x|, not with the
     # spread of the data, so bound the largest magnitude.
-    span = float(np.max(np.abs(X)))
+    span = max(abs(float(X.max())), abs(float(X.min())))  # no |X| temporary
     worst_sq = 4.0 * X.shape[1] * span * span
     dtype_max = float(np.finfo(X.dtype).max)
     total_w = X.shape[0] if sample_weight is None else float(np.sum(sample_weight))

@@ -1,0 +1,1 @@
+"""Cython kernels (nogil, OpenMP prange), compiled by setup.py."""
