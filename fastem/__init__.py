@@ -6,11 +6,13 @@ fitted (see ``fastem._dispatch``).
 
 from ._config import config_context, get_config, set_config
 from ._dispatch import available_backends
+from .gaussian_mixture import GaussianMixture
 from .kmeans import KMeans, kmeans_plusplus
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "GaussianMixture",
     "KMeans",
     "available_backends",
     "config_context",

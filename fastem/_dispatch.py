@@ -12,7 +12,7 @@ from ._config import BACKENDS, get_config
 
 KERNEL_BACKENDS = ("numba", "cython", "numpy")
 _AUTO_ORDER = ("numba", "cython", "numpy")
-_FAMILIES = ("kmeans",)
+_FAMILIES = ("kmeans", "gaussian_mixture")
 
 _status = {}  # backend -> None (usable) or a string saying why not
 _warned_fallback = False
@@ -27,25 +27,29 @@ def _module_name(backend, family):
     return f"fastem.kernels.{pkg}.{family}"
 
 
-def backend_unavailable_reason(backend):
-    """Return None if ``backend`` can be used here, else a one-line reason."""
-    if backend not in _status:
-        try:
-            for family in _FAMILIES:
-                importlib.import_module(_module_name(backend, family))
-            _status[backend] = None
-        except Exception as exc:  # noqa: BLE001 - any import failure makes it unavailable
-            _status[backend] = f"{type(exc).__name__}: {exc}"
-    return _status[backend]
+def backend_unavailable_reason(backend, family=None):
+    """Return None if ``backend`` can be used here (for ``family``, else for every family),
+    else a one-line reason."""
+    for fam in (_FAMILIES if family is None else (family,)):
+        key = (backend, fam)
+        if key not in _status:
+            try:
+                importlib.import_module(_module_name(backend, fam))
+                _status[key] = None
+            except Exception as exc:  # noqa: BLE001 - any import failure makes it unavailable
+                _status[key] = f"{type(exc).__name__}: {exc}"
+        if _status[key] is not None:
+            return _status[key]
+    return None
 
 
 def available_backends():
-    """Dict of backend name -> None if usable, else the reason it is not."""
+    """Dict of backend name -> None if usable for every model, else the reason it is not."""
     return {b: backend_unavailable_reason(b) for b in KERNEL_BACKENDS}
 
 
-def resolve_backend(backend):
-    """Turn the ``backend`` parameter into a concrete, usable backend name.
+def resolve_backend(backend, family="kmeans"):
+    """Turn the ``backend`` parameter into a concrete, usable backend name for ``family``.
 
     ``None`` means the configured default (``fastem.config_context`` or FASTEM_BACKEND).
     ``"auto"`` picks numba, else cython, else numpy with a one-time warning.
@@ -57,11 +61,11 @@ def resolve_backend(backend):
         backend = check_backend_name(get_config()["backend"], "FASTEM_BACKEND / config backend")
     if backend == "auto":
         for candidate in _AUTO_ORDER:
-            if backend_unavailable_reason(candidate) is None:
+            if backend_unavailable_reason(candidate, family) is None:
                 if candidate == "numpy" and not _warned_fallback:
                     _warned_fallback = True
                     reasons = "; ".join(
-                        f"{b}: {backend_unavailable_reason(b)}" for b in ("numba", "cython")
+                        f"{b}: {backend_unavailable_reason(b, family)}" for b in ("numba", "cython")
                     )
                     warnings.warn(
                         "fastem is running on the slow numpy reference backend because no fast "
@@ -72,11 +76,12 @@ def resolve_backend(backend):
                     )
                 return candidate
         raise RuntimeError("no fastem backend is usable; numpy reference kernels failed to import")
-    reason = backend_unavailable_reason(backend)
+    reason = backend_unavailable_reason(backend, family)
     if reason is not None:
+        usable = [b for b in KERNEL_BACKENDS if backend_unavailable_reason(b, family) is None]
         raise ValueError(
             f"backend={backend!r} is not available here ({reason}). Use backend='auto' or one of "
-            f"{[b for b in KERNEL_BACKENDS if backend_unavailable_reason(b) is None]}."
+            f"{usable}."
         )
     return backend
 

@@ -18,7 +18,9 @@ def _version(module):
 
 
 def _exercise(kern, dtype, n_threads=1):
-    """Run every K-means kernel once on tiny data of ``dtype`` (compiles / loads the cache)."""
+    """Run every kernel of a family once on tiny data of ``dtype`` (compiles / loads the cache)."""
+    if kern.__name__.endswith("gaussian_mixture"):
+        return _exercise_gaussian_mixture(kern, dtype, n_threads)
     X = np.arange(24, dtype=dtype).reshape(8, 3)
     centers = np.ascontiguousarray(X[:2])
     w = np.ones(8)
@@ -29,6 +31,23 @@ def _exercise(kern, dtype, n_threads=1):
     kern.inertia(X, w, centers, labels, n_threads)
     kern.kmeanspp_trial_potentials(X, w, centers, dist, np.empty(2), n_threads)
     kern.kmeanspp_update_closest(X, centers[0], dist, n_threads)
+
+
+def _exercise_gaussian_mixture(kern, dtype, n_threads=1):
+    X = np.arange(24, dtype=dtype).reshape(8, 3) / 10
+    means = np.ascontiguousarray(X[:2])
+    consts = np.zeros(2)
+    w = np.ones(8)
+    chols = {"full": np.stack([np.eye(3, dtype=dtype)] * 2), "tied": np.eye(3, dtype=dtype),
+             "diag": np.ones((2, 3), dtype=dtype), "spherical": np.ones(2, dtype=dtype)}
+    xx = {"full": (2, 3, 3), "tied": (3, 3), "diag": (2, 3), "spherical": (2,)}
+    for cov, pc in chols.items():
+        getattr(kern, f"estimate_log_prob_{cov}")(X, means, pc, consts, np.empty((8, 2)),
+                                                  n_threads)
+        getattr(kern, f"estimate_log_norm_{cov}")(X, means, pc, consts, np.empty(8),
+                                                  np.empty(8, np.int32), n_threads)
+        getattr(kern, f"accumulate_stats_{cov}")(X, w, means, pc, consts, means, np.empty(2),
+                                                 np.empty((2, 3)), np.empty(xx[cov]), n_threads)
 
 
 def warmup(backends=("numba",)):

@@ -1,6 +1,7 @@
 """How many threads to use, and keeping libraries from oversubscribing the CPUs."""
 
 import os
+import threading
 from contextlib import contextmanager
 
 
@@ -52,17 +53,36 @@ def resolve_n_threads(n_threads):
     return int(n_threads)
 
 
+_blas_limit = threading.local()
+
+
 @contextmanager
 def limit_blas_threads():
     """Keep BLAS at one thread while our own kernels run their threads over it.
 
     The numba and Cython kernels call single-block GEMMs from each worker thread; a
-    multithreaded BLAS underneath would oversubscribe the CPUs.
+    multithreaded BLAS underneath would oversubscribe the CPUs.  Re-entering is free:
+    threadpoolctl inspects the loaded libraries (milliseconds) only at the outermost
+    level, so a fit can wrap its whole loop and each kernel call can wrap itself.
     """
+    depth = getattr(_blas_limit, "depth", 0)
+    if depth:
+        _blas_limit.depth = depth + 1
+        try:
+            yield
+        finally:
+            _blas_limit.depth = depth
+        return
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # threadpoolctl is a dependency, but never fail a fit over it
+        limiter = None
+    else:
+        limiter = threadpool_limits(limits=1, user_api="blas")
+    _blas_limit.depth = 1
+    try:
         yield
-        return
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
+    finally:
+        _blas_limit.depth = 0
+        if limiter is not None:
+            limiter.restore_original_limits()

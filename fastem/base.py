@@ -167,10 +167,165 @@ class FastEMEstimator:
             msg += "Feature names must be in the same order as they were in fit.\n"
         raise ValueError(msg)
 
+    _kernel_family = "kmeans"
+
     def _resolve_runtime(self):
         """(backend name, n_threads) for this call, from the parameters and the config."""
-        return resolve_backend(self.backend), resolve_n_threads(self.n_threads)
+        return (resolve_backend(self.backend, self._kernel_family),
+                resolve_n_threads(self.n_threads))
 
     @staticmethod
     def _kernels(backend, family):
         return get_kernels(backend, family)
+
+
+class BaseMixture(FastEMEstimator):
+    """The EM loop shared by every mixture model (scikit-learn's semantics).
+
+    One iteration is one fused pass over the data (``_em_pass``) that evaluates the
+    lower bound under the current parameters and accumulates the sufficient
+    statistics, followed by the closed-form update (``_m_step``).  The lower bound
+    recorded for iteration ``n`` is therefore that of the parameters *before* its
+    M-step, exactly as scikit-learn reports it, and EM guarantees it never
+    decreases.  This class owns ``n_init``, ``max_iter``, ``tol``, ``warm_start``,
+    ``verbose``/``verbose_interval``, the convergence history ``lower_bounds_`` and
+    the final E-step that makes ``fit_predict(X)`` equal ``fit(X).predict(X)``.
+
+    Subclasses implement ``_check_data``, ``_initialize_parameters``, ``_em_pass``,
+    ``_m_step``, ``_estimate_log_norm``, ``_estimate_log_prob``,
+    ``_get_parameters``, ``_set_parameters`` and ``_n_parameters``.
+    """
+
+    _estimator_type = "density_estimator"
+
+    def fit(self, X, y=None, sample_weight=None):
+        """Estimate the parameters with EM; returns self.  See ``fit_predict``."""
+        self.fit_predict(X, y, sample_weight=sample_weight)
+        return self
+
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Fit with EM (best of ``n_init`` runs) and return the most probable component
+        of each sample under the fitted model.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : ignored
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights; an integer weight acts as that many repeated rows.
+        """
+        from ._threads import limit_blas_threads
+
+        with limit_blas_threads():
+            return self._fit_predict(X, sample_weight)
+
+    def _fit_predict(self, X, sample_weight):
+        import warnings
+
+        from ._validation import check_random_state, check_sample_weight
+        from .exceptions import ConvergenceWarning
+
+        self._validate_params()
+        do_init = not (self.warm_start and hasattr(self, "converged_"))
+        X = self._validate_data(X, reset=do_init)
+        if X.shape[0] < self.n_components:
+            raise ValueError(
+                f"Expected n_samples >= n_components but got n_components = "
+                f"{self.n_components}, n_samples = {X.shape[0]}")
+        sample_weight = check_sample_weight(sample_weight, X.shape[0], owner=type(self).__name__)
+        X = self._check_data(X, sample_weight)
+        backend, n_threads = self._resolve_runtime()
+        self._runtime = (backend, n_threads)
+        n_init = self.n_init if do_init else 1
+        random_state = check_random_state(self.random_state)
+        best = None
+        self.n_reseeded_ = 0 if do_init else getattr(self, "n_reseeded_", 0)
+        for init in range(n_init):
+            if self.verbose:
+                print(f"Initialization {init}")
+            if do_init:
+                self._initialize_parameters(X, sample_weight, random_state)
+            lower_bound = -np.inf if do_init else self.lower_bound_
+            bounds, converged, n_iter = [], False, 0
+            if self.max_iter == 0:
+                lower_bound, _ = self._em_pass(X, sample_weight)
+                bounds.append(lower_bound)
+            for n_iter in range(1, self.max_iter + 1):
+                previous = lower_bound
+                lower_bound, stats = self._em_pass(X, sample_weight)
+                reseeded = self._m_step(X, sample_weight, stats)
+                bounds.append(lower_bound)
+                change = lower_bound - previous
+                if self.verbose >= 2 and n_iter % self.verbose_interval == 0:
+                    print(f"  Iteration {n_iter}\t lower bound change {change:.5g}")
+                elif self.verbose == 1 and n_iter % self.verbose_interval == 0:
+                    print(f"  Iteration {n_iter}")
+                if not reseeded and abs(change) < self.tol:
+                    converged = True
+                    break
+            if self.verbose:
+                print(f"Initialization {'converged' if converged else 'did not converge'}. "
+                      f"lower bound {lower_bound:.5g}")
+            if best is None or lower_bound > best[0]:
+                best = (lower_bound, self._get_parameters(), n_iter, converged, bounds)
+        lower_bound, params, n_iter, converged, bounds = best
+        if not converged and self.max_iter > 0:
+            warnings.warn(
+                "Best performing initialization did not converge. Try different init "
+                "parameters, or increase max_iter, tol, or check for degenerate data.",
+                ConvergenceWarning, stacklevel=2)
+        self._set_parameters(params)
+        self.n_iter_ = n_iter
+        self.converged_ = converged
+        self.lower_bound_ = float(lower_bound)
+        self.lower_bounds_ = [float(b) for b in bounds]
+        self.backend_ = backend
+        # Final E-step: labels consistent with the fitted parameters.
+        return self._estimate_log_norm(X)[1]
+
+    # ------------------------------------------------------------------ inference
+    def _prepare(self, X):
+        self._check_is_fitted()
+        X = self._validate_data(X, reset=False)
+        X = self._check_data(X, None)
+        self._runtime = self._resolve_runtime()
+        return X
+
+    def score_samples(self, X):
+        """Log-likelihood ``log p(x)`` of each sample under the model."""
+        return self._estimate_log_norm(self._prepare(X))[0]
+
+    def score(self, X, y=None, sample_weight=None):
+        """Mean (weighted) log-likelihood of X under the model."""
+        from ._validation import check_sample_weight
+
+        log_norm = self.score_samples(X)
+        w = check_sample_weight(sample_weight, log_norm.shape[0], owner=type(self).__name__)
+        return float(np.dot(w, log_norm) / w.sum())
+
+    def predict(self, X):
+        """Most probable component of each sample (int32)."""
+        return self._estimate_log_norm(self._prepare(X))[1]
+
+    def predict_proba(self, X):
+        """Posterior probability of each component for each sample, (n_samples, n_components)."""
+        from .kernels.reference.gaussian_mixture import logsumexp_rows
+
+        log_prob = self._estimate_log_prob(self._prepare(X))
+        norm = logsumexp_rows(log_prob)
+        with np.errstate(invalid="ignore"):
+            resp = np.exp(log_prob - norm[:, None])
+        resp[~np.isfinite(norm)] = 0.0
+        return resp
+
+    def bic(self, X):
+        """Bayesian information criterion (lower is better)."""
+        X_checked = self._prepare(X)
+        n = X_checked.shape[0]
+        return float(-2 * self._estimate_log_norm(X_checked)[0].sum() + self._n_parameters()
+                     * np.log(n))
+
+    def aic(self, X):
+        """Akaike information criterion (lower is better)."""
+        X_checked = self._prepare(X)
+        return float(-2 * self._estimate_log_norm(X_checked)[0].sum() + 2 * self._n_parameters())

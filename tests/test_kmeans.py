@@ -236,7 +236,7 @@ def test_backend_recorded_and_config_context():
 def test_unavailable_backend_is_a_clear_error(monkeypatch):
     from fastem import _dispatch
 
-    monkeypatch.setitem(_dispatch._status, "cython", "ImportError: not built")
+    monkeypatch.setitem(_dispatch._status, ("cython", "kmeans"), "ImportError: not built")
     with pytest.raises(ValueError, match="backend='cython' is not available.*not built"):
         KMeans(2, backend="cython").fit(np.random.rand(10, 2))
 
@@ -244,8 +244,8 @@ def test_unavailable_backend_is_a_clear_error(monkeypatch):
 def test_auto_falls_back_to_numpy_with_one_warning(monkeypatch):
     from fastem import _dispatch
 
-    monkeypatch.setitem(_dispatch._status, "numba", "ImportError: no numba")
-    monkeypatch.setitem(_dispatch._status, "cython", "ImportError: not built")
+    monkeypatch.setitem(_dispatch._status, ("numba", "kmeans"), "ImportError: no numba")
+    monkeypatch.setitem(_dispatch._status, ("cython", "kmeans"), "ImportError: not built")
     monkeypatch.setattr(_dispatch, "_warned_fallback", False)
     X = np.random.default_rng(0).random((20, 2))
     with pytest.warns(_dispatch.BackendFallbackWarning, match="numpy reference"):

@@ -1,0 +1,551 @@
+"""Gaussian mixture models fitted by EM: ``GaussianMixture``, a drop-in for scikit-learn's.
+
+E-step and M-step statistics come from one fused pass over the data per iteration
+(``accumulate_stats_<covariance_type>`` kernels), so no N x K responsibility matrix
+is ever held while fitting.  The M-step turns the shifted statistics into
+parameters in float64:
+
+    nk_k   = sum_i w_i r_ik + 10 eps                  (as scikit-learn, so no nk is 0)
+    d_k    = sum_i w_i r_ik (x_i - s_k) / nk_k        (s_k: the shift, the old mean)
+    mu_k   = s_k + d_k
+    Sigma_k = [sum_i w_i r_ik (x_i - s_k)(x_i - s_k)^T - (2 nk_k - n_k) d_k d_k^T] / nk_k
+            = sum_i w_i r_ik (x_i - mu_k)(x_i - mu_k)^T / nk_k     (exactly)
+
+Working around the shift keeps the second moments small, so variances do not come
+out negative by cancellation (any rounding below zero is clipped before
+``reg_covar`` is added).
+"""
+
+import numbers
+import warnings
+
+import numpy as np
+
+from ._config import BACKENDS
+from ._threads import limit_blas_threads
+from ._validation import Interval, Options, check_array, check_magnitude
+from .base import BaseMixture
+from .exceptions import ConvergenceWarning
+
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+_EPS = 10 * np.finfo(np.float64).eps
+#: A component whose weight falls below this many (average) samples has collapsed.
+_COLLAPSED_SAMPLES = 1e-6
+_INIT_CHUNK = 65536
+
+
+class CollapseWarning(ConvergenceWarning):
+    """A mixture component collapsed during the fit and was re-seeded."""
+
+
+def _cholesky_upper_precision(cov):
+    """U with U U^T = cov^{-1} (upper triangular), or None if cov is not positive definite."""
+    from scipy.linalg import solve_triangular
+
+    try:
+        lower = np.linalg.cholesky(cov)
+    except np.linalg.LinAlgError:
+        return None
+    if not np.all(np.diag(lower) > 0):
+        return None
+    return solve_triangular(lower, np.eye(cov.shape[0]), lower=True).T
+
+
+def _log_det_prec_chol(prec_chol, cov_type, n_features):
+    """log det U_k, per component (K,) (tied: a scalar)."""
+    if cov_type == "full":
+        return np.sum(np.log(np.diagonal(prec_chol, axis1=1, axis2=2)), axis=1)
+    if cov_type == "tied":
+        return np.sum(np.log(np.diag(prec_chol)))
+    if cov_type == "diag":
+        return np.sum(np.log(prec_chol), axis=1)
+    return n_features * np.log(prec_chol)
+
+
+def _precisions_from_chol(prec_chol, cov_type):
+    if cov_type == "full":
+        return np.einsum("kij,klj->kil", prec_chol, prec_chol)
+    if cov_type == "tied":
+        return prec_chol @ prec_chol.T
+    return prec_chol ** 2
+
+
+def _chol_from_precisions(precisions, cov_type):
+    """prec_chol from precision matrices (for ``precisions_init``), as scikit-learn does."""
+    if cov_type in ("diag", "spherical"):
+        return np.sqrt(precisions)
+    mats = precisions if cov_type == "full" else precisions[None]
+    out = np.empty_like(mats)
+    for k, p in enumerate(mats):
+        # U = flip(chol(flip(P))) gives upper-triangular U with U U^T = P
+        lower = np.linalg.cholesky(p[::-1, ::-1])
+        out[k] = lower[::-1, ::-1]
+    return out if cov_type == "full" else out[0]
+
+
+def _xx_shape(cov_type, n_components, n_features):
+    return {"full": (n_components, n_features, n_features), "tied": (n_features, n_features),
+            "diag": (n_components, n_features), "spherical": (n_components,)}[cov_type]
+
+
+class GaussianMixture(BaseMixture):
+    """Gaussian mixture model fitted by EM, a drop-in for ``sklearn.mixture.GaussianMixture``.
+
+    Parameters
+    ----------
+    n_components : int, default=1
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+    tol : float, default=1e-3
+        Stop when the mean per-sample log-likelihood changes by less than ``tol``.
+    reg_covar : float, default=1e-6
+        Added to the diagonal of every covariance, so they stay positive definite.
+    max_iter : int, default=100
+    n_init : int, default=1
+        Initializations to run; the one with the highest lower bound is kept.
+    init_params : {"kmeans", "k-means++", "random", "random_from_data"}, default="kmeans"
+        How initial responsibilities are chosen (fastem's own KMeans for "kmeans").
+    weights_init, means_init, precisions_init : array-like, default=None
+        User-provided initial parameters (precisions shaped like ``precisions_``).
+    random_state : None, int or numpy RandomState
+    warm_start : bool, default=False
+        Start from the previous fit's parameters (then ``n_init`` is ignored).
+    verbose : int, default=0
+    verbose_interval : int, default=10
+    backend : {"auto", "numba", "cython", "numpy"}, default=None
+    n_threads : int, default=None
+        Results are bit-identical for any value.
+
+    Beyond scikit-learn: ``fit(X, sample_weight=...)``; float32 data keep float32
+    parameters (statistics are accumulated in float64); a collapsing component (weight
+    below a millionth of a sample, or a covariance not positive definite after
+    ``reg_covar``) is re-seeded at the worst-explained sample instead of aborting the
+    fit, counted in ``n_reseeded_`` and reported by a ``CollapseWarning``.
+
+    Attributes
+    ----------
+    weights_, means_, covariances_, precisions_, precisions_cholesky_
+    converged_ : bool
+    n_iter_ : int
+    lower_bound_ : float
+        Mean (weighted) log-likelihood of the training data at the best run's last
+        iteration.
+    lower_bounds_ : list of float
+        The lower bound at every iteration of the best run.
+    n_reseeded_ : int
+    backend_ : str
+    n_features_in_, feature_names_in_
+    """
+
+    _kernel_family = "gaussian_mixture"
+    _parameter_constraints = {
+        "n_components": [Interval(numbers.Integral, 1, None)],
+        "covariance_type": [Options(*COVARIANCE_TYPES)],
+        "tol": [Interval(numbers.Real, 0.0, None)],
+        "reg_covar": [Interval(numbers.Real, 0.0, None)],
+        "max_iter": [Interval(numbers.Integral, 0, None)],
+        "n_init": [Interval(numbers.Integral, 1, None)],
+        "init_params": [Options("kmeans", "k-means++", "random", "random_from_data")],
+        "weights_init": ["array-like", None],
+        "means_init": ["array-like", None],
+        "precisions_init": ["array-like", None],
+        "random_state": ["random_state"],
+        "warm_start": ["boolean"],
+        "verbose": [Interval(numbers.Integral, 0, None), "boolean"],
+        "verbose_interval": [Interval(numbers.Integral, 1, None)],
+        "backend": [None, Options(*BACKENDS)],
+        "n_threads": [None, Interval(numbers.Integral, 1, None)],
+    }
+
+    def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6,
+                 max_iter=100, n_init=1, init_params="kmeans", weights_init=None,
+                 means_init=None, precisions_init=None, random_state=None, warm_start=False,
+                 verbose=0, verbose_interval=10, backend=None, n_threads=None):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.backend = backend
+        self.n_threads = n_threads
+
+    # ------------------------------------------------------------------ data checks
+    def _check_data(self, X, sample_weight):
+        check_magnitude(X, sample_weight)
+        if sample_weight is not None:
+            self._check_distinct_points(X, sample_weight)
+        return X
+
+    def _check_distinct_points(self, X, sample_weight):
+        """Only data with fewer distinct points than components cannot support the model."""
+        positive = X[sample_weight > 0]
+        k = self.n_components
+        head = positive[: max(100 * k, 1000)]
+        if np.unique(head, axis=0).shape[0] >= k:
+            return
+        n_distinct = np.unique(positive, axis=0).shape[0]
+        if n_distinct < k:
+            raise ValueError(
+                f"X has only {n_distinct} distinct points (with positive weight) but "
+                f"n_components={k}; use at most {n_distinct} components.")
+
+    # ------------------------------------------------------------------ kernels
+    def _kern(self):
+        return self._kernels(self._runtime[0], "gaussian_mixture")
+
+    def _log_consts(self):
+        """log pi_k + log det U_k - D/2 log(2 pi), float64 (K,)."""
+        n_features = self.means_.shape[1]
+        log_det = _log_det_prec_chol(self.precisions_cholesky_.astype(np.float64),
+                                     self.covariance_type, n_features)
+        with np.errstate(divide="ignore"):
+            log_w = np.log(self.weights_.astype(np.float64))
+        return np.ascontiguousarray(log_w + log_det - 0.5 * n_features * np.log(2 * np.pi))
+
+    def _params_for(self, X):
+        """means and prec_chol in X's dtype, C-contiguous, for the kernels."""
+        return (np.ascontiguousarray(self.means_, dtype=X.dtype),
+                np.ascontiguousarray(self.precisions_cholesky_, dtype=X.dtype))
+
+    def _em_pass(self, X, sample_weight):
+        kern = self._kern()
+        cov = self.covariance_type
+        n_components, n_features = self.means_.shape
+        means, prec_chol = self._params_for(X)
+        nk = np.empty(n_components)
+        sum_x = np.empty((n_components, n_features))
+        sum_xx = np.empty(_xx_shape(cov, n_components, n_features))
+        with limit_blas_threads():
+            ll = getattr(kern, f"accumulate_stats_{cov}")(
+                X, sample_weight, means, prec_chol, self._log_consts(), means, nk, sum_x, sum_xx,
+                self._runtime[1])
+        return ll / sample_weight.sum(), (means.astype(np.float64), nk, sum_x, sum_xx)
+
+    def _estimate_log_norm(self, X):
+        kern = self._kern()
+        means, prec_chol = self._params_for(X)
+        log_norm = np.empty(X.shape[0])
+        labels = np.empty(X.shape[0], dtype=np.int32)
+        with limit_blas_threads():
+            getattr(kern, f"estimate_log_norm_{self.covariance_type}")(
+                X, means, prec_chol, self._log_consts(), log_norm, labels, self._runtime[1])
+        return log_norm, labels
+
+    def _estimate_log_prob(self, X):
+        kern = self._kern()
+        means, prec_chol = self._params_for(X)
+        out = np.empty((X.shape[0], self.n_components))
+        with limit_blas_threads():
+            getattr(kern, f"estimate_log_prob_{self.covariance_type}")(
+                X, means, prec_chol, self._log_consts(), out, self._runtime[1])
+        return out
+
+    # ------------------------------------------------------------------ M-step
+    def _covariances_from_moments(self, nk, d, sum_xx, n_raw):
+        """Covariances (float64, scikit-learn shapes) from shifted moments; see module doc."""
+        cov = self.covariance_type
+        corr = (2 * nk - n_raw)  # (2 nk_eff - n_k): exact correction to the new mean
+        if cov == "full":
+            out = (sum_xx - corr[:, None, None] * d[:, :, None] * d[:, None, :]) / nk[:, None, None]
+            out = 0.5 * (out + np.transpose(out, (0, 2, 1)))
+            out[:, np.arange(d.shape[1]), np.arange(d.shape[1])] += self.reg_covar
+        elif cov == "tied":
+            out = (sum_xx - np.einsum("k,ki,kj->ij", corr, d, d)) / nk.sum()
+            out = 0.5 * (out + out.T)
+            out[np.diag_indices_from(out)] += self.reg_covar
+        elif cov == "diag":
+            out = np.maximum((sum_xx - corr[:, None] * d * d) / nk[:, None], 0.0) + self.reg_covar
+        else:
+            var = (sum_xx - corr * np.einsum("kj,kj->k", d, d)) / (nk * d.shape[1])
+            out = np.maximum(var, 0.0) + self.reg_covar
+        return out
+
+    def _prec_chol_of(self, covariances):
+        """Precision Cholesky factors and the list of components that are not PD."""
+        cov = self.covariance_type
+        if cov in ("diag", "spherical"):
+            bad = np.flatnonzero(~(covariances > 0).reshape(covariances.shape[0], -1).all(axis=1))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return 1.0 / np.sqrt(covariances), list(bad)
+        mats = covariances if cov == "full" else covariances[None]
+        chol = np.empty_like(mats)
+        bad = []
+        for k, c in enumerate(mats):
+            u = _cholesky_upper_precision(c)
+            if u is None:
+                bad.append(k)
+                u = np.eye(c.shape[0])
+            chol[k] = u
+        return (chol if cov == "full" else chol[0]), bad
+
+    def _set_from_moments(self, X, sample_weight, nk_raw, means_shift, sum_x, sum_xx):
+        """Turn (shifted) sufficient statistics into parameters; re-seed collapsed components.
+
+        Returns the number of components re-seeded.
+        """
+        nk = nk_raw + _EPS
+        d = sum_x / nk[:, None]
+        means = means_shift + d
+        covariances = self._covariances_from_moments(nk, d, sum_xx, nk_raw)
+        weights = nk / nk.sum()
+        prec_chol, bad = self._prec_chol_of(covariances)
+        mean_w = float(sample_weight.mean())
+        collapsed = sorted(set(bad) | set(np.flatnonzero(nk_raw < _COLLAPSED_SAMPLES * mean_w)))
+        if self.covariance_type == "tied" and bad:
+            raise ValueError(
+                "The tied covariance is not positive definite even after reg_covar: the data "
+                "are degenerate (e.g. a constant feature). Increase reg_covar or rescale X.")
+        if collapsed:
+            # Install the surviving components first (collapsed ones with weight 0 and a
+            # harmless placeholder precision) so "worst explained" is measured under them.
+            weights[collapsed] = 0.0
+            for k in collapsed:
+                if self.covariance_type == "full":
+                    prec_chol[k] = np.eye(prec_chol.shape[1])
+                elif self.covariance_type in ("diag", "spherical"):
+                    prec_chol[k] = 1.0
+            self._store(X, weights, means, covariances, prec_chol)
+            weights, means, covariances, prec_chol = self._reseed(
+                X, sample_weight, collapsed, weights, means, covariances, prec_chol)
+        self._store(X, weights, means, covariances, prec_chol)
+        return len(collapsed)
+
+    def _store(self, X, weights, means, covariances, prec_chol):
+        self.weights_ = weights.astype(X.dtype)
+        self.means_ = means.astype(X.dtype)
+        self.covariances_ = covariances.astype(X.dtype)
+        self.precisions_cholesky_ = prec_chol.astype(X.dtype)
+        self.precisions_ = _precisions_from_chol(prec_chol, self.covariance_type).astype(X.dtype)
+
+    def _reseed(self, X, sample_weight, collapsed, weights, means, covariances, prec_chol):
+        """Re-seed collapsed components deterministically.
+
+        The j-th collapsed component gets as mean the j-th worst-explained sample (lowest
+        log-likelihood under the current model, ties to the lowest index), the data's
+        overall covariance (diagonal or pooled, by type), and one sample's weight.
+        """
+        log_norm = self._estimate_log_norm(X)[0]
+        log_norm[sample_weight == 0] = np.inf
+        order = np.argsort(log_norm, kind="stable")
+        X64 = X.astype(np.float64)
+        w = sample_weight / sample_weight.sum()
+        center = w @ X64
+        spread = np.einsum("i,ij,ik->jk", w, X64 - center, X64 - center)
+        spread[np.diag_indices_from(spread)] += self.reg_covar
+        for j, k in enumerate(collapsed):
+            means[k] = X64[order[j % order.size]]
+            weights[k] = 1.0 / X.shape[0]
+            if self.covariance_type == "full":
+                covariances[k] = spread
+            elif self.covariance_type == "diag":
+                covariances[k] = np.diag(spread)
+            elif self.covariance_type == "spherical":
+                covariances[k] = np.trace(spread) / X.shape[1]
+        weights /= weights.sum()
+        prec_chol, bad = self._prec_chol_of(covariances)
+        if bad:
+            raise ValueError(
+                "Fitting the mixture failed: a component's covariance is not positive definite "
+                "even after re-seeding it with the data covariance, so the data cannot support "
+                "this model. Increase reg_covar, remove constant features, or rescale X.")
+        self.n_reseeded_ += len(collapsed)
+        warnings.warn(
+            f"{len(collapsed)} mixture component(s) collapsed and were re-seeded at the "
+            f"worst-explained samples (n_reseeded_={self.n_reseeded_}). Consider fewer "
+            "components or a larger reg_covar.", CollapseWarning, stacklevel=4)
+        return weights, means, covariances, prec_chol
+
+    def _m_step(self, X, sample_weight, stats):
+        means_shift, nk, sum_x, sum_xx = stats
+        return self._set_from_moments(X, sample_weight, nk, means_shift, sum_x, sum_xx)
+
+    # ------------------------------------------------------------------ initialization
+    def _initial_resp_blocks(self, X, sample_weight, random_state):
+        """Yield (start, resp_block) of initial responsibilities, scikit-learn's draws."""
+        n_samples, k = X.shape[0], self.n_components
+        if self.init_params == "random":
+            # the same stream as one uniform(size=(n, k)) call, drawn block by block
+            for start in range(0, n_samples, _INIT_CHUNK):
+                stop = min(start + _INIT_CHUNK, n_samples)
+                block = random_state.uniform(size=(stop - start, k))
+                yield start, block / block.sum(axis=1)[:, None]
+            return
+        labels = None
+        if self.init_params == "kmeans":
+            from .kmeans import KMeans
+
+            labels = KMeans(n_clusters=k, n_init=1, random_state=random_state,
+                            backend=self._runtime[0], n_threads=self._runtime[1]).fit(
+                X, sample_weight=sample_weight).labels_
+        else:
+            if self.init_params == "k-means++":
+                from .kmeans import kmeans_plusplus
+
+                _, indices = kmeans_plusplus(X, k, random_state=random_state,
+                                             sample_weight=sample_weight,
+                                             backend=self._runtime[0], n_threads=self._runtime[1])
+            else:
+                indices = random_state.choice(n_samples, size=k, replace=False)
+            labels = np.full(n_samples, -1, dtype=np.intp)
+            labels[indices] = np.arange(k)
+        for start in range(0, n_samples, _INIT_CHUNK):
+            lab = labels[start:start + _INIT_CHUNK]
+            block = np.zeros((lab.size, k))
+            hit = lab >= 0
+            block[np.flatnonzero(hit), lab[hit]] = 1.0
+            yield start, block
+
+    def _initial_moments(self, X, sample_weight, random_state):
+        """Two passes over the initial responsibilities: means, then shifted moments."""
+        n_components, n_features = self.n_components, X.shape[1]
+        nk = np.zeros(n_components)
+        sums = np.zeros((n_components, n_features))
+        state = random_state.get_state()
+        for start, resp in self._initial_resp_blocks(X, sample_weight, random_state):
+            wr = resp * sample_weight[start:start + resp.shape[0], None]
+            nk += wr.sum(axis=0)
+            sums += wr.T @ X[start:start + resp.shape[0]].astype(np.float64)
+        shift = sums / (nk + _EPS)[:, None]
+        end_state = random_state.get_state()
+        random_state.set_state(state)  # replay the same draws for the second pass
+        sum_x = np.zeros_like(sums)
+        sum_xx = np.zeros(_xx_shape(self.covariance_type, n_components, n_features))
+        for start, resp in self._initial_resp_blocks(X, sample_weight, random_state):
+            xb = X[start:start + resp.shape[0]].astype(np.float64)
+            wr = resp * sample_weight[start:start + resp.shape[0], None]
+            for k in range(n_components):
+                y = xb - shift[k]
+                wy = y * wr[:, k, None]
+                sum_x[k] += wy.sum(axis=0)
+                if self.covariance_type == "full":
+                    sum_xx[k] += wy.T @ y
+                elif self.covariance_type == "tied":
+                    sum_xx += wy.T @ y
+                elif self.covariance_type == "diag":
+                    sum_xx[k] += np.einsum("ij,ij->j", wy, y)
+                else:
+                    sum_xx[k] += np.einsum("ij,ij->", wy, y)
+        random_state.set_state(end_state)
+        return nk, shift, sum_x, sum_xx
+
+    def _initialize_parameters(self, X, sample_weight, random_state):
+        n_components, n_features = self.n_components, X.shape[1]
+        user = self._checked_user_init(X)
+        if any(v is None for v in user.values()):
+            nk, shift, sum_x, sum_xx = self._initial_moments(X, sample_weight, random_state)
+            self._set_from_moments(X, sample_weight, nk, shift, sum_x, sum_xx)
+            if user["weights"] is None:
+                # scikit-learn: initial weights are nk / n_samples (nk including 10 eps)
+                self.weights_ = ((nk + _EPS) / sample_weight.sum()).astype(X.dtype)
+        if user["weights"] is not None:
+            self.weights_ = user["weights"]
+        if user["means"] is not None:
+            self.means_ = user["means"]
+        if user["precisions"] is not None:
+            chol = _chol_from_precisions(user["precisions"].astype(np.float64),
+                                         self.covariance_type)
+            self.precisions_cholesky_ = chol.astype(X.dtype)
+            self.precisions_ = user["precisions"]
+            self.covariances_ = self._covariances_from_precisions(user["precisions"])
+        assert self.means_.shape == (n_components, n_features)
+
+    def _covariances_from_precisions(self, precisions):
+        if self.covariance_type in ("diag", "spherical"):
+            return (1.0 / precisions).astype(precisions.dtype)
+        return np.linalg.inv(precisions).astype(precisions.dtype)
+
+    def _checked_user_init(self, X):
+        """Validate weights_init / means_init / precisions_init against X."""
+        k, d, cov = self.n_components, X.shape[1], self.covariance_type
+        out = {"weights": None, "means": None, "precisions": None}
+        if self.weights_init is not None:
+            w = np.asarray(self.weights_init, dtype=np.float64)
+            if w.shape != (k,):
+                raise ValueError(f"weights_init must have shape ({k},), got {w.shape}.")
+            if not np.isfinite(w).all() or (w < 0).any() or not np.isclose(w.sum(), 1.0,
+                                                                             rtol=1e-6):
+                raise ValueError("weights_init must be finite, non-negative and sum to 1; got "
+                                 f"sum {w.sum():.6g}.")
+            out["weights"] = w.astype(X.dtype)
+        if self.means_init is not None:
+            m = check_array(self.means_init, name="means_init", dtype=X.dtype, copy=True)
+            if m.shape != (k, d):
+                raise ValueError(f"means_init must have shape ({k}, {d}), got {m.shape}.")
+            out["means"] = m
+        if self.precisions_init is not None:
+            p = np.array(self.precisions_init, dtype=np.float64)
+            shape = _xx_shape(cov, k, d)
+            if p.shape != shape:
+                raise ValueError(f"precisions_init must have shape {shape} for covariance_type="
+                                 f"{cov!r}, got {p.shape}.")
+            if not np.isfinite(p).all():
+                raise ValueError("precisions_init contains NaN or infinity.")
+            if cov in ("diag", "spherical"):
+                if (p <= 0).any():
+                    raise ValueError("precisions_init must be positive.")
+            else:
+                mats = p if cov == "full" else p[None]
+                for mat in mats:
+                    if not np.allclose(mat, mat.T) or np.any(np.linalg.eigvalsh(mat) <= 0):
+                        raise ValueError("precisions_init must be symmetric positive definite.")
+            out["precisions"] = p.astype(X.dtype)
+        return out
+
+    # ------------------------------------------------------------------ parameters
+    def _get_parameters(self):
+        return (self.weights_.copy(), self.means_.copy(), self.covariances_.copy(),
+                self.precisions_cholesky_.copy(), self.precisions_.copy())
+
+    def _set_parameters(self, params):
+        (self.weights_, self.means_, self.covariances_, self.precisions_cholesky_,
+         self.precisions_) = params
+
+    def _n_parameters(self):
+        k, d = self.means_.shape
+        cov_params = {"full": k * d * (d + 1) / 2, "tied": d * (d + 1) / 2, "diag": k * d,
+                      "spherical": k}[self.covariance_type]
+        return int(cov_params + k * d + k - 1)
+
+    def sample(self, n_samples=1):
+        """Draw samples from the fitted model.
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features)
+        y : ndarray of shape (n_samples,), the component of each sample
+        """
+        self._check_is_fitted()
+        if not isinstance(n_samples, numbers.Integral) or n_samples < 1:
+            raise ValueError(f"n_samples must be an int >= 1; got {n_samples!r}.")
+        rng = np.random.default_rng(None) if self.random_state is None else \
+            np.random.default_rng(np.random.RandomState(self.random_state).randint(2**31)) \
+            if isinstance(self.random_state, numbers.Integral) else \
+            np.random.default_rng(self.random_state.randint(2**31))
+        counts = rng.multinomial(n_samples, self.weights_.astype(np.float64) /
+                                 self.weights_.astype(np.float64).sum())
+        d = self.means_.shape[1]
+        out, labels = [], []
+        for k, c in enumerate(counts):
+            if c == 0:
+                continue
+            z = rng.standard_normal((c, d))
+            mean = self.means_[k].astype(np.float64)
+            if self.covariance_type == "full":
+                x = mean + z @ np.linalg.cholesky(self.covariances_[k].astype(np.float64)).T
+            elif self.covariance_type == "tied":
+                x = mean + z @ np.linalg.cholesky(self.covariances_.astype(np.float64)).T
+            elif self.covariance_type == "diag":
+                x = mean + z * np.sqrt(self.covariances_[k].astype(np.float64))
+            else:
+                x = mean + z * np.sqrt(float(self.covariances_[k]))
+            out.append(x)
+            labels.append(np.full(c, k, dtype=np.int32))
+        return np.vstack(out).astype(self.means_.dtype), np.concatenate(labels)

@@ -1,0 +1,251 @@
+"""Gaussian mixture kernels, numba backend. Same names and signatures as
+``reference/gaussian_mixture.py`` (see its docstring for the contract).
+
+One generic jitted kernel per job (log densities, log normaliser, fused statistics)
+serves all four covariance types.  The public per-type kernels reshape the precision
+factors and the second-moment buffer to one canonical 3-D form (views, no copies):
+
+=========== ============= ===============
+kind        prec_chol     sum_xx
+=========== ============= ===============
+full        (K, D, D)     (K, D, D)
+tied        (1, D, D)     (1, D, D)
+diag        (K, 1, D)     (K, 1, D)
+spherical   (K, 1, 1)     (K, 1, 1)
+=========== ============= ===============
+
+so that every branch type-checks with the same array types.  Determinism follows
+``numba/kmeans.py``: fixed blocks, slots fixed by the problem size, slots reduced
+in order.  Mahalanobis distances use one GEMM per block and component for full
+covariance (``(x - mu_k) U_k``), one per block for tied (``x U - mu_k U``), and
+direct float64 sums for diag and spherical.
+"""
+
+import numpy as np
+from numba import prange
+
+from ._jit import BLOCK_SIZE, helper, kernel
+from .kmeans import _n_slots, _slot_samples
+
+FULL, TIED, DIAG, SPHERICAL = 0, 1, 2, 3
+
+
+@helper
+def _log_prob_block(kind, X, start, stop, means, pc, mu_u, log_consts, lp, ybuf, zbuf):
+    """lp[i, k] = log_consts[k] - maha_k(x_{start+i}) / 2 for the block [start, stop)."""
+    m = stop - start
+    n_components, n_features = means.shape
+    if kind == FULL:
+        for k in range(n_components):
+            u_k = np.ascontiguousarray(pc[k])  # D x D; a typed-contiguous operand for BLAS
+            for i in range(m):
+                for j in range(n_features):
+                    ybuf[i, j] = X[start + i, j] - means[k, j]
+            np.dot(ybuf[:m], u_k, zbuf[:m])
+            for i in range(m):
+                acc = 0.0
+                for j in range(n_features):
+                    acc += np.float64(zbuf[i, j]) * np.float64(zbuf[i, j])
+                lp[i, k] = log_consts[k] - 0.5 * acc
+    elif kind == TIED:
+        # (x - mu_k) U = x U - mu_k U: one GEMM per block, mu_u = means @ U precomputed
+        np.dot(X[start:stop], np.ascontiguousarray(pc[0]), zbuf[:m])
+        for i in range(m):
+            for k in range(n_components):
+                acc = 0.0
+                for j in range(n_features):
+                    diff = np.float64(zbuf[i, j]) - np.float64(mu_u[k, j])
+                    acc += diff * diff
+                lp[i, k] = log_consts[k] - 0.5 * acc
+    elif kind == DIAG:
+        for i in range(m):
+            for k in range(n_components):
+                acc = 0.0
+                for j in range(n_features):
+                    diff = (np.float64(X[start + i, j]) - np.float64(means[k, j])) * pc[k, 0, j]
+                    acc += diff * diff
+                lp[i, k] = log_consts[k] - 0.5 * acc
+    else:  # SPHERICAL
+        for i in range(m):
+            for k in range(n_components):
+                acc = 0.0
+                for j in range(n_features):
+                    diff = np.float64(X[start + i, j]) - np.float64(means[k, j])
+                    acc += diff * diff
+                p = np.float64(pc[k, 0, 0])
+                lp[i, k] = log_consts[k] - 0.5 * acc * p * p
+
+
+@helper
+def _logsumexp_row(lp, i, n_components):
+    """log sum_k exp(lp[i, k]), subtracting the maximum; -inf for an all -inf row."""
+    top = -np.inf
+    for k in range(n_components):
+        if lp[i, k] > top:
+            top = lp[i, k]
+    if top == -np.inf:
+        return -np.inf
+    acc = 0.0
+    for k in range(n_components):
+        acc += np.exp(lp[i, k] - top)
+    return top + np.log(acc)
+
+
+@helper
+def _tied_mu_u(kind, means, pc):
+    """means @ U for tied covariance (a 1-row dummy otherwise)."""
+    if kind == TIED:
+        return np.dot(means, np.ascontiguousarray(pc[0]))
+    return np.zeros((1, means.shape[1]), dtype=means.dtype)
+
+
+@kernel
+def _estimate_log_prob(kind, X, means, pc, log_consts, out, n_threads):
+    n_samples, n_features = X.shape
+    mu_u = _tied_mu_u(kind, means, pc)
+    n_blocks = (n_samples + BLOCK_SIZE - 1) // BLOCK_SIZE
+    for b in prange(n_blocks):
+        start = b * BLOCK_SIZE
+        stop = min(start + BLOCK_SIZE, n_samples)
+        ybuf = np.empty((BLOCK_SIZE, n_features), dtype=X.dtype)
+        zbuf = np.empty((BLOCK_SIZE, n_features), dtype=X.dtype)
+        _log_prob_block(kind, X, start, stop, means, pc, mu_u, log_consts, out[start:stop],
+                        ybuf, zbuf)
+
+
+@kernel
+def _estimate_log_norm(kind, X, means, pc, log_consts, log_norm, labels, n_threads):
+    n_samples, n_features = X.shape
+    n_components = means.shape[0]
+    mu_u = _tied_mu_u(kind, means, pc)
+    n_blocks = (n_samples + BLOCK_SIZE - 1) // BLOCK_SIZE
+    for b in prange(n_blocks):
+        start = b * BLOCK_SIZE
+        stop = min(start + BLOCK_SIZE, n_samples)
+        lp = np.empty((BLOCK_SIZE, n_components))
+        ybuf = np.empty((BLOCK_SIZE, n_features), dtype=X.dtype)
+        zbuf = np.empty((BLOCK_SIZE, n_features), dtype=X.dtype)
+        _log_prob_block(kind, X, start, stop, means, pc, mu_u, log_consts, lp, ybuf, zbuf)
+        for i in range(stop - start):
+            log_norm[start + i] = _logsumexp_row(lp, i, n_components)
+            best = 0
+            for k in range(1, n_components):
+                if lp[i, k] > lp[i, best]:
+                    best = k
+            labels[start + i] = best
+
+
+@kernel
+def _accumulate_stats(kind, X, sample_weight, means, pc, log_consts, shift, nk, sum_x, sum_xx,
+                      n_threads):
+    n_samples, n_features = X.shape
+    n_components = means.shape[0]
+    xx_k, xx_r, xx_c = sum_xx.shape
+    mu_u = _tied_mu_u(kind, means, pc)
+    n_blocks = (n_samples + BLOCK_SIZE - 1) // BLOCK_SIZE
+    n_slots = _n_slots(n_blocks, 8 * (1 + n_components * (1 + n_features) + sum_xx.size))
+    part_ll = np.zeros(n_slots)
+    part_nk = np.zeros((n_slots, n_components))
+    part_x = np.zeros((n_slots, n_components, n_features))
+    part_xx = np.zeros((n_slots, xx_k, xx_r, xx_c))
+    for slot in prange(n_slots):
+        start, stop = _slot_samples(slot, n_slots, n_blocks, n_samples)
+        lp = np.empty((BLOCK_SIZE, n_components))
+        ybuf = np.empty((BLOCK_SIZE, n_features), dtype=X.dtype)
+        zbuf = np.empty((BLOCK_SIZE, n_features), dtype=X.dtype)
+        y64 = np.empty((BLOCK_SIZE, n_features))
+        yw64 = np.empty((BLOCK_SIZE, n_features))
+        wr = np.empty(BLOCK_SIZE)
+        for b_start in range(start, stop, BLOCK_SIZE):
+            b_stop = min(b_start + BLOCK_SIZE, stop)
+            m = b_stop - b_start
+            _log_prob_block(kind, X, b_start, b_stop, means, pc, mu_u, log_consts, lp, ybuf, zbuf)
+            # E-step: lp becomes w_i * r_ik (0 for rows with zero density)
+            for i in range(m):
+                lse = _logsumexp_row(lp, i, n_components)
+                w = sample_weight[b_start + i]
+                if lse == -np.inf:
+                    for k in range(n_components):
+                        lp[i, k] = 0.0
+                    if w > 0:
+                        part_ll[slot] = -np.inf
+                    continue
+                part_ll[slot] += w * lse
+                for k in range(n_components):
+                    lp[i, k] = w * np.exp(lp[i, k] - lse)
+            # M-step statistics around the shift, component by component
+            for k in range(n_components):
+                total = 0.0
+                for i in range(m):
+                    total += lp[i, k]
+                if total == 0.0:
+                    continue
+                part_nk[slot, k] += total
+                for i in range(m):
+                    wr[i] = lp[i, k]
+                    for j in range(n_features):
+                        y = np.float64(X[b_start + i, j]) - np.float64(shift[k, j])
+                        y64[i, j] = y
+                        yw64[i, j] = wr[i] * y
+                        part_x[slot, k, j] += wr[i] * y
+                if kind == FULL or kind == TIED:
+                    kk = k if kind == FULL else 0
+                    part_xx[slot, kk] += np.dot(yw64[:m].T, y64[:m])
+                elif kind == DIAG:
+                    for i in range(m):
+                        for j in range(n_features):
+                            part_xx[slot, k, 0, j] += yw64[i, j] * y64[i, j]
+                else:
+                    for i in range(m):
+                        acc = 0.0
+                        for j in range(n_features):
+                            acc += yw64[i, j] * y64[i, j]
+                        part_xx[slot, k, 0, 0] += acc
+    nk[:] = 0.0
+    sum_x[:] = 0.0
+    sum_xx[:] = 0.0
+    ll = 0.0
+    for slot in range(n_slots):  # fixed order: bit-identical for any thread count
+        ll += part_ll[slot]
+        nk += part_nk[slot]
+        sum_x += part_x[slot]
+        sum_xx += part_xx[slot]
+    return ll
+
+
+def _canonical(kind, prec_chol, n_components, n_features):
+    """Reshape prec_chol (or a second-moment buffer) to the canonical 3-D view."""
+    shape = {FULL: (n_components, n_features, n_features), TIED: (1, n_features, n_features),
+             DIAG: (n_components, 1, n_features), SPHERICAL: (n_components, 1, 1)}[kind]
+    return prec_chol.reshape(shape)
+
+
+def _make(kind, cov):
+    def estimate_log_prob(X, means, prec_chol, log_consts, out, n_threads):
+        pc = _canonical(kind, prec_chol, *means.shape)
+        _estimate_log_prob(kind, X, means, pc, log_consts, out, n_threads)
+
+    def estimate_log_norm(X, means, prec_chol, log_consts, log_norm, labels, n_threads):
+        pc = _canonical(kind, prec_chol, *means.shape)
+        _estimate_log_norm(kind, X, means, pc, log_consts, log_norm, labels, n_threads)
+
+    def accumulate_stats(X, sample_weight, means, prec_chol, log_consts, shift, nk, sum_x,
+                         sum_xx, n_threads):
+        pc = _canonical(kind, prec_chol, *means.shape)
+        xx = _canonical(kind, sum_xx, *means.shape)  # a view: written in place
+        return _accumulate_stats(kind, X, sample_weight, means, pc, log_consts, shift, nk,
+                                 sum_x, xx, n_threads)
+
+    for f, name in ((estimate_log_prob, "estimate_log_prob"),
+                    (estimate_log_norm, "estimate_log_norm"),
+                    (accumulate_stats, "accumulate_stats")):
+        f.__name__ = f.__qualname__ = f"{name}_{cov}"
+        f.__doc__ = f"``{name}_<cov>`` for ``cov={cov!r}`` (see the reference contract)."
+    return estimate_log_prob, estimate_log_norm, accumulate_stats
+
+
+(estimate_log_prob_full, estimate_log_norm_full, accumulate_stats_full) = _make(FULL, "full")
+(estimate_log_prob_tied, estimate_log_norm_tied, accumulate_stats_tied) = _make(TIED, "tied")
+(estimate_log_prob_diag, estimate_log_norm_diag, accumulate_stats_diag) = _make(DIAG, "diag")
+(estimate_log_prob_spherical, estimate_log_norm_spherical,
+ accumulate_stats_spherical) = _make(SPHERICAL, "spherical")
