@@ -247,6 +247,7 @@ class BaseMixture(FastEMEstimator):
                 self._initialize_parameters(X, sample_weight, random_state)
             lower_bound = -np.inf if do_init else self.lower_bound_
             bounds, converged, n_iter = [], False, 0
+            self._reseeded_last = True  # the first change is from -inf (or a warm start)
             if self.max_iter == 0:
                 lower_bound, _ = self._em_pass(X, sample_weight)
                 bounds.append(lower_bound)
@@ -256,6 +257,13 @@ class BaseMixture(FastEMEstimator):
                 reseeded = self._m_step(X, sample_weight, stats)
                 bounds.append(lower_bound)
                 change = lower_bound - previous
+                if change < -1e-9 * max(1.0, abs(lower_bound)) and not self._reseeded_last:
+                    # EM cannot decrease the lower bound: this is a bug, say so loudly
+                    warnings.warn(
+                        f"{type(self).__name__}: the lower bound decreased by {-change:.3g} at "
+                        f"iteration {n_iter}; EM guarantees it cannot. Please report this.",
+                        RuntimeWarning, stacklevel=3)
+                self._reseeded_last = reseeded
                 if self.verbose >= 2 and n_iter % self.verbose_interval == 0:
                     print(f"  Iteration {n_iter}\t lower bound change {change:.5g}")
                 elif self.verbose == 1 and n_iter % self.verbose_interval == 0:

@@ -26,8 +26,7 @@ from ._threads import limit_blas_threads
 from ._validation import Interval, Options, check_array, check_magnitude
 from .base import BaseMixture
 from .exceptions import ConvergenceWarning
-
-COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+from .kernels._covariance import COVARIANCE_TYPES
 _EPS = 10 * np.finfo(np.float64).eps
 #: A component whose weight falls below this many (average) samples has collapsed.
 _COLLAPSED_SAMPLES = 1e-6

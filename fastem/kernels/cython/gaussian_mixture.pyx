@@ -3,17 +3,9 @@
 
 This mirrors ``numba/gaussian_mixture.py`` step for step: one generic typed kernel
 per job (log densities, log normaliser, fused statistics) with an int ``kind``
-constant, and thin per-type public kernels that reshape the precision factors and the
-second-moment buffer to one canonical 3-D form (views, no copies):
-
-=========== ============= ===============
-kind        prec_chol     sum_xx
-=========== ============= ===============
-full        (K, D, D)     (K, D, D)
-tied        (1, D, D)     (1, D, D)
-diag        (K, 1, D)     (K, 1, D)
-spherical   (K, 1, 1)     (K, 1, 1)
-=========== ============= ===============
+constant, on the canonical 3-D shapes of the precision factors and the second-moment
+buffer (views, no copies; see ``_covariance.py``), whose ``export_kernels`` defines the
+twelve public per-type kernels from them.
 
 Determinism follows ``cython/kmeans.pyx``: fixed blocks of ``BLOCK_SIZE`` samples,
 slots fixed by the problem size (contiguous runs of whole blocks), each slot reduced
@@ -50,82 +42,40 @@ import numpy as np
 from cython cimport floating
 from cython.parallel cimport prange, threadid
 from libc.math cimport INFINITY, exp, log
-from libc.stdlib cimport calloc, free, malloc
-from scipy.linalg.cython_blas cimport dgemm, sgemm
+from libc.stdlib cimport free
+from libc.string cimport memset
 
-cdef extern from *:
-    """
-    #ifdef _OPENMP
-    #define FASTEM_COMPILED_WITH_OPENMP 1
-    #else
-    #define FASTEM_COMPILED_WITH_OPENMP 0
-    #endif
-    """
-    int FASTEM_COMPILED_WITH_OPENMP
+from fastem.kernels.cython._common cimport (
+    _BLOCK, _MAX_SLOTS, _SLOT_BUDGET_BYTES, FASTEM_COMPILED_WITH_OPENMP, _alloc, _block_stop,
+    _check_arg, _gemm, _n_blocks, _n_slots, _slot_start, _slot_stop, _sum_slots, _team_size)
+
+from fastem.kernels._covariance import (COVARIANCE_TYPES, DIAG, FULL, SPHERICAL, TIED,
+                                        export_kernels)
 
 #: True iff this module was compiled with OpenMP (otherwise every prange runs serially).
 OPENMP = bool(FASTEM_COMPILED_WITH_OPENMP)
+#: Samples per block, slots per reduction at most, and the memory budget in bytes of
+#: all slots of one reduction (see ``_common.pxd``).
+BLOCK_SIZE, MAX_SLOTS, SLOT_BUDGET_BYTES = _BLOCK, _MAX_SLOTS, _SLOT_BUDGET_BYTES
 
-COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
-
-#: Samples per block. Blocks are fixed by the data size alone, never by the thread count.
-BLOCK_SIZE = 256
-#: At most this many partial-result slots per reduction (the parallelism of reductions).
-MAX_SLOTS = 64
-#: Memory budget for all slots of one reduction, in bytes.
-SLOT_BUDGET_BYTES = 64 * 2**20
-
-FULL, TIED, DIAG, SPHERICAL = 0, 1, 2, 3
-
+# the covariance kinds of _covariance.py, as C constants for the nogil code
 cdef enum:
-    _BLOCK = 256
     _FULL = 0
     _TIED = 1
     _DIAG = 2
     _SPHERICAL = 3
-cdef Py_ssize_t _MAX_SLOTS = 64
-cdef Py_ssize_t _SLOT_BUDGET_BYTES = 64 * 2**20
+
+assert (_FULL, _TIED, _DIAG, _SPHERICAL) == (FULL, TIED, DIAG, SPHERICAL), \
+    "the C covariance kinds differ from fastem/kernels/_covariance.py"
 
 
 # ---------------------------------------------------------------------------
-# Python-level helpers (called once per kernel, with the GIL).  The blocking
-# helpers duplicate those of kmeans.pyx (separate extension, same formulas).
+# Python-level helpers (called once per kernel, with the GIL); the blocking and
+# allocation helpers are in _common.pxd
 # ---------------------------------------------------------------------------
 
-cdef Py_ssize_t _n_blocks(Py_ssize_t n_samples):
-    return (n_samples + _BLOCK - 1) // _BLOCK
-
-
-cdef Py_ssize_t _n_slots(Py_ssize_t n_blocks, Py_ssize_t bytes_per_slot):
-    """Number of reduction slots: a function of the problem size only."""
-    cdef Py_ssize_t by_budget = max(1, _SLOT_BUDGET_BYTES // max(1, bytes_per_slot))
-    return max(1, min(n_blocks, _MAX_SLOTS, by_budget))
-
-
-cdef int _team_size(n_threads, Py_ssize_t n_items):
-    """Threads to request: at least 1, never more than there are parallel items.
-
-    The per-thread scratch buffers are indexed by ``threadid()``, which is always
-    below the ``num_threads`` requested, so they are allocated for this many threads.
-    """
-    cdef Py_ssize_t n = int(n_threads)
-    return <int>max(1, min(n, n_items))
-
-
-cdef void _check(bint ok, str what) except *:
-    if not ok:
-        raise ValueError(f"fastem cython gaussian_mixture kernel: {what}")
-
-
-cdef void* _alloc(size_t n_items, size_t item_size, bint zero) except NULL:
-    """malloc/calloc of at least one item, raising MemoryError on failure."""
-    cdef void* p
-    if n_items < 1:
-        n_items = 1
-    p = calloc(n_items, item_size) if zero else malloc(n_items * item_size)
-    if p == NULL:
-        raise MemoryError()
-    return p
+cdef inline void _check(bint ok, str what) except *:
+    _check_arg("gaussian_mixture", ok, what)
 
 
 cdef void _check_params(int kind, Py_ssize_t n_features, const floating[:, ::1] means,
@@ -192,16 +142,8 @@ cdef inline void _rows_times_square(const floating* a, int n_rows, const floatin
     Column-major BLAS sees the row-major arrays transposed: ``z^T = u^T a^T``, i.e.
     transa='N', transb='N', m=D, n=n_rows, k=D, A=u, B=a.
     """
-    cdef char trans = b'N'
     cdef int ld = n_features if n_features > 1 else 1
-    cdef floating alpha = 1.0
-    cdef floating beta = 0.0
-    if floating is float:
-        sgemm(&trans, &trans, &n_features, &n_rows, &n_features, &alpha,
-              <float*>u, &ld, <float*>a, &ld, &beta, z, &ld)
-    else:
-        dgemm(&trans, &trans, &n_features, &n_rows, &n_features, &alpha,
-              <double*>u, &ld, <double*>a, &ld, &beta, z, &ld)
+    _gemm(c'N', c'N', n_features, n_rows, n_features, u, ld, a, ld, 0.0, z, ld)
 
 
 cdef inline void _rows_times_square_t(const floating* a, int n_rows, const floating* u,
@@ -212,17 +154,9 @@ cdef inline void _rows_times_square_t(const floating* a, int n_rows, const float
     sees a as (D x n_rows) and u as u^T, so transa='T', transb='T', m=n_rows, n=D, k=D,
     ldc=n_rows.
     """
-    cdef char trans = b'T'
     cdef int ld = n_features if n_features > 1 else 1
     cdef int ldc = n_rows if n_rows > 1 else 1
-    cdef floating alpha = 1.0
-    cdef floating beta = 0.0
-    if floating is float:
-        sgemm(&trans, &trans, &n_rows, &n_features, &n_features, &alpha,
-              <float*>a, &ld, <float*>u, &ld, &beta, zt, &ldc)
-    else:
-        dgemm(&trans, &trans, &n_rows, &n_features, &n_features, &alpha,
-              <double*>a, &ld, <double*>u, &ld, &beta, zt, &ldc)
+    _gemm(c'T', c'T', n_rows, n_features, n_features, a, ld, u, ld, 0.0, zt, ldc)
 
 
 cdef inline void _add_weighted_outer(const double* y, const double* yw, int n_rows,
@@ -232,13 +166,8 @@ cdef inline void _add_weighted_outer(const double* y, const double* yw, int n_ro
     Column-major: c^T += y^T yw with y^T = y seen as (D x n_rows) ('N') and yw = yw
     seen as (D x n_rows) transposed ('T'): m=D, n=D, k=n_rows.
     """
-    cdef char transa = b'N'
-    cdef char transb = b'T'
     cdef int ld = n_features if n_features > 1 else 1
-    cdef double alpha = 1.0
-    cdef double beta = 1.0
-    dgemm(&transa, &transb, &n_features, &n_features, &n_rows, &alpha,
-          <double*>y, &ld, <double*>yw, &ld, &beta, c, &ld)
+    _gemm(c'N', c'T', n_features, n_features, n_rows, y, ld, yw, ld, 1.0, c, ld)
 
 
 cdef inline void _sum_sq_t(const floating* zt, Py_ssize_t m, Py_ssize_t n_features,
@@ -256,22 +185,92 @@ cdef inline void _sum_sq_t(const floating* zt, Py_ssize_t m, Py_ssize_t n_featur
             acc[i] += v * v
 
 
+cdef inline void _sum_sq_diff_t(const double* xt, Py_ssize_t m, const double* table,
+                                Py_ssize_t k, Py_ssize_t n_components,
+                                Py_ssize_t n_features, double* acc) noexcept nogil:
+    """acc[i] = sum_j (xt[j, i] - table[j, k])^2 in float64 (feature order); xt (D x m)
+    and table (D x K) row-major."""
+    cdef Py_ssize_t i, j
+    cdef double t, d
+    cdef const double* zrow
+    for i in range(m):
+        acc[i] = 0.0
+    for j in range(n_features):
+        t = table[j * n_components + k]
+        zrow = xt + j * m
+        for i in range(m):
+            d = zrow[i] - t
+            acc[i] += d * d
+
+
+cdef struct _Scratch:
+    # Buffers of the block kernels: the parameter table, shared by all threads, and
+    # n_team per-thread slices of every other buffer, thread tid's at tid * stride.
+    Py_ssize_t fbuf     # stride of ybuf, zbuf, xt, y64, yw64: BLOCK x D items
+    Py_ssize_t lbuf     # stride of lp: BLOCK x K items
+    double* table       # per-kind parameter table of _prepare, read-only
+    double* lp          # BLOCK x K float64: log densities, then w r (log_norm, stats)
+    void* ybuf          # BLOCK x D, data dtype: x - mu_k (full)
+    void* zbuf          # D x BLOCK, data dtype: gemm products (full, tied)
+    double* xt          # D x BLOCK float64: z (tied) or the block (diag, spherical)
+    double* acc         # BLOCK float64 squared-distance sums (stride BLOCK)
+    double* y64         # BLOCK x D float64: x - shift_k (stats)
+    double* yw64        # BLOCK x D float64: w r (x - shift_k) (stats)
+
+
+cdef void _scratch_alloc(_Scratch* sc, int kind, const floating[:, ::1] means,
+                         const floating[:, :, ::1] pc, int n_team, bint with_lp,
+                         bint with_moments) except *:
+    """Allocate ``*sc`` (zeroed by the caller) for n_team threads; lp only if with_lp,
+    y64 and yw64 only if with_moments.
+
+    On error the buffers already allocated are in ``*sc``, for ``_scratch_free``.
+    """
+    cdef Py_ssize_t n_components = means.shape[0], n_features = means.shape[1]
+    sc.fbuf = <Py_ssize_t>_BLOCK * n_features
+    sc.lbuf = <Py_ssize_t>_BLOCK * n_components
+    sc.table = _prepare(kind, means, pc)
+    if with_lp:
+        sc.lp = <double*>_alloc(<size_t>n_team * sc.lbuf, sizeof(double), False)
+    sc.ybuf = _alloc(<size_t>n_team * sc.fbuf, sizeof(floating), False)
+    sc.zbuf = _alloc(<size_t>n_team * sc.fbuf, sizeof(floating), False)
+    sc.xt = <double*>_alloc(<size_t>n_team * sc.fbuf, sizeof(double), False)
+    sc.acc = <double*>_alloc(<size_t>n_team * _BLOCK, sizeof(double), False)
+    if with_moments:
+        sc.y64 = <double*>_alloc(<size_t>n_team * sc.fbuf, sizeof(double), False)
+        sc.yw64 = <double*>_alloc(<size_t>n_team * sc.fbuf, sizeof(double), False)
+
+
+cdef void _scratch_free(_Scratch* sc) noexcept:
+    free(sc.table)
+    free(sc.lp)
+    free(sc.ybuf)
+    free(sc.zbuf)
+    free(sc.xt)
+    free(sc.acc)
+    free(sc.y64)
+    free(sc.yw64)
+
+
 cdef void _log_prob_block(int kind, const floating* X, Py_ssize_t start, Py_ssize_t m,
-                          const floating* means, const floating* pc, const double* table,
-                          const double* log_consts, double* lp, floating* ybuf,
-                          floating* zbuf, double* xt, double* acc,
+                          const floating* means, const floating* pc, const double* log_consts,
+                          double* lp, const _Scratch* sc, Py_ssize_t tid,
                           Py_ssize_t n_components, Py_ssize_t n_features) noexcept nogil:
     """lp[i, k] = log_consts[k] - maha_k(x_{start+i}) / 2 for the block [start, start+m).
 
-    lp is row-major with row stride n_components.  Scratch: ybuf, zbuf (BLOCK x D, data
-    dtype), xt (BLOCK x D, float64), acc (BLOCK, float64).
+    lp is row-major with row stride n_components.  Uses the table of ``sc`` and thread
+    tid's ybuf, zbuf (data dtype), xt and acc (float64).
     """
     cdef Py_ssize_t i, j, k
+    cdef const double* table = sc.table
+    cdef floating* ybuf = (<floating*>sc.ybuf) + tid * sc.fbuf
+    cdef floating* zbuf = (<floating*>sc.zbuf) + tid * sc.fbuf
+    cdef double* xt = sc.xt + tid * sc.fbuf
+    cdef double* acc = sc.acc + tid * _BLOCK
     cdef const floating* xb = X + start * n_features
     cdef const floating* mu
     cdef const floating* xr
     cdef floating* yr
-    cdef const double* col
     cdef const double* zrow
     cdef double t, d, p, half = 0.5
     if kind == _FULL:
@@ -294,14 +293,7 @@ cdef void _log_prob_block(int kind, const floating* X, Py_ssize_t start, Py_ssiz
             for i in range(m):
                 xt[j * m + i] = <double>zbuf[j * m + i]
         for k in range(n_components):
-            for i in range(m):
-                acc[i] = 0.0
-            for j in range(n_features):
-                t = table[j * n_components + k]
-                zrow = xt + j * m
-                for i in range(m):
-                    d = zrow[i] - t
-                    acc[i] += d * d
+            _sum_sq_diff_t(xt, m, table, k, n_components, n_features, acc)
             for i in range(m):
                 lp[i * n_components + k] = log_consts[k] - half * acc[i]
     else:
@@ -311,9 +303,9 @@ cdef void _log_prob_block(int kind, const floating* X, Py_ssize_t start, Py_ssiz
             for j in range(n_features):
                 xt[j * m + i] = <double>xr[j]
         for k in range(n_components):
-            for i in range(m):
-                acc[i] = 0.0
             if kind == _DIAG:
+                for i in range(m):
+                    acc[i] = 0.0
                 for j in range(n_features):
                     t = table[j * n_components + k]
                     p = <double>pc[k * n_features + j]
@@ -324,12 +316,7 @@ cdef void _log_prob_block(int kind, const floating* X, Py_ssize_t start, Py_ssiz
                 for i in range(m):
                     lp[i * n_components + k] = log_consts[k] - half * acc[i]
             else:
-                for j in range(n_features):
-                    t = table[j * n_components + k]
-                    zrow = xt + j * m
-                    for i in range(m):
-                        d = zrow[i] - t
-                        acc[i] += d * d
+                _sum_sq_diff_t(xt, m, table, k, n_components, n_features, acc)
                 p = <double>pc[k]
                 for i in range(m):
                     lp[i * n_components + k] = log_consts[k] - half * acc[i] * p * p
@@ -350,20 +337,22 @@ cdef inline double _logsumexp_row(const double* row, Py_ssize_t n_components) no
 
 
 cdef double _stats_slot(int kind, const floating* X, const double* sample_weight,
-                        const floating* means, const floating* pc, const double* table,
-                        const double* log_consts, const floating* shift,
-                        double* lp, floating* ybuf, floating* zbuf, double* xt, double* acc,
-                        double* y64, double* yw64,
+                        const floating* means, const floating* pc, const double* log_consts,
+                        const floating* shift, const _Scratch* sc, Py_ssize_t tid,
                         double* p_nk, double* p_x, double* p_xx,
                         Py_ssize_t start, Py_ssize_t stop,
                         Py_ssize_t n_components, Py_ssize_t n_features) noexcept nogil:
-    """Fused E/M statistics of samples [start, stop) into this slot's (zeroed) partials.
+    """Fused E/M statistics of samples [start, stop) into this slot's (zeroed) partials,
+    with thread tid's scratch of ``sc``.
 
     Returns the slot's ``sum_i w_i log p(x_i)`` (-inf if a row of zero density has
     positive weight).
     """
     cdef double ll = 0.0, lse, w, total, wr, y, s
     cdef Py_ssize_t b_start, b_stop, m, i, j, k
+    cdef double* lp = sc.lp + tid * sc.lbuf
+    cdef double* y64 = sc.y64 + tid * sc.fbuf
+    cdef double* yw64 = sc.yw64 + tid * sc.fbuf
     cdef double* row
     cdef double* xk
     cdef double* xxk
@@ -373,10 +362,10 @@ cdef double _stats_slot(int kind, const floating* X, const double* sample_weight
     cdef const floating* sk
     b_start = start
     while b_start < stop:
-        b_stop = b_start + _BLOCK if b_start + _BLOCK < stop else stop
+        b_stop = _block_stop(b_start, stop)
         m = b_stop - b_start
-        _log_prob_block(kind, X, b_start, m, means, pc, table, log_consts, lp, ybuf, zbuf,
-                        xt, acc, n_components, n_features)
+        _log_prob_block(kind, X, b_start, m, means, pc, log_consts, lp, sc, tid,
+                        n_components, n_features)
         # E-step: lp becomes w_i * r_ik (0 for rows with zero density)
         for i in range(m):
             row = lp + i * n_components
@@ -437,126 +426,79 @@ cdef double _stats_slot(int kind, const floating* X, const double* sample_weight
     return ll
 
 
-cdef inline Py_ssize_t _slot_start(Py_ssize_t slot, Py_ssize_t n_slots,
-                                   Py_ssize_t n_blocks) noexcept nogil:
-    """First sample of a slot; slot s covers blocks [s*nb//ns, (s+1)*nb//ns)."""
-    return (slot * n_blocks // n_slots) * _BLOCK
-
-
-cdef inline Py_ssize_t _slot_stop(Py_ssize_t slot, Py_ssize_t n_slots, Py_ssize_t n_blocks,
-                                  Py_ssize_t n_samples) noexcept nogil:
-    """One past the last sample of a slot (a contiguous run of whole blocks)."""
-    cdef Py_ssize_t stop = ((slot + 1) * n_blocks // n_slots) * _BLOCK
-    return stop if stop < n_samples else n_samples
-
-
 # ---------------------------------------------------------------------------
-# Generic kernels (canonical 3-D prec_chol / sum_xx, int kind)
+# Generic typed kernels (canonical 3-D prec_chol / sum_xx, int kind)
 # ---------------------------------------------------------------------------
 
-def _estimate_log_prob(int kind, const floating[:, ::1] X, const floating[:, ::1] means,
-                       const floating[:, :, ::1] pc, const double[::1] log_consts,
-                       double[:, ::1] out, n_threads):
+cdef void _log_prob_blocks(int kind, const floating[:, ::1] X, const floating[:, ::1] means,
+                           const floating[:, :, ::1] pc, const double[::1] log_consts,
+                           double* out, double* log_norm, int* labels, n_threads) except *:
+    """Log densities of all samples (n_samples, n_components >= 1), block-parallel.
+
+    Written to ``out`` (n_samples x K) if it is not NULL; otherwise each block's are
+    reduced per sample into ``log_norm`` (log sum_k exp) and ``labels`` (argmax, lowest
+    index on ties).
+    """
     cdef Py_ssize_t n_samples = X.shape[0], n_features = X.shape[1]
     cdef Py_ssize_t n_components = means.shape[0]
-    _check_params(kind, n_features, means, pc, log_consts)
-    _check(out.shape[0] == n_samples and out.shape[1] == n_components,
-           "out is not (n_samples, n_components)")
-    if n_samples == 0 or n_components == 0:
-        return
-
     cdef Py_ssize_t n_blocks = _n_blocks(n_samples)
     cdef int n_team = _team_size(n_threads, n_blocks)
-    cdef Py_ssize_t b, start, stop, tid
-    cdef Py_ssize_t fbuf = <Py_ssize_t>_BLOCK * n_features
-    cdef double* table = NULL
-    cdef floating* ybuf = NULL
-    cdef floating* zbuf = NULL
-    cdef double* xt = NULL
-    cdef double* acc = NULL
+    cdef Py_ssize_t b, start, stop, tid, i, k, best
+    cdef double* lp
+    cdef double* row
+    cdef _Scratch sc
+    memset(&sc, 0, sizeof(sc))  # all NULL: _scratch_free is safe whatever was allocated
     try:
-        table = _prepare(kind, means, pc)
-        ybuf = <floating*>_alloc(<size_t>n_team * fbuf, sizeof(floating), False)
-        zbuf = <floating*>_alloc(<size_t>n_team * fbuf, sizeof(floating), False)
-        xt = <double*>_alloc(<size_t>n_team * fbuf, sizeof(double), False)
-        acc = <double*>_alloc(<size_t>n_team * _BLOCK, sizeof(double), False)
+        _scratch_alloc(&sc, kind, means, pc, n_team, out == NULL, False)
         for b in prange(n_blocks, nogil=True, schedule='static', num_threads=n_team):
             tid = threadid()
             start = b * _BLOCK
-            stop = start + _BLOCK if start + _BLOCK < n_samples else n_samples
+            stop = _block_stop(start, n_samples)
+            lp = out + start * n_components if out != NULL else sc.lp + tid * sc.lbuf
             _log_prob_block(kind, &X[0, 0], start, stop - start, &means[0, 0], &pc[0, 0, 0],
-                            table, &log_consts[0], &out[start, 0],
-                            ybuf + tid * fbuf, zbuf + tid * fbuf, xt + tid * fbuf,
-                            acc + tid * _BLOCK, n_components, n_features)
+                            &log_consts[0], lp, &sc, tid, n_components, n_features)
+            if out == NULL:
+                for i in range(stop - start):
+                    row = lp + i * n_components
+                    log_norm[start + i] = _logsumexp_row(row, n_components)
+                    best = 0
+                    for k in range(1, n_components):
+                        if row[k] > row[best]:
+                            best = k
+                    labels[start + i] = <int>best
     finally:
-        free(table)
-        free(ybuf)
-        free(zbuf)
-        free(xt)
-        free(acc)
+        _scratch_free(&sc)
 
 
-def _estimate_log_norm(int kind, const floating[:, ::1] X, const floating[:, ::1] means,
-                       const floating[:, :, ::1] pc, const double[::1] log_consts,
-                       double[::1] log_norm, int[::1] labels, n_threads):
-    cdef Py_ssize_t n_samples = X.shape[0], n_features = X.shape[1]
-    cdef Py_ssize_t n_components = means.shape[0]
-    _check_params(kind, n_features, means, pc, log_consts)
+def _estimate_log_prob_typed(int kind, const floating[:, ::1] X, const floating[:, ::1] means,
+                             const floating[:, :, ::1] pc, const double[::1] log_consts,
+                             double[:, ::1] out, n_threads):
+    cdef Py_ssize_t n_samples = X.shape[0], n_components = means.shape[0]
+    _check_params(kind, X.shape[1], means, pc, log_consts)
+    _check(out.shape[0] == n_samples and out.shape[1] == n_components,
+           "out is not (n_samples, n_components)")
+    if n_samples > 0 and n_components > 0:
+        _log_prob_blocks(kind, X, means, pc, log_consts, &out[0, 0], NULL, NULL, n_threads)
+
+
+def _estimate_log_norm_typed(int kind, const floating[:, ::1] X, const floating[:, ::1] means,
+                             const floating[:, :, ::1] pc, const double[::1] log_consts,
+                             double[::1] log_norm, int[::1] labels, n_threads):
+    cdef Py_ssize_t n_samples = X.shape[0]
+    _check_params(kind, X.shape[1], means, pc, log_consts)
     _check(log_norm.shape[0] == n_samples and labels.shape[0] == n_samples,
            "log_norm / labels do not have n_samples entries")
     if n_samples == 0:
         return
-    _check(n_components >= 1, "need at least one component")
-
-    cdef Py_ssize_t n_blocks = _n_blocks(n_samples)
-    cdef int n_team = _team_size(n_threads, n_blocks)
-    cdef Py_ssize_t b, start, stop, tid, i, k, best
-    cdef Py_ssize_t fbuf = <Py_ssize_t>_BLOCK * n_features
-    cdef Py_ssize_t lbuf = <Py_ssize_t>_BLOCK * n_components
-    cdef double* row
-    cdef double* table = NULL
-    cdef double* lp = NULL
-    cdef floating* ybuf = NULL
-    cdef floating* zbuf = NULL
-    cdef double* xt = NULL
-    cdef double* acc = NULL
-    try:
-        table = _prepare(kind, means, pc)
-        lp = <double*>_alloc(<size_t>n_team * lbuf, sizeof(double), False)
-        ybuf = <floating*>_alloc(<size_t>n_team * fbuf, sizeof(floating), False)
-        zbuf = <floating*>_alloc(<size_t>n_team * fbuf, sizeof(floating), False)
-        xt = <double*>_alloc(<size_t>n_team * fbuf, sizeof(double), False)
-        acc = <double*>_alloc(<size_t>n_team * _BLOCK, sizeof(double), False)
-        for b in prange(n_blocks, nogil=True, schedule='static', num_threads=n_team):
-            tid = threadid()
-            start = b * _BLOCK
-            stop = start + _BLOCK if start + _BLOCK < n_samples else n_samples
-            _log_prob_block(kind, &X[0, 0], start, stop - start, &means[0, 0], &pc[0, 0, 0],
-                            table, &log_consts[0], lp + tid * lbuf,
-                            ybuf + tid * fbuf, zbuf + tid * fbuf, xt + tid * fbuf,
-                            acc + tid * _BLOCK, n_components, n_features)
-            for i in range(stop - start):
-                row = lp + tid * lbuf + i * n_components
-                log_norm[start + i] = _logsumexp_row(row, n_components)
-                best = 0
-                for k in range(1, n_components):
-                    if row[k] > row[best]:
-                        best = k
-                labels[start + i] = <int>best
-    finally:
-        free(table)
-        free(lp)
-        free(ybuf)
-        free(zbuf)
-        free(xt)
-        free(acc)
+    _check(means.shape[0] >= 1, "need at least one component")
+    _log_prob_blocks(kind, X, means, pc, log_consts, NULL, &log_norm[0], &labels[0], n_threads)
 
 
-def _accumulate_stats(int kind, const floating[:, ::1] X, const double[::1] sample_weight,
-                      const floating[:, ::1] means, const floating[:, :, ::1] pc,
-                      const double[::1] log_consts, const floating[:, ::1] shift,
-                      double[::1] nk, double[:, ::1] sum_x, double[:, :, ::1] sum_xx,
-                      n_threads):
+def _accumulate_stats_typed(int kind, const floating[:, ::1] X,
+                            const double[::1] sample_weight, const floating[:, ::1] means,
+                            const floating[:, :, ::1] pc, const double[::1] log_consts,
+                            const floating[:, ::1] shift, double[::1] nk,
+                            double[:, ::1] sum_x, double[:, :, ::1] sum_xx, n_threads):
     cdef Py_ssize_t n_samples = X.shape[0], n_features = X.shape[1]
     cdef Py_ssize_t n_components = means.shape[0]
     _check_params(kind, n_features, means, pc, log_consts)
@@ -579,24 +521,14 @@ def _accumulate_stats(int kind, const floating[:, ::1] X, const double[::1] samp
     cdef Py_ssize_t n_slots = _n_slots(n_blocks, 8 * (1 + n_components * (1 + n_features)
                                                      + xx_size))
     cdef int n_team = _team_size(n_threads, n_slots)
-    cdef Py_ssize_t slot, start, stop, tid, s, q
-    cdef Py_ssize_t fbuf = <Py_ssize_t>_BLOCK * n_features
-    cdef Py_ssize_t lbuf = <Py_ssize_t>_BLOCK * n_components
-    cdef double ll = 0.0, total
-    cdef double* table = NULL
-    cdef double* lp = NULL
-    cdef floating* ybuf = NULL
-    cdef floating* zbuf = NULL
-    cdef double* xt = NULL
-    cdef double* acc = NULL
-    cdef double* y64 = NULL
-    cdef double* yw64 = NULL
+    cdef Py_ssize_t slot, start, stop, tid
+    cdef double ll
     cdef double* part_ll = NULL
     cdef double* part_nk = NULL
     cdef double* part_x = NULL
     cdef double* part_xx = NULL
-    cdef double* out_x
-    cdef double* out_xx
+    cdef _Scratch sc
+    memset(&sc, 0, sizeof(sc))  # all NULL: _scratch_free is safe whatever was allocated
     try:
         # per-slot partial results, zeroed: slot s owns row s of each
         part_ll = <double*>_alloc(n_slots, sizeof(double), True)
@@ -604,121 +536,63 @@ def _accumulate_stats(int kind, const floating[:, ::1] X, const double[::1] samp
         part_x = <double*>_alloc(<size_t>n_slots * x_size, sizeof(double), True)
         part_xx = <double*>_alloc(<size_t>n_slots * xx_size, sizeof(double), True)
         if n_samples > 0:
-            table = _prepare(kind, means, pc)
-            lp = <double*>_alloc(<size_t>n_team * lbuf, sizeof(double), False)
-            ybuf = <floating*>_alloc(<size_t>n_team * fbuf, sizeof(floating), False)
-            zbuf = <floating*>_alloc(<size_t>n_team * fbuf, sizeof(floating), False)
-            xt = <double*>_alloc(<size_t>n_team * fbuf, sizeof(double), False)
-            acc = <double*>_alloc(<size_t>n_team * _BLOCK, sizeof(double), False)
-            y64 = <double*>_alloc(<size_t>n_team * fbuf, sizeof(double), False)
-            yw64 = <double*>_alloc(<size_t>n_team * fbuf, sizeof(double), False)
+            _scratch_alloc(&sc, kind, means, pc, n_team, True, True)
             for slot in prange(n_slots, nogil=True, schedule='static', num_threads=n_team):
                 tid = threadid()
                 start = _slot_start(slot, n_slots, n_blocks)
                 stop = _slot_stop(slot, n_slots, n_blocks, n_samples)
                 part_ll[slot] = _stats_slot(
-                    kind, &X[0, 0], &sample_weight[0], &means[0, 0], &pc[0, 0, 0], table,
-                    &log_consts[0], &shift[0, 0], lp + tid * lbuf, ybuf + tid * fbuf,
-                    zbuf + tid * fbuf, xt + tid * fbuf, acc + tid * _BLOCK,
-                    y64 + tid * fbuf, yw64 + tid * fbuf,
-                    part_nk + slot * n_components, part_x + slot * x_size,
-                    part_xx + slot * xx_size, start, stop, n_components, n_features)
+                    kind, &X[0, 0], &sample_weight[0], &means[0, 0], &pc[0, 0, 0],
+                    &log_consts[0], &shift[0, 0], &sc, tid, part_nk + slot * n_components,
+                    part_x + slot * x_size, part_xx + slot * xx_size, start, stop,
+                    n_components, n_features)
         # fixed slot order: bit-identical for any thread count
         with nogil:
-            for s in range(n_slots):
-                ll = ll + part_ll[s]
-            for q in range(n_components):
-                total = 0.0
-                for s in range(n_slots):
-                    total = total + part_nk[s * n_components + q]
-                nk[q] = total
-            out_x = &sum_x[0, 0] if x_size > 0 else NULL
-            for q in range(x_size):
-                total = 0.0
-                for s in range(n_slots):
-                    total = total + part_x[s * x_size + q]
-                out_x[q] = total
-            out_xx = &sum_xx[0, 0, 0] if xx_size > 0 else NULL
-            for q in range(xx_size):
-                total = 0.0
-                for s in range(n_slots):
-                    total = total + part_xx[s * xx_size + q]
-                out_xx[q] = total
+            _sum_slots(part_ll, n_slots, 1, &ll)
+            _sum_slots(part_nk, n_slots, n_components, &nk[0] if n_components > 0 else NULL)
+            _sum_slots(part_x, n_slots, x_size, &sum_x[0, 0] if x_size > 0 else NULL)
+            _sum_slots(part_xx, n_slots, xx_size, &sum_xx[0, 0, 0] if xx_size > 0 else NULL)
     finally:
         free(part_ll)
         free(part_nk)
         free(part_x)
         free(part_xx)
-        free(table)
-        free(lp)
-        free(ybuf)
-        free(zbuf)
-        free(xt)
-        free(acc)
-        free(y64)
-        free(yw64)
+        _scratch_free(&sc)
     return ll
 
 
 # ---------------------------------------------------------------------------
-# Public per-type kernels
+# Public per-type kernels: export_kernels (fastem/kernels/_covariance.py) defines
+# them over these generic kernels, passing the canonical 3-D views of prec_chol
+# and sum_xx.
 # ---------------------------------------------------------------------------
 
-def _canonical(int kind, a, Py_ssize_t n_components, Py_ssize_t n_features):
-    """Reshape prec_chol (or a second-moment buffer) to the canonical 3-D view."""
-    if kind == _FULL:
-        shape = (n_components, n_features, n_features)
-    elif kind == _TIED:
-        shape = (1, n_features, n_features)
-    elif kind == _DIAG:
-        shape = (n_components, 1, n_features)
-    else:
-        shape = (n_components, 1, 1)
-    return a.reshape(shape)
+# Small parameter inputs of any layout are made C-contiguous (a no-op when they are
+# already, copies of K x D sized arrays otherwise, as numba accepts any layout);
+# X must be C-contiguous and outputs must be C-contiguous (written in place).
+_c = np.ascontiguousarray
 
 
-def _canonical_out(int kind, sum_xx, Py_ssize_t n_components, Py_ssize_t n_features):
-    """Canonical view of the sum_xx output buffer; it must be a view, never a copy."""
+def _estimate_log_prob(kind, X, means, pc, log_consts, out, n_threads):
+    _estimate_log_prob_typed(kind, X, _c(means), _c(pc), _c(log_consts), out, n_threads)
+
+
+def _estimate_log_norm(kind, X, means, pc, log_consts, log_norm, labels, n_threads):
+    _estimate_log_norm_typed(kind, X, _c(means), _c(pc), _c(log_consts), log_norm, labels,
+                             n_threads)
+
+
+def _accumulate_stats(kind, X, sample_weight, means, pc, log_consts, shift, nk, sum_x,
+                      sum_xx, n_threads):
+    # sum_xx is the caller's buffer in the canonical shape (a view: the reshape only
+    # inserts unit axes, so it is C-contiguous iff the buffer is); it is written in
+    # place, so it must never be replaced by a contiguous copy
     if not (isinstance(sum_xx, np.ndarray) and sum_xx.flags.c_contiguous):
         raise ValueError("fastem cython gaussian_mixture kernel: sum_xx must be a "
                          "C-contiguous ndarray")
-    return _canonical(kind, sum_xx, n_components, n_features)
+    return _accumulate_stats_typed(kind, X, _c(sample_weight), _c(means), _c(pc),
+                                   _c(log_consts), _c(shift), nk, sum_x, sum_xx, n_threads)
 
 
-def _make(int kind, str cov):
-    # Small parameter inputs of any layout are made C-contiguous (a no-op when they are
-    # already, copies of K x D sized arrays otherwise, as numba accepts any layout);
-    # X must be C-contiguous and outputs must be C-contiguous (written in place).
-    _c = np.ascontiguousarray
-
-    def estimate_log_prob(X, means, prec_chol, log_consts, out, n_threads):
-        means = _c(means)
-        pc = _c(_canonical(kind, prec_chol, means.shape[0], means.shape[1]))
-        _estimate_log_prob(kind, X, means, pc, _c(log_consts), out, n_threads)
-
-    def estimate_log_norm(X, means, prec_chol, log_consts, log_norm, labels, n_threads):
-        means = _c(means)
-        pc = _c(_canonical(kind, prec_chol, means.shape[0], means.shape[1]))
-        _estimate_log_norm(kind, X, means, pc, _c(log_consts), log_norm, labels, n_threads)
-
-    def accumulate_stats(X, sample_weight, means, prec_chol, log_consts, shift, nk, sum_x,
-                         sum_xx, n_threads):
-        means = _c(means)
-        pc = _c(_canonical(kind, prec_chol, means.shape[0], means.shape[1]))
-        xx = _canonical_out(kind, sum_xx, means.shape[0], means.shape[1])  # written in place
-        return _accumulate_stats(kind, X, _c(sample_weight), means, pc, _c(log_consts),
-                                 _c(shift), nk, sum_x, xx, n_threads)
-
-    for f, name in ((estimate_log_prob, "estimate_log_prob"),
-                    (estimate_log_norm, "estimate_log_norm"),
-                    (accumulate_stats, "accumulate_stats")):
-        f.__name__ = f.__qualname__ = f"{name}_{cov}"
-        f.__doc__ = f"``{name}_<cov>`` for ``cov={cov!r}`` (see the reference contract)."
-    return estimate_log_prob, estimate_log_norm, accumulate_stats
-
-
-(estimate_log_prob_full, estimate_log_norm_full, accumulate_stats_full) = _make(_FULL, "full")
-(estimate_log_prob_tied, estimate_log_norm_tied, accumulate_stats_tied) = _make(_TIED, "tied")
-(estimate_log_prob_diag, estimate_log_norm_diag, accumulate_stats_diag) = _make(_DIAG, "diag")
-(estimate_log_prob_spherical, estimate_log_norm_spherical,
- accumulate_stats_spherical) = _make(_SPHERICAL, "spherical")
+export_kernels(globals(), _estimate_log_prob, _estimate_log_norm, _accumulate_stats,
+               canonical_shapes=True)

@@ -22,73 +22,26 @@ its arguments once before entering ``nogil`` code.
 
 from cython cimport floating
 from cython.parallel cimport prange, threadid
-from libc.stdlib cimport calloc, free, malloc
-from scipy.linalg.cython_blas cimport dgemm, sgemm
+from libc.stdlib cimport free
 
-cdef extern from *:
-    """
-    #ifdef _OPENMP
-    #define FASTEM_COMPILED_WITH_OPENMP 1
-    #else
-    #define FASTEM_COMPILED_WITH_OPENMP 0
-    #endif
-    """
-    int FASTEM_COMPILED_WITH_OPENMP
+from fastem.kernels.cython._common cimport (
+    _BLOCK, _MAX_SLOTS, _SLOT_BUDGET_BYTES, FASTEM_COMPILED_WITH_OPENMP, _alloc, _block_stop,
+    _check_arg, _gemm, _n_blocks, _n_slots, _slot_start, _slot_stop, _sum_slots, _team_size)
 
 #: True iff this module was compiled with OpenMP (otherwise every prange runs serially).
 OPENMP = bool(FASTEM_COMPILED_WITH_OPENMP)
-
-#: Samples per block. Blocks are fixed by the data size alone, never by the thread count.
-BLOCK_SIZE = 256
-#: At most this many partial-result slots per reduction (the parallelism of reductions).
-MAX_SLOTS = 64
-#: Memory budget for all slots of one reduction, in bytes.
-SLOT_BUDGET_BYTES = 64 * 2**20
-
-cdef enum:
-    _BLOCK = 256
-cdef Py_ssize_t _MAX_SLOTS = 64
-cdef Py_ssize_t _SLOT_BUDGET_BYTES = 64 * 2**20
+#: Samples per block, slots per reduction at most, and the memory budget in bytes of
+#: all slots of one reduction (see ``_common.pxd``).
+BLOCK_SIZE, MAX_SLOTS, SLOT_BUDGET_BYTES = _BLOCK, _MAX_SLOTS, _SLOT_BUDGET_BYTES
 
 
 # ---------------------------------------------------------------------------
-# Python-level helpers (called once per kernel, with the GIL)
+# Python-level helpers (called once per kernel, with the GIL); the blocking and
+# allocation helpers are in _common.pxd
 # ---------------------------------------------------------------------------
 
-cdef Py_ssize_t _n_blocks(Py_ssize_t n_samples):
-    return (n_samples + _BLOCK - 1) // _BLOCK
-
-
-cdef Py_ssize_t _n_slots(Py_ssize_t n_blocks, Py_ssize_t bytes_per_slot):
-    """Number of reduction slots: a function of the problem size only."""
-    cdef Py_ssize_t by_budget = max(1, _SLOT_BUDGET_BYTES // max(1, bytes_per_slot))
-    return max(1, min(n_blocks, _MAX_SLOTS, by_budget))
-
-
-cdef int _team_size(n_threads, Py_ssize_t n_items):
-    """Threads to request: at least 1, never more than there are parallel items.
-
-    The per-thread scratch buffers are indexed by ``threadid()``, which is always
-    below the ``num_threads`` requested, so they are allocated for this many threads.
-    """
-    cdef Py_ssize_t n = int(n_threads)
-    return <int>max(1, min(n, n_items))
-
-
-cdef void _check(bint ok, str what) except *:
-    if not ok:
-        raise ValueError(f"fastem cython kmeans kernel: {what}")
-
-
-cdef void* _alloc(size_t n_items, size_t item_size, bint zero) except NULL:
-    """malloc/calloc of at least one item, raising MemoryError on failure."""
-    cdef void* p
-    if n_items < 1:
-        n_items = 1
-    p = calloc(n_items, item_size) if zero else malloc(n_items * item_size)
-    if p == NULL:
-        raise MemoryError()
-    return p
+cdef inline void _check(bint ok, str what) except *:
+    _check_arg("kmeans", ok, what)
 
 
 cdef void* _half_sq_norms(const floating[:, ::1] centers) except NULL:
@@ -117,18 +70,10 @@ cdef inline void _block_dots(const floating* xb, const floating* centers, floati
     row-major centers seen as a (D x K) column-major matrix and B the row-major block
     seen as (D x B): transa='T', transb='N', m=K, n=B, k=D.
     """
-    cdef char transa = b'T'
-    cdef char transb = b'N'
     cdef int ld_in = n_features if n_features > 1 else 1
     cdef int ld_out = n_clusters if n_clusters > 1 else 1
-    cdef floating alpha = 1.0
-    cdef floating beta = 0.0
-    if floating is float:
-        sgemm(&transa, &transb, &n_clusters, &n_rows, &n_features, &alpha,
-              <float*>centers, &ld_in, <float*>xb, &ld_in, &beta, dots, &ld_out)
-    else:
-        dgemm(&transa, &transb, &n_clusters, &n_rows, &n_features, &alpha,
-              <double*>centers, &ld_in, <double*>xb, &ld_in, &beta, dots, &ld_out)
+    _gemm(c'T', c'N', n_clusters, n_rows, n_features, centers, ld_in, xb, ld_in, 0.0,
+          dots, ld_out)
 
 
 cdef inline Py_ssize_t _argmin_row(const floating* half_sq_norms, const floating* dots_row,
@@ -165,19 +110,6 @@ cdef inline double _sq_norm_f64(const floating* x, Py_ssize_t n_features) noexce
     return acc
 
 
-cdef inline Py_ssize_t _slot_start(Py_ssize_t slot, Py_ssize_t n_slots,
-                                   Py_ssize_t n_blocks) noexcept nogil:
-    """First sample of a slot; slot s covers blocks [s*nb//ns, (s+1)*nb//ns)."""
-    return (slot * n_blocks // n_slots) * _BLOCK
-
-
-cdef inline Py_ssize_t _slot_stop(Py_ssize_t slot, Py_ssize_t n_slots, Py_ssize_t n_blocks,
-                                  Py_ssize_t n_samples) noexcept nogil:
-    """One past the last sample of a slot (a contiguous run of whole blocks)."""
-    cdef Py_ssize_t stop = ((slot + 1) * n_blocks // n_slots) * _BLOCK
-    return stop if stop < n_samples else n_samples
-
-
 cdef void _assign_block(const floating* X, const floating* centers,
                         const floating* half_sq_norms, floating* dots,
                         int* labels, double* min_sq_dist,
@@ -212,7 +144,7 @@ cdef void _lloyd_slot(const floating* X, const double* sample_weight,
     cdef double w
     b_start = start
     while b_start < stop:
-        b_stop = b_start + _BLOCK if b_start + _BLOCK < stop else stop
+        b_stop = _block_stop(b_start, stop)
         _block_dots(X + b_start * n_features, centers, dots,
                     <int>(b_stop - b_start), <int>n_clusters, <int>n_features)
         for i in range(b_stop - b_start):
@@ -310,7 +242,7 @@ def assign_labels(const floating[:, ::1] X, const floating[:, ::1] centers,
         dots = <floating*>_alloc(<size_t>n_team * _BLOCK * n_clusters, sizeof(floating), False)
         for b in prange(n_blocks, nogil=True, schedule='static', num_threads=n_team):
             start = b * _BLOCK
-            stop = start + _BLOCK if start + _BLOCK < n_samples else n_samples
+            stop = _block_stop(start, n_samples)
             _assign_block(&X[0, 0], &centers[0, 0], half_sq_norms,
                           dots + <Py_ssize_t>threadid() * _BLOCK * n_clusters,
                           &labels[0], &min_sq_dist[0], start, stop, n_clusters, n_features)
@@ -357,9 +289,8 @@ def lloyd_step(const floating[:, ::1] X, const double[::1] sample_weight,
     cdef Py_ssize_t n_blocks = _n_blocks(n_samples)
     cdef Py_ssize_t n_slots = _n_slots(n_blocks, 8 * n_clusters * (n_features + 1))
     cdef int n_team = _team_size(n_threads, n_slots)
-    cdef Py_ssize_t slot, start, stop, k, j, s
+    cdef Py_ssize_t slot, start, stop
     cdef Py_ssize_t slot_len = n_clusters * n_features
-    cdef double acc
     cdef floating* half_sq_norms = NULL
     cdef floating* dots = NULL
     cdef double* part_sums = NULL
@@ -382,16 +313,9 @@ def lloyd_step(const floating[:, ::1] X, const double[::1] sample_weight,
                             start, stop, n_clusters, n_features)
         # fixed slot order: bit-identical for any thread count
         with nogil:
-            for k in range(n_clusters):
-                acc = 0.0
-                for s in range(n_slots):
-                    acc = acc + part_weights[s * n_clusters + k]
-                weight_sums[k] = acc
-                for j in range(n_features):
-                    acc = 0.0
-                    for s in range(n_slots):
-                        acc = acc + part_sums[s * slot_len + k * n_features + j]
-                    sums[k, j] = acc
+            _sum_slots(part_weights, n_slots, n_clusters,
+                       &weight_sums[0] if n_clusters > 0 else NULL)
+            _sum_slots(part_sums, n_slots, slot_len, &sums[0, 0] if slot_len > 0 else NULL)
     finally:
         free(part_sums)
         free(part_weights)
@@ -435,8 +359,8 @@ def inertia(const floating[:, ::1] X, const double[::1] sample_weight,
     cdef Py_ssize_t n_blocks = _n_blocks(n_samples)
     cdef Py_ssize_t n_slots = _n_slots(n_blocks, 8)
     cdef int n_team = _team_size(n_threads, n_slots)
-    cdef Py_ssize_t slot, start, stop, s
-    cdef double total = 0.0
+    cdef Py_ssize_t slot, start, stop
+    cdef double total
     cdef double* partial = <double*>_alloc(n_slots, sizeof(double), True)
     try:
         for slot in prange(n_slots, nogil=True, schedule='static', num_threads=n_team):
@@ -444,8 +368,7 @@ def inertia(const floating[:, ::1] X, const double[::1] sample_weight,
             stop = _slot_stop(slot, n_slots, n_blocks, n_samples)
             partial[slot] = _inertia_slot(&X[0, 0], &sample_weight[0], &centers[0, 0],
                                           &labels[0], start, stop, n_features)
-        for s in range(n_slots):  # fixed slot order
-            total = total + partial[s]
+        _sum_slots(partial, n_slots, 1, &total)  # fixed slot order
     finally:
         free(partial)
     return total
@@ -486,8 +409,7 @@ def kmeanspp_trial_potentials(const floating[:, ::1] X, const double[::1] sample
     cdef Py_ssize_t n_blocks = _n_blocks(n_samples)
     cdef Py_ssize_t n_slots = _n_slots(n_blocks, 8 * n_trials)
     cdef int n_team = _team_size(n_threads, n_slots)
-    cdef Py_ssize_t slot, start, stop, t, s
-    cdef double acc
+    cdef Py_ssize_t slot, start, stop
     # slot s owns partial[s * n_trials : (s + 1) * n_trials], zeroed
     cdef double* partial = <double*>_alloc(<size_t>n_slots * n_trials, sizeof(double), True)
     try:
@@ -498,11 +420,8 @@ def kmeanspp_trial_potentials(const floating[:, ::1] X, const double[::1] sample
                 _potentials_slot(&X[0, 0], &sample_weight[0], &candidates[0, 0],
                                  &closest_sq_dist[0], partial + slot * n_trials,
                                  start, stop, n_trials, n_features)
-        for t in range(n_trials):  # fixed slot order
-            acc = 0.0
-            for s in range(n_slots):
-                acc = acc + partial[s * n_trials + t]
-            potentials[t] = acc
+        _sum_slots(partial, n_slots, n_trials,  # fixed slot order
+                   &potentials[0] if n_trials > 0 else NULL)
     finally:
         free(partial)
 
@@ -537,6 +456,6 @@ def kmeanspp_update_closest(const floating[:, ::1] X, const floating[::1] center
     cdef Py_ssize_t b, start, stop
     for b in prange(n_blocks, nogil=True, schedule='static', num_threads=n_team):
         start = b * _BLOCK
-        stop = start + _BLOCK if start + _BLOCK < n_samples else n_samples
+        stop = _block_stop(start, n_samples)
         _update_closest_block(&X[0, 0], &center[0], &closest_sq_dist[0],
                               start, stop, n_features)

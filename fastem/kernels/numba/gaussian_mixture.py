@@ -2,18 +2,7 @@
 ``reference/gaussian_mixture.py`` (see its docstring for the contract).
 
 One generic jitted kernel per job (log densities, log normaliser, fused statistics)
-serves all four covariance types.  The public per-type kernels reshape the precision
-factors and the second-moment buffer to one canonical 3-D form (views, no copies):
-
-=========== ============= ===============
-kind        prec_chol     sum_xx
-=========== ============= ===============
-full        (K, D, D)     (K, D, D)
-tied        (1, D, D)     (1, D, D)
-diag        (K, 1, D)     (K, 1, D)
-spherical   (K, 1, 1)     (K, 1, 1)
-=========== ============= ===============
-
+serves all four covariance types, on the canonical 3-D shapes of ``_covariance.py``,
 so that every branch type-checks with the same array types.  Determinism follows
 ``numba/kmeans.py``: fixed blocks, slots fixed by the problem size, slots reduced
 in order.  Mahalanobis distances use one GEMM per block and component for full
@@ -24,10 +13,10 @@ direct float64 sums for diag and spherical.
 import numpy as np
 from numba import prange
 
+from .._covariance import DIAG, FULL, SPHERICAL, TIED, export_kernels
 from ._jit import BLOCK_SIZE, helper, kernel
 from .kmeans import _n_slots, _slot_samples
 
-FULL, TIED, DIAG, SPHERICAL = 0, 1, 2, 3
 
 
 @helper
@@ -213,39 +202,5 @@ def _accumulate_stats(kind, X, sample_weight, means, pc, log_consts, shift, nk, 
     return ll
 
 
-def _canonical(kind, prec_chol, n_components, n_features):
-    """Reshape prec_chol (or a second-moment buffer) to the canonical 3-D view."""
-    shape = {FULL: (n_components, n_features, n_features), TIED: (1, n_features, n_features),
-             DIAG: (n_components, 1, n_features), SPHERICAL: (n_components, 1, 1)}[kind]
-    return prec_chol.reshape(shape)
-
-
-def _make(kind, cov):
-    def estimate_log_prob(X, means, prec_chol, log_consts, out, n_threads):
-        pc = _canonical(kind, prec_chol, *means.shape)
-        _estimate_log_prob(kind, X, means, pc, log_consts, out, n_threads)
-
-    def estimate_log_norm(X, means, prec_chol, log_consts, log_norm, labels, n_threads):
-        pc = _canonical(kind, prec_chol, *means.shape)
-        _estimate_log_norm(kind, X, means, pc, log_consts, log_norm, labels, n_threads)
-
-    def accumulate_stats(X, sample_weight, means, prec_chol, log_consts, shift, nk, sum_x,
-                         sum_xx, n_threads):
-        pc = _canonical(kind, prec_chol, *means.shape)
-        xx = _canonical(kind, sum_xx, *means.shape)  # a view: written in place
-        return _accumulate_stats(kind, X, sample_weight, means, pc, log_consts, shift, nk,
-                                 sum_x, xx, n_threads)
-
-    for f, name in ((estimate_log_prob, "estimate_log_prob"),
-                    (estimate_log_norm, "estimate_log_norm"),
-                    (accumulate_stats, "accumulate_stats")):
-        f.__name__ = f.__qualname__ = f"{name}_{cov}"
-        f.__doc__ = f"``{name}_<cov>`` for ``cov={cov!r}`` (see the reference contract)."
-    return estimate_log_prob, estimate_log_norm, accumulate_stats
-
-
-(estimate_log_prob_full, estimate_log_norm_full, accumulate_stats_full) = _make(FULL, "full")
-(estimate_log_prob_tied, estimate_log_norm_tied, accumulate_stats_tied) = _make(TIED, "tied")
-(estimate_log_prob_diag, estimate_log_norm_diag, accumulate_stats_diag) = _make(DIAG, "diag")
-(estimate_log_prob_spherical, estimate_log_norm_spherical,
- accumulate_stats_spherical) = _make(SPHERICAL, "spherical")
+export_kernels(globals(), _estimate_log_prob, _estimate_log_norm, _accumulate_stats,
+               canonical_shapes=True)

@@ -41,7 +41,7 @@ NaN) and contributes no responsibility.  ``n_threads`` is ignored here.
 
 import numpy as np
 
-COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+from .._covariance import COVARIANCE_TYPES, export_kernels
 
 
 def _maha(X, means, prec_chol, cov):
@@ -112,28 +112,13 @@ def _accumulate_stats(X, sample_weight, means, prec_chol, log_consts, shift, nk,
     return float(ll) if finite[sample_weight > 0].all() else float("-inf")
 
 
-def _make(cov):
-    def estimate_log_prob(X, means, prec_chol, log_consts, out, n_threads):
-        _estimate_log_prob(X, means, prec_chol, log_consts, out, cov)
-
-    def estimate_log_norm(X, means, prec_chol, log_consts, log_norm, labels, n_threads):
-        _estimate_log_norm(X, means, prec_chol, log_consts, log_norm, labels, cov)
-
-    def accumulate_stats(X, sample_weight, means, prec_chol, log_consts, shift, nk, sum_x,
-                         sum_xx, n_threads):
-        return _accumulate_stats(X, sample_weight, means, prec_chol, log_consts, shift, nk,
-                                 sum_x, sum_xx, cov)
-
-    for f, name in ((estimate_log_prob, "estimate_log_prob"),
-                    (estimate_log_norm, "estimate_log_norm"),
-                    (accumulate_stats, "accumulate_stats")):
-        f.__name__ = f.__qualname__ = f"{name}_{cov}"
-        f.__doc__ = f"``{name}_<cov>`` for ``cov={cov!r}``; see the module docstring."
-    return estimate_log_prob, estimate_log_norm, accumulate_stats
-
-
-(estimate_log_prob_full, estimate_log_norm_full, accumulate_stats_full) = _make("full")
-(estimate_log_prob_tied, estimate_log_norm_tied, accumulate_stats_tied) = _make("tied")
-(estimate_log_prob_diag, estimate_log_norm_diag, accumulate_stats_diag) = _make("diag")
-(estimate_log_prob_spherical, estimate_log_norm_spherical,
- accumulate_stats_spherical) = _make("spherical")
+export_kernels(
+    globals(),
+    lambda kind, X, means, pc, lc, out, n_threads: _estimate_log_prob(
+        X, means, pc, lc, out, COVARIANCE_TYPES[kind]),
+    lambda kind, X, means, pc, lc, log_norm, labels, n_threads: _estimate_log_norm(
+        X, means, pc, lc, log_norm, labels, COVARIANCE_TYPES[kind]),
+    lambda kind, X, w, means, pc, lc, shift, nk, sum_x, sum_xx, n_threads: _accumulate_stats(
+        X, w, means, pc, lc, shift, nk, sum_x, sum_xx, COVARIANCE_TYPES[kind]),
+    canonical_shapes=False,
+)

@@ -1,0 +1,122 @@
+# Blocking, allocation and argument-check helpers shared by the Cython kernels
+# (kmeans.pyx, gaussian_mixture.pyx); cimported, so no module of its own.
+#
+# Determinism: samples are cut into fixed blocks of _BLOCK; a reduction maps contiguous
+# runs of whole blocks onto _n_slots(...) slots, a function of the problem size only,
+# never of the thread count.  Each slot is reduced serially by one thread into its own
+# partial results, and _sum_slots adds the slots in slot order after the parallel loop.
+
+from cython cimport floating
+from libc.stdlib cimport calloc, malloc
+from scipy.linalg.cython_blas cimport dgemm, sgemm
+
+cdef extern from *:
+    """
+    #ifdef _OPENMP
+    #define FASTEM_COMPILED_WITH_OPENMP 1
+    #else
+    #define FASTEM_COMPILED_WITH_OPENMP 0
+    #endif
+    """
+    int FASTEM_COMPILED_WITH_OPENMP
+
+cdef enum:
+    # Samples per block. Blocks are fixed by the data size alone, never by the thread count.
+    _BLOCK = 256
+    # At most this many partial-result slots per reduction (the parallelism of reductions).
+    _MAX_SLOTS = 64
+    # Memory budget for all slots of one reduction, in bytes (64 MiB).
+    _SLOT_BUDGET_BYTES = 64 * 1024 * 1024
+
+
+# ---------------------------------------------------------------------------
+# Python-level helpers (called once per kernel, with the GIL)
+# ---------------------------------------------------------------------------
+
+cdef inline Py_ssize_t _n_blocks(Py_ssize_t n_samples):
+    return (n_samples + _BLOCK - 1) // _BLOCK
+
+
+cdef inline Py_ssize_t _n_slots(Py_ssize_t n_blocks, Py_ssize_t bytes_per_slot):
+    """Number of reduction slots: a function of the problem size only."""
+    cdef Py_ssize_t by_budget = max(1, <Py_ssize_t>_SLOT_BUDGET_BYTES // max(1, bytes_per_slot))
+    return max(1, min(n_blocks, <Py_ssize_t>_MAX_SLOTS, by_budget))
+
+
+cdef inline int _team_size(n_threads, Py_ssize_t n_items):
+    """Threads to request: at least 1, never more than there are parallel items.
+
+    The per-thread scratch buffers are indexed by ``threadid()``, which is always
+    below the ``num_threads`` requested, so they are allocated for this many threads.
+    """
+    cdef Py_ssize_t n = int(n_threads)
+    return <int>max(1, min(n, n_items))
+
+
+cdef inline void _check_arg(str family, bint ok, str what) except *:
+    """Raise the kernel family's ValueError unless ``ok``."""
+    if not ok:
+        raise ValueError(f"fastem cython {family} kernel: {what}")
+
+
+cdef inline void* _alloc(size_t n_items, size_t item_size, bint zero) except NULL:
+    """malloc/calloc of at least one item, raising MemoryError on failure."""
+    cdef void* p
+    if n_items < 1:
+        n_items = 1
+    p = calloc(n_items, item_size) if zero else malloc(n_items * item_size)
+    if p == NULL:
+        raise MemoryError()
+    return p
+
+
+# ---------------------------------------------------------------------------
+# nogil helpers
+# ---------------------------------------------------------------------------
+
+cdef inline void _gemm(char transa, char transb, int m, int n, int k, const floating* a,
+                       int lda, const floating* b, int ldb, double beta, floating* c,
+                       int ldc) noexcept nogil:
+    """Column-major BLAS ``c = op(a) op(b) + beta c``: sgemm or dgemm for the dtype."""
+    cdef floating alpha = 1.0
+    cdef floating beta_f = <floating>beta
+    if floating is float:
+        sgemm(&transa, &transb, &m, &n, &k, &alpha, <float*>a, &lda, <float*>b, &ldb,
+              &beta_f, c, &ldc)
+    else:
+        dgemm(&transa, &transb, &m, &n, &k, &alpha, <double*>a, &lda, <double*>b, &ldb,
+              &beta_f, c, &ldc)
+
+
+cdef inline Py_ssize_t _block_stop(Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
+    """One past the last sample of the block starting at ``start`` (cut at ``stop``)."""
+    return start + _BLOCK if start + _BLOCK < stop else stop
+
+
+cdef inline Py_ssize_t _slot_start(Py_ssize_t slot, Py_ssize_t n_slots,
+                                   Py_ssize_t n_blocks) noexcept nogil:
+    """First sample of a slot; slot s covers blocks [s*nb//ns, (s+1)*nb//ns)."""
+    return (slot * n_blocks // n_slots) * _BLOCK
+
+
+cdef inline Py_ssize_t _slot_stop(Py_ssize_t slot, Py_ssize_t n_slots, Py_ssize_t n_blocks,
+                                  Py_ssize_t n_samples) noexcept nogil:
+    """One past the last sample of a slot (a contiguous run of whole blocks)."""
+    cdef Py_ssize_t stop = ((slot + 1) * n_blocks // n_slots) * _BLOCK
+    return stop if stop < n_samples else n_samples
+
+
+cdef inline void _sum_slots(const double* part, Py_ssize_t n_slots, Py_ssize_t size,
+                            double* out) noexcept nogil:
+    """``out[q] = sum_s part[s * size + q]`` for q < size: slot s owns row s of ``part``.
+
+    The slots are added in slot order, starting from 0.0: bit-identical for any thread
+    count.  ``out`` may be NULL when ``size`` is 0.
+    """
+    cdef Py_ssize_t q, s
+    cdef double total
+    for q in range(size):
+        total = 0.0
+        for s in range(n_slots):
+            total = total + part[s * size + q]
+        out[q] = total
