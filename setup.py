@@ -64,15 +64,28 @@ def _openmp_flags(compiler):
     return [], []
 
 
+# The C counterpart of the numba kernels' FASTMATH set (fastem/kernels/numba/_jit.py):
+# reassociation (so float reductions vectorise), no signed zeros, reciprocals and
+# contraction into FMAs.  Never -ffinite-math-only (numba's nnan/ninf): the kernels
+# rely on -inf log-likelihoods and comparisons with infinity.
+_GCC_FAST_MATH = ["-O3", "-fassociative-math", "-fno-signed-zeros", "-fno-trapping-math",
+                  "-freciprocal-math", "-ffp-contract=fast"]
+
+
+def _fast_math_flags(compiler):
+    if compiler.compiler_type == "msvc":
+        return ["/O2"]  # MSVC's /fp:fast also assumes finite math, so it is not used
+    return list(_GCC_FAST_MATH)
+
+
 class OptionalBuildExt(build_ext):
     """build_ext that never fails the install: a kernel that does not compile is skipped."""
 
     def build_extensions(self):
         cflags, lflags = _openmp_flags(self.compiler)
         for ext in self.extensions:
-            ext.extra_compile_args = list(ext.extra_compile_args) + cflags + ["-O3"] * (
-                self.compiler.compiler_type != "msvc"
-            )
+            ext.extra_compile_args = list(ext.extra_compile_args) + cflags + _fast_math_flags(
+                self.compiler)
             ext.extra_link_args = list(ext.extra_link_args) + lflags
             try:
                 self.build_extension(ext)

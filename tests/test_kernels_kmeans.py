@@ -77,6 +77,7 @@ def _run_all(kern, X, w, centers, n_threads):
 SHAPES = [  # (n_samples, n_features, n_clusters): below / at / around one block, K=1, D=1
     (1, 3, 1), (7, 2, 3), (255, 4, 5), (256, 4, 5), (257, 4, 5), (1000, 5, 7),
     (3000, 1, 4), (600, 6, 1), (20000, 3, 2),
+    (2000, 8, 40), (700, 3, 70),  # K >= 32: the vectorised (integer-key) argmin
 ]
 
 
@@ -113,12 +114,15 @@ def test_backend_duplicate_points_and_single_cluster(fast_backend, dtype):
     np.testing.assert_allclose(got["inertia"], 300 * 13.0, rtol=1e-12)
 
 
-def test_backend_ties_go_to_lowest_index(fast_backend, dtype):
-    X = np.array([[0.0, 0.0], [2.0, 2.0]], dtype=dtype)
-    centers = np.array([[1.0, 1.0], [1.0, 1.0], [5.0, 5.0]], dtype=dtype)
-    labels = np.empty(2, np.int32)
-    get_kernels(fast_backend, "kmeans").assign_labels(X, centers, labels, np.empty(2), 1)
-    assert labels.tolist() == [0, 0]
+@pytest.mark.parametrize("n_clusters", [3, 40])
+def test_backend_ties_go_to_lowest_index(fast_backend, dtype, n_clusters):
+    X = np.array([[0.0, 0.0], [2.0, 2.0], [9.0, 9.0]], dtype=dtype)
+    centers = np.full((n_clusters, 2), 50.0, dtype=dtype)
+    centers[1] = centers[2] = 1.0  # two identical nearest centers for the first two rows
+    centers[-1] = centers[-2] = 9.0  # and two for the last row, at the far end
+    labels = np.empty(3, np.int32)
+    get_kernels(fast_backend, "kmeans").assign_labels(X, centers, labels, np.empty(3), 1)
+    assert labels.tolist() == [1, 1, n_clusters - 2]
 
 
 def test_backend_accepts_readonly_inputs(fast_backend):

@@ -76,17 +76,66 @@ cdef inline void _block_dots(const floating* xb, const floating* centers, floati
           dots, ld_out)
 
 
+cdef extern from *:
+    """
+    #include <string.h>
+    #include <stdint.h>
+    /* Integer keys that order like the floats: IEEE bits, negatives with all but the
+       sign flipped; -0.0 gets the key of +0.0 since the two compare equal.  memcpy is
+       the well-defined way to read the bits and compiles to a register move. */
+    static inline int32_t fastem_key_f32(float v) {
+        int32_t b; memcpy(&b, &v, sizeof b);
+        return b == INT32_MIN ? 0 : b ^ ((b >> 31) & INT32_MAX);
+    }
+    static inline int64_t fastem_key_f64(double v) {
+        int64_t b; memcpy(&b, &v, sizeof b);
+        return b == INT64_MIN ? 0 : b ^ ((b >> 63) & INT64_MAX);
+    }
+    """
+    int fastem_key_f32(float v) noexcept nogil
+    long long fastem_key_f64(double v) noexcept nogil
+
+#: From this many clusters on, the argmin runs as vectorisable integer min-reductions
+#: (see numba/kmeans.py: a float min-reduction would need finite-math flags).
+cdef enum:
+    _KEYED_ARGMIN_MIN_CLUSTERS = 32
+
+
 cdef inline Py_ssize_t _argmin_row(const floating* half_sq_norms, const floating* dots_row,
                                    Py_ssize_t n_clusters, floating* best_val_out) noexcept nogil:
-    """Cluster minimising ||c||^2/2 - x.c (strict <: lowest index on ties), and that value."""
+    """Cluster minimising ||c||^2/2 - x.c (lowest index on ties), and that value."""
     cdef Py_ssize_t best = 0, k
     cdef floating best_val = half_sq_norms[0] - dots_row[0]
     cdef floating val
-    for k in range(1, n_clusters):
-        val = half_sq_norms[k] - dots_row[k]
-        if val < best_val:
-            best_val = val
-            best = k
+    cdef int small32, key32
+    cdef long long small64, key64
+    if n_clusters < _KEYED_ARGMIN_MIN_CLUSTERS:
+        for k in range(1, n_clusters):
+            val = half_sq_norms[k] - dots_row[k]
+            if val < best_val:
+                best_val = val
+                best = k
+    elif floating is float:
+        # pass 1: smallest key; pass 2: lowest index holding it (both branch-free)
+        small32 = 2147483647
+        for k in range(n_clusters):
+            key32 = fastem_key_f32(half_sq_norms[k] - dots_row[k])
+            small32 = key32 if key32 < small32 else small32
+        best = n_clusters
+        for k in range(n_clusters):
+            key32 = fastem_key_f32(half_sq_norms[k] - dots_row[k])
+            best = k if (key32 == small32 and k < best) else best
+        best_val = half_sq_norms[best] - dots_row[best]
+    else:
+        small64 = 9223372036854775807
+        for k in range(n_clusters):
+            key64 = fastem_key_f64(half_sq_norms[k] - dots_row[k])
+            small64 = key64 if key64 < small64 else small64
+        best = n_clusters
+        for k in range(n_clusters):
+            key64 = fastem_key_f64(half_sq_norms[k] - dots_row[k])
+            best = k if (key64 == small64 and k < best) else best
+        best_val = half_sq_norms[best] - dots_row[best]
     best_val_out[0] = best_val
     return best
 

@@ -45,17 +45,60 @@ def _half_sq_norms(centers):
     return out
 
 
+#: From this many clusters on, the argmin runs as vectorisable integer min-reductions.
+KEYED_ARGMIN_MIN_CLUSTERS = 32
+
+
 @helper
-def _argmin_row(half_sq_norms, dots_row):
-    """Cluster minimising ||c||^2/2 - x.c (lowest index on ties), and that value."""
-    best = 0
-    best_val = half_sq_norms[0] - dots_row[0]
-    for k in range(1, half_sq_norms.shape[0]):
-        val = half_sq_norms[k] - dots_row[k]
-        if val < best_val:
-            best_val = val
-            best = k
-    return best, best_val
+def _argmin_row(half_sq_norms, dots_row, vals):
+    """Cluster minimising ||c||^2/2 - x.c (lowest index on ties), and that value.
+
+    For many clusters a branchy scalar loop is slow, and a float min-reduction only
+    vectorises with the ``nnan`` flag we never use.  Instead the values are mapped to
+    integers with the same order (IEEE bits, negatives flipped, -0 equal to +0), where
+    min-reductions vectorise: one pass finds the minimum key, a second the lowest index
+    holding it.  ``vals`` is a scratch row of the data dtype.
+    """
+    n_clusters = half_sq_norms.shape[0]
+    if n_clusters < KEYED_ARGMIN_MIN_CLUSTERS:
+        best = 0
+        best_val = half_sq_norms[0] - dots_row[0]
+        for k in range(1, n_clusters):
+            val = half_sq_norms[k] - dots_row[k]
+            if val < best_val:
+                best_val = val
+                best = k
+        return best, best_val
+    for k in range(n_clusters):
+        vals[k] = half_sq_norms[k] - dots_row[k]
+    if vals.itemsize == 4:
+        best = _keyed_argmin(vals.view(np.int32), np.int32(31), np.int32(0x7FFFFFFF))
+    else:
+        best = _keyed_argmin(vals.view(np.int64), np.int64(63), np.int64(0x7FFFFFFFFFFFFFFF))
+    return best, vals[best]
+
+
+@helper
+def _keyed_argmin(bits, sign_shift, mask):
+    """Lowest index of the smallest float, given the floats' IEEE bits as signed ints.
+
+    key = bits for a non-negative float, bits ^ mask (all but the sign flipped) for a
+    negative one: keys order like the floats.  -0.0 (bits == -mask - 1) gets key 0, the
+    key of +0.0, since the two compare equal.
+    """
+    n = bits.shape[0]
+    negative_zero = -mask - 1
+    smallest = mask
+    for k in range(n):
+        b = bits[k]
+        key = 0 if b == negative_zero else b ^ ((b >> sign_shift) & mask)
+        smallest = min(smallest, key)
+    first = n
+    for k in range(n):
+        b = bits[k]
+        key = 0 if b == negative_zero else b ^ ((b >> sign_shift) & mask)
+        first = min(first, k if key == smallest else n)
+    return first
 
 
 @helper
@@ -80,9 +123,10 @@ def assign_labels(X, centers, labels, min_sq_dist, n_threads):
         start = b * BLOCK_SIZE
         stop = min(start + BLOCK_SIZE, n_samples)
         dots = np.empty((stop - start, n_clusters), dtype=X.dtype)
+        vals = np.empty(n_clusters, dtype=X.dtype)
         np.dot(X[start:stop], centers_t, dots)
         for i in range(stop - start):
-            best, best_val = _argmin_row(half_sq_norms, dots[i])
+            best, best_val = _argmin_row(half_sq_norms, dots[i], vals)
             labels[start + i] = best
             x_sq = 0.0
             for j in range(X.shape[1]):
@@ -104,11 +148,12 @@ def lloyd_step(X, sample_weight, centers, labels, sums, weight_sums, n_threads):
     for slot in prange(n_slots):
         start, stop = _slot_samples(slot, n_slots, n_blocks, n_samples)
         dots = np.empty((BLOCK_SIZE, n_clusters), dtype=X.dtype)
+        vals = np.empty(n_clusters, dtype=X.dtype)
         for b_start in range(start, stop, BLOCK_SIZE):
             b_stop = min(b_start + BLOCK_SIZE, stop)
             np.dot(X[b_start:b_stop], centers_t, dots[: b_stop - b_start])
             for i in range(b_stop - b_start):
-                best, _ = _argmin_row(half_sq_norms, dots[i])
+                best, _ = _argmin_row(half_sq_norms, dots[i], vals)
                 labels[b_start + i] = best
                 w = sample_weight[b_start + i]
                 part_weights[slot, best] += w
