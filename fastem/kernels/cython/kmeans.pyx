@@ -101,43 +101,58 @@ cdef enum:
     _KEYED_ARGMIN_MIN_CLUSTERS = 32
 
 
-cdef inline Py_ssize_t _argmin_row(const floating* half_sq_norms, const floating* dots_row,
-                                   Py_ssize_t n_clusters, floating* best_val_out) noexcept nogil:
-    """Cluster minimising ||c||^2/2 - x.c (lowest index on ties), and that value."""
+cdef inline Py_ssize_t _argmin_scan(const floating* half_sq_norms, const floating* dots_row,
+                                    Py_ssize_t n_clusters) noexcept nogil:
+    """Scalar scan for the cluster minimising ||c||^2/2 - x.c (strict <: lowest index)."""
     cdef Py_ssize_t best = 0, k
-    cdef floating best_val = half_sq_norms[0] - dots_row[0]
+    cdef floating low = half_sq_norms[0] - dots_row[0]
     cdef floating val
-    cdef int small32, key32
-    cdef long long small64, key64
-    if n_clusters < _KEYED_ARGMIN_MIN_CLUSTERS:
-        for k in range(1, n_clusters):
-            val = half_sq_norms[k] - dots_row[k]
-            if val < best_val:
-                best_val = val
-                best = k
-    elif floating is float:
-        # pass 1: smallest key; pass 2: lowest index holding it (both branch-free)
-        small32 = 2147483647
+    for k in range(1, n_clusters):
+        val = half_sq_norms[k] - dots_row[k]
+        if val < low:
+            low = val
+            best = k
+    return best
+
+
+cdef inline Py_ssize_t _argmin_keyed(const floating* half_sq_norms, const floating* dots_row,
+                                     Py_ssize_t n_clusters) noexcept nogil:
+    """The same by branch-free integer min-reductions: smallest key, then its lowest index."""
+    cdef Py_ssize_t best = n_clusters, k
+    cdef int small32 = 2147483647, key32
+    cdef long long small64 = 9223372036854775807, key64
+    if floating is float:
         for k in range(n_clusters):
             key32 = fastem_key_f32(half_sq_norms[k] - dots_row[k])
             small32 = key32 if key32 < small32 else small32
-        best = n_clusters
         for k in range(n_clusters):
             key32 = fastem_key_f32(half_sq_norms[k] - dots_row[k])
             best = k if (key32 == small32 and k < best) else best
-        best_val = half_sq_norms[best] - dots_row[best]
     else:
-        small64 = 9223372036854775807
         for k in range(n_clusters):
             key64 = fastem_key_f64(half_sq_norms[k] - dots_row[k])
             small64 = key64 if key64 < small64 else small64
-        best = n_clusters
         for k in range(n_clusters):
             key64 = fastem_key_f64(half_sq_norms[k] - dots_row[k])
             best = k if (key64 == small64 and k < best) else best
-        best_val = half_sq_norms[best] - dots_row[best]
-    best_val_out[0] = best_val
     return best
+
+
+cdef inline void _block_argmin(const floating* half_sq_norms, const floating* dots,
+                               Py_ssize_t m, Py_ssize_t n_clusters,
+                               Py_ssize_t* best_idx) noexcept nogil:
+    """Nearest cluster of each of the m rows of ``dots`` (lowest index on ties).
+
+    The scan or keyed path is chosen once per block: choosing inside the row loop
+    keeps the compiler from optimising either.
+    """
+    cdef Py_ssize_t i
+    if n_clusters < _KEYED_ARGMIN_MIN_CLUSTERS:
+        for i in range(m):
+            best_idx[i] = _argmin_scan(half_sq_norms, dots + i * n_clusters, n_clusters)
+    else:
+        for i in range(m):
+            best_idx[i] = _argmin_keyed(half_sq_norms, dots + i * n_clusters, n_clusters)
 
 
 cdef inline double _sq_dist_f64(const floating* x, const floating* point,
@@ -166,13 +181,16 @@ cdef void _assign_block(const floating* X, const floating* centers,
                         Py_ssize_t n_clusters, Py_ssize_t n_features) noexcept nogil:
     """Labels and squared distances of samples [start, stop) (one block)."""
     cdef Py_ssize_t i, best
+    cdef Py_ssize_t best_idx[_BLOCK]
     cdef floating best_val
     cdef const floating* x
     cdef double d2
     _block_dots(X + start * n_features, centers, dots,
                 <int>(stop - start), <int>n_clusters, <int>n_features)
+    _block_argmin(half_sq_norms, dots, stop - start, n_clusters, best_idx)
     for i in range(stop - start):
-        best = _argmin_row(half_sq_norms, dots + i * n_clusters, n_clusters, &best_val)
+        best = best_idx[i]
+        best_val = half_sq_norms[best] - dots[i * n_clusters + best]
         labels[start + i] = <int>best
         x = X + (start + i) * n_features
         # ||x - c||^2 = ||x||^2 + 2 (||c||^2/2 - x.c); clipped at 0 against cancellation
@@ -187,7 +205,7 @@ cdef void _lloyd_slot(const floating* X, const double* sample_weight,
                       Py_ssize_t n_clusters, Py_ssize_t n_features) noexcept nogil:
     """Assign samples [start, stop) and add w_i x_i into this slot's (zeroed) partial rows."""
     cdef Py_ssize_t b_start, b_stop, i, j, best
-    cdef floating best_val
+    cdef Py_ssize_t best_idx[_BLOCK]
     cdef const floating* x
     cdef double* row
     cdef double w
@@ -196,8 +214,9 @@ cdef void _lloyd_slot(const floating* X, const double* sample_weight,
         b_stop = _block_stop(b_start, stop)
         _block_dots(X + b_start * n_features, centers, dots,
                     <int>(b_stop - b_start), <int>n_clusters, <int>n_features)
+        _block_argmin(half_sq_norms, dots, b_stop - b_start, n_clusters, best_idx)
         for i in range(b_stop - b_start):
-            best = _argmin_row(half_sq_norms, dots + i * n_clusters, n_clusters, &best_val)
+            best = best_idx[i]
             labels[b_start + i] = <int>best
             w = sample_weight[b_start + i]
             part_weights[best] += w

@@ -50,32 +50,40 @@ KEYED_ARGMIN_MIN_CLUSTERS = 32
 
 
 @helper
-def _argmin_row(half_sq_norms, dots_row, vals):
-    """Cluster minimising ||c||^2/2 - x.c (lowest index on ties), and that value.
+def _block_argmin(half_sq_norms, dots, m, best_idx, best_val, vals):
+    """For rows i < m of ``dots``: the cluster minimising ||c||^2/2 - x.c (lowest index
+    on ties) into ``best_idx[i]`` and that value into ``best_val[i]``.
 
-    For many clusters a branchy scalar loop is slow, and a float min-reduction only
-    vectorises with the ``nnan`` flag we never use.  Instead the values are mapped to
-    integers with the same order (IEEE bits, negatives flipped, -0 equal to +0), where
-    min-reductions vectorise: one pass finds the minimum key, a second the lowest index
-    holding it.  ``vals`` is a scratch row of the data dtype.
+    For few clusters a scalar scan is fastest.  For many, a branchy scan is slow and a
+    float min-reduction only vectorises with the ``nnan`` flag we never use; so the
+    values are mapped to integers with the same order (IEEE bits, negatives flipped,
+    -0 equal to +0), where min-reductions vectorise: one pass finds the smallest key,
+    a second the lowest index holding it.  The path is chosen once per block (inside
+    the row loop it would keep LLVM from optimising either).  ``vals`` is a scratch row.
     """
     n_clusters = half_sq_norms.shape[0]
     if n_clusters < KEYED_ARGMIN_MIN_CLUSTERS:
-        best = 0
-        best_val = half_sq_norms[0] - dots_row[0]
-        for k in range(1, n_clusters):
-            val = half_sq_norms[k] - dots_row[k]
-            if val < best_val:
-                best_val = val
-                best = k
-        return best, best_val
-    for k in range(n_clusters):
-        vals[k] = half_sq_norms[k] - dots_row[k]
-    if vals.itemsize == 4:
-        best = _keyed_argmin(vals.view(np.int32), np.int32(31), np.int32(0x7FFFFFFF))
-    else:
-        best = _keyed_argmin(vals.view(np.int64), np.int64(63), np.int64(0x7FFFFFFFFFFFFFFF))
-    return best, vals[best]
+        for i in range(m):
+            best = 0
+            low = half_sq_norms[0] - dots[i, 0]
+            for k in range(1, n_clusters):
+                val = half_sq_norms[k] - dots[i, k]
+                if val < low:
+                    low = val
+                    best = k
+            best_idx[i] = best
+            best_val[i] = low
+        return
+    for i in range(m):
+        for k in range(n_clusters):
+            vals[k] = half_sq_norms[k] - dots[i, k]
+        if vals.itemsize == 4:
+            best = _keyed_argmin(vals.view(np.int32), np.int32(31), np.int32(0x7FFFFFFF))
+        else:
+            best = _keyed_argmin(vals.view(np.int64), np.int64(63),
+                                 np.int64(0x7FFFFFFFFFFFFFFF))
+        best_idx[i] = best
+        best_val[i] = vals[best]
 
 
 @helper
@@ -124,10 +132,13 @@ def assign_labels(X, centers, labels, min_sq_dist, n_threads):
         stop = min(start + BLOCK_SIZE, n_samples)
         dots = np.empty((stop - start, n_clusters), dtype=X.dtype)
         vals = np.empty(n_clusters, dtype=X.dtype)
+        best_idx = np.empty(BLOCK_SIZE, dtype=np.int64)
+        best_vals = np.empty(BLOCK_SIZE, dtype=X.dtype)
         np.dot(X[start:stop], centers_t, dots)
+        _block_argmin(half_sq_norms, dots, stop - start, best_idx, best_vals, vals)
         for i in range(stop - start):
-            best, best_val = _argmin_row(half_sq_norms, dots[i], vals)
-            labels[start + i] = best
+            best_val = best_vals[i]
+            labels[start + i] = best_idx[i]
             x_sq = 0.0
             for j in range(X.shape[1]):
                 x_sq += np.float64(X[start + i, j]) * np.float64(X[start + i, j])
@@ -149,11 +160,14 @@ def lloyd_step(X, sample_weight, centers, labels, sums, weight_sums, n_threads):
         start, stop = _slot_samples(slot, n_slots, n_blocks, n_samples)
         dots = np.empty((BLOCK_SIZE, n_clusters), dtype=X.dtype)
         vals = np.empty(n_clusters, dtype=X.dtype)
+        best_idx = np.empty(BLOCK_SIZE, dtype=np.int64)
+        best_vals = np.empty(BLOCK_SIZE, dtype=X.dtype)
         for b_start in range(start, stop, BLOCK_SIZE):
             b_stop = min(b_start + BLOCK_SIZE, stop)
             np.dot(X[b_start:b_stop], centers_t, dots[: b_stop - b_start])
+            _block_argmin(half_sq_norms, dots, b_stop - b_start, best_idx, best_vals, vals)
             for i in range(b_stop - b_start):
-                best, _ = _argmin_row(half_sq_norms, dots[i], vals)
+                best = best_idx[i]
                 labels[b_start + i] = best
                 w = sample_weight[b_start + i]
                 part_weights[slot, best] += w
