@@ -144,7 +144,8 @@ def _accumulate_stats(kind, X, sample_weight, means, pc, log_consts, shift, nk, 
         zbuf = np.empty((BLOCK_SIZE, n_features), dtype=X.dtype)
         y64 = np.empty((BLOCK_SIZE, n_features))
         yw64 = np.empty((BLOCK_SIZE, n_features))
-        wr = np.empty(BLOCK_SIZE)
+        ax = np.empty(n_features)
+        axx = np.empty(n_features)
         for b_start in range(start, stop, BLOCK_SIZE):
             b_stop = min(b_start + BLOCK_SIZE, stop)
             m = b_stop - b_start
@@ -170,26 +171,36 @@ def _accumulate_stats(kind, X, sample_weight, means, pc, log_consts, shift, nk, 
                 if total == 0.0:
                     continue
                 part_nk[slot, k] += total
-                for i in range(m):
-                    wr[i] = lp[i, k]
-                    for j in range(n_features):
-                        y = np.float64(X[b_start + i, j]) - np.float64(shift[k, j])
-                        y64[i, j] = y
-                        yw64[i, j] = wr[i] * y
-                        part_x[slot, k, j] += wr[i] * y
                 if kind == FULL or kind == TIED:
+                    for i in range(m):
+                        for j in range(n_features):
+                            y = np.float64(X[b_start + i, j]) - np.float64(shift[k, j])
+                            y64[i, j] = y
+                            yw64[i, j] = lp[i, k] * y
+                            part_x[slot, k, j] += yw64[i, j]
                     kk = k if kind == FULL else 0
                     part_xx[slot, kk] += np.dot(yw64[:m].T, y64[:m])
-                elif kind == DIAG:
-                    for i in range(m):
-                        for j in range(n_features):
-                            part_xx[slot, k, 0, j] += yw64[i, j] * y64[i, j]
+                    continue
+                # diag / spherical: one fused pass, sums kept in local rows (no aliasing)
+                for j in range(n_features):
+                    ax[j] = 0.0
+                    axx[j] = 0.0
+                for i in range(m):
+                    r = lp[i, k]
+                    for j in range(n_features):
+                        y = np.float64(X[b_start + i, j]) - np.float64(shift[k, j])
+                        ax[j] += r * y
+                        axx[j] += r * y * y
+                for j in range(n_features):
+                    part_x[slot, k, j] += ax[j]
+                if kind == DIAG:
+                    for j in range(n_features):
+                        part_xx[slot, k, 0, j] += axx[j]
                 else:
-                    for i in range(m):
-                        acc = 0.0
-                        for j in range(n_features):
-                            acc += yw64[i, j] * y64[i, j]
-                        part_xx[slot, k, 0, 0] += acc
+                    acc = 0.0
+                    for j in range(n_features):
+                        acc += axx[j]
+                    part_xx[slot, k, 0, 0] += acc
     nk[:] = 0.0
     sum_x[:] = 0.0
     sum_xx[:] = 0.0
