@@ -17,10 +17,8 @@ def _version(module):
         return None
 
 
-def _exercise(kern, dtype, n_threads=1):
-    """Run every kernel of a family once on tiny data of ``dtype`` (compiles / loads the cache)."""
-    if kern.__name__.endswith("gaussian_mixture"):
-        return _exercise_gaussian_mixture(kern, dtype, n_threads)
+def _exercise_kmeans(kern, dtype, n_threads=1):
+    """Run every K-means kernel once on tiny data of ``dtype`` (compiles / loads the cache)."""
     X = np.arange(24, dtype=dtype).reshape(8, 3)
     centers = np.ascontiguousarray(X[:2])
     w = np.ones(8)
@@ -34,6 +32,7 @@ def _exercise(kern, dtype, n_threads=1):
 
 
 def _exercise_gaussian_mixture(kern, dtype, n_threads=1):
+    """The same for the twelve Gaussian-mixture kernels."""
     X = np.arange(24, dtype=dtype).reshape(8, 3) / 10
     means = np.ascontiguousarray(X[:2])
     consts = np.zeros(2)
@@ -50,6 +49,9 @@ def _exercise_gaussian_mixture(kern, dtype, n_threads=1):
                                                  np.empty((2, 3)), np.empty(xx[cov]), n_threads)
 
 
+_EXERCISE = {"kmeans": _exercise_kmeans, "gaussian_mixture": _exercise_gaussian_mixture}
+
+
 def warmup(backends=("numba",)):
     """Compile every numba kernel for float32 and float64 into numba's on-disk cache.
 
@@ -64,7 +66,7 @@ def warmup(backends=("numba",)):
         for family in _FAMILIES:
             kern = get_kernels(backend, family)
             for dtype in (np.float32, np.float64):
-                _exercise(kern, dtype)
+                _EXERCISE[family](kern, dtype)
         done.append(backend)
     return done
 
@@ -88,7 +90,7 @@ def info():
     if status["numba"] is None:
         import numba
 
-        _exercise(get_kernels("numba", "kmeans"), np.float64)
+        _exercise_kmeans(get_kernels("numba", "kmeans"), np.float64)
         out["numba_threading_layer"] = numba.threading_layer()
         out["numba_num_threads"] = numba.config.NUMBA_NUM_THREADS
         out["numba_cache_dir"] = numba.config.CACHE_DIR or "(next to the package, or user cache)"

@@ -220,21 +220,26 @@ def check_array(X, *, name="X", owner="this estimator", dtype="numeric", min_sam
     return out
 
 
-def check_magnitude(X, sample_weight=None, name="X"):
+def check_magnitude(X, sample_weight=None, name="X", also=None):
     """Refuse data whose squared distances (or weighted sums of them) would overflow.
 
     K-means works with ``||x - c||^2 <= 4 * n_features * max|x - mean|^2``; the
     assignment computes ``||x||^2 + ||c||^2`` in X's dtype and the inertia sums
-    ``w * d^2`` in float64.  Both must stay finite, with headroom.
+    ``w * d^2`` in float64.  Both must stay finite, with headroom.  ``also`` (rows of
+    the same width, e.g. centers) is checked as if stacked under X (unit weights),
+    without copying X.
     """
-    if X.size == 0:
+    arrays = [a for a in (X, also) if a is not None and a.size]
+    if not arrays:
         return
     # Rounding errors of centering and of the expansion scale with |x|, not with the
     # spread of the data, so bound the largest magnitude.
-    span = max(abs(float(X.max())), abs(float(X.min())))  # no |X| temporary
+    span = max(max(abs(float(a.max())), abs(float(a.min()))) for a in arrays)  # no |X| copy
     worst_sq = 4.0 * X.shape[1] * span * span
     dtype_max = float(np.finfo(X.dtype).max)
     total_w = X.shape[0] if sample_weight is None else float(np.sum(sample_weight))
+    if also is not None:
+        total_w += also.shape[0]
     if not np.isfinite(worst_sq) or worst_sq > dtype_max / 16 or worst_sq * total_w > 1e300:
         raise ValueError(
             f"{name} has values too large in magnitude (max |value| {span:.3g}) for squared distances "

@@ -23,7 +23,7 @@ import numpy as np
 
 from ._config import BACKENDS
 from ._threads import limit_blas_threads
-from ._validation import Interval, Options, check_array, check_magnitude
+from ._validation import Interval, Options, check_array, check_magnitude, check_random_state
 from .base import BaseMixture
 from .exceptions import ConvergenceWarning
 from .kernels._covariance import COVARIANCE_TYPES
@@ -334,13 +334,13 @@ class GaussianMixture(BaseMixture):
         log_norm = self._estimate_log_norm(X)[0]
         log_norm[sample_weight == 0] = np.inf
         order = np.argsort(log_norm, kind="stable")
-        X64 = X.astype(np.float64)
         w = sample_weight / sample_weight.sum()
-        center = w @ X64
-        spread = np.einsum("i,ij,ik->jk", w, X64 - center, X64 - center)
+        center = w @ X.astype(np.float64, copy=False)
+        centered = X - center  # float64, since center is
+        spread = np.einsum("i,ij,ik->jk", w, centered, centered)
         spread[np.diag_indices_from(spread)] += self.reg_covar
         for j, k in enumerate(collapsed):
-            means[k] = X64[order[j % order.size]]
+            means[k] = X[order[j % order.size]]
             weights[k] = 1.0 / X.shape[0]
             if self.covariance_type == "full":
                 covariances[k] = spread
@@ -367,48 +367,60 @@ class GaussianMixture(BaseMixture):
         return self._set_from_moments(X, sample_weight, nk, means_shift, sum_x, sum_xx)
 
     # ------------------------------------------------------------------ initialization
-    def _initial_resp_blocks(self, X, sample_weight, random_state):
-        """Yield (start, resp_block) of initial responsibilities, scikit-learn's draws."""
+    def _initial_labels(self, X, sample_weight, random_state):
+        """Hard initial assignment (-1: no component) for every ``init_params`` but
+        "random", with scikit-learn's draws; None for "random"."""
         n_samples, k = X.shape[0], self.n_components
         if self.init_params == "random":
-            # the same stream as one uniform(size=(n, k)) call, drawn block by block
-            for start in range(0, n_samples, _INIT_CHUNK):
-                stop = min(start + _INIT_CHUNK, n_samples)
-                block = random_state.uniform(size=(stop - start, k))
-                yield start, block / block.sum(axis=1)[:, None]
-            return
-        labels = None
+            return None
         if self.init_params == "kmeans":
             from .kmeans import KMeans
 
-            labels = KMeans(n_clusters=k, n_init=1, random_state=random_state,
-                            backend=self._runtime[0], n_threads=self._runtime[1]).fit(
+            return KMeans(n_clusters=k, n_init=1, random_state=random_state,
+                          backend=self._runtime[0], n_threads=self._runtime[1]).fit(
                 X, sample_weight=sample_weight).labels_
-        else:
-            if self.init_params == "k-means++":
-                from .kmeans import kmeans_plusplus
+        if self.init_params == "k-means++":
+            from .kmeans import kmeans_plusplus
 
-                _, indices = kmeans_plusplus(X, k, random_state=random_state,
-                                             sample_weight=sample_weight,
-                                             backend=self._runtime[0], n_threads=self._runtime[1])
-            else:
-                indices = random_state.choice(n_samples, size=k, replace=False)
-            labels = np.full(n_samples, -1, dtype=np.intp)
-            labels[indices] = np.arange(k)
+            _, indices = kmeans_plusplus(X, k, random_state=random_state,
+                                         sample_weight=sample_weight,
+                                         backend=self._runtime[0], n_threads=self._runtime[1])
+        else:
+            indices = random_state.choice(n_samples, size=k, replace=False)
+        labels = np.full(n_samples, -1, dtype=np.intp)
+        labels[indices] = np.arange(k)
+        return labels
+
+    def _initial_resp_blocks(self, n_samples, labels, random_state):
+        """Yield (start, resp_block) of initial responsibilities: one-hot rows of
+        ``labels``, or for "random" (``labels`` None) normalised uniform draws."""
+        k = self.n_components
         for start in range(0, n_samples, _INIT_CHUNK):
-            lab = labels[start:start + _INIT_CHUNK]
+            stop = min(start + _INIT_CHUNK, n_samples)
+            if labels is None:
+                # the same stream as one uniform(size=(n, k)) call, drawn block by block
+                block = random_state.uniform(size=(stop - start, k))
+                yield start, block / block.sum(axis=1)[:, None]
+                continue
+            lab = labels[start:stop]
             block = np.zeros((lab.size, k))
             hit = lab >= 0
             block[np.flatnonzero(hit), lab[hit]] = 1.0
             yield start, block
 
     def _initial_moments(self, X, sample_weight, random_state):
-        """Two passes over the initial responsibilities: means, then shifted moments."""
+        """Two passes over the initial responsibilities: means, then shifted moments.
+
+        The hard labels are computed once; only the "random" draws are replayed for the
+        second pass (the random state ends as after drawing them once).
+        """
+        n_samples = X.shape[0]
         n_components, n_features = self.n_components, X.shape[1]
+        labels = self._initial_labels(X, sample_weight, random_state)
         nk = np.zeros(n_components)
         sums = np.zeros((n_components, n_features))
         state = random_state.get_state()
-        for start, resp in self._initial_resp_blocks(X, sample_weight, random_state):
+        for start, resp in self._initial_resp_blocks(n_samples, labels, random_state):
             wr = resp * sample_weight[start:start + resp.shape[0], None]
             nk += wr.sum(axis=0)
             sums += wr.T @ X[start:start + resp.shape[0]].astype(np.float64)
@@ -417,7 +429,7 @@ class GaussianMixture(BaseMixture):
         random_state.set_state(state)  # replay the same draws for the second pass
         sum_x = np.zeros_like(sums)
         sum_xx = np.zeros(_xx_shape(self.covariance_type, n_components, n_features))
-        for start, resp in self._initial_resp_blocks(X, sample_weight, random_state):
+        for start, resp in self._initial_resp_blocks(n_samples, labels, random_state):
             xb = X[start:start + resp.shape[0]].astype(np.float64)
             wr = resp * sample_weight[start:start + resp.shape[0], None]
             for k in range(n_components):
@@ -524,10 +536,9 @@ class GaussianMixture(BaseMixture):
         self._check_is_fitted()
         if not isinstance(n_samples, numbers.Integral) or n_samples < 1:
             raise ValueError(f"n_samples must be an int >= 1; got {n_samples!r}.")
-        rng = np.random.default_rng(None) if self.random_state is None else \
-            np.random.default_rng(np.random.RandomState(self.random_state).randint(2**31)) \
-            if isinstance(self.random_state, numbers.Integral) else \
-            np.random.default_rng(self.random_state.randint(2**31))
+        # seeded from random_state like every other draw; None means fresh entropy
+        rng = np.random.default_rng(None if self.random_state is None else
+                                    check_random_state(self.random_state).randint(2**31))
         counts = rng.multinomial(n_samples, self.weights_.astype(np.float64) /
                                  self.weights_.astype(np.float64).sum())
         d = self.means_.shape[1]

@@ -360,7 +360,7 @@ class KMeans(FastEMEstimator):
         init = self.init
         if not isinstance(init, str) and not callable(init):
             init = self._check_centers(init, X, "the initial centers (init)")
-            check_magnitude(np.vstack([X[:1], init]), None, name="init")
+            check_magnitude(X[:1], None, name="init", also=init)
         backend, n_threads = self._resolve_runtime()
         kern = self._kernels(backend, "kmeans")
         tol = _tolerance(X, self.tol)
@@ -412,7 +412,7 @@ class KMeans(FastEMEstimator):
         self._check_is_fitted()
         X = self._validate_data(X, reset=False)
         centers = np.ascontiguousarray(self.cluster_centers_, dtype=X.dtype)
-        check_magnitude(np.vstack([X, centers]), None)
+        check_magnitude(X, None, also=centers)
         return X, centers
 
     def _labels_inertia(self, X, centers, sample_weight):

@@ -193,6 +193,21 @@ def test_warm_start_continues_from_previous_fit():
     assert gm.lower_bound_ == pytest.approx(full.lower_bound_, rel=1e-10)
 
 
+def test_kmeans_initialization_runs_once_per_init(monkeypatch):
+    from fastem import kmeans as kmeans_module
+
+    fits = []
+    original = kmeans_module.KMeans.fit
+
+    def counting_fit(self, *args, **kwargs):
+        fits.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(kmeans_module.KMeans, "fit", counting_fit)
+    GaussianMixture(3, n_init=2, init_params="kmeans", random_state=0).fit(overlapping(n=500))
+    assert len(fits) == 2
+
+
 def test_not_converged_warns():
     X = overlapping(seed=11)
     with pytest.warns(ConvergenceWarning, match="did not converge"):

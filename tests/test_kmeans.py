@@ -318,6 +318,8 @@ def test_predict_checks():
         km.predict(X[:, :2])
     with pytest.raises(ValueError, match="Reshape your data"):
         km.predict(X[0])
+    with pytest.raises(ValueError, match="too large in magnitude"):
+        km.predict(np.full((4, 3), 1e300))
 
 
 # ----------------------------------------------------------------- scikit-learn's checks
