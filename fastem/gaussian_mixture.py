@@ -185,12 +185,11 @@ class GaussianMixture(BaseMixture):
 
     def _check_distinct_points(self, X, sample_weight):
         """Only data with fewer distinct points than components cannot support the model."""
-        positive = X[sample_weight > 0]
+        rows = np.flatnonzero(sample_weight > 0)  # indices: never a copy of X
         k = self.n_components
-        head = positive[: max(100 * k, 1000)]
-        if np.unique(head, axis=0).shape[0] >= k:
+        if np.unique(X[rows[: max(100 * k, 1000)]], axis=0).shape[0] >= k:
             return
-        n_distinct = np.unique(positive, axis=0).shape[0]
+        n_distinct = np.unique(X[rows], axis=0).shape[0]  # only for (nearly) degenerate data
         if n_distinct < k:
             raise ValueError(
                 f"X has only {n_distinct} distinct points (with positive weight) but "

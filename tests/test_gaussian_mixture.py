@@ -141,6 +141,32 @@ def test_float32_agrees_with_float64(gmm_backend, cov):
     np.testing.assert_allclose(g32.means_, g64.means_, rtol=1e-3, atol=1e-3)
 
 
+@pytest.mark.parametrize("cov", ["full", "diag"])
+def test_fit_holds_no_copy_of_x_and_no_responsibility_matrix(gmm_backend, cov):
+    """Extra memory is O(N) vectors at most (weights, log-likelihoods, labels): never a
+    copy of X (N x D) nor an N x K matrix.  tracemalloc sees every numpy allocation
+    made from Python (not the kernels' block buffers, which are O(block x K))."""
+    import tracemalloc
+
+    if gmm_backend == "numpy":
+        pytest.skip("the reference backend holds N x K arrays by design")
+    n, d, k = 40_000, 16, 8
+    X = overlapping(n, d, k, seed=12)
+    init = init_params_for(cov, X, k)
+    gm = GaussianMixture(k, covariance_type=cov, max_iter=2, tol=0, backend=gmm_backend, **init)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gm.fit(X[:500])  # compile / load kernels outside the measurement
+        tracemalloc.start()
+        try:
+            gm.fit(X, sample_weight=np.ones(n))
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    # an N x K float64 matrix alone is X.nbytes / 2 here; a copy of X is X.nbytes
+    assert peak < 0.4 * X.nbytes, f"peak {peak / 2**20:.1f} MiB for X of {X.nbytes / 2**20:.1f}"
+
+
 # ----------------------------------------------------------------- degenerate data
 def test_duplicated_points_and_constant_feature_fit_finitely(gmm_backend):
     rng = np.random.default_rng(8)

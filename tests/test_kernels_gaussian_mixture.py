@@ -6,6 +6,7 @@ import pytest
 from conftest import FAST_BACKENDS, blobs
 
 from fastem._dispatch import backend_unavailable_reason, get_kernels
+from fastem.kernels._covariance import COVARIANCE_TYPES, canonical, expanded_form
 
 REF = get_kernels("numpy", "gaussian_mixture")
 COVS = ["full", "tied", "diag", "spherical"]
@@ -130,6 +131,55 @@ def test_backend_matches_reference(backend_name, cov, shape, dtype):
     confident = np.sort(ref["log_prob"], axis=1)
     clear = (confident[:, -1] - confident[:, -2] > 1e-3) if k > 1 else np.ones(n, bool)
     np.testing.assert_array_equal(got["labels"][clear], ref["labels"][clear])
+
+
+def _expanded(cov, means, chol, consts, shift):
+    kind = COVARIANCE_TYPES.index(cov)
+    k, d = means.shape
+    return expanded_form(kind, means, canonical(kind, np.asarray(chol), k, d), consts, shift)
+
+
+@pytest.mark.parametrize("cov", ["diag", "spherical"])
+def test_expanded_form_reproduces_log_densities(cov):
+    """[y, y^2] @ B + offset (y = x - c) is the log joint density, by algebra alone."""
+    k, d = 4, 3
+    X, _ = blobs(500, d, k, seed=3, spread=1.0, scale=3.0)
+    means, _, chol = random_params(cov, k, d, np.float64, seed=2)
+    consts = log_consts_for(np.full(k, 1.0 / k), chol, cov, d)
+    ok, c, B, offset = _expanded(cov, means, chol, consts, means + 0.1)
+    assert ok  # a few standard deviations apart: the kernels take this form
+    expected = np.empty((500, k))
+    getattr(REF, f"estimate_log_prob_{cov}")(X, means, chol, consts, expected, 1)
+    y = X - c
+    np.testing.assert_allclose(np.hstack([y, y * y]) @ B + offset, expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("cov", ["full", "tied"])
+def test_expanded_form_only_for_diag_and_spherical(cov):
+    means, _, chol = random_params(cov, 3, 2, np.float64)
+    assert not _expanded(cov, means, chol, np.zeros(3), means)[0]
+
+
+@pytest.mark.parametrize("backend_name", GMM_FAST)
+@pytest.mark.parametrize("cov", ["diag", "spherical"])
+def test_far_separated_components_keep_exact_statistics(backend_name, cov):
+    """Components 1e7 standard deviations apart: the expanded form would lose about
+    eps * 1e14 ~ 1e-2 of the variances' precision, so the kernels must refuse it and
+    match the reference (direct form) to round-off, for any thread count."""
+    rng = np.random.default_rng(4)
+    d, k = 3, 2
+    means = np.array([[0.0] * d, [1e7] * d])
+    X = np.concatenate([means[j] + rng.standard_normal((300, d)) for j in range(k)])
+    chol = np.ones((k, d)) if cov == "diag" else np.ones(k)
+    consts = log_consts_for(np.full(k, 0.5), chol, cov, d)
+    assert not _expanded(cov, means, chol, consts, means + 0.1)[0]
+    w = rng.uniform(0, 2, X.shape[0])
+    kern = get_kernels(backend_name, "gaussian_mixture")
+    got = [_run_all(kern, cov, X, w, means, chol, consts, t) for t in (1, 2)]
+    ref = _run_all(REF, cov, X, w, means, chol, consts, 1)
+    for key in ("log_prob", "log_norm", "nk", "sum_x", "sum_xx", "ll"):
+        np.testing.assert_allclose(got[0][key], ref[key], rtol=1e-12, atol=1e-9, err_msg=key)
+        assert np.array_equal(got[0][key], got[1][key]), key
 
 
 @pytest.mark.parametrize("backend_name", GMM_FAST)

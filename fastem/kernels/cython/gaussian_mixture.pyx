@@ -20,7 +20,10 @@ Mahalanobis distances, per block of samples:
 * tied: ``z = x U`` by one gemm per block, ``maha = sum_j (z_j - (mu_k U)_j)^2`` in
   float64, with ``means @ U`` computed once before the parallel loop;
 * diag: ``sum_j ((x_j - mu_kj) p_kj)^2`` in float64;
-* spherical: ``p_k^2 sum_j (x_j - mu_kj)^2`` in float64.
+* spherical: ``p_k^2 sum_j (x_j - mu_kj)^2`` in float64;
+* diag and spherical, while the precision bound of ``_covariance.py`` holds: the
+  expanded form ``[y, y^2] @ B + offset`` (y = x - c, float64) by one gemm per block,
+  with the operands of ``_covariance.expanded_form``.
 
 The gemm products are stored transposed (features x block rows) and diag/spherical
 read a float64 transposed copy of the block, so that every squared-distance sum runs
@@ -30,7 +33,9 @@ accumulators; the summation order per sample is the plain feature order).
 Second moments for full/tied use one float64 gemm per block and component,
 ``(w r y)^T y`` with ``y = x - shift_k`` (inner dimension = block rows), accumulated
 into the slot's partial matrix; a component whose total responsibility in the block is
-exactly 0 is skipped (as numba does).
+exactly 0 is skipped (as numba does).  In the expanded form the statistics of a block
+are one gemm, ``(w r)^T [y, y^2]`` around c, turned into statistics around the shift
+once at the end (``_unexpand_stats``).
 
 Compiler directives (boundscheck, wraparound, cdivision, language_level) are set in
 ``setup.py``.  Because bounds checking is off, each kernel checks the shapes of its
@@ -216,13 +221,21 @@ cdef struct _Scratch:
     double* acc         # BLOCK float64 squared-distance sums (stride BLOCK)
     double* y64         # BLOCK x D float64: x - shift_k (stats)
     double* yw64        # BLOCK x D float64: w r (x - shift_k) (stats)
+    # the expanded form (diag/spherical; see _covariance.expanded_form)
+    bint expanded
+    const double* ex_c      # D: the common centre c
+    const double* ex_B      # 2D x K row-major
+    const double* ex_const  # K
+    double* z64             # BLOCK x 2D float64: [y, y^2] with y = x - c
 
 
 cdef void _scratch_alloc(_Scratch* sc, int kind, const floating[:, ::1] means,
                          const floating[:, :, ::1] pc, int n_team, bint with_lp,
-                         bint with_moments) except *:
+                         bint with_moments, bint expanded, const double[::1] c,
+                         const double[:, ::1] B, const double[::1] offset) except *:
     """Allocate ``*sc`` (zeroed by the caller) for n_team threads; lp only if with_lp,
-    y64 and yw64 only if with_moments.
+    y64 and yw64 only if with_moments (and not expanded), z64 only if expanded (which
+    keeps pointers to c, B and offset: they must outlive the kernel call).
 
     On error the buffers already allocated are in ``*sc``, for ``_scratch_free``.
     """
@@ -236,9 +249,19 @@ cdef void _scratch_alloc(_Scratch* sc, int kind, const floating[:, ::1] means,
     sc.zbuf = _alloc(<size_t>n_team * sc.fbuf, sizeof(floating), False)
     sc.xt = <double*>_alloc(<size_t>n_team * sc.fbuf, sizeof(double), False)
     sc.acc = <double*>_alloc(<size_t>n_team * _BLOCK, sizeof(double), False)
-    if with_moments:
+    if with_moments and not expanded:
         sc.y64 = <double*>_alloc(<size_t>n_team * sc.fbuf, sizeof(double), False)
         sc.yw64 = <double*>_alloc(<size_t>n_team * sc.fbuf, sizeof(double), False)
+    if expanded:
+        n_components, n_features = means.shape[0], means.shape[1]
+        _check(c.shape[0] == n_features and B.shape[0] == 2 * n_features
+               and B.shape[1] == n_components and offset.shape[0] == n_components,
+               "expanded-form operands have the wrong shapes")
+        sc.expanded = True
+        sc.ex_c = &c[0]
+        sc.ex_B = &B[0, 0]
+        sc.ex_const = &offset[0]
+        sc.z64 = <double*>_alloc(<size_t>n_team * 2 * sc.fbuf, sizeof(double), False)
 
 
 cdef void _scratch_free(_Scratch* sc) noexcept:
@@ -250,6 +273,36 @@ cdef void _scratch_free(_Scratch* sc) noexcept:
     free(sc.acc)
     free(sc.y64)
     free(sc.yw64)
+    free(sc.z64)
+
+
+cdef void _expanded_log_prob_block(const floating* xb, Py_ssize_t m, const _Scratch* sc,
+                                   Py_ssize_t tid, double* lp, Py_ssize_t n_components,
+                                   Py_ssize_t n_features) noexcept nogil:
+    """lp = [y, y^2] @ B + offset for the block xb (m rows), y = x - c; leaves [y, y^2]
+    in thread tid's z64 (m x 2D row-major).
+
+    Column-major BLAS sees lp^T (K x m) = B^T (K x 2D, ld K) z^T (2D x m, ld 2D).
+    """
+    cdef Py_ssize_t i, j, k
+    cdef double y
+    cdef double* z = sc.z64 + tid * 2 * sc.fbuf
+    cdef double* zr
+    cdef double* row
+    cdef const floating* xr
+    for i in range(m):
+        xr = xb + i * n_features
+        zr = z + i * 2 * n_features
+        for j in range(n_features):
+            y = <double>xr[j] - sc.ex_c[j]
+            zr[j] = y
+            zr[n_features + j] = y * y
+    _gemm(c'N', c'N', <int>n_components, <int>m, <int>(2 * n_features), sc.ex_B,
+          <int>n_components, z, <int>(2 * n_features), 0.0, lp, <int>n_components)
+    for i in range(m):
+        row = lp + i * n_components
+        for k in range(n_components):
+            row[k] += sc.ex_const[k]
 
 
 cdef void _log_prob_block(int kind, const floating* X, Py_ssize_t start, Py_ssize_t m,
@@ -273,6 +326,9 @@ cdef void _log_prob_block(int kind, const floating* X, Py_ssize_t start, Py_ssiz
     cdef floating* yr
     cdef const double* zrow
     cdef double t, d, p, half = 0.5
+    if sc.expanded:
+        _expanded_log_prob_block(xb, m, sc, tid, lp, n_components, n_features)
+        return
     if kind == _FULL:
         for k in range(n_components):
             mu = means + k * n_features
@@ -322,6 +378,16 @@ cdef void _log_prob_block(int kind, const floating* X, Py_ssize_t start, Py_ssiz
                     lp[i * n_components + k] = log_consts[k] - half * acc[i] * p * p
 
 
+# Terms exp(d) with d below this (< 1e-304) are written as exact zeros: next to the row
+# maximum's exp(0) = 1 they cannot change a sum, and as responsibilities they would
+# reach the statistics as subnormal numbers, whose arithmetic is ~100x slower.
+cdef double _EXP_UNDERFLOW = -700.0
+
+
+cdef inline double _exp_or_zero(double d) noexcept nogil:
+    return exp(d) if d > _EXP_UNDERFLOW else 0.0
+
+
 cdef inline double _logsumexp_row(const double* row, Py_ssize_t n_components) noexcept nogil:
     """log sum_k exp(row[k]), subtracting the maximum; -inf for an all -inf row."""
     cdef double top = -INFINITY, acc = 0.0
@@ -332,18 +398,43 @@ cdef inline double _logsumexp_row(const double* row, Py_ssize_t n_components) no
     if top == -INFINITY:
         return -INFINITY
     for k in range(n_components):
-        acc += exp(row[k] - top)
+        acc += _exp_or_zero(row[k] - top)
+    return top + log(acc)
+
+
+cdef inline double _weighted_resp_row(double* row, Py_ssize_t n_components,
+                                      double w) noexcept nogil:
+    """Turn a row of log joint densities into w * responsibilities; return its
+    logsumexp.  One exp per entry: r_k = e_k / sum_k e_k with e_k = exp(row_k - max).
+    An all -inf row (zero density) gets zero responsibilities and returns -inf."""
+    cdef double top = -INFINITY, acc = 0.0, e, scale
+    cdef Py_ssize_t k
+    for k in range(n_components):
+        if row[k] > top:
+            top = row[k]
+    if top == -INFINITY:
+        for k in range(n_components):
+            row[k] = 0.0
+        return -INFINITY
+    for k in range(n_components):
+        e = _exp_or_zero(row[k] - top)
+        row[k] = e
+        acc += e
+    scale = w / acc
+    for k in range(n_components):
+        row[k] *= scale
     return top + log(acc)
 
 
 cdef double _stats_slot(int kind, const floating* X, const double* sample_weight,
                         const floating* means, const floating* pc, const double* log_consts,
                         const floating* shift, const _Scratch* sc, Py_ssize_t tid,
-                        double* p_nk, double* p_x, double* p_xx,
+                        double* p_nk, double* p_x, double* p_xx, double* p_z,
                         Py_ssize_t start, Py_ssize_t stop,
                         Py_ssize_t n_components, Py_ssize_t n_features) noexcept nogil:
     """Fused E/M statistics of samples [start, stop) into this slot's (zeroed) partials,
-    with thread tid's scratch of ``sc``.
+    with thread tid's scratch of ``sc``: p_nk, and p_x, p_xx (direct form) or p_z
+    (K x 2D, expanded form: sum_i w_i r_ik [y_i, y_i^2] around c).
 
     Returns the slot's ``sum_i w_i log p(x_i)`` (-inf if a row of zero density has
     positive weight).
@@ -353,6 +444,7 @@ cdef double _stats_slot(int kind, const floating* X, const double* sample_weight
     cdef double* lp = sc.lp + tid * sc.lbuf
     cdef double* y64 = sc.y64 + tid * sc.fbuf
     cdef double* yw64 = sc.yw64 + tid * sc.fbuf
+    cdef double* z64 = sc.z64 + tid * 2 * sc.fbuf
     cdef double* row
     cdef double* xk
     cdef double* xxk
@@ -368,18 +460,26 @@ cdef double _stats_slot(int kind, const floating* X, const double* sample_weight
                         n_components, n_features)
         # E-step: lp becomes w_i * r_ik (0 for rows with zero density)
         for i in range(m):
-            row = lp + i * n_components
-            lse = _logsumexp_row(row, n_components)
             w = sample_weight[b_start + i]
+            lse = _weighted_resp_row(lp + i * n_components, n_components, w)
             if lse == -INFINITY:
-                for k in range(n_components):
-                    row[k] = 0.0
                 if w > 0:
                     ll = -INFINITY
                 continue
             ll += w * lse
+        if sc.expanded:
             for k in range(n_components):
-                row[k] = w * exp(row[k] - lse)
+                total = 0.0
+                for i in range(m):
+                    total += lp[i * n_components + k]
+                p_nk[k] += total
+            # p_z (K x 2D) += lp^T z; column-major: p_z^T (2D x K) += z^T (2D x m, ld 2D)
+            # times lp (m x K), which BLAS sees as lp^T (K x m, ld K): transb='T'
+            _gemm(c'N', c'T', <int>(2 * n_features), <int>n_components, <int>m, z64,
+                  <int>(2 * n_features), lp, <int>n_components, 1.0, p_z,
+                  <int>(2 * n_features))
+            b_start = b_stop
+            continue
         # M-step statistics around the shift, component by component
         for k in range(n_components):
             total = 0.0
@@ -432,7 +532,9 @@ cdef double _stats_slot(int kind, const floating* X, const double* sample_weight
 
 cdef void _log_prob_blocks(int kind, const floating[:, ::1] X, const floating[:, ::1] means,
                            const floating[:, :, ::1] pc, const double[::1] log_consts,
-                           double* out, double* log_norm, int* labels, n_threads) except *:
+                           bint expanded, const double[::1] c, const double[:, ::1] B,
+                           const double[::1] offset, double* out, double* log_norm,
+                           int* labels, n_threads) except *:
     """Log densities of all samples (n_samples, n_components >= 1), block-parallel.
 
     Written to ``out`` (n_samples x K) if it is not NULL; otherwise each block's are
@@ -449,7 +551,8 @@ cdef void _log_prob_blocks(int kind, const floating[:, ::1] X, const floating[:,
     cdef _Scratch sc
     memset(&sc, 0, sizeof(sc))  # all NULL: _scratch_free is safe whatever was allocated
     try:
-        _scratch_alloc(&sc, kind, means, pc, n_team, out == NULL, False)
+        _scratch_alloc(&sc, kind, means, pc, n_team, out == NULL, False,
+                       expanded and n_features > 0, c, B, offset)
         for b in prange(n_blocks, nogil=True, schedule='static', num_threads=n_team):
             tid = threadid()
             start = b * _BLOCK
@@ -472,18 +575,22 @@ cdef void _log_prob_blocks(int kind, const floating[:, ::1] X, const floating[:,
 
 def _estimate_log_prob_typed(int kind, const floating[:, ::1] X, const floating[:, ::1] means,
                              const floating[:, :, ::1] pc, const double[::1] log_consts,
-                             double[:, ::1] out, n_threads):
+                             bint expanded, const double[::1] c, const double[:, ::1] B,
+                             const double[::1] offset, double[:, ::1] out, n_threads):
     cdef Py_ssize_t n_samples = X.shape[0], n_components = means.shape[0]
     _check_params(kind, X.shape[1], means, pc, log_consts)
     _check(out.shape[0] == n_samples and out.shape[1] == n_components,
            "out is not (n_samples, n_components)")
     if n_samples > 0 and n_components > 0:
-        _log_prob_blocks(kind, X, means, pc, log_consts, &out[0, 0], NULL, NULL, n_threads)
+        _log_prob_blocks(kind, X, means, pc, log_consts, expanded, c, B, offset, &out[0, 0],
+                         NULL, NULL, n_threads)
 
 
 def _estimate_log_norm_typed(int kind, const floating[:, ::1] X, const floating[:, ::1] means,
                              const floating[:, :, ::1] pc, const double[::1] log_consts,
-                             double[::1] log_norm, int[::1] labels, n_threads):
+                             bint expanded, const double[::1] c, const double[:, ::1] B,
+                             const double[::1] offset, double[::1] log_norm, int[::1] labels,
+                             n_threads):
     cdef Py_ssize_t n_samples = X.shape[0]
     _check_params(kind, X.shape[1], means, pc, log_consts)
     _check(log_norm.shape[0] == n_samples and labels.shape[0] == n_samples,
@@ -491,13 +598,40 @@ def _estimate_log_norm_typed(int kind, const floating[:, ::1] X, const floating[
     if n_samples == 0:
         return
     _check(means.shape[0] >= 1, "need at least one component")
-    _log_prob_blocks(kind, X, means, pc, log_consts, NULL, &log_norm[0], &labels[0], n_threads)
+    _log_prob_blocks(kind, X, means, pc, log_consts, expanded, c, B, offset, NULL, &log_norm[0],
+                     &labels[0], n_threads)
+
+
+cdef void _unexpand_stats(int kind, const floating[:, ::1] shift, const double[::1] c,
+                          const double[::1] nk, const double* sum_z, double[:, ::1] sum_x,
+                          double[:, :, ::1] sum_xx) noexcept nogil:
+    """Statistics around c (sum_z = [sum r y, sum r y^2], K x 2D) to statistics around
+    the shift: with d = s_k - c, sum r (y - d) = S1 - nk d and
+    sum r (y - d)^2 = S2 - 2 d S1 + nk d^2 (clamped at 0: it is a sum of squares)."""
+    cdef Py_ssize_t n_components = shift.shape[0], n_features = shift.shape[1], k, j
+    cdef double d, s1, s2, v, acc
+    for k in range(n_components):
+        acc = 0.0
+        for j in range(n_features):
+            d = <double>shift[k, j] - c[j]
+            s1 = sum_z[k * 2 * n_features + j]
+            s2 = sum_z[k * 2 * n_features + n_features + j]
+            sum_x[k, j] = s1 - nk[k] * d
+            v = s2 - 2.0 * d * s1 + nk[k] * d * d
+            if v < 0.0:
+                v = 0.0
+            if kind == _DIAG:
+                sum_xx[k, 0, j] = v
+            acc += v
+        if kind == _SPHERICAL:
+            sum_xx[k, 0, 0] = acc
 
 
 def _accumulate_stats_typed(int kind, const floating[:, ::1] X,
                             const double[::1] sample_weight, const floating[:, ::1] means,
                             const floating[:, :, ::1] pc, const double[::1] log_consts,
-                            const floating[:, ::1] shift, double[::1] nk,
+                            const floating[:, ::1] shift, bint expanded, const double[::1] c,
+                            const double[:, ::1] B, const double[::1] offset, double[::1] nk,
                             double[:, ::1] sum_x, double[:, :, ::1] sum_xx, n_threads):
     cdef Py_ssize_t n_samples = X.shape[0], n_features = X.shape[1]
     cdef Py_ssize_t n_components = means.shape[0]
@@ -515,11 +649,13 @@ def _accumulate_stats_typed(int kind, const floating[:, ::1] X,
     if n_samples > 0:
         _check(n_components >= 1, "need at least one component")
 
+    expanded = expanded and n_components > 0 and n_features > 0
     cdef Py_ssize_t xx_size = sum_xx.shape[0] * sum_xx.shape[1] * sum_xx.shape[2]
     cdef Py_ssize_t x_size = n_components * n_features
+    cdef Py_ssize_t z_size = 2 * x_size if expanded else 0
     cdef Py_ssize_t n_blocks = _n_blocks(n_samples)
     cdef Py_ssize_t n_slots = _n_slots(n_blocks, 8 * (1 + n_components * (1 + n_features)
-                                                     + xx_size))
+                                                     + xx_size + z_size))
     cdef int n_team = _team_size(n_threads, n_slots)
     cdef Py_ssize_t slot, start, stop, tid
     cdef double ll
@@ -527,6 +663,8 @@ def _accumulate_stats_typed(int kind, const floating[:, ::1] X,
     cdef double* part_nk = NULL
     cdef double* part_x = NULL
     cdef double* part_xx = NULL
+    cdef double* part_z = NULL
+    cdef double* sum_z = NULL
     cdef _Scratch sc
     memset(&sc, 0, sizeof(sc))  # all NULL: _scratch_free is safe whatever was allocated
     try:
@@ -535,8 +673,9 @@ def _accumulate_stats_typed(int kind, const floating[:, ::1] X,
         part_nk = <double*>_alloc(<size_t>n_slots * n_components, sizeof(double), True)
         part_x = <double*>_alloc(<size_t>n_slots * x_size, sizeof(double), True)
         part_xx = <double*>_alloc(<size_t>n_slots * xx_size, sizeof(double), True)
+        part_z = <double*>_alloc(<size_t>n_slots * z_size, sizeof(double), True)
         if n_samples > 0:
-            _scratch_alloc(&sc, kind, means, pc, n_team, True, True)
+            _scratch_alloc(&sc, kind, means, pc, n_team, True, True, expanded, c, B, offset)
             for slot in prange(n_slots, nogil=True, schedule='static', num_threads=n_team):
                 tid = threadid()
                 start = _slot_start(slot, n_slots, n_blocks)
@@ -544,19 +683,26 @@ def _accumulate_stats_typed(int kind, const floating[:, ::1] X,
                 part_ll[slot] = _stats_slot(
                     kind, &X[0, 0], &sample_weight[0], &means[0, 0], &pc[0, 0, 0],
                     &log_consts[0], &shift[0, 0], &sc, tid, part_nk + slot * n_components,
-                    part_x + slot * x_size, part_xx + slot * xx_size, start, stop,
-                    n_components, n_features)
+                    part_x + slot * x_size, part_xx + slot * xx_size,
+                    part_z + slot * z_size, start, stop, n_components, n_features)
         # fixed slot order: bit-identical for any thread count
         with nogil:
             _sum_slots(part_ll, n_slots, 1, &ll)
             _sum_slots(part_nk, n_slots, n_components, &nk[0] if n_components > 0 else NULL)
             _sum_slots(part_x, n_slots, x_size, &sum_x[0, 0] if x_size > 0 else NULL)
             _sum_slots(part_xx, n_slots, xx_size, &sum_xx[0, 0, 0] if xx_size > 0 else NULL)
+        if expanded:
+            sum_z = <double*>_alloc(z_size, sizeof(double), False)
+            with nogil:
+                _sum_slots(part_z, n_slots, z_size, sum_z)
+                _unexpand_stats(kind, shift, c, nk, sum_z, sum_x, sum_xx)
     finally:
         free(part_ll)
         free(part_nk)
         free(part_x)
         free(part_xx)
+        free(part_z)
+        free(sum_z)
         _scratch_free(&sc)
     return ll
 
@@ -573,17 +719,19 @@ def _accumulate_stats_typed(int kind, const floating[:, ::1] X,
 _c = np.ascontiguousarray
 
 
-def _estimate_log_prob(kind, X, means, pc, log_consts, out, n_threads):
-    _estimate_log_prob_typed(kind, X, _c(means), _c(pc), _c(log_consts), out, n_threads)
+def _estimate_log_prob(kind, X, means, pc, log_consts, expanded, c, B, offset, out, n_threads):
+    _estimate_log_prob_typed(kind, X, _c(means), _c(pc), _c(log_consts), expanded, c, B, offset,
+                             out, n_threads)
 
 
-def _estimate_log_norm(kind, X, means, pc, log_consts, log_norm, labels, n_threads):
-    _estimate_log_norm_typed(kind, X, _c(means), _c(pc), _c(log_consts), log_norm, labels,
-                             n_threads)
+def _estimate_log_norm(kind, X, means, pc, log_consts, expanded, c, B, offset, log_norm, labels,
+                       n_threads):
+    _estimate_log_norm_typed(kind, X, _c(means), _c(pc), _c(log_consts), expanded, c, B, offset,
+                             log_norm, labels, n_threads)
 
 
-def _accumulate_stats(kind, X, sample_weight, means, pc, log_consts, shift, nk, sum_x,
-                      sum_xx, n_threads):
+def _accumulate_stats(kind, X, sample_weight, means, pc, log_consts, shift, expanded, c, B,
+                      offset, nk, sum_x, sum_xx, n_threads):
     # sum_xx is the caller's buffer in the canonical shape (a view: the reshape only
     # inserts unit axes, so it is C-contiguous iff the buffer is); it is written in
     # place, so it must never be replaced by a contiguous copy
@@ -591,7 +739,8 @@ def _accumulate_stats(kind, X, sample_weight, means, pc, log_consts, shift, nk, 
         raise ValueError("fastem cython gaussian_mixture kernel: sum_xx must be a "
                          "C-contiguous ndarray")
     return _accumulate_stats_typed(kind, X, _c(sample_weight), _c(means), _c(pc),
-                                   _c(log_consts), _c(shift), nk, sum_x, sum_xx, n_threads)
+                                   _c(log_consts), _c(shift), expanded, c, B, offset, nk, sum_x,
+                                   sum_xx, n_threads)
 
 
 export_kernels(globals(), _estimate_log_prob, _estimate_log_norm, _accumulate_stats,
