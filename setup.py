@@ -19,7 +19,7 @@ import textwrap
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
-KERNEL_MODULES = ["kmeans", "gaussian_mixture"]
+KERNEL_MODULES = ["kmeans", "gaussian_mixture", "discrete_mixture"]
 
 _OPENMP_PROBE = textwrap.dedent(
     """

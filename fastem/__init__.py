@@ -6,18 +6,24 @@ fitted (see ``fastem._dispatch``).
 
 from ._config import config_context, get_config, set_config
 from ._dispatch import available_backends
+from .bernoulli_mixture import BernoulliMixture
+from .categorical_mixture import CategoricalMixture
 from .gaussian_mixture import GaussianMixture
 from .kmeans import KMeans, kmeans_plusplus
+from .multinomial_mixture import MultinomialMixture
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BernoulliMixture",
+    "CategoricalMixture",
     "GaussianMixture",
     "KMeans",
     "available_backends",
     "config_context",
     "get_config",
     "kmeans_plusplus",
+    "MultinomialMixture",
     "set_config",
     "__version__",
 ]

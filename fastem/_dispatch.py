@@ -12,7 +12,7 @@ from ._config import BACKENDS, get_config
 
 KERNEL_BACKENDS = ("numba", "cython", "numpy")
 _AUTO_ORDER = ("numba", "cython", "numpy")
-_FAMILIES = ("kmeans", "gaussian_mixture")
+_FAMILIES = ("kmeans", "gaussian_mixture", "discrete_mixture")
 
 _status = {}  # backend -> None (usable) or a string saying why not
 _warned_fallback = False

@@ -49,7 +49,25 @@ def _exercise_gaussian_mixture(kern, dtype, n_threads=1):
                                                  np.empty((2, 3)), np.empty(xx[cov]), n_threads)
 
 
-_EXERCISE = {"kmeans": _exercise_kmeans, "gaussian_mixture": _exercise_gaussian_mixture}
+def _exercise_discrete_mixture(kern, dtype, n_threads=1):
+    """The same for the dense and CSR discrete-mixture kernels (int32 and int64 indices)."""
+    X = (np.arange(24).reshape(8, 3) % 2).astype(dtype)
+    coef, offset, w = np.zeros((3, 2)), np.zeros(2), np.ones(8)
+    kern.estimate_log_prob_dense(X, coef, coef, offset, True, np.empty((8, 2)), n_threads)
+    kern.estimate_log_norm_dense(X, coef, coef, offset, True, np.empty(8), np.empty(8, np.int32),
+                                 n_threads)
+    kern.accumulate_stats_dense(X, w, coef, coef, offset, True, np.empty(2), np.empty((3, 2)),
+                                np.empty((3, 2)), n_threads)
+    for index in (np.int32, np.int64):
+        csr = (X.ravel(), np.tile(np.arange(3, dtype=index), 8), np.arange(0, 25, 3, dtype=index))
+        kern.estimate_log_prob_csr(*csr, coef, offset, np.empty((8, 2)), n_threads)
+        kern.estimate_log_norm_csr(*csr, coef, offset, np.empty(8), np.empty(8, np.int32),
+                                   n_threads)
+        kern.accumulate_stats_csr(*csr, w, coef, offset, np.empty(2), np.empty((3, 2)), n_threads)
+
+
+_EXERCISE = {"kmeans": _exercise_kmeans, "gaussian_mixture": _exercise_gaussian_mixture,
+             "discrete_mixture": _exercise_discrete_mixture}
 
 
 def warmup(backends=("numba",)):

@@ -158,12 +158,13 @@ def _dataframe_feature_names(X):
 
 
 def check_array(X, *, name="X", owner="this estimator", dtype="numeric", min_samples=1,
-                copy=False):
+                copy=False, allow_nan=False):
     """Validate a 2-D data array and return it C-contiguous, finite, float32 or float64.
 
     float32 stays float32 and float64 stays float64; every other numeric type (ints,
     bools, float16, ...) becomes float64.  Fortran-ordered and strided inputs are
-    accepted and copied to C order.
+    accepted and copied to C order.  With ``allow_nan``, NaN entries (missing values)
+    pass; infinities never do.
     """
     if _is_sparse(X):
         raise TypeError(
@@ -211,7 +212,11 @@ def check_array(X, *, name="X", owner="this estimator", dtype="numeric", min_sam
     out = np.require(arr, dtype=target, requirements="C")
     if copy and np.may_share_memory(out, arr):
         out = out.copy()
-    if not np.isfinite(out).all():
+    if allow_nan and out.dtype.kind == "f":
+        if np.isinf(out).any():
+            raise ValueError(f"Input {name} contains infinity; only NaN (a missing entry) is "
+                             "allowed.")
+    elif not np.isfinite(out).all():
         kind = "NaN" if np.isnan(out).any() else "infinity"
         raise ValueError(
             f"Input {name} contains {kind} (NaN or inf values are not allowed). Remove or impute "

@@ -48,6 +48,8 @@ class FastEMEstimator:
 
     _parameter_constraints: dict = {}
     _estimator_type = None
+    _accepts_sparse = False  # scipy.sparse X (tags for scikit-learn's tooling)
+    _allows_nan = False  # NaN entries in X (missing values)
 
     # ------------------------------------------------------------------ params protocol
     @classmethod
@@ -99,7 +101,8 @@ class FastEMEstimator:
         return Tags(
             estimator_type=self._estimator_type,
             target_tags=TargetTags(required=False),
-            input_tags=InputTags(sparse=False, allow_nan=False, two_d_array=True),
+            input_tags=InputTags(sparse=self._accepts_sparse, allow_nan=self._allows_nan,
+                                 two_d_array=True),
         )
 
     # ------------------------------------------------------------------ API-edge checks
@@ -124,7 +127,7 @@ class FastEMEstimator:
                 del self.feature_names_in_
         else:
             self._check_feature_names(names)
-        X = check_array(X, owner=owner, copy=copy)
+        X = self._check_input(X, owner=owner, copy=copy)
         if reset:
             self.n_features_in_ = X.shape[1]
         elif X.shape[1] != self.n_features_in_:
@@ -133,6 +136,10 @@ class FastEMEstimator:
                 "features as input."
             )
         return X
+
+    def _check_input(self, X, *, owner, copy):
+        """The model's data check (dense, finite, float32/float64 by default)."""
+        return check_array(X, owner=owner, copy=copy)
 
     def _check_feature_names(self, names):
         import warnings

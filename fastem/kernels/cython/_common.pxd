@@ -7,6 +7,7 @@
 # partial results, and _sum_slots adds the slots in slot order after the parallel loop.
 
 from cython cimport floating
+from libc.math cimport INFINITY, exp, log
 from libc.stdlib cimport calloc, malloc
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
@@ -120,3 +121,96 @@ cdef inline void _sum_slots(const double* part, Py_ssize_t n_slots, Py_ssize_t s
         for s in range(n_slots):
             total = total + part[s * size + q]
         out[q] = total
+
+
+# ---------------------------------------------------------------------------
+# log space (mixtures): the same helpers as numba/_logspace.py
+# ---------------------------------------------------------------------------
+
+cdef inline double _exp_or_zero(double d) noexcept nogil:
+    """exp(d), or an exact zero for d <= -700 (exp < 1e-304): next to the row maximum's
+    exp(0) = 1 such a term cannot change a sum, and as a responsibility it would reach
+    the statistics as a subnormal number, whose arithmetic is ~100x slower.  (A literal,
+    not a module variable: this .pxd has no module to hold one.)"""
+    return exp(d) if d > -700.0 else 0.0
+
+
+cdef inline double _logsumexp_row(const double* row, Py_ssize_t n_components) noexcept nogil:
+    """log sum_k exp(row[k]), subtracting the maximum; -inf for an all -inf row."""
+    cdef double top = -INFINITY, acc = 0.0
+    cdef Py_ssize_t k
+    for k in range(n_components):
+        if row[k] > top:
+            top = row[k]
+    if top == -INFINITY:
+        return -INFINITY
+    for k in range(n_components):
+        acc += _exp_or_zero(row[k] - top)
+    return top + log(acc)
+
+
+cdef inline int _argmax_row(const double* row, Py_ssize_t n_components) noexcept nogil:
+    """The most probable component of a row (lowest index on ties)."""
+    cdef Py_ssize_t k, best = 0
+    for k in range(1, n_components):
+        if row[k] > row[best]:
+            best = k
+    return <int>best
+
+
+cdef inline void _log_norm_rows(const double* lp, Py_ssize_t m, Py_ssize_t n_components,
+                                double* log_norm, int* labels) noexcept nogil:
+    """log_norm[i] / labels[i] of rows [0, m) of lp (row stride n_components)."""
+    cdef Py_ssize_t i
+    for i in range(m):
+        log_norm[i] = _logsumexp_row(lp + i * n_components, n_components)
+        labels[i] = _argmax_row(lp + i * n_components, n_components)
+
+
+cdef inline double _weighted_resp_row(double* row, Py_ssize_t n_components,
+                                      double w) noexcept nogil:
+    """Turn a row of log joint densities into w * responsibilities; return its
+    logsumexp.  One exp per entry: r_k = e_k / sum_k e_k with e_k = exp(row_k - max).
+    An all -inf row (zero density) gets zero responsibilities and returns -inf."""
+    cdef double top = -INFINITY, acc = 0.0, e, scale
+    cdef Py_ssize_t k
+    for k in range(n_components):
+        if row[k] > top:
+            top = row[k]
+    if top == -INFINITY:
+        for k in range(n_components):
+            row[k] = 0.0
+        return -INFINITY
+    for k in range(n_components):
+        e = _exp_or_zero(row[k] - top)
+        row[k] = e
+        acc += e
+    scale = w / acc
+    for k in range(n_components):
+        row[k] *= scale
+    return top + log(acc)
+
+
+cdef inline double _block_responsibilities(double* lp, Py_ssize_t m, Py_ssize_t n_components,
+                                           const double* sample_weight,
+                                           double* nk_row) noexcept nogil:
+    """E-step of a block: rows [0, m) of lp (row stride n_components) become
+    w_i * r_ik, their column sums are added to nk_row, and the block's
+    sum_i w_i log p(x_i) is returned (-inf if a row of positive weight has zero density;
+    such a row gets no responsibility).  sample_weight points at the block's first."""
+    cdef double ll = 0.0, lse, w, total
+    cdef Py_ssize_t i, k
+    for i in range(m):
+        w = sample_weight[i]
+        lse = _weighted_resp_row(lp + i * n_components, n_components, w)
+        if lse == -INFINITY:
+            if w > 0:
+                ll = -INFINITY
+            continue
+        ll += w * lse
+    for k in range(n_components):
+        total = 0.0
+        for i in range(m):
+            total += lp[i * n_components + k]
+        nk_row[k] += total
+    return ll

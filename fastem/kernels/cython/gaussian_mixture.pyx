@@ -46,13 +46,14 @@ import numpy as np
 
 from cython cimport floating
 from cython.parallel cimport prange, threadid
-from libc.math cimport INFINITY, exp, log
+
 from libc.stdlib cimport free
 from libc.string cimport memset
 
 from fastem.kernels.cython._common cimport (
-    _BLOCK, _MAX_SLOTS, _SLOT_BUDGET_BYTES, FASTEM_COMPILED_WITH_OPENMP, _alloc, _block_stop,
-    _check_arg, _gemm, _n_blocks, _n_slots, _slot_start, _slot_stop, _sum_slots, _team_size)
+    _BLOCK, _MAX_SLOTS, _SLOT_BUDGET_BYTES, FASTEM_COMPILED_WITH_OPENMP, _alloc,
+    _block_responsibilities, _block_stop, _check_arg, _gemm, _log_norm_rows, _n_blocks, _n_slots,
+    _slot_start, _slot_stop, _sum_slots, _team_size)
 
 from fastem.kernels._covariance import (COVARIANCE_TYPES, DIAG, FULL, SPHERICAL, TIED,
                                         export_kernels)
@@ -378,54 +379,6 @@ cdef void _log_prob_block(int kind, const floating* X, Py_ssize_t start, Py_ssiz
                     lp[i * n_components + k] = log_consts[k] - half * acc[i] * p * p
 
 
-# Terms exp(d) with d below this (< 1e-304) are written as exact zeros: next to the row
-# maximum's exp(0) = 1 they cannot change a sum, and as responsibilities they would
-# reach the statistics as subnormal numbers, whose arithmetic is ~100x slower.
-cdef double _EXP_UNDERFLOW = -700.0
-
-
-cdef inline double _exp_or_zero(double d) noexcept nogil:
-    return exp(d) if d > _EXP_UNDERFLOW else 0.0
-
-
-cdef inline double _logsumexp_row(const double* row, Py_ssize_t n_components) noexcept nogil:
-    """log sum_k exp(row[k]), subtracting the maximum; -inf for an all -inf row."""
-    cdef double top = -INFINITY, acc = 0.0
-    cdef Py_ssize_t k
-    for k in range(n_components):
-        if row[k] > top:
-            top = row[k]
-    if top == -INFINITY:
-        return -INFINITY
-    for k in range(n_components):
-        acc += _exp_or_zero(row[k] - top)
-    return top + log(acc)
-
-
-cdef inline double _weighted_resp_row(double* row, Py_ssize_t n_components,
-                                      double w) noexcept nogil:
-    """Turn a row of log joint densities into w * responsibilities; return its
-    logsumexp.  One exp per entry: r_k = e_k / sum_k e_k with e_k = exp(row_k - max).
-    An all -inf row (zero density) gets zero responsibilities and returns -inf."""
-    cdef double top = -INFINITY, acc = 0.0, e, scale
-    cdef Py_ssize_t k
-    for k in range(n_components):
-        if row[k] > top:
-            top = row[k]
-    if top == -INFINITY:
-        for k in range(n_components):
-            row[k] = 0.0
-        return -INFINITY
-    for k in range(n_components):
-        e = _exp_or_zero(row[k] - top)
-        row[k] = e
-        acc += e
-    scale = w / acc
-    for k in range(n_components):
-        row[k] *= scale
-    return top + log(acc)
-
-
 cdef double _stats_slot(int kind, const floating* X, const double* sample_weight,
                         const floating* means, const floating* pc, const double* log_consts,
                         const floating* shift, const _Scratch* sc, Py_ssize_t tid,
@@ -439,7 +392,7 @@ cdef double _stats_slot(int kind, const floating* X, const double* sample_weight
     Returns the slot's ``sum_i w_i log p(x_i)`` (-inf if a row of zero density has
     positive weight).
     """
-    cdef double ll = 0.0, lse, w, total, wr, y, s
+    cdef double ll = 0.0, total, wr, y, s
     cdef Py_ssize_t b_start, b_stop, m, i, j, k
     cdef double* lp = sc.lp + tid * sc.lbuf
     cdef double* y64 = sc.y64 + tid * sc.fbuf
@@ -458,21 +411,9 @@ cdef double _stats_slot(int kind, const floating* X, const double* sample_weight
         m = b_stop - b_start
         _log_prob_block(kind, X, b_start, m, means, pc, log_consts, lp, sc, tid,
                         n_components, n_features)
-        # E-step: lp becomes w_i * r_ik (0 for rows with zero density)
-        for i in range(m):
-            w = sample_weight[b_start + i]
-            lse = _weighted_resp_row(lp + i * n_components, n_components, w)
-            if lse == -INFINITY:
-                if w > 0:
-                    ll = -INFINITY
-                continue
-            ll += w * lse
+        # E-step: lp becomes w_i * r_ik (0 for rows with zero density); nk added to p_nk
+        ll += _block_responsibilities(lp, m, n_components, sample_weight + b_start, p_nk)
         if sc.expanded:
-            for k in range(n_components):
-                total = 0.0
-                for i in range(m):
-                    total += lp[i * n_components + k]
-                p_nk[k] += total
             # p_z (K x 2D) += lp^T z; column-major: p_z^T (2D x K) += z^T (2D x m, ld 2D)
             # times lp (m x K), which BLAS sees as lp^T (K x m, ld K): transb='T'
             _gemm(c'N', c'T', <int>(2 * n_features), <int>n_components, <int>m, z64,
@@ -487,7 +428,6 @@ cdef double _stats_slot(int kind, const floating* X, const double* sample_weight
                 total += lp[i * n_components + k]
             if total == 0.0:
                 continue
-            p_nk[k] += total
             sk = shift + k * n_features
             xk = p_x + k * n_features
             if kind == _FULL or kind == _TIED:
@@ -545,9 +485,8 @@ cdef void _log_prob_blocks(int kind, const floating[:, ::1] X, const floating[:,
     cdef Py_ssize_t n_components = means.shape[0]
     cdef Py_ssize_t n_blocks = _n_blocks(n_samples)
     cdef int n_team = _team_size(n_threads, n_blocks)
-    cdef Py_ssize_t b, start, stop, tid, i, k, best
+    cdef Py_ssize_t b, start, stop, tid
     cdef double* lp
-    cdef double* row
     cdef _Scratch sc
     memset(&sc, 0, sizeof(sc))  # all NULL: _scratch_free is safe whatever was allocated
     try:
@@ -561,14 +500,7 @@ cdef void _log_prob_blocks(int kind, const floating[:, ::1] X, const floating[:,
             _log_prob_block(kind, &X[0, 0], start, stop - start, &means[0, 0], &pc[0, 0, 0],
                             &log_consts[0], lp, &sc, tid, n_components, n_features)
             if out == NULL:
-                for i in range(stop - start):
-                    row = lp + i * n_components
-                    log_norm[start + i] = _logsumexp_row(row, n_components)
-                    best = 0
-                    for k in range(1, n_components):
-                        if row[k] > row[best]:
-                            best = k
-                    labels[start + i] = <int>best
+                _log_norm_rows(lp, stop - start, n_components, log_norm + start, labels + start)
     finally:
         _scratch_free(&sc)
 

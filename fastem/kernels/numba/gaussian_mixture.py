@@ -17,6 +17,7 @@ from numba import prange
 
 from .._covariance import DIAG, FULL, SPHERICAL, TIED, export_kernels
 from ._jit import BLOCK_SIZE, helper, kernel
+from ._logspace import _block_responsibilities, _log_norm_rows
 from .kmeans import _n_slots, _slot_samples
 
 @helper
@@ -63,57 +64,6 @@ def _log_prob_block(kind, X, start, stop, means, pc, mu_u, log_consts, lp, ybuf,
                     acc += diff * diff
                 p = np.float64(pc[k, 0, 0])
                 lp[i, k] = log_consts[k] - 0.5 * acc * p * p
-
-
-#: Terms exp(d) with d below this (< 1e-304) are written as exact zeros: next to the row
-#: maximum's exp(0) = 1 they cannot change a sum, and they would otherwise reach the
-#: statistics as subnormal numbers, whose arithmetic is ~100x slower.  Skipping the
-#: call also saves most exp calls when components are well separated.
-EXP_UNDERFLOW = -700.0
-
-
-@helper
-def _exp_or_zero(d):
-    return np.exp(d) if d > EXP_UNDERFLOW else 0.0
-
-
-@helper
-def _logsumexp_row(lp, i, n_components):
-    """log sum_k exp(lp[i, k]), subtracting the maximum; -inf for an all -inf row."""
-    top = -np.inf
-    for k in range(n_components):
-        if lp[i, k] > top:
-            top = lp[i, k]
-    if top == -np.inf:
-        return -np.inf
-    acc = 0.0
-    for k in range(n_components):
-        acc += _exp_or_zero(lp[i, k] - top)
-    return top + np.log(acc)
-
-
-@helper
-def _weighted_resp_row(lp, i, n_components, w):
-    """Turn row i of log joint densities into w * responsibilities; return the row's
-    logsumexp.  One exp per entry: r_ik = e_ik / sum_k e_ik with e_ik = exp(lp_ik - max).
-    An all -inf row (zero density) gets zero responsibilities and returns -inf."""
-    top = -np.inf
-    for k in range(n_components):
-        if lp[i, k] > top:
-            top = lp[i, k]
-    if top == -np.inf:
-        for k in range(n_components):
-            lp[i, k] = 0.0
-        return -np.inf
-    acc = 0.0
-    for k in range(n_components):
-        e = _exp_or_zero(lp[i, k] - top)
-        lp[i, k] = e
-        acc += e
-    scale = w / acc
-    for k in range(n_components):
-        lp[i, k] *= scale
-    return top + np.log(acc)
 
 
 @helper
@@ -180,13 +130,7 @@ def _estimate_log_norm(kind, X, means, pc, log_consts, expanded, c, B, offset, l
         z64 = np.empty((BLOCK_SIZE, 2 * n_features))
         _any_log_prob_block(kind, X, start, stop, means, pc, mu_u, log_consts, expanded, c, B,
                             offset, lp, ybuf, zbuf, z64)
-        for i in range(stop - start):
-            log_norm[start + i] = _logsumexp_row(lp, i, n_components)
-            best = 0
-            for k in range(1, n_components):
-                if lp[i, k] > lp[i, best]:
-                    best = k
-            labels[start + i] = best
+        _log_norm_rows(lp, stop - start, log_norm, labels, start)
 
 
 @helper
@@ -290,19 +234,8 @@ def _accumulate_stats(kind, X, sample_weight, means, pc, log_consts, shift, expa
             _any_log_prob_block(kind, X, b_start, b_stop, means, pc, mu_u, log_consts, expanded,
                                 c, B, offset, lp, ybuf, zbuf, z64)
             # E-step: lp becomes w_i * r_ik (0 for rows with zero density)
-            for i in range(m):
-                w = sample_weight[b_start + i]
-                lse = _weighted_resp_row(lp, i, n_components, w)
-                if lse == -np.inf:
-                    if w > 0:
-                        part_ll[slot] = -np.inf
-                    continue
-                part_ll[slot] += w * lse
-            for k in range(n_components):
-                total = 0.0
-                for i in range(m):
-                    total += lp[i, k]
-                part_nk[slot, k] += total
+            part_ll[slot] += _block_responsibilities(lp[:m], m, sample_weight, b_start,
+                                                     part_nk[slot])
             if expanded:
                 np.dot(lp[:m].T, z64[:m], zacc)
                 part_z[slot] += zacc

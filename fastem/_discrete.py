@@ -1,0 +1,285 @@
+"""What the mixtures of discrete distributions share (Bernoulli, multinomial, categorical).
+
+Each model's log joint density is linear in an encoding of the sample (see
+``kernels/reference/discrete_mixture.py``): dense values with an observed-entry
+indicator, or a CSR matrix.  This module holds that encoding (``Encoded``), the EM
+plumbing on top of ``BaseMixture`` and the smoothing, which every model applies the
+same way: a symmetric Dirichlet (Beta) prior with pseudo-count ``alpha`` on every
+probability vector, so the M-step is the MAP estimate
+
+    theta_c = (S_c + alpha) / (sum_c' S_c' + C alpha)
+
+(S_c the expected counts, C the number of outcomes) and no probability is ever 0 or 1.
+Probabilities are kept as float64 logarithms computed from the counts,
+``log(S_c + alpha) - log(N + C alpha)``, which stay finite and exact even where theta
+itself rounds to 0 or 1.
+
+EM with a MAP M-step increases the log posterior, not the log-likelihood alone, so
+the monitored lower bound is ``(sum_i w_i log p(x_i) + alpha sum log theta) / sum_i w_i``
+(the prior's log density up to a constant); it never decreases, and it equals the mean
+log-likelihood ``score(X)`` up to that (small, for small alpha) prior term.
+"""
+
+import numbers
+
+import numpy as np
+
+from ._config import BACKENDS
+from ._threads import limit_blas_threads
+from ._validation import Interval, Options, check_random_state
+from .base import BaseMixture
+
+_EPS = 10 * np.finfo(np.float64).eps
+_CHUNK = 65536
+
+
+class Encoded:
+    """Validated data in the form the kernels take.
+
+    ``dense``: ``X`` (N, D) float32/float64, NaN for missing entries iff ``missing``.
+    ``csr``: ``data``, ``indices``, ``indptr`` with ``n_features`` columns.
+    ``log_base``: the per-sample term of log p(x) that no component changes (binomial
+    or multinomial coefficients), (N,) float64, or None when it is 0.  ``totals``: the
+    row totals (multinomial), or None.
+    """
+
+    def __init__(self, *, X=None, missing=False, csr=None, n_features=None, log_base=None,
+                 totals=None):
+        self.X = X
+        self.totals = totals
+        self.missing = bool(missing)
+        self.csr = csr
+        self.n_features = X.shape[1] if X is not None else int(n_features)
+        self.log_base = log_base
+
+    @property
+    def dense(self):
+        return self.X is not None
+
+    @property
+    def shape(self):
+        n = self.X.shape[0] if self.dense else self.csr.shape[0]
+        return (n, self.n_features)
+
+    def chunks(self):
+        """(start, stop, block) over the rows: a dense float64 block with NaN as 0 and
+        its observed-entry indicator, or a CSR slice (and None)."""
+        n = self.shape[0]
+        for start in range(0, n, _CHUNK):
+            stop = min(start + _CHUNK, n)
+            if self.dense:
+                block = self.X[start:stop].astype(np.float64)
+                observed = ~np.isnan(block)
+                block[~observed] = 0.0
+                yield start, stop, block, observed
+            else:
+                yield start, stop, self.csr[start:stop], None
+
+    def weighted_sums(self, resp_blocks):
+        """(nk, sum_x, sum_obs) as the kernels define them, for weighted responsibilities
+        given chunk by chunk, in order, by ``resp_blocks(start, stop)`` -> (stop - start,
+        K) array of w_i r_ik.  sum_obs is None for CSR data."""
+        nk = sum_x = sum_obs = 0.0
+        for start, stop, block, observed in self.chunks():
+            wr = resp_blocks(start, stop)
+            nk = nk + wr.sum(axis=0)
+            sum_x = sum_x + np.asarray(block.T @ wr)
+            if observed is not None:
+                sum_obs = sum_obs + observed.T.astype(np.float64) @ wr
+        return nk, sum_x, (sum_obs if self.dense else None)
+
+
+def smoothed_log_probs(counts, totals, n_outcomes, alpha):
+    """log of the MAP probabilities (counts + alpha) / (totals + n_outcomes alpha)."""
+    return np.log(np.maximum(counts, 0.0) + alpha) - np.log(totals + n_outcomes * alpha)
+
+
+def check_probability_table(value, shape, name, *, rows_sum_to_one):
+    """A user-given table of probabilities (e.g. ``means_init``) as float64."""
+    arr = np.array(value, dtype=np.float64)
+    if arr.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {arr.shape}.")
+    if not np.isfinite(arr).all() or (arr <= 0).any() or (not rows_sum_to_one and (arr >= 1).any()):
+        raise ValueError(f"{name} must hold probabilities strictly between 0 and 1.")
+    if rows_sum_to_one and not np.allclose(arr.sum(axis=-1), 1.0, rtol=1e-6):
+        raise ValueError(f"each row of {name} must sum to 1.")
+    return arr
+
+
+class DiscreteMixture(BaseMixture):
+    """EM plumbing for the discrete mixtures; see the module docstring.
+
+    Subclasses define ``_encode(X, sample_weight)`` (validated input -> ``Encoded``),
+    ``_set_from_stats(nk, sum_x, sum_obs)`` (the M-step of their tables),
+    ``_operands(enc)`` (coef, obs_coef, offset for the kernels), ``_log_prior()``
+    (alpha times the sum of every log probability), ``_user_tables(n_features)`` (the
+    checked ``means_init``, or None) and the parameter accessors.
+    """
+
+    _kernel_family = "discrete_mixture"
+    _common_constraints = {
+        "n_components": [Interval(numbers.Integral, 1, None)],
+        "alpha": [Interval(numbers.Real, 0.0, None, closed="neither")],
+        "tol": [Interval(numbers.Real, 0.0, None)],
+        "max_iter": [Interval(numbers.Integral, 0, None)],
+        "n_init": [Interval(numbers.Integral, 1, None)],
+        "init_params": [Options("random_from_data", "random", "kmeans")],
+        "weights_init": ["array-like", None],
+        "means_init": ["array-like", None],
+        "random_state": ["random_state"],
+        "warm_start": ["boolean"],
+        "verbose": [Interval(numbers.Integral, 0, None), "boolean"],
+        "verbose_interval": [Interval(numbers.Integral, 1, None)],
+        "backend": [None, Options(*BACKENDS)],
+        "n_threads": [None, Interval(numbers.Integral, 1, None)],
+    }
+
+    def _set_common(self, n_components, alpha, tol, max_iter, n_init, init_params, weights_init,
+                    means_init, random_state, warm_start, verbose, verbose_interval, backend,
+                    n_threads):
+        self.n_components = n_components
+        self.alpha = alpha
+        self.tol = tol
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.backend = backend
+        self.n_threads = n_threads
+
+    # ------------------------------------------------------------------ data
+    def _check_data(self, X, sample_weight):
+        return X if isinstance(X, Encoded) else self._encode(X)
+
+    # ------------------------------------------------------------------ kernels
+    def _kern(self):
+        return self._kernels(self._runtime[0], "discrete_mixture")
+
+    def _call(self, name, enc, weights, *outputs):
+        """Run kernel ``<name>_dense`` or ``<name>_csr`` on enc with the current parameters
+        (``weights``: the sample weights of ``accumulate_stats``, else None)."""
+        coef, obs_coef, offset = self._operands(enc)
+        kern = self._kern()
+        w = () if weights is None else (weights,)
+        with limit_blas_threads():
+            if enc.dense:
+                if obs_coef is None:  # no missing entries: the kernels ignore obs_coef
+                    obs_coef = coef
+                return getattr(kern, f"{name}_dense")(enc.X, *w, coef, obs_coef, offset,
+                                                      enc.missing, *outputs, self._runtime[1])
+            c = enc.csr
+            return getattr(kern, f"{name}_csr")(c.data, c.indices, c.indptr, *w, coef, offset,
+                                                *outputs, self._runtime[1])
+
+    def _em_pass(self, enc, sample_weight):
+        k, d = self.n_components, enc.n_features
+        nk, sum_x, sum_obs = np.empty(k), np.empty((d, k)), np.empty((d, k))
+        if enc.dense:
+            ll = self._call("accumulate_stats", enc, sample_weight, nk, sum_x, sum_obs)
+        else:
+            ll = self._call("accumulate_stats", enc, sample_weight, nk, sum_x)
+            sum_obs = None
+        if enc.log_base is not None:
+            ll += float(sample_weight @ enc.log_base)
+        total = sample_weight.sum()
+        return (ll + self._log_prior()) / total, (nk, sum_x, sum_obs)
+
+    def _estimate_log_norm(self, enc):
+        n = enc.shape[0]
+        log_norm, labels = np.empty(n), np.empty(n, dtype=np.int32)
+        self._call("estimate_log_norm", enc, None, log_norm, labels)
+        if enc.log_base is not None:
+            log_norm += enc.log_base
+        return log_norm, labels
+
+    def _estimate_log_prob(self, enc):
+        out = np.empty((enc.shape[0], self.n_components))
+        self._call("estimate_log_prob", enc, None, out)
+        if enc.log_base is not None:
+            out += enc.log_base[:, None]
+        return out
+
+    # ------------------------------------------------------------------ M-step
+    def _m_step(self, enc, sample_weight, stats):
+        nk, sum_x, sum_obs = stats
+        self._set_weights(nk)
+        self._set_from_stats(nk, sum_x, sum_obs)
+        return 0  # nothing to re-seed: smoothed probabilities cannot collapse
+
+    def _set_weights(self, nk):
+        nk = nk + _EPS  # as GaussianMixture: no weight is exactly 0
+        self.weights_ = nk / nk.sum()
+
+    # ------------------------------------------------------------------ initialization
+    def _initial_resp(self, enc, sample_weight, random_state):
+        """A function (start, stop) -> w_i r_ik of the initial responsibilities, to be
+        called once per chunk, in order (so "random" never holds an N x K matrix)."""
+        n, k = enc.shape[0], self.n_components
+        if self.init_params == "random":
+            def random_block(start, stop):
+                # the same stream as one uniform(size=(n, k)) call, drawn chunk by chunk
+                block = random_state.uniform(size=(stop - start, k))
+                return block / block.sum(axis=1)[:, None] * sample_weight[start:stop, None]
+
+            return random_block
+        if self.init_params == "kmeans":
+            labels = self._kmeans_labels(enc, sample_weight, random_state)
+        else:  # random_from_data: k distinct rows of positive weight, one per component
+            candidates = np.flatnonzero(sample_weight > 0)
+            if candidates.size < k:
+                raise ValueError(
+                    f"n_components={k} but only {candidates.size} samples have positive "
+                    "weight; use fewer components.")
+            labels = np.full(n, -1, dtype=np.intp)
+            labels[random_state.choice(candidates, size=k, replace=False)] = np.arange(k)
+
+        def one_hot_block(start, stop):
+            lab = labels[start:stop]
+            block = np.zeros((stop - start, k))
+            hit = np.flatnonzero(lab >= 0)
+            block[hit, lab[hit]] = sample_weight[start:stop][hit]
+            return block
+
+        return one_hot_block
+
+    def _kmeans_labels(self, enc, sample_weight, random_state):
+        from .kmeans import KMeans
+
+        if not enc.dense or enc.missing:
+            raise ValueError(
+                f"init_params='kmeans' needs dense data without missing entries; use "
+                f"init_params='random_from_data' for {type(self).__name__} on this input.")
+        return KMeans(n_clusters=self.n_components, n_init=1, random_state=random_state,
+                      backend=self._runtime[0], n_threads=self._runtime[1]).fit(
+            enc.X, sample_weight=sample_weight).labels_
+
+    def _initialize_parameters(self, enc, sample_weight, random_state):
+        stats = enc.weighted_sums(self._initial_resp(enc, sample_weight, random_state))
+        self._m_step(enc, sample_weight, stats)
+        if self.weights_init is not None:
+            w = np.asarray(self.weights_init, dtype=np.float64)
+            if w.shape != (self.n_components,):
+                raise ValueError(f"weights_init must have shape ({self.n_components},), got "
+                                 f"{w.shape}.")
+            if not np.isfinite(w).all() or (w < 0).any() or not np.isclose(w.sum(), 1.0,
+                                                                             rtol=1e-6):
+                raise ValueError("weights_init must be finite, non-negative and sum to 1.")
+            self.weights_ = w / w.sum()
+        if self.means_init is not None:
+            self._set_user_tables(enc.n_features)
+
+    # ------------------------------------------------------------------ shared API pieces
+    def _sample_rng(self):
+        # seeded from random_state like every other draw; None means fresh entropy
+        return np.random.default_rng(None if self.random_state is None else
+                                     check_random_state(self.random_state).randint(2**31))
+
+    def _sample_components(self, n_samples, rng):
+        if not isinstance(n_samples, numbers.Integral) or n_samples < 1:
+            raise ValueError(f"n_samples must be an int >= 1; got {n_samples!r}.")
+        return np.sort(rng.choice(self.n_components, size=n_samples, p=self.weights_))

@@ -1,0 +1,155 @@
+"""Mixtures of independent Bernoulli (or binomial) features: ``BernoulliMixture``.
+
+Each component k has a success probability mu_kj per feature; a sample's features are
+independent given the component.  With ``n_trials=m`` each feature counts successes in
+m trials (binomial); m=1 is the Bernoulli case, e.g. the "three coins" model: coin A
+picks coin B or coin C, and only the chosen coin's tosses are seen.
+
+    log p(x | k) = sum_j [x_j log mu_kj + (m - x_j) log(1 - mu_kj) + log C(m, x_j)]
+
+A missing entry (NaN) is marginalised out exactly: its term is simply left out of the
+sum (it sums to one over the unseen value), so it neither counts as 0 nor as 1, and
+the M-step divides each feature's expected successes by its own expected number of
+observed trials:
+
+    mu_kj = (sum_i w_i r_ik x_ij + alpha) / (m sum_i w_i r_ik o_ij + 2 alpha)
+
+with o_ij = 1 when x_ij is observed (see ``_discrete.py`` for alpha).
+"""
+
+import numbers
+
+import numpy as np
+
+from ._discrete import DiscreteMixture, Encoded, check_probability_table, smoothed_log_probs
+from ._validation import Interval, check_array
+
+_CHUNK = 65536
+
+
+class BernoulliMixture(DiscreteMixture):
+    """Mixture of independent Bernoulli / binomial features, fitted by EM.
+
+    Parameters
+    ----------
+    n_components : int, default=1
+    n_trials : int, default=1
+        Trials per feature: 1 for 0/1 data, m for success counts out of m.
+    alpha : float > 0, default=1e-3
+        Pseudo-count of a symmetric Beta prior on every probability (added to the
+        expected successes and to the expected failures), so no probability is 0 or 1.
+    tol, max_iter, n_init, random_state, warm_start, verbose, verbose_interval
+        As in ``GaussianMixture``.
+    init_params : {"random_from_data", "random", "kmeans"}, default="random_from_data"
+        Initial responsibilities: one random sample per component (hard), random
+        responsibilities, or fastem's KMeans labels (data without missing entries).
+    weights_init : array-like (n_components,), default=None
+    means_init : array-like (n_components, n_features), default=None
+        Initial success probabilities, strictly between 0 and 1.
+    backend, n_threads
+        As in ``GaussianMixture``; results are bit-identical for any ``n_threads``.
+
+    ``X`` holds 0/1 values (bool, int or float), or counts 0..n_trials; NaN marks a
+    missing entry, which is marginalised out.  ``fit`` accepts ``sample_weight``.
+
+    Attributes
+    ----------
+    weights_ : ndarray (n_components,)
+    means_ : ndarray (n_components, n_features)
+        Success probability of every feature in every component.
+    converged_, n_iter_, lower_bound_, lower_bounds_, backend_, n_features_in_
+        ``lower_bound_`` is the mean log-likelihood plus the prior term of the smoothing
+        (see ``fastem._discrete``).
+    """
+
+    _allows_nan = True
+    _parameter_constraints = {**DiscreteMixture._common_constraints,
+                              "n_trials": [Interval(numbers.Integral, 1, None)]}
+
+    def __init__(self, n_components=1, *, n_trials=1, alpha=1e-3, tol=1e-3, max_iter=100,
+                 n_init=1, init_params="random_from_data", weights_init=None, means_init=None,
+                 random_state=None, warm_start=False, verbose=0, verbose_interval=10,
+                 backend=None, n_threads=None):
+        self.n_trials = n_trials
+        self._set_common(n_components, alpha, tol, max_iter, n_init, init_params, weights_init,
+                         means_init, random_state, warm_start, verbose, verbose_interval,
+                         backend, n_threads)
+
+    # ------------------------------------------------------------------ data
+    def _check_input(self, X, *, owner, copy):
+        X = check_array(X, owner=owner, copy=copy, allow_nan=True)
+        m = int(self.n_trials)
+        for start in range(0, X.shape[0], _CHUNK):  # chunks bound the boolean temporaries
+            block = X[start:start + _CHUNK]
+            bad = ~np.isnan(block) & ((block < 0) | (block > m) | (block != np.round(block)))
+            if bad.any():
+                i, j = np.argwhere(bad)[0]
+                want = "0 or 1" if m == 1 else f"whole numbers of successes in 0..{m}"
+                raise ValueError(
+                    f"{owner} needs {want} (NaN for a missing entry); X[{start + i}, {j}] is "
+                    f"{block[i, j]!r}." + ("" if m > 1 else " For counts out of m trials, set "
+                                          "n_trials=m."))
+        return X
+
+    def _encode(self, X):
+        missing = any(np.isnan(X[s:s + _CHUNK]).any() for s in range(0, X.shape[0], _CHUNK))
+        return Encoded(X=X, missing=missing, log_base=self._log_binomial_coefficients(X))
+
+    def _log_binomial_coefficients(self, X):
+        """sum_j log C(m, x_ij) over the observed entries of each row (None when m = 1)."""
+        from scipy.special import gammaln
+
+        m = int(self.n_trials)
+        if m == 1:
+            return None
+        out = np.empty(X.shape[0])
+        for start in range(0, X.shape[0], _CHUNK):
+            x = X[start:start + _CHUNK].astype(np.float64)
+            terms = gammaln(m + 1.0) - gammaln(x + 1.0) - gammaln(m - x + 1.0)
+            out[start:start + _CHUNK] = np.where(np.isnan(x), 0.0, terms).sum(axis=1)
+        return out
+
+    # ------------------------------------------------------------------ parameters
+    def _operands(self, enc):
+        m = float(self.n_trials)
+        coef = np.ascontiguousarray(self._log_p - self._log_q)
+        obs_coef = np.ascontiguousarray(m * self._log_q)
+        offset = np.log(self.weights_)
+        if not enc.missing:  # every entry observed: the failure terms are per-component
+            offset = offset + obs_coef.sum(axis=0)
+        return coef, obs_coef, np.ascontiguousarray(offset)
+
+    def _set_from_stats(self, nk, sum_x, sum_obs):
+        trials = float(self.n_trials) * (sum_obs if sum_obs is not None else nk[None, :])
+        trials = np.broadcast_to(trials, sum_x.shape)
+        self._log_p = smoothed_log_probs(sum_x, trials, 2, self.alpha)
+        self._log_q = smoothed_log_probs(trials - sum_x, trials, 2, self.alpha)
+        self.means_ = np.exp(self._log_p).T.copy()
+
+    def _set_user_tables(self, n_features):
+        mu = check_probability_table(self.means_init, (self.n_components, n_features),
+                                     "means_init", rows_sum_to_one=False)
+        self._log_p, self._log_q = np.log(mu).T.copy(), np.log1p(-mu).T.copy()
+        self.means_ = mu
+
+    def _log_prior(self):
+        return self.alpha * float(np.sum(self._log_p) + np.sum(self._log_q))
+
+    def _get_parameters(self):
+        return self.weights_.copy(), self.means_.copy(), self._log_p.copy(), self._log_q.copy()
+
+    def _set_parameters(self, params):
+        self.weights_, self.means_, self._log_p, self._log_q = params
+
+    def _n_parameters(self):
+        k, d = self.means_.shape
+        return int(k * d + k - 1)
+
+    def sample(self, n_samples=1):
+        """Draw samples from the fitted model: (X (n_samples, n_features) float64,
+        y (n_samples,) the component of each sample)."""
+        self._check_is_fitted()
+        rng = self._sample_rng()
+        labels = self._sample_components(n_samples, rng)
+        X = rng.binomial(int(self.n_trials), self.means_[labels]).astype(np.float64)
+        return X, labels.astype(np.int32)

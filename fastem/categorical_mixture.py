@@ -1,0 +1,205 @@
+"""Mixtures of independent categorical features (latent class analysis):
+``CategoricalMixture``.
+
+Feature j takes one of C_j categories, coded 0..C_j-1; component k has a probability
+table theta_kj over them, and the features are independent given the component:
+
+    log p(x | k) = sum_j log theta_kj[x_j]
+
+A missing code (-1) is marginalised out exactly: its factor sums to one over the
+categories, so the feature is simply left out of the product, and its M-step
+normalises by the responsibilities of the samples where it was observed:
+
+    theta_kjc = (sum_i w_i r_ik [x_ij = c] + alpha) / (sum_i w_i r_ik [x_ij observed]
+                + C_j alpha)
+
+Internally each row is one-hot encoded as a sparse row (one stored 1 per observed
+feature, at column offset_j + x_ij) and the model runs on the CSR kernels of the
+discrete family.
+"""
+
+import numbers
+
+import numpy as np
+
+from ._discrete import DiscreteMixture, Encoded, check_probability_table, smoothed_log_probs
+from ._validation import Interval, Options, _is_sparse
+
+
+class CategoricalMixture(DiscreteMixture):
+    """Mixture of independent categorical features (latent class model), fitted by EM.
+
+    Parameters
+    ----------
+    n_components : int, default=1
+    n_categories : None, int or array-like of int, default=None
+        Categories per feature (codes 0..n-1).  None infers ``max code + 1`` per feature
+        from the training data; an int applies to every feature.
+    alpha : float > 0, default=1e-3
+        Pseudo-count of a symmetric Dirichlet prior on every probability table.
+    tol, max_iter, n_init, random_state, warm_start, verbose, verbose_interval
+        As in ``GaussianMixture``.
+    init_params : {"random_from_data", "random"}, default="random_from_data"
+    weights_init : array-like (n_components,), default=None
+    means_init : list of array-like, default=None
+        Initial tables: for every feature an (n_components, n_categories_j) array of
+        positive rows summing to 1.
+    backend, n_threads
+        As in ``GaussianMixture``; results are bit-identical for any ``n_threads``.
+
+    ``X``: integer category codes (n_samples, n_features); -1 marks a missing entry.
+
+    Attributes
+    ----------
+    weights_ : ndarray (n_components,)
+    probabilities_ : list of ndarray
+        For every feature j, the (n_components, n_categories_[j]) table theta_kj.
+    n_categories_ : ndarray of int (n_features,)
+    converged_, n_iter_, lower_bound_, lower_bounds_, backend_, n_features_in_
+    """
+
+    _parameter_constraints = {**DiscreteMixture._common_constraints,
+                              "init_params": [Options("random_from_data", "random")],
+                              "n_categories": [None, Interval(numbers.Integral, 1, None),
+                                               "array-like"]}
+
+    def __init__(self, n_components=1, *, n_categories=None, alpha=1e-3, tol=1e-3,
+                 max_iter=100, n_init=1, init_params="random_from_data", weights_init=None,
+                 means_init=None, random_state=None, warm_start=False, verbose=0,
+                 verbose_interval=10, backend=None, n_threads=None):
+        self.n_categories = n_categories
+        self._set_common(n_components, alpha, tol, max_iter, n_init, init_params, weights_init,
+                         means_init, random_state, warm_start, verbose, verbose_interval,
+                         backend, n_threads)
+
+    # ------------------------------------------------------------------ data
+    def _check_input(self, X, *, owner, copy):
+        if _is_sparse(X):
+            raise TypeError(f"{owner} needs a dense array of integer category codes, not a "
+                            "sparse matrix.")
+        try:
+            arr = np.asarray(X)
+        except Exception as exc:  # ragged lists and the like
+            raise ValueError(f"X could not be converted to a 2-D array of codes: {exc}") from exc
+        if arr.ndim != 2:
+            raise ValueError(f"Expected a 2-D array of category codes, got {arr.ndim} dimension(s)"
+                             "; reshape it to (n_samples, n_features).")
+        if arr.shape[0] < 1 or arr.shape[1] < 1:
+            raise ValueError(f"Found X of shape {arr.shape} while {owner} needs at least one "
+                             "sample and one feature: X is empty.")
+        if arr.dtype.kind == "b":
+            arr = arr.astype(np.int64)
+        elif arr.dtype.kind == "f":
+            if np.isnan(arr).any():
+                raise ValueError("X contains NaN; CategoricalMixture marks a missing entry with "
+                                 "the code -1 (e.g. X = np.where(np.isnan(X), -1, X)).")
+            if not np.isfinite(arr).all() or (arr != np.round(arr)).any():
+                raise ValueError("X must hold integer category codes; it has non-integer values.")
+            arr = arr.astype(np.int64)
+        elif arr.dtype.kind not in "iu":
+            raise TypeError(f"X must hold integer category codes; got dtype {arr.dtype}. "
+                            "Encode categories as 0..n-1 first (e.g. pandas .cat.codes).")
+        if arr.dtype.kind == "i" and (arr < -1).any():
+            raise ValueError("X contains negative codes other than -1 (the missing-entry code).")
+        return arr
+
+    def _validate_data(self, X, *, reset, copy=False):
+        X = super()._validate_data(X, reset=reset, copy=copy)
+        if reset:
+            self.n_categories_ = self._declared_categories(X)
+        too_big = X >= self.n_categories_[None, :]
+        if too_big.any():
+            i, j = np.argwhere(too_big)[0]
+            raise ValueError(
+                f"X[{i}, {j}] = {X[i, j]} but feature {j} has {self.n_categories_[j]} categories "
+                f"(codes 0..{self.n_categories_[j] - 1}); "
+                + ("pass n_categories to declare more." if reset else
+                   "this code was not seen (or declared) when the model was fitted."))
+        return X
+
+    def _declared_categories(self, X):
+        d = X.shape[1]
+        if self.n_categories is None:
+            return np.maximum(X.max(axis=0).astype(np.int64) + 1, 1)
+        cats = np.asarray(self.n_categories)
+        if cats.ndim == 0:
+            cats = np.full(d, cats)
+        if cats.shape != (d,) or cats.dtype.kind not in "iu" or (cats < 1).any():
+            raise ValueError(f"n_categories must be a positive int or {d} positive ints (one per "
+                             f"feature); got {self.n_categories!r}.")
+        return cats.astype(np.int64)
+
+    def _offsets(self):
+        return np.concatenate([[0], np.cumsum(self.n_categories_)])
+
+    def _encode(self, X):
+        """One-hot CSR: row i stores a 1 at column offset_j + x_ij for each observed j."""
+        import scipy.sparse as sp
+
+        offsets = self._offsets()
+        observed = X >= 0
+        columns = (X + offsets[:-1][None, :])[observed]  # row-major: CSR order
+        index = np.int32 if offsets[-1] < 2**31 else np.int64
+        indptr = np.zeros(X.shape[0] + 1, dtype=np.int64 if columns.size >= 2**31 else index)
+        np.cumsum(observed.sum(axis=1), out=indptr[1:])
+        csr = sp.csr_matrix((np.ones(columns.size, dtype=np.float32), columns.astype(index),
+                             indptr), shape=(X.shape[0], int(offsets[-1])))
+        return Encoded(csr=csr, n_features=int(offsets[-1]))
+
+    # ------------------------------------------------------------------ parameters
+    def _operands(self, enc):
+        return self._log_theta, None, np.ascontiguousarray(np.log(self.weights_))
+
+    def _set_from_stats(self, nk, sum_x, sum_obs):
+        offsets = self._offsets()
+        # expected observed samples of feature j in component k, repeated per category
+        per_feature = np.add.reduceat(sum_x, offsets[:-1], axis=0)
+        totals = np.repeat(per_feature, self.n_categories_, axis=0)
+        sizes = np.repeat(self.n_categories_, self.n_categories_)[:, None]
+        self._log_theta = np.ascontiguousarray(
+            smoothed_log_probs(sum_x, totals, sizes, self.alpha))
+        self._publish()
+
+    def _publish(self):
+        offsets = self._offsets()
+        theta = np.exp(self._log_theta)
+        self.probabilities_ = [theta[offsets[j]:offsets[j + 1]].T.copy()
+                               for j in range(len(self.n_categories_))]
+
+    def _set_user_tables(self, n_features):
+        tables = self.means_init
+        if not isinstance(tables, (list, tuple)) or len(tables) != len(self.n_categories_):
+            raise ValueError(f"means_init must be a list of {len(self.n_categories_)} tables, one "
+                             "per feature, each (n_components, n_categories_j).")
+        checked = [check_probability_table(t, (self.n_components, int(c)), f"means_init[{j}]",
+                                           rows_sum_to_one=True)
+                   for j, (t, c) in enumerate(zip(tables, self.n_categories_))]
+        self._log_theta = np.ascontiguousarray(np.log(np.concatenate([t.T for t in checked])))
+        self._publish()
+
+    def _log_prior(self):
+        return self.alpha * float(np.sum(self._log_theta))
+
+    def _get_parameters(self):
+        return self.weights_.copy(), self._log_theta.copy()
+
+    def _set_parameters(self, params):
+        self.weights_, self._log_theta = params
+        self._publish()
+
+    def _n_parameters(self):
+        k = self.n_components
+        return int(k * int(np.sum(self.n_categories_ - 1)) + k - 1)
+
+    def sample(self, n_samples=1):
+        """Draw category codes from the fitted model: (X (n_samples, n_features) int64,
+        y (n_samples,) the component of each sample)."""
+        self._check_is_fitted()
+        rng = self._sample_rng()
+        labels = self._sample_components(n_samples, rng)
+        X = np.empty((labels.size, len(self.probabilities_)), dtype=np.int64)
+        for j, table in enumerate(self.probabilities_):
+            cumulative = np.cumsum(table, axis=1)[labels]
+            u = rng.random(labels.size)[:, None] * cumulative[:, -1:]
+            X[:, j] = (u >= cumulative).sum(axis=1)  # inverse-CDF draw
+        return X, labels.astype(np.int32)

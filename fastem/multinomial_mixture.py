@@ -1,0 +1,174 @@
+"""Mixtures of multinomials (count vectors, e.g. bag-of-words documents):
+``MultinomialMixture``.
+
+Component k has a probability vector theta_k over the n_features outcomes (words); a
+row x of counts with total n has
+
+    log p(x | k) = log n! - sum_j log x_j! + sum_j x_j log theta_kj
+
+The M-step is theta_kj = (sum_i w_i r_ik x_ij + alpha) / (sum_j' sum_i w_i r_ik x_ij'
++ n_features alpha) (see ``_discrete.py`` for alpha).  ``X`` may be a dense array or a
+``scipy.sparse`` matrix; sparse input is used as CSR (converted only if it is in
+another format) and never densified: the sparse kernels touch the stored entries only.
+"""
+
+import numbers
+
+import numpy as np
+
+from ._discrete import DiscreteMixture, Encoded, check_probability_table, smoothed_log_probs
+from ._validation import _is_sparse, check_array
+
+_CHUNK = 65536
+
+
+def _check_csr(X, owner):
+    """X as a CSR matrix with float32/float64 data and finite, non-negative entries."""
+    import scipy.sparse as sp
+
+    if X.ndim != 2:
+        raise ValueError(f"Expected a 2-D sparse matrix for X, got {X.ndim} dimensions.")
+    X = sp.csr_matrix(X) if not (sp.issparse(X) and X.format == "csr") else X
+    if X.shape[0] < 1 or X.shape[1] < 1:
+        raise ValueError(f"Found a sparse X of shape {X.shape} while {owner} needs at least one "
+                         "sample and one feature: X is empty.")
+    try:
+        X.check_format(full_check=True)  # indices in range and indptr monotone: kernels rely on it
+    except ValueError as exc:
+        raise ValueError(f"X is not a valid CSR matrix: {exc}") from exc
+    data = X.data
+    if data.dtype not in (np.float32, np.float64):
+        if data.dtype.kind not in "biuf":
+            raise TypeError(f"X must contain counts (numbers); got dtype {data.dtype}.")
+        data = data.astype(np.float64)
+    if not np.isfinite(data).all():
+        raise ValueError("X contains NaN or infinity; MultinomialMixture needs counts.")
+    if (data < 0).any():
+        raise ValueError("X contains negative counts; MultinomialMixture needs counts >= 0.")
+    return sp.csr_matrix((data, X.indices, X.indptr), shape=X.shape)
+
+
+class MultinomialMixture(DiscreteMixture):
+    """Mixture of multinomials over count vectors, fitted by EM.
+
+    Parameters
+    ----------
+    n_components : int, default=1
+    alpha : float > 0, default=1e-3
+        Pseudo-count of a symmetric Dirichlet prior on every theta_k, so no probability
+        is 0.
+    tol, max_iter, n_init, random_state, warm_start, verbose, verbose_interval
+        As in ``GaussianMixture``.
+    init_params : {"random_from_data", "random", "kmeans"}, default="random_from_data"
+        "kmeans" needs dense X.
+    weights_init : array-like (n_components,), default=None
+    means_init : array-like (n_components, n_features), default=None
+        Initial theta: positive rows summing to 1.
+    backend, n_threads
+        As in ``GaussianMixture``; results are bit-identical for any ``n_threads``.
+
+    ``X``: non-negative counts (fractional values, e.g. tf-idf weights, are accepted),
+    dense or ``scipy.sparse``.  ``fit`` accepts ``sample_weight``.
+
+    Attributes
+    ----------
+    weights_ : ndarray (n_components,)
+    means_ : ndarray (n_components, n_features)
+        theta: each row a probability vector over the features.
+    mean_total_ : float
+        Weighted mean row total of the training data (the default length in ``sample``).
+    converged_, n_iter_, lower_bound_, lower_bounds_, backend_, n_features_in_
+    """
+
+    _accepts_sparse = True
+    _parameter_constraints = dict(DiscreteMixture._common_constraints)
+
+    def __init__(self, n_components=1, *, alpha=1e-3, tol=1e-3, max_iter=100, n_init=1,
+                 init_params="random_from_data", weights_init=None, means_init=None,
+                 random_state=None, warm_start=False, verbose=0, verbose_interval=10,
+                 backend=None, n_threads=None):
+        self._set_common(n_components, alpha, tol, max_iter, n_init, init_params, weights_init,
+                         means_init, random_state, warm_start, verbose, verbose_interval,
+                         backend, n_threads)
+
+    # ------------------------------------------------------------------ data
+    def _check_input(self, X, *, owner, copy):
+        if _is_sparse(X):
+            return _check_csr(X, owner)
+        X = check_array(X, owner=owner, copy=copy)
+        if (X < 0).any():
+            raise ValueError("X contains negative counts; MultinomialMixture needs counts >= 0.")
+        return X
+
+    def _encode(self, X):
+        from scipy.special import gammaln
+
+        # log n_i! - sum_j log x_ij!, and the row totals n_i, chunk by chunk
+        n = X.shape[0]
+        log_base, totals = np.empty(n), np.empty(n)
+        for start in range(0, n, _CHUNK):
+            block = X[start:start + _CHUNK]
+            if _is_sparse(block):
+                block_totals = np.asarray(block.sum(axis=1)).ravel()
+                lg = block.copy()
+                lg.data = gammaln(lg.data.astype(np.float64) + 1.0)
+                block_lg = np.asarray(lg.sum(axis=1)).ravel()
+            else:
+                block_totals = block.sum(axis=1, dtype=np.float64)
+                block_lg = gammaln(block.astype(np.float64) + 1.0).sum(axis=1)
+            totals[start:start + _CHUNK] = block_totals
+            log_base[start:start + _CHUNK] = gammaln(block_totals + 1.0) - block_lg
+        if _is_sparse(X):
+            return Encoded(csr=X, n_features=X.shape[1], log_base=log_base, totals=totals)
+        return Encoded(X=X, log_base=log_base, totals=totals)
+
+    def _initialize_parameters(self, enc, sample_weight, random_state):
+        self.mean_total_ = float(sample_weight @ enc.totals / sample_weight.sum())
+        super()._initialize_parameters(enc, sample_weight, random_state)
+
+    # ------------------------------------------------------------------ parameters
+    def _operands(self, enc):
+        return self._log_theta, None, np.ascontiguousarray(np.log(self.weights_))
+
+    def _set_from_stats(self, nk, sum_x, sum_obs):
+        totals = sum_x.sum(axis=0, keepdims=True)  # expected words per component
+        self._log_theta = np.ascontiguousarray(
+            smoothed_log_probs(sum_x, totals, sum_x.shape[0], self.alpha))
+        self.means_ = np.exp(self._log_theta).T.copy()
+
+    def _set_user_tables(self, n_features):
+        theta = check_probability_table(self.means_init, (self.n_components, n_features),
+                                        "means_init", rows_sum_to_one=True)
+        self._log_theta = np.ascontiguousarray(np.log(theta).T)
+        self.means_ = theta
+
+    def _log_prior(self):
+        return self.alpha * float(np.sum(self._log_theta))
+
+    def _get_parameters(self):
+        return self.weights_.copy(), self.means_.copy(), self._log_theta.copy()
+
+    def _set_parameters(self, params):
+        self.weights_, self.means_, self._log_theta = params
+
+    def _n_parameters(self):
+        k, d = self.means_.shape
+        return int(k * (d - 1) + k - 1)
+
+    def sample(self, n_samples=1, *, n_trials=None):
+        """Draw count vectors from the fitted model.
+
+        ``n_trials``: the total count of each drawn row (an int), by default the
+        rounded mean row total of the training data.  Returns (X (n_samples,
+        n_features) float64, y (n_samples,) the component of each sample).
+        """
+        self._check_is_fitted()
+        if n_trials is None:
+            n_trials = int(round(self.mean_total_))
+        if not isinstance(n_trials, numbers.Integral) or n_trials < 0:
+            raise ValueError(f"n_trials must be an int >= 0; got {n_trials!r}.")
+        rng = self._sample_rng()
+        labels = self._sample_components(n_samples, rng)
+        theta = self.means_ / self.means_.sum(axis=1, keepdims=True)
+        X = np.vstack([rng.multinomial(n_trials, theta[k]) for k in labels]).astype(np.float64)
+        return X, labels.astype(np.int32)
