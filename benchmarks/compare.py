@@ -94,6 +94,22 @@ GMM_WORKLOADS = {
 GMM_ITERS = 5                 # EM iterations per timed fit (scikit-learn: ~1-7 s each here)
 GMM_NUMPY_ITERS = 2           # for the numpy reference backend
 
+# Mixtures of discrete data (issue 4): name -> (workload, model).  d2's "n_features" is the
+# vocabulary; its documents have about DOC_WORDS distinct words each.
+DISCRETE_WORKLOADS = {
+    "d1": (Workload("d1", 1_000_000, 64, 16, "float64"), "bernoulli"),
+    "d2": (Workload("d2", 200_000, 20_000, 32, "float64"), "multinomial"),
+    "d3": (Workload("d3", 500_000, 20, 8, "int64"), "categorical"),
+}
+DISCRETE_ITERS = 10           # EM iterations per timed fit
+DISCRETE_NUMPY_ITERS = 2      # for the numpy reference backend
+DISCRETE_CATEGORIES = 5       # categories of every d3 feature
+DOC_TOKENS = 103              # tokens drawn per d2 document (about 100 distinct words)
+# StepMix clips probabilities to [1e-15, 1 - 1e-15] instead of smoothing them; a tiny
+# alpha makes fastem fit the same maximum-likelihood model.
+DISCRETE_ALPHA = 1e-10
+STEPMIX_MEASUREMENT = {"bernoulli": "binary", "categorical": "categorical"}
+
 
 def quick_workload(w):
     """N / 10 and K / 4 at most (never below 8), for a fast smoke run."""
@@ -264,6 +280,125 @@ def _make_gmm(spec, means, max_iter):
     return fastem.GaussianMixture(backend=spec["backend"], n_threads=spec["n_threads"], **kw)
 
 
+def make_discrete(w, model, seed=DATA_SEED):
+    """Data drawn from a random mixture of the given kind (deterministic).
+
+    d1: 0/1 features with success probabilities ~ Beta(0.5, 0.5) per component; d2: CSR
+    word counts, each document DOC_TOKENS tokens from its topic's word distribution
+    (~ Dirichlet(0.1) over the vocabulary); d3: category codes from probability tables
+    ~ Dirichlet(1).  Components are equally likely.
+    """
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(seed)
+    n, d, k = w.n_samples, w.n_features, w.n_clusters
+    z = rng.integers(0, k, n)
+    if model == "bernoulli":
+        mu = rng.beta(0.5, 0.5, (k, d))
+        X = np.empty((n, d))
+        for start in range(0, n, 1 << 16):
+            stop = min(start + (1 << 16), n)
+            X[start:stop] = rng.random((stop - start, d)) < mu[z[start:stop]]
+        return X
+    if model == "categorical":
+        cdf = np.cumsum(rng.dirichlet(np.ones(DISCRETE_CATEGORIES), (k, d)), axis=2)
+        X = np.empty((n, d), dtype=np.int64)
+        for j in range(d):
+            u = rng.random(n)[:, None]
+            X[:, j] = np.minimum((u >= cdf[z, j]).sum(axis=1), DISCRETE_CATEGORIES - 1)
+        return X
+    cdf = np.cumsum(rng.dirichlet(np.full(d, 0.1), k), axis=1)
+    rows, cols = [], []
+    for topic in range(k):
+        docs = np.flatnonzero(z == topic)
+        u = rng.random(docs.size * DOC_TOKENS)
+        cols.append(np.minimum(np.searchsorted(cdf[topic], u), d - 1).astype(np.int32))
+        rows.append(np.repeat(docs, DOC_TOKENS).astype(np.int32))
+    rows, cols = np.concatenate(rows), np.concatenate(cols)
+    X = sp.csr_matrix((np.ones(rows.size), (rows, cols)), shape=(n, d))
+    X.sum_duplicates()
+    return X
+
+
+def discrete_init(X, model, k, seed=INIT_SEED):
+    """Initial (weights, tables) for every library, and whether StepMix made them.
+
+    For the models StepMix has, its own random initialization (random responsibilities,
+    then its M-step) is replayed through its internals with the seed it will use in the
+    timed fit, so both libraries start from identical parameters; the first iteration's
+    log-likelihoods confirm it (see the notes of a run).  Tables: (K, D) success
+    probabilities, (K, D) word probabilities, or (D, K, C) category probabilities.
+    """
+    k_rng = np.random.default_rng(seed)
+    if model in STEPMIX_MEASUREMENT and _stepmix_available():
+        from sklearn.utils import check_random_state
+        from stepmix.stepmix import StepMix
+
+        sm = StepMix(n_components=k, measurement=STEPMIX_MEASUREMENT[model], max_iter=1,
+                     random_state=seed, progress_bar=0, verbose=0)
+        sm._check_initial_parameters(X)
+        X2, _ = sm._check_x_y(X, None, reset=True)
+        sm._initialize_parameters(X2, check_random_state(seed))
+        weights, pis = sm.weights_.copy(), sm._mm.get_parameters()["pis"].copy()
+        if model == "categorical":  # (K, D * C) one-hot layout -> (D, K, C) tables
+            pis = pis.reshape(k, X.shape[1], -1).transpose(1, 0, 2)
+            pis = pis / pis.sum(axis=2, keepdims=True)  # undo StepMix's 1e-15 clipping
+        return weights, pis, True
+    weights = np.full(k, 1.0 / k)
+    if model == "multinomial":
+        freq = np.asarray(X.sum(axis=0)).ravel() + 1.0
+        tables = 0.5 * freq / freq.sum() + 0.5 * k_rng.dirichlet(np.ones(X.shape[1]), k)
+    elif model == "bernoulli":
+        tables = np.clip(X[:1000].mean(axis=0) + k_rng.uniform(-0.2, 0.2, (k, X.shape[1])),
+                         0.05, 0.95)
+    else:
+        tables = k_rng.dirichlet(np.ones(DISCRETE_CATEGORIES), (X.shape[1], k))
+    return weights, tables, False
+
+
+def _stepmix_available():
+    try:
+        import stepmix  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _make_discrete(spec, weights, tables, max_iter):
+    """The estimator of a discrete workload, started from the given parameters."""
+    model = spec["model"]
+    if spec["library"] == "stepmix":
+        from stepmix.stepmix import StepMix
+
+        return StepMix(n_components=weights.size, measurement=STEPMIX_MEASUREMENT[model],
+                       max_iter=max_iter, abs_tol=0.0, rel_tol=0.0, random_state=INIT_SEED,
+                       progress_bar=0, verbose=0)
+    import fastem
+
+    cls = {"bernoulli": fastem.BernoulliMixture, "multinomial": fastem.MultinomialMixture,
+           "categorical": fastem.CategoricalMixture}[model]
+    means = list(tables) if model == "categorical" else tables
+    return cls(weights.size, alpha=DISCRETE_ALPHA, max_iter=max_iter, tol=0.0,
+               weights_init=weights, means_init=means, backend=spec["backend"],
+               n_threads=spec["n_threads"])
+
+
+def _discrete_child(spec):
+    """The child side of a discrete workload (the data may be a CSR .npz)."""
+    import scipy.sparse as sp
+
+    X = sp.load_npz(spec["data"]) if spec["data"].endswith(".npz") else np.load(spec["data"])
+    init = np.load(spec["init"])
+    weights, tables = init["weights"], init["tables"]
+    warm = X[: min(WARMUP_ROWS, X.shape[0])]
+    _make_discrete(spec, weights, tables, 1).fit(warm)
+    est = _make_discrete(spec, weights, tables, spec["iters"])
+    _, out = _timed(lambda: est.fit(X))
+    out.update(n_iter=int(est.n_iter_), lower_bound=float(est.lower_bound_),
+               backend_used=getattr(est, "backend_", spec["library"]))
+    return out
+
+
 def _seed(spec, X, k):
     if spec["library"] == "sklearn":
         from sklearn.cluster import kmeans_plusplus
@@ -329,6 +464,12 @@ def _child_main(spec):
     # n_threads explicitly (and pins BLAS to 1 thread inside its own kernels).
     limits = threadpool_limits(limits=spec["n_threads"])
     warnings.simplefilter("ignore")  # e.g. fastem's "numpy backend is slow": not news here
+
+    if spec["kind"] == "discrete_fit":
+        out = _discrete_child(spec)
+        limits.restore_original_limits()
+        print(json.dumps(out), flush=True)
+        return
 
     # np.load reads the file into private memory, so the data are part of the baseline.
     # A memory map would instead be faulted in during the timed fit and its pages would
@@ -750,30 +891,81 @@ def run_gmm_workload(w, cov, args, backends, tmpdir):
         runs[b] = _measure(dict(base, library="fastem", backend=b, iters=n), args,
                            1 if b == "numpy" else args.repeats, f"fastem {b} GaussianMixture {cov}")
     summ = {name: _summary(r) for name, r in runs.items()}
-    ref = summ["sklearn"]
-    rows, notes = [], []
-    label = f"{w.label} {cov}"
-    for name in ["sklearn", *backends]:
-        s = summ[name]
-        who = "scikit-learn GaussianMixture" if name == "sklearn" else f"fastem {name}"
-        if "error" in s:
-            rows.append([label, who, "failed", "—", "—", "—", "—", "—", "—"])
-            notes.append(f"{who} failed: {s['error']}")
-            continue
-        same_iters = s["n_iters"] == ref.get("n_iters")
-        rows.append([
-            label, who, _fmt_s(s["s_per_iter"]), f"{s['seconds']:.3f}",
-            "/".join(map(str, s["n_iters"])),
-            "1.00x (ref)" if name == "sklearn" else _ratio(ref.get("s_per_iter"), s["s_per_iter"]),
-            f"{s['lower_bound']:.10g}",
-            "0 (ref)" if name == "sklearn" else (_rel(s["lower_bound"], ref["lower_bound"])
-                                                 if same_iters else "— (fewer iters)"),
-            f"{s['peak_mib']:.1f}",
-        ])
-        notes += _contention_note(who, s)
+    rows, notes = _em_rows(f"{w.label} {cov}", summ, "sklearn", ["sklearn", *backends],
+                           lambda name: "scikit-learn GaussianMixture" if name == "sklearn"
+                           else f"fastem {name}")
     for path in (data_path, init_path):
         os.remove(path)
     return rows, notes, {"workload": w.__dict__, "cov": cov, "fit": runs}
+
+
+def run_discrete_workload(w, model, args, backends, tmpdir):
+    """Measure one discrete-mixture workload against StepMix (where it has the model)
+    and the numpy reference; return (table rows, notes, raw results)."""
+    import scipy.sparse as sp
+
+    label = f"{w.name}: N={w.n_samples:,} D={w.n_features:,} K={w.n_clusters} {model}"
+    _log(f"[{label}] generating data")
+    X = make_discrete(w, model)
+    weights, tables, from_stepmix = discrete_init(X, model, w.n_clusters)
+    data_path = os.path.join(tmpdir, f"{w.name}_X" + (".npz" if sp.issparse(X) else ".npy"))
+    init_path = os.path.join(tmpdir, f"{w.name}_init.npz")
+    if sp.issparse(X):
+        sp.save_npz(data_path, X, compressed=False)
+    else:
+        np.save(data_path, X)
+    np.savez(init_path, weights=weights, tables=tables)
+    base = dict(data=data_path, init=init_path, n_threads=args.n_threads, model=model,
+                kind="discrete_fit")
+    iters = args.discrete_iters
+    runs = {}
+    notes = []
+    if model in STEPMIX_MEASUREMENT and from_stepmix:
+        runs["stepmix"] = _measure(dict(base, library="stepmix", iters=iters), args,
+                                   args.repeats, f"StepMix {model}")
+    elif model in STEPMIX_MEASUREMENT:
+        notes.append("StepMix is not installed (pip install stepmix): no peer row")
+    else:
+        notes.append("StepMix has no mixture of multinomials over count vectors: the "
+                     "reference is fastem's numpy backend")
+    for b in backends:
+        n = DISCRETE_NUMPY_ITERS if b == "numpy" else iters
+        runs[b] = _measure(dict(base, library="fastem", backend=b, iters=n), args,
+                           1 if b == "numpy" else args.repeats, f"fastem {b} {model}")
+    summ = {name: _summary(r) for name, r in runs.items()}
+    ref_name = "stepmix" if "stepmix" in summ else ("numpy" if "numpy" in summ else None)
+    rows, fit_notes = _em_rows(label, summ, ref_name, list(runs),
+                               lambda name: "StepMix" if name == "stepmix" else f"fastem {name}")
+    notes += fit_notes
+    for path in (data_path, init_path):
+        os.remove(path)
+    return rows, notes, {"workload": w.__dict__, "model": model, "fit": runs}
+
+
+def _em_rows(label, summ, ref_name, names, who):
+    """Table rows and notes of EM fits: s/iter, the ratio to the reference row's s/iter,
+    and lower_bound_ (compared with the reference's when the iteration counts match)."""
+    ref = summ.get(ref_name, {})
+    rows, notes = [], []
+    for name in names:
+        s, w = summ[name], who(name)
+        if "error" in s:
+            rows.append([label, w, "failed", "—", "—", "—", "—", "—", "—"])
+            notes.append(f"{w} failed: {s['error']}")
+            continue
+        same_iters = s["n_iters"] == ref.get("n_iters") and "lower_bound" in ref
+        rows.append([
+            label, w, _fmt_s(s["s_per_iter"]), f"{s['seconds']:.3f}",
+            "/".join(map(str, s["n_iters"])),
+            "1.00x (ref)" if name == ref_name else _ratio(ref.get("s_per_iter"),
+                                                          s["s_per_iter"]),
+            f"{s['lower_bound']:.10g}",
+            "0 (ref)" if name == ref_name else (_rel(s["lower_bound"], ref["lower_bound"])
+                                                if same_iters else "— (other iters)"),
+            f"{s['peak_mib']:.1f}",
+        ])
+        notes += _contention_note(w, s)
+    return rows, notes
 
 
 HEADER = ["workload", "library/backend", "s/iter (median)", "total s", "n_iter",
@@ -792,7 +984,8 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true",
                    help="N / 10 and K / 4 at most (never below 8): a fast smoke run")
-    p.add_argument("--workload", action="append", choices=sorted(WORKLOADS) + sorted(GMM_WORKLOADS),
+    p.add_argument("--workload", action="append",
+                   choices=sorted(WORKLOADS) + sorted(GMM_WORKLOADS) + sorted(DISCRETE_WORKLOADS),
                    help="workload to run (repeatable); default: all. "
                    + "; ".join(w.label for w in WORKLOADS.values()))
     p.add_argument("--repeats", type=int, default=None,
@@ -810,6 +1003,9 @@ def parse_args(argv=None):
     p.add_argument("--gmm-iters", type=int, default=GMM_ITERS,
                    help=f"EM iterations for the GaussianMixture workloads (default {GMM_ITERS}; "
                    f"the numpy backend runs {GMM_NUMPY_ITERS})")
+    p.add_argument("--discrete-iters", type=int, default=DISCRETE_ITERS,
+                   help=f"EM iterations for the discrete-mixture workloads (default "
+                   f"{DISCRETE_ITERS}; the numpy backend runs {DISCRETE_NUMPY_ITERS})")
     p.add_argument("--n-threads", type=int, default=len(os.sched_getaffinity(0)),
                    help="threads for every library (default: all usable CPUs)")
     p.add_argument("--retry-contended", type=int, default=3, metavar="N",
@@ -860,8 +1056,9 @@ def _run(args, tmpdir):
     backends = [b for b in FASTEM_BACKENDS if b in wanted and status[b] is None]
     skipped = {b: status[b] for b in wanted if status[b] is not None}
 
-    names = args.workload or sorted(WORKLOADS) + sorted(GMM_WORKLOADS)
-    workloads = [(WORKLOADS[n], None) if n in WORKLOADS else GMM_WORKLOADS[n] for n in names]
+    names = args.workload or sorted(WORKLOADS) + sorted(GMM_WORKLOADS) + sorted(DISCRETE_WORKLOADS)
+    workloads = [(WORKLOADS[n], None) if n in WORKLOADS else
+                 GMM_WORKLOADS.get(n) or DISCRETE_WORKLOADS[n] for n in names]
     if args.quick:
         workloads = [(quick_workload(w), cov) for w, cov in workloads]
 
@@ -884,6 +1081,12 @@ def _run(args, tmpdir):
         f"X) and unit precisions_init, tol=0, {args.gmm_iters} EM iterations "
         f"({GMM_NUMPY_ITERS} for the numpy backend); the 'inertia' column holds lower_bound_ "
         "(mean log-likelihood per sample, higher is better); K = n_components",
+        "- discrete-mixture rows (d*): fastem (alpha=1e-10) and StepMix 3.0 (d1 'binary', "
+        "d3 'categorical') from identical initial parameters (StepMix's own random "
+        f"initialization), tol=0, {args.discrete_iters} EM iterations "
+        f"({DISCRETE_NUMPY_ITERS} for the numpy backend); ratio = reference time / ours, the "
+        "reference being StepMix (d1, d3) or fastem's numpy backend (d2, where StepMix has "
+        "no model); the 'inertia' column holds lower_bound_ (mean log-likelihood per sample)",
         "- k-means++ seeding rows: kmeans_plusplus(X, K, random_state=0); 'inertia' is the "
         "seeds' potential sum_i min_k ||x_i - c_k||^2 (float64)",
         "- each timed run also records the CPU used meanwhile by other processes (from "
@@ -903,6 +1106,8 @@ def _run(args, tmpdir):
         # temporary .npy files in tmpdir: written once per workload, read by every child
         if cov is None:
             rows, notes, r = run_workload(w, args, backends, tmpdir)
+        elif cov in STEPMIX_MEASUREMENT or cov == "multinomial":
+            rows, notes, r = run_discrete_workload(w, cov, args, backends, tmpdir)
         else:
             rows, notes, r = run_gmm_workload(w, cov, args, backends, tmpdir)
         all_rows += rows

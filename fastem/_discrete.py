@@ -26,11 +26,10 @@ import numpy as np
 
 from ._config import BACKENDS
 from ._threads import limit_blas_threads
-from ._validation import Interval, Options, check_random_state
+from ._validation import Interval, Options, check_random_state, row_blocks
 from .base import BaseMixture
 
 _EPS = 10 * np.finfo(np.float64).eps
-_CHUNK = 65536
 
 
 class Encoded:
@@ -64,9 +63,7 @@ class Encoded:
     def chunks(self):
         """(start, stop, block) over the rows: a dense float64 block with NaN as 0 and
         its observed-entry indicator, or a CSR slice (and None)."""
-        n = self.shape[0]
-        for start in range(0, n, _CHUNK):
-            stop = min(start + _CHUNK, n)
+        for start, stop in row_blocks(*self.shape):
             if self.dense:
                 block = self.X[start:stop].astype(np.float64)
                 observed = ~np.isnan(block)
@@ -259,8 +256,11 @@ class DiscreteMixture(BaseMixture):
             enc.X, sample_weight=sample_weight).labels_
 
     def _initialize_parameters(self, enc, sample_weight, random_state):
-        stats = enc.weighted_sums(self._initial_resp(enc, sample_weight, random_state))
-        self._m_step(enc, sample_weight, stats)
+        if self.weights_init is None or self.means_init is None:
+            # as GaussianMixture: what the user did not give comes from initial
+            # responsibilities (a pass over the data, skipped when both are given)
+            stats = enc.weighted_sums(self._initial_resp(enc, sample_weight, random_state))
+            self._m_step(enc, sample_weight, stats)
         if self.weights_init is not None:
             w = np.asarray(self.weights_init, dtype=np.float64)
             if w.shape != (self.n_components,):

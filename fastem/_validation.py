@@ -157,6 +157,16 @@ def _dataframe_feature_names(X):
     return None
 
 
+def row_blocks(n_rows, n_features, elements=2**16):
+    """(start, stop) row ranges of about ``elements`` entries each (at least one row).
+
+    Whole-array checks and conversions allocate temporaries as large as the data; done
+    block by block they stay at a fixed, small size whatever N is."""
+    step = max(1, elements // max(1, n_features))
+    for start in range(0, n_rows, step):
+        yield start, min(start + step, n_rows)
+
+
 def check_array(X, *, name="X", owner="this estimator", dtype="numeric", min_samples=1,
                 copy=False, allow_nan=False):
     """Validate a 2-D data array and return it C-contiguous, finite, float32 or float64.
@@ -212,12 +222,14 @@ def check_array(X, *, name="X", owner="this estimator", dtype="numeric", min_sam
     out = np.require(arr, dtype=target, requirements="C")
     if copy and np.may_share_memory(out, arr):
         out = out.copy()
+    # row blocks bound the boolean temporaries (a full-size one is N x D bytes)
+    chunks = [out[a:b] for a, b in row_blocks(*out.shape)]
     if allow_nan and out.dtype.kind == "f":
-        if np.isinf(out).any():
+        if any(np.isinf(c).any() for c in chunks):
             raise ValueError(f"Input {name} contains infinity; only NaN (a missing entry) is "
                              "allowed.")
-    elif not np.isfinite(out).all():
-        kind = "NaN" if np.isnan(out).any() else "infinity"
+    elif not all(np.isfinite(c).all() for c in chunks):
+        kind = "NaN" if any(np.isnan(c).any() for c in chunks) else "infinity"
         raise ValueError(
             f"Input {name} contains {kind} (NaN or inf values are not allowed). Remove or impute "
             "those entries before calling fastem."

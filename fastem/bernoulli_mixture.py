@@ -22,9 +22,7 @@ import numbers
 import numpy as np
 
 from ._discrete import DiscreteMixture, Encoded, check_probability_table, smoothed_log_probs
-from ._validation import Interval, check_array
-
-_CHUNK = 65536
+from ._validation import Interval, check_array, row_blocks
 
 
 class BernoulliMixture(DiscreteMixture):
@@ -79,8 +77,8 @@ class BernoulliMixture(DiscreteMixture):
     def _check_input(self, X, *, owner, copy):
         X = check_array(X, owner=owner, copy=copy, allow_nan=True)
         m = int(self.n_trials)
-        for start in range(0, X.shape[0], _CHUNK):  # chunks bound the boolean temporaries
-            block = X[start:start + _CHUNK]
+        for start, stop in row_blocks(*X.shape):  # blocks bound the temporaries
+            block = X[start:stop]
             bad = ~np.isnan(block) & ((block < 0) | (block > m) | (block != np.round(block)))
             if bad.any():
                 i, j = np.argwhere(bad)[0]
@@ -92,7 +90,7 @@ class BernoulliMixture(DiscreteMixture):
         return X
 
     def _encode(self, X):
-        missing = any(np.isnan(X[s:s + _CHUNK]).any() for s in range(0, X.shape[0], _CHUNK))
+        missing = any(np.isnan(X[a:b]).any() for a, b in row_blocks(*X.shape))
         return Encoded(X=X, missing=missing, log_base=self._log_binomial_coefficients(X))
 
     def _log_binomial_coefficients(self, X):
@@ -103,10 +101,10 @@ class BernoulliMixture(DiscreteMixture):
         if m == 1:
             return None
         out = np.empty(X.shape[0])
-        for start in range(0, X.shape[0], _CHUNK):
-            x = X[start:start + _CHUNK].astype(np.float64)
+        for start, stop in row_blocks(*X.shape):
+            x = X[start:stop].astype(np.float64)
             terms = gammaln(m + 1.0) - gammaln(x + 1.0) - gammaln(m - x + 1.0)
-            out[start:start + _CHUNK] = np.where(np.isnan(x), 0.0, terms).sum(axis=1)
+            out[start:stop] = np.where(np.isnan(x), 0.0, terms).sum(axis=1)
         return out
 
     # ------------------------------------------------------------------ parameters

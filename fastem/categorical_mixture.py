@@ -23,7 +23,7 @@ import numbers
 import numpy as np
 
 from ._discrete import DiscreteMixture, Encoded, check_probability_table, smoothed_log_probs
-from ._validation import Interval, Options, _is_sparse
+from ._validation import Interval, Options, _is_sparse, row_blocks
 
 
 class CategoricalMixture(DiscreteMixture):
@@ -133,17 +133,28 @@ class CategoricalMixture(DiscreteMixture):
         return np.concatenate([[0], np.cumsum(self.n_categories_)])
 
     def _encode(self, X):
-        """One-hot CSR: row i stores a 1 at column offset_j + x_ij for each observed j."""
+        """One-hot CSR: row i stores a 1 at column offset_j + x_ij for each observed j.
+
+        Built in row chunks, so the only full-size arrays are the CSR's own (an int32
+        column index and a float32 1 per observed entry)."""
         import scipy.sparse as sp
 
         offsets = self._offsets()
-        observed = X >= 0
-        columns = (X + offsets[:-1][None, :])[observed]  # row-major: CSR order
-        index = np.int32 if offsets[-1] < 2**31 else np.int64
-        indptr = np.zeros(X.shape[0] + 1, dtype=np.int64 if columns.size >= 2**31 else index)
-        np.cumsum(observed.sum(axis=1), out=indptr[1:])
-        csr = sp.csr_matrix((np.ones(columns.size, dtype=np.float32), columns.astype(index),
-                             indptr), shape=(X.shape[0], int(offsets[-1])))
+        n = X.shape[0]
+        counts = np.empty(n, dtype=np.int64)
+        for start, stop in row_blocks(*X.shape):
+            counts[start:stop] = (X[start:stop] >= 0).sum(axis=1)
+        nnz = int(counts.sum())
+        index = np.int32 if max(offsets[-1], nnz) < 2**31 else np.int64
+        indptr = np.zeros(n + 1, dtype=index)
+        np.cumsum(counts, out=indptr[1:])
+        columns = np.empty(nnz, dtype=index)
+        for start, stop in row_blocks(*X.shape):
+            block = X[start:stop]
+            # row-major boolean indexing keeps each row's entries in feature order
+            columns[indptr[start]:indptr[stop]] = (block + offsets[:-1][None, :])[block >= 0]
+        csr = sp.csr_matrix((np.ones(nnz, dtype=np.float32), columns, indptr),
+                            shape=(n, int(offsets[-1])))
         return Encoded(csr=csr, n_features=int(offsets[-1]))
 
     # ------------------------------------------------------------------ parameters

@@ -17,9 +17,12 @@ import numbers
 import numpy as np
 
 from ._discrete import DiscreteMixture, Encoded, check_probability_table, smoothed_log_probs
-from ._validation import _is_sparse, check_array
+from ._validation import _is_sparse, check_array, row_blocks
 
-_CHUNK = 65536
+
+def _chunks(arr):
+    """Row (or entry) blocks: checks on them keep boolean temporaries small."""
+    return (arr[a:b] for a, b in row_blocks(arr.shape[0], arr.size // max(1, arr.shape[0])))
 
 
 def _check_csr(X, owner):
@@ -41,9 +44,9 @@ def _check_csr(X, owner):
         if data.dtype.kind not in "biuf":
             raise TypeError(f"X must contain counts (numbers); got dtype {data.dtype}.")
         data = data.astype(np.float64)
-    if not np.isfinite(data).all():
+    if not all(np.isfinite(c).all() for c in _chunks(data)):
         raise ValueError("X contains NaN or infinity; MultinomialMixture needs counts.")
-    if (data < 0).any():
+    if any((c < 0).any() for c in _chunks(data)):
         raise ValueError("X contains negative counts; MultinomialMixture needs counts >= 0.")
     return sp.csr_matrix((data, X.indices, X.indptr), shape=X.shape)
 
@@ -96,28 +99,32 @@ class MultinomialMixture(DiscreteMixture):
         if _is_sparse(X):
             return _check_csr(X, owner)
         X = check_array(X, owner=owner, copy=copy)
-        if (X < 0).any():
+        if any((c < 0).any() for c in _chunks(X)):
             raise ValueError("X contains negative counts; MultinomialMixture needs counts >= 0.")
         return X
 
     def _encode(self, X):
         from scipy.special import gammaln
 
-        # log n_i! - sum_j log x_ij!, and the row totals n_i, chunk by chunk
+        # log n_i! - sum_j log x_ij!, and the row totals n_i, in chunks of rows so that
+        # temporaries stay small
         n = X.shape[0]
-        log_base, totals = np.empty(n), np.empty(n)
-        for start in range(0, n, _CHUNK):
-            block = X[start:start + _CHUNK]
-            if _is_sparse(block):
-                block_totals = np.asarray(block.sum(axis=1)).ravel()
-                lg = block.copy()
-                lg.data = gammaln(lg.data.astype(np.float64) + 1.0)
-                block_lg = np.asarray(lg.sum(axis=1)).ravel()
-            else:
-                block_totals = block.sum(axis=1, dtype=np.float64)
-                block_lg = gammaln(block.astype(np.float64) + 1.0).sum(axis=1)
-            totals[start:start + _CHUNK] = block_totals
-            log_base[start:start + _CHUNK] = gammaln(block_totals + 1.0) - block_lg
+        totals, log_fact = np.empty(n), np.empty(n)
+        if _is_sparse(X):
+            per_row = max(1, X.nnz // max(1, n))
+            for start, stop in row_blocks(n, per_row):
+                lo, hi = X.indptr[start], X.indptr[stop]
+                row = np.repeat(np.arange(stop - start), np.diff(X.indptr[start:stop + 1]))
+                v = X.data[lo:hi].astype(np.float64)
+                totals[start:stop] = np.bincount(row, weights=v, minlength=stop - start)
+                log_fact[start:stop] = np.bincount(row, weights=gammaln(v + 1.0),
+                                                   minlength=stop - start)
+        else:
+            for start, stop in row_blocks(*X.shape):
+                block = X[start:stop].astype(np.float64)
+                totals[start:stop] = block.sum(axis=1)
+                log_fact[start:stop] = gammaln(block + 1.0).sum(axis=1)
+        log_base = gammaln(totals + 1.0) - log_fact
         if _is_sparse(X):
             return Encoded(csr=X, n_features=X.shape[1], log_base=log_base, totals=totals)
         return Encoded(X=X, log_base=log_base, totals=totals)

@@ -233,6 +233,30 @@ def test_float32_and_float64_bernoulli_agree(backend):
     assert a.lower_bound_ == pytest.approx(b.lower_bound_, rel=1e-12)
 
 
+@pytest.mark.parametrize("kind", ["bernoulli", "multinomial-csr"])
+def test_fit_holds_no_copy_of_the_data(kind):
+    """Extra memory is O(N) vectors and O(D x K) tables: never a copy of the data nor an
+    N x K matrix (tracemalloc sees numpy's allocations made from Python)."""
+    import tracemalloc
+
+    if kind == "bernoulli":
+        X = bernoulli_data(40_000, seed=16, missing=0.1)[0]
+        X = np.hstack([X, X, X])  # D = 18: the N-vectors are small next to X
+        size, model = X.nbytes, BernoulliMixture(8, max_iter=2, tol=0, random_state=0)
+    else:
+        X = sp.csr_matrix(multinomial_data(40_000, seed=17, n_words=400)[0])
+        size = X.data.nbytes + X.indices.nbytes
+        model = MultinomialMixture(8, max_iter=2, tol=0, random_state=0)
+    quiet_fit(model, X[:500])  # compile / load the kernels outside the measurement
+    tracemalloc.start()
+    try:
+        quiet_fit(model, X)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 0.4 * size, f"peak {peak / 2**20:.1f} MiB for data of {size / 2**20:.1f} MiB"
+
+
 # ----------------------------------------------------------------- recovery
 def _match(estimated, true):
     """Permutation of the estimated components that best matches the true ones."""

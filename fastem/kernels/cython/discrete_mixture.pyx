@@ -319,7 +319,11 @@ def accumulate_stats_csr(const floating[::1] data, const index_t[::1] indices,
            "sum_x is not (n_features, n_components)")
     cdef Py_ssize_t x_size = n_features * n_components
     cdef Py_ssize_t n_blocks = _n_blocks(n_samples)
-    cdef Py_ssize_t n_slots = _n_slots(n_blocks, 8 * (1 + n_components * (1 + n_features)))
+    # fewer slots when each would hold fewer stored entries than its (D x K) partial sums
+    # (as numba's _csr_slots): zeroing and adding them would cost more than the work
+    cdef Py_ssize_t n_slots = max(1, min(
+        _n_slots(n_blocks, 8 * (1 + n_components * (1 + n_features))),
+        indices.shape[0] // max(1, x_size)))
     cdef int n_team = _team_size(n_threads, n_slots)
     cdef Py_ssize_t slot, start, stop, tid, b_start, b_stop, i, p, k
     cdef double ll = 0.0, v

@@ -59,6 +59,14 @@ def _csr_log_prob_block(data, indices, indptr, start, stop, coef, offset, lp):
                 lp[i, k] += v * coef[j, k]
 
 
+@helper
+def _csr_slots(n_slots, nnz, partial_size):
+    """Fewer slots for sparse statistics when each would hold fewer stored entries than
+    its (D x K) partial sums: zeroing and adding the partials would then cost more than
+    the work they parallelise.  A function of the problem size only."""
+    return max(1, min(n_slots, nnz // max(1, partial_size)))
+
+
 @kernel
 def estimate_log_prob_dense(X, coef, obs_coef, offset, missing, out, n_threads):
     n_samples = X.shape[0]
@@ -154,7 +162,8 @@ def accumulate_stats_csr(data, indices, indptr, sample_weight, coef, offset, nk,
     n_samples = indptr.shape[0] - 1
     n_features, n_components = coef.shape
     n_blocks = (n_samples + BLOCK_SIZE - 1) // BLOCK_SIZE
-    n_slots = _n_slots(n_blocks, 8 * (1 + n_components * (1 + n_features)))
+    n_slots = _csr_slots(_n_slots(n_blocks, 8 * (1 + n_components * (1 + n_features))),
+                         indices.shape[0], n_features * n_components)
     part_ll = np.zeros(n_slots)
     part_nk = np.zeros((n_slots, n_components))
     part_x = np.zeros((n_slots, n_features, n_components))
