@@ -206,14 +206,36 @@ def test_fit_bit_identical_for_any_thread_count(backend_name):
             assert a[2] is None or np.array_equal(a[2], b[2])
 
 
-def test_integer_weights_equal_repeated_rows(backend):
-    X, _, mu = bernoulli_data(300, seed=7, missing=0.1)
+@pytest.mark.parametrize("model", ["bernoulli", "multinomial-csr", "categorical"])
+def test_integer_weights_equal_repeated_rows(backend, model):
+    if model == "bernoulli":
+        X, _, init = bernoulli_data(300, seed=7, missing=0.1)
+        cls, repeat = BernoulliMixture, lambda w: np.repeat(X, w, axis=0)
+    elif model == "categorical":
+        X, _, init = categorical_data(300, seed=7, missing=0.1)
+        cls, repeat = CategoricalMixture, lambda w: np.repeat(X, w, axis=0)
+    else:
+        dense, _, init = multinomial_data(300, seed=7)
+        X = sp.csr_matrix(dense)
+        cls, repeat = MultinomialMixture, lambda w: sp.csr_matrix(np.repeat(dense, w, axis=0))
     w = np.random.default_rng(0).integers(0, 4, X.shape[0])
-    kw = dict(max_iter=25, tol=0, weights_init=[0.5, 0.5], means_init=mu, backend=backend)
-    weighted = quiet_fit(BernoulliMixture(2, **kw), X, sample_weight=w)
-    repeated = quiet_fit(BernoulliMixture(2, **kw), np.repeat(X, w, axis=0))
+    kw = dict(max_iter=25, tol=0, weights_init=[0.5, 0.5], means_init=init, backend=backend)
+    weighted = quiet_fit(cls(2, **kw), X, sample_weight=w)
+    repeated = quiet_fit(cls(2, **kw), repeat(w))
     assert weighted.lower_bound_ == pytest.approx(repeated.lower_bound_, rel=1e-10)
-    np.testing.assert_allclose(weighted.means_, repeated.means_, rtol=1e-9)
+    np.testing.assert_allclose(weighted.weights_, repeated.weights_, rtol=1e-9)
+
+
+def test_warm_start_continues_where_the_last_fit_stopped(backend):
+    X = categorical_data(500, seed=18, missing=0.1)[0]
+    kw = dict(max_iter=3, tol=0, random_state=0, backend=backend)
+    warm = CategoricalMixture(3, warm_start=True, **kw)
+    quiet_fit(warm, X)
+    quiet_fit(warm, X)
+    straight = quiet_fit(CategoricalMixture(3, **dict(kw, max_iter=6)), X)
+    assert warm.lower_bound_ == pytest.approx(straight.lower_bound_, rel=1e-12)
+    for a, b in zip(warm.probabilities_, straight.probabilities_):
+        np.testing.assert_allclose(a, b, rtol=1e-10)
 
 
 def test_sparse_and_dense_multinomial_fits_agree(backend):

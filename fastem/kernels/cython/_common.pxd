@@ -112,15 +112,17 @@ cdef inline void _sum_slots(const double* part, Py_ssize_t n_slots, Py_ssize_t s
     """``out[q] = sum_s part[s * size + q]`` for q < size: slot s owns row s of ``part``.
 
     The slots are added in slot order, starting from 0.0: bit-identical for any thread
-    count.  ``out`` may be NULL when ``size`` is 0.
+    count.  Slot-major, so each slot's row is read contiguously.  ``out`` may be NULL
+    when ``size`` is 0.
     """
     cdef Py_ssize_t q, s
-    cdef double total
+    cdef const double* row
     for q in range(size):
-        total = 0.0
-        for s in range(n_slots):
-            total = total + part[s * size + q]
-        out[q] = total
+        out[q] = 0.0
+    for s in range(n_slots):
+        row = part + s * size
+        for q in range(size):
+            out[q] = out[q] + row[q]
 
 
 # ---------------------------------------------------------------------------

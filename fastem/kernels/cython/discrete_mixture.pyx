@@ -94,6 +94,23 @@ cdef void _csr_block(const floating* data, const index_t* indices, const index_t
                 row[k] += v * crow[k]
 
 
+cdef void _csr_scatter(const floating* data, const index_t* indices, const index_t* indptr,
+                       Py_ssize_t start, Py_ssize_t m, const double* wr,
+                       Py_ssize_t n_components, double* part) noexcept nogil:
+    """part[j, :] += v * wr[i, :] for every stored entry v = x_ij of rows [start, start+m)."""
+    cdef Py_ssize_t i, p, k
+    cdef double v
+    cdef const double* row
+    cdef double* xrow
+    for i in range(m):
+        row = wr + i * n_components
+        for p in range(indptr[start + i], indptr[start + i + 1]):
+            v = <double>data[p]
+            xrow = part + indices[p] * n_components
+            for k in range(n_components):
+                xrow[k] += v * row[k]
+
+
 # ---------------------------------------------------------------------------
 # argument checks (with the GIL)
 # ---------------------------------------------------------------------------
@@ -325,11 +342,9 @@ def accumulate_stats_csr(const floating[::1] data, const index_t[::1] indices,
         _n_slots(n_blocks, 8 * (1 + n_components * (1 + n_features))),
         indices.shape[0] // max(1, x_size)))
     cdef int n_team = _team_size(n_threads, n_slots)
-    cdef Py_ssize_t slot, start, stop, tid, b_start, b_stop, i, p, k
-    cdef double ll = 0.0, v
+    cdef Py_ssize_t slot, start, stop, tid, b_start, b_stop
+    cdef double ll = 0.0
     cdef double* lp
-    cdef double* row
-    cdef double* xrow
     cdef double* lbuf = NULL
     cdef double* part_ll = NULL
     cdef double* part_nk = NULL
@@ -355,13 +370,8 @@ def accumulate_stats_csr(const floating[::1] data, const index_t[::1] indices,
                     part_ll[slot] += _block_responsibilities(
                         lp, b_stop - b_start, n_components, &sample_weight[b_start],
                         part_nk + slot * n_components)
-                    for i in range(b_stop - b_start):
-                        row = lp + i * n_components
-                        for p in range(indptr[b_start + i], indptr[b_start + i + 1]):
-                            v = <double>data_p[p]
-                            xrow = part_x + slot * x_size + indices_p[p] * n_components
-                            for k in range(n_components):
-                                xrow[k] += v * row[k]
+                    _csr_scatter(data_p, indices_p, &indptr[0], b_start, b_stop - b_start,
+                                 lp, n_components, part_x + slot * x_size)
                     b_start = b_stop
         with nogil:  # fixed slot order: bit-identical for any thread count
             _sum_slots(part_ll, n_slots, 1, &ll)
