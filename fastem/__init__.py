@@ -6,6 +6,7 @@ fitted (see ``fastem._dispatch``).
 
 from ._config import config_context, get_config, set_config
 from ._dispatch import available_backends
+from ._persist import load
 from .bernoulli_mixture import BernoulliMixture
 from .categorical_mixture import CategoricalMixture
 from .gaussian_mixture import GaussianMixture
@@ -23,6 +24,7 @@ __all__ = [
     "config_context",
     "get_config",
     "kmeans_plusplus",
+    "load",
     "MultinomialMixture",
     "set_config",
     "__version__",

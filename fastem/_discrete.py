@@ -131,6 +131,16 @@ class DiscreteMixture(BaseMixture):
         "n_threads": [None, Interval(numbers.Integral, 1, None)],
     }
 
+    def _check_log_tables(self, name, table, groups):
+        """``table`` (attribute ``name``) holds float64 log probabilities whose rows, cut
+        into consecutive groups of the given sizes, each sum (exponentiated) to one."""
+        if table.dtype != np.float64 or (table > 0).any():
+            raise ValueError(f"{name} must hold float64 log probabilities (<= 0)")
+        starts = np.concatenate([[0], np.cumsum(groups)[:-1]]).astype(np.intp)
+        sums = np.add.reduceat(np.exp(table), starts, axis=0)
+        if not np.allclose(sums, 1.0, rtol=0, atol=1e-9):
+            raise ValueError(f"the probabilities in {name} do not sum to one")
+
     def _set_common(self, n_components, alpha, tol, max_iter, n_init, init_params, weights_init,
                     means_init, random_state, warm_start, verbose, verbose_interval, backend,
                     n_threads):

@@ -94,6 +94,50 @@ class FastEMEstimator:
     def __sklearn_is_fitted__(self):
         return hasattr(self, "n_features_in_")
 
+    # ------------------------------------------------------------------ model files
+    #: Fitted attributes that ``save`` writes and ``fastem.load`` requires, besides
+    #: n_features_in_ (and feature_names_in_ when present); see ``fastem/_persist.py``.
+    _fitted_attributes = ()
+
+    def save(self, path):
+        """Write this fitted model to ``path``: a safe, versioned ``.npz`` (no pickle),
+        written atomically.  Read it back with ``fastem.load(path)``."""
+        from ._persist import save
+
+        return save(self, path)
+
+    def _persisted_attributes(self):
+        return ("n_features_in_", "feature_names_in_", *self._fitted_attributes)
+
+    def _required_attributes(self):
+        return ("n_features_in_", *self._fitted_attributes)
+
+    def _restore_fitted_state(self):
+        """Rebuild attributes derived from the persisted ones (after ``load``)."""
+
+    def _check_fitted_state(self):
+        """Validate the fitted attributes (after ``load``); ValueError names the problem."""
+        d = self.n_features_in_
+        if not isinstance(d, int) or isinstance(d, bool) or d < 1:
+            raise ValueError(f"n_features_in_ must be a positive int, got {d!r}")
+        names = getattr(self, "feature_names_in_", None)
+        if names is not None and (names.ndim != 1 or names.shape[0] != d):
+            raise ValueError("feature_names_in_ does not have n_features_in_ entries")
+
+    def _fitted_array(self, name, shape, kind="f"):
+        """Attribute ``name`` checked: an ndarray of ``shape`` (None: any length), float32 /
+        float64 and finite (kind "f") or integer (kind "i")."""
+        a = getattr(self, name)
+        if not isinstance(a, np.ndarray):
+            raise ValueError(f"{name} is not an array")
+        if a.ndim != len(shape) or any(s is not None and s != t for s, t in zip(shape, a.shape)):
+            raise ValueError(f"{name} has shape {a.shape}, expected {shape}")
+        if kind == "f" and (a.dtype not in (np.float32, np.float64) or not np.isfinite(a).all()):
+            raise ValueError(f"{name} must be finite float32/float64, got {a.dtype}")
+        if kind == "i" and a.dtype.kind not in "iu":
+            raise ValueError(f"{name} must be integers, got {a.dtype}")
+        return a
+
     def __sklearn_tags__(self):
         # Only scikit-learn's own tooling calls this, so importing it here is free for users.
         from sklearn.utils import InputTags, Tags, TargetTags
@@ -204,6 +248,18 @@ class BaseMixture(FastEMEstimator):
     """
 
     _estimator_type = "density_estimator"
+    _fitted_attributes = ("weights_", "converged_", "n_iter_", "lower_bound_", "lower_bounds_",
+                          "n_reseeded_", "backend_")
+
+    def _check_fitted_state(self):
+        super()._check_fitted_state()
+        w = self._fitted_array("weights_", (self.n_components,))
+        if (w < 0).any() or abs(float(w.astype(np.float64).sum()) - 1.0) > 1e-5:
+            raise ValueError("weights_ must be non-negative and sum to 1")
+        if not isinstance(self.n_iter_, int) or self.n_iter_ < 0:
+            raise ValueError("n_iter_ must be a non-negative int")
+        if not isinstance(self.lower_bounds_, list):
+            raise ValueError("lower_bounds_ must be a list of floats")
 
     def fit(self, X, y=None, sample_weight=None):
         """Estimate the parameters with EM; returns self.  See ``fit_predict``."""

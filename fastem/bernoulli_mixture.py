@@ -61,6 +61,18 @@ class BernoulliMixture(DiscreteMixture):
     """
 
     _allows_nan = True
+    _fitted_attributes = (*DiscreteMixture._fitted_attributes, "means_", "_log_p", "_log_q")
+
+    def _check_fitted_state(self):
+        super()._check_fitted_state()
+        k, d = self.n_components, self.n_features_in_
+        mu = self._fitted_array("means_", (k, d))
+        if (mu <= 0).any() or (mu >= 1).any():
+            raise ValueError("means_ must lie strictly between 0 and 1")
+        # log p and log(1 - p) interleaved per feature: each pair sums to one
+        log_p, log_q = (self._fitted_array(n, (d, k)) for n in ("_log_p", "_log_q"))
+        pairs = np.stack([log_p, log_q], axis=1).reshape(2 * d, k)
+        self._check_log_tables("_log_p / _log_q", pairs, np.full(d, 2))
     _parameter_constraints = {**DiscreteMixture._common_constraints,
                               "n_trials": [Interval(numbers.Integral, 1, None)]}
 

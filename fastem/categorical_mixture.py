@@ -58,6 +58,19 @@ class CategoricalMixture(DiscreteMixture):
     converged_, n_iter_, lower_bound_, lower_bounds_, backend_, n_features_in_
     """
 
+    _fitted_attributes = (*DiscreteMixture._fitted_attributes, "_log_theta", "n_categories_")
+
+    def _restore_fitted_state(self):
+        self._publish()
+
+    def _check_fitted_state(self):
+        super()._check_fitted_state()
+        cats = self._fitted_array("n_categories_", (self.n_features_in_,), kind="i")
+        if (cats < 1).any():
+            raise ValueError("n_categories_ must be positive")
+        table = self._fitted_array("_log_theta", (int(cats.sum()), self.n_components))
+        self._check_log_tables("_log_theta", table, cats)
+
     _parameter_constraints = {**DiscreteMixture._common_constraints,
                               "init_params": [Options("random_from_data", "random")],
                               "n_categories": [None, Interval(numbers.Integral, 1, None),

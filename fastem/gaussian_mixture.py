@@ -136,6 +136,27 @@ class GaussianMixture(BaseMixture):
     """
 
     _kernel_family = "gaussian_mixture"
+    _fitted_attributes = (*BaseMixture._fitted_attributes, "means_", "covariances_",
+                          "precisions_", "precisions_cholesky_")
+
+    def _check_fitted_state(self):
+        super()._check_fitted_state()
+        k, d, cov = self.n_components, self.n_features_in_, self.covariance_type
+        means = self._fitted_array("means_", (k, d))
+        shape = _xx_shape(cov, k, d)
+        chol = self._fitted_array("precisions_cholesky_", shape)
+        for name in ("covariances_", "precisions_"):
+            self._fitted_array(name, shape)
+        if len({means.dtype, chol.dtype, self.weights_.dtype}) != 1:
+            raise ValueError("weights_, means_ and precisions_cholesky_ differ in dtype")
+        if cov in ("full", "tied"):
+            mats = chol if cov == "full" else chol[None]
+            diag = np.diagonal(mats, axis1=1, axis2=2)
+            if np.any(np.tril(mats, -1) != 0) or np.any(diag <= 0):
+                raise ValueError("precisions_cholesky_ must be upper triangular with a positive "
+                                 "diagonal (a positive-definite precision)")
+        elif np.any(chol <= 0):
+            raise ValueError("precisions_cholesky_ must be positive")
     _parameter_constraints = {
         "n_components": [Interval(numbers.Integral, 1, None)],
         "covariance_type": [Options(*COVARIANCE_TYPES)],

@@ -259,6 +259,22 @@ class KMeans(FastEMEstimator):
     """
 
     _estimator_type = "clusterer"
+    _fitted_attributes = ("cluster_centers_", "labels_", "inertia_", "n_iter_", "backend_",
+                          "_n_features_out")
+
+    def _check_fitted_state(self):
+        super()._check_fitted_state()
+        k = self.n_clusters
+        self._fitted_array("cluster_centers_", (k, self.n_features_in_))
+        labels = self._fitted_array("labels_", (None,), kind="i")
+        if labels.size and (labels.min() < 0 or labels.max() >= k):
+            raise ValueError(f"labels_ must lie in [0, {k})")
+        if not (isinstance(self.inertia_, float) and np.isfinite(self.inertia_)
+                and self.inertia_ >= 0):
+            raise ValueError("inertia_ must be a finite float >= 0")
+        if self._n_features_out != k:
+            raise ValueError("_n_features_out must equal n_clusters")
+
     _parameter_constraints = {
         "n_clusters": [Interval(numbers.Integral, 1, None)],
         "init": [Options("k-means++", "random"), "callable", "array-like"],

@@ -84,6 +84,16 @@ class MultinomialMixture(DiscreteMixture):
     """
 
     _accepts_sparse = True
+    _fitted_attributes = (*DiscreteMixture._fitted_attributes, "means_", "_log_theta",
+                          "mean_total_")
+
+    def _check_fitted_state(self):
+        super()._check_fitted_state()
+        k, d = self.n_components, self.n_features_in_
+        self._fitted_array("means_", (k, d))
+        self._check_log_tables("_log_theta", self._fitted_array("_log_theta", (d, k)), [d])
+        if not (isinstance(self.mean_total_, float) and self.mean_total_ >= 0):
+            raise ValueError("mean_total_ must be a float >= 0")
     _parameter_constraints = dict(DiscreteMixture._common_constraints)
 
     def __init__(self, n_components=1, *, alpha=1e-3, tol=1e-3, max_iter=100, n_init=1,

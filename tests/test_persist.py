@@ -1,0 +1,216 @@
+"""Model files: save / load round trips for every model, atomic writes, and refusal of
+truncated, corrupted, modified, invalid or incompatible files."""
+
+import json
+import os
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import fastem
+from fastem import _persist
+from fastem._validation import NotFittedError
+
+
+def _fitted(kind):
+    rng = np.random.default_rng(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if kind == "kmeans":
+            X = rng.standard_normal((300, 3)).astype(np.float32)
+            return fastem.KMeans(3, n_init=2, random_state=0).fit(X), X
+        if kind.startswith("gmm"):
+            X = rng.standard_normal((300, 3))
+            cov = kind.split("-")[1]
+            return fastem.GaussianMixture(2, covariance_type=cov, random_state=0).fit(X), X
+        if kind == "bernoulli":
+            X = (rng.random((300, 5)) < 0.3).astype(float)
+            X[rng.random(X.shape) < 0.1] = np.nan
+            return fastem.BernoulliMixture(2, n_trials=1, random_state=0).fit(X), X
+        if kind == "multinomial":
+            X = sp.csr_matrix(rng.poisson(1.0, (300, 20)).astype(float))
+            return fastem.MultinomialMixture(3, random_state=0).fit(X), X
+        X = rng.integers(-1, 4, (300, 4))
+        return fastem.CategoricalMixture(2, random_state=0).fit(X), X
+
+
+KINDS = ["kmeans", "gmm-full", "gmm-tied", "gmm-diag", "gmm-spherical", "bernoulli",
+         "multinomial", "categorical"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_round_trip_gives_the_same_model(kind, tmp_path):
+    est, X = _fitted(kind)
+    path = tmp_path / "model.npz"
+    assert est.save(path) == path
+    back = fastem.load(path)
+    assert type(back) is type(est) and back.get_params() == est.get_params()
+    np.testing.assert_array_equal(back.predict(X), est.predict(X))
+    if hasattr(est, "score_samples"):
+        np.testing.assert_array_equal(back.score_samples(X), est.score_samples(X))
+    else:
+        np.testing.assert_array_equal(back.transform(X), est.transform(X))
+    for name in est._persisted_attributes():
+        if not hasattr(est, name):
+            continue
+        a, b = getattr(est, name), getattr(back, name)
+        if isinstance(a, np.ndarray):
+            assert a.dtype == b.dtype and np.array_equal(a, b), name
+        else:
+            assert a == b, name
+    assert not [p for p in os.listdir(tmp_path) if p != "model.npz"]  # no temporary left
+
+
+def test_feature_names_and_array_parameters_survive(tmp_path):
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(1)
+    X = pd.DataFrame(rng.standard_normal((100, 2)), columns=["height", "width"])
+    init = np.array([[0.0, 0.0], [1.0, 1.0]])
+    est = fastem.KMeans(2, init=init, n_init=1).fit(X)
+    est.save(tmp_path / "m.npz")
+    back = fastem.load(tmp_path / "m.npz")
+    assert list(back.feature_names_in_) == ["height", "width"]
+    np.testing.assert_array_equal(back.init, init)
+
+
+def test_unpicklable_parameter_is_reported_and_dropped(tmp_path):
+    X = np.random.default_rng(2).standard_normal((50, 2))
+    est = fastem.KMeans(2, n_init=1, random_state=np.random.RandomState(0)).fit(X)
+    est.save(tmp_path / "m.npz")
+    back = fastem.load(tmp_path / "m.npz")
+    assert back.random_state is None
+    meta = _read(tmp_path / "m.npz")[0]
+    assert meta["params_not_saved"] == ["random_state"]
+
+
+def test_save_requires_a_fitted_model(tmp_path):
+    with pytest.raises(NotFittedError):
+        fastem.KMeans(2).save(tmp_path / "m.npz")
+
+
+def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
+    est, _ = _fitted("kmeans")
+    path = tmp_path / "model.npz"
+    est.save(path)
+    before = path.read_bytes()
+
+    def broken_savez(fh, **arrays):
+        fh.write(b"PK\x03\x04 half a model")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(_persist.np, "savez", broken_savez)
+    with pytest.raises(OSError, match="disk full"):
+        est.save(path)
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["model.npz"]
+
+
+# ----------------------------------------------------------------- refusing bad files
+def _read(path):
+    with np.load(path, allow_pickle=False) as z:
+        files = {k: z[k] for k in z.files}
+    return json.loads(files.pop("__meta__").tobytes()), files
+
+
+def _write(path, meta, files, *, fix_checksum=True):
+    if fix_checksum:
+        meta = dict(meta, checksum=_persist._checksum(files))
+    payload = dict(files, __meta__=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
+    with open(path, "wb") as fh:
+        np.savez(fh, **payload)
+
+
+@pytest.fixture
+def saved(tmp_path):
+    est, _ = _fitted("gmm-full")
+    path = tmp_path / "model.npz"
+    est.save(path)
+    return path
+
+
+def test_truncated_file_is_refused(saved):
+    data = saved.read_bytes()
+    saved.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="not a readable fastem model file"):
+        fastem.load(saved)
+
+
+def test_modified_array_is_refused(saved):
+    meta, files = _read(saved)
+    files["a__means_"] = files["a__means_"] + 1e-9
+    _write(saved, meta, files, fix_checksum=False)
+    with pytest.raises(ValueError, match="checksum mismatch"):
+        fastem.load(saved)
+
+
+def test_flipped_byte_is_refused(saved):
+    data = bytearray(saved.read_bytes())
+    data[len(data) // 3] ^= 0xFF
+    saved.write_bytes(bytes(data))
+    with pytest.raises(ValueError):
+        fastem.load(saved)
+
+
+def test_newer_format_version_is_refused(saved):
+    meta, files = _read(saved)
+    _write(saved, dict(meta, format_version=_persist.FORMAT_VERSION + 1), files)
+    with pytest.raises(ValueError, match="newer fastem"):
+        fastem.load(saved)
+
+
+def test_unknown_model_type_is_refused(saved):
+    meta, files = _read(saved)
+    _write(saved, dict(meta, model="os.system"), files)
+    with pytest.raises(ValueError, match="unknown model type"):
+        fastem.load(saved)
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda f: f.update(a__weights_=f["a__weights_"] * 2), "sum to 1"),
+    (lambda f: f.update(a__precisions_cholesky_=-f["a__precisions_cholesky_"]), "positive"),
+    (lambda f: f.update(a__means_=f["a__means_"][:, :2]), "shape"),
+    (lambda f: f.pop("a__covariances_"), "lacks"),
+])
+def test_invalid_contents_are_refused_even_with_a_valid_checksum(saved, change, match):
+    meta, files = _read(saved)
+    change(files)
+    _write(saved, meta, files)
+    with pytest.raises(ValueError, match=match):
+        fastem.load(saved)
+
+
+def test_invalid_parameters_are_refused(saved):
+    meta, files = _read(saved)
+    _write(saved, dict(meta, params=dict(meta["params"], covariance_type="bogus")), files)
+    with pytest.raises(ValueError, match="invalid model"):
+        fastem.load(saved)
+
+
+def test_pickled_objects_are_never_loaded(tmp_path):
+    path = tmp_path / "evil.npz"
+    with open(path, "wb") as fh:
+        np.savez(fh, __meta__=np.array([{"format": "fastem-model"}], dtype=object))
+    with pytest.raises(ValueError, match="not a readable fastem model file"):
+        fastem.load(path)
+
+
+def test_not_a_model_file(tmp_path):
+    path = tmp_path / "data.npz"
+    np.savez(path, X=np.zeros(3))
+    with pytest.raises(ValueError, match="not a fastem model file"):
+        fastem.load(path)
+    with pytest.raises(FileNotFoundError):
+        fastem.load(tmp_path / "missing.npz")
+
+
+def test_discrete_tables_must_be_probabilities(tmp_path):
+    est, _ = _fitted("categorical")
+    path = tmp_path / "m.npz"
+    est.save(path)
+    meta, files = _read(path)
+    files["a___log_theta"] = files["a___log_theta"] + 0.1  # no longer sums to one
+    _write(path, meta, files)
+    with pytest.raises(ValueError, match="do not sum to one"):
+        fastem.load(path)
