@@ -1,7 +1,16 @@
-"""The ``fastem`` command: ``fastem fit``, ``fastem info``, ``fastem warmup``.
+"""The ``fastem`` command: ``fit``, ``predict``, ``info``, ``warmup``.
 
-Human output goes to stdout, errors to stderr with a non-zero exit code (2 for bad
-usage or input, 1 for anything unexpected).
+    fastem fit [MODEL] [DATA] [-k K] [model options] [-o MODEL_FILE] [--json]
+    fastem predict MODEL_FILE DATA -o OUT [--proba] [--json]
+    fastem info [MODEL_FILE] [--json]
+    fastem warmup [--json]
+
+MODEL is kmeans (the default), gmm, bernoulli, multinomial or categorical.  DATA is a
+``.npy`` array (memory-mapped), a ``.csv`` file of numbers (an optional header row is
+used as feature names; ``nan`` marks a missing entry) or a ``.npz`` sparse matrix
+written by ``scipy.sparse.save_npz``; with no DATA, ``fit`` runs on the bundled iris
+data.  Human output goes to stdout; errors go to stderr with exit code 2 and say what
+to fix (1 is left for anything unexpected).  Every file written is written atomically.
 """
 
 import argparse
@@ -15,7 +24,9 @@ class CLIError(Exception):
     """A problem the user can fix; printed without a traceback."""
 
 
+# ----------------------------------------------------------------- data
 def _load_data(path):
+    """(X, description, feature names or None) for a data path (None: bundled iris)."""
     import numpy as np
 
     if path is None:
@@ -25,6 +36,8 @@ def _load_data(path):
         return X, "iris (bundled: 150 flowers x 4 measurements)", names
     if not os.path.exists(path):
         raise CLIError(f"data file not found: {path}")
+    if os.path.isdir(path):
+        raise CLIError(f"{path} is a directory; pass one .npy, .csv or .npz data file")
     ext = os.path.splitext(path)[1].lower()
     if ext == ".npy":
         try:
@@ -32,6 +45,14 @@ def _load_data(path):
         except ValueError as exc:
             raise CLIError(f"cannot read {path} as a numeric .npy array: {exc}") from exc
         return X, path, None
+    if ext == ".npz":
+        import scipy.sparse as sp
+
+        try:
+            return sp.load_npz(path).tocsr(), path, None
+        except (ValueError, KeyError, OSError) as exc:
+            raise CLIError(f"cannot read {path} as a sparse matrix saved with "
+                           f"scipy.sparse.save_npz: {exc}") from exc
     if ext in (".csv", ".txt"):
         with open(path) as fh:
             first = fh.readline().strip()
@@ -46,51 +67,173 @@ def _load_data(path):
         except ValueError as exc:
             raise CLIError(f"cannot parse {path} as numeric CSV: {exc}") from exc
         return X, path, names
-    raise CLIError(f"unsupported data format {ext!r} for {path}; use .npy or .csv")
+    raise CLIError(f"unsupported data format {ext!r} for {path}; use .npy, .csv or .npz "
+                   "(scipy.sparse.save_npz)")
 
 
+# ----------------------------------------------------------------- models
+MODELS = ("kmeans", "gmm", "bernoulli", "multinomial", "categorical")
+
+
+def _estimator(args, X):
+    """The estimator of ``fastem fit`` from its options (only those the model takes)."""
+    import fastem
+
+    common = dict(random_state=args.random_state, backend=args.backend,
+                  n_threads=args.n_threads)
+    for name in ("tol", "n_init", "max_iter"):  # given: passed on; else the model's default
+        if getattr(args, name) is not None:
+            common[name] = getattr(args, name)
+    k = args.k if args.k is not None else (3 if args.data is None else 8)
+    if args.model == "kmeans":
+        extra = {"init": args.init} if args.init else {}
+        return fastem.KMeans(n_clusters=k, **common, **extra)
+    if args.init:
+        common["init_params"] = args.init
+    if args.model == "gmm":
+        return fastem.GaussianMixture(k, covariance_type=args.covariance_type, **common)
+    if args.alpha is not None:
+        common["alpha"] = args.alpha
+    if args.model == "bernoulli":
+        return fastem.BernoulliMixture(k, n_trials=args.n_trials, **common)
+    if args.model == "multinomial":
+        return fastem.MultinomialMixture(k, **common)
+    return fastem.CategoricalMixture(k, **common)
+
+
+def _summary(model):
+    """JSON-ready fitted figures of any fastem model."""
+    out = {"model": type(model).__name__, "n_features": int(model.n_features_in_),
+           "n_iter": int(model.n_iter_), "backend": model.backend_}
+    if hasattr(model, "inertia_"):
+        out.update(n_clusters=int(model.n_clusters), inertia=float(model.inertia_),
+                   cluster_centers=model.cluster_centers_.tolist())
+    else:
+        out.update(n_components=int(model.n_components), converged=bool(model.converged_),
+                   lower_bound=float(model.lower_bound_),
+                   weights=[float(w) for w in model.weights_])
+        if hasattr(model, "means_"):
+            out["means"] = model.means_.tolist()
+    return out
+
+
+def _print_summary(model, names, sizes):
+    """Per-cluster (K-means) or per-component (mixtures) lines, with the center or mean
+    when there are at most 12 features."""
+    s = _summary(model)
+    print(f"backend {s['backend']}, {s['n_iter']} iterations")
+    if "inertia" in s:
+        print(f"inertia {s['inertia']:.6g}")
+        rows, first, head = s["cluster_centers"], [f"{n:>6}" for n in sizes], "cluster    size"
+    else:
+        state = "converged" if s["converged"] else "not converged"
+        print(f"lower bound {s['lower_bound']:.6g} per sample, {state}")
+        rows, first, head = s.get("means"), [f"{w:>6.3f}" for w in s["weights"]], \
+            "component  weight"
+    show = rows is not None and len(rows[0]) <= 12
+    label = " center" if "inertia" in s else " mean"
+    print(head + (label + (f" ({', '.join(names)})" if names else "") if show else ""))
+    for j, lead in enumerate(first):
+        vector = " [" + ", ".join(f"{v:.4g}" for v in rows[j]) + "]" if show else ""
+        print(f"{j:>9}  {lead}{vector}")
+
+
+# ----------------------------------------------------------------- commands
 def _cmd_fit(args):
     import numpy as np
 
-    from . import KMeans
-
     X, source, names = _load_data(args.data)
-    k = args.k if args.k is not None else (3 if args.data is None else 8)
-    model = KMeans(n_clusters=k, n_init=args.n_init, max_iter=args.max_iter,
-                   random_state=args.random_state, backend=args.backend,
-                   n_threads=args.n_threads)
+    model = _estimator(args, X)
     start = time.perf_counter()
     try:
-        model.fit(X)
+        with _quiet_warnings(args):
+            labels = model.fit_predict(X) if args.model != "kmeans" else model.fit(X).labels_
     except (ValueError, TypeError) as exc:
         raise CLIError(str(exc)) from exc
     elapsed = time.perf_counter() - start
-    sizes = np.bincount(model.labels_, minlength=k)
-    result = {
-        "model": "kmeans", "data": source, "n_samples": int(X.shape[0]),
-        "n_features": int(X.shape[1]), "n_clusters": k, "inertia": model.inertia_,
-        "n_iter": model.n_iter_, "cluster_sizes": sizes.tolist(),
-        "cluster_centers": model.cluster_centers_.tolist(), "backend": model.backend_,
-        "seconds": round(elapsed, 4),
-    }
+    k = model.n_clusters if args.model == "kmeans" else model.n_components
+    sizes = np.bincount(labels, minlength=k)
+    if args.output:
+        _write_model(model, args.output)
+    result = {"model": args.model, "data": source, "n_samples": int(X.shape[0]),
+              "n_features": int(X.shape[1]), "seconds": round(elapsed, 4),
+              "cluster_sizes": sizes.tolist(), "output": args.output, **_summary(model)}
+    result["model"] = args.model
+    if args.model == "kmeans":
+        result["n_clusters"] = int(k)
     if args.json:
         print(json.dumps(result))
         return 0
-    print(f"KMeans on {source}: {X.shape[0]} samples x {X.shape[1]} features, k={k}")
-    print(f"backend {model.backend_}, {model.n_iter_} iterations, {elapsed:.3f} s")
-    print(f"inertia {model.inertia_:.6g}")
-    header = "cluster  size  center" + (f" ({', '.join(names)})" if names else "")
-    print(header)
-    for j in range(k):
-        center = ", ".join(f"{v:.4g}" for v in model.cluster_centers_[j])
-        print(f"{j:>7}  {sizes[j]:>4}  [{center}]")
+    print(f"{type(model).__name__} on {source}: {X.shape[0]} samples x {X.shape[1]} features, "
+          f"k={k}")
+    print(f"{elapsed:.3f} s; cluster sizes {sizes.tolist()}")
+    _print_summary(model, names, sizes)
+    if args.output:
+        print(f"model written to {args.output}")
+    return 0
+
+
+def _write_model(model, path):
+    try:
+        model.save(path)
+    except OSError as exc:
+        raise CLIError(f"cannot write the model to {path}: {exc}") from exc
+
+
+def _read_model(path):
+    from . import load
+
+    try:
+        return load(path)
+    except FileNotFoundError as exc:
+        raise CLIError(f"model file not found: {path}") from exc
+    except ValueError as exc:
+        raise CLIError(str(exc)) from exc
+
+
+def _cmd_predict(args):
+    import numpy as np
+
+    from ._persist import atomic_write
+
+    model = _read_model(args.model_file)
+    X, source, _ = _load_data(args.data)
+    try:
+        with _quiet_warnings(args):
+            out = model.predict_proba(X) if args.proba else model.predict(X)
+    except AttributeError as exc:
+        raise CLIError(f"{type(model).__name__} has no probabilities; drop --proba") from exc
+    except (ValueError, TypeError) as exc:
+        raise CLIError(f"cannot predict {source} with {args.model_file}: {exc}") from exc
+    ext = os.path.splitext(args.output)[1].lower()
+    if ext == ".npy":
+        write = lambda fh: np.save(fh, out)  # noqa: E731
+    elif ext in (".csv", ".txt"):
+        fmt = "%d" if out.ndim == 1 else "%.10g"
+        write = lambda fh: np.savetxt(fh, out, fmt=fmt, delimiter=",")  # noqa: E731
+    else:
+        raise CLIError(f"unsupported output format {ext!r} for {args.output}; use .npy or .csv")
+    try:
+        atomic_write(args.output, write)
+    except OSError as exc:
+        raise CLIError(f"cannot write {args.output}: {exc}") from exc
+    summary = {"model": type(model).__name__, "data": source, "n_samples": int(X.shape[0]),
+               "output": args.output, "what": "probabilities" if args.proba else "labels"}
+    print(json.dumps(summary) if args.json else
+          f"{summary['what']} of {X.shape[0]} samples written to {args.output}")
     return 0
 
 
 def _cmd_info(args):
-    from ._info import info
+    if args.model_file:
+        model = _read_model(args.model_file)
+        data = {"file": args.model_file, "params": {k: v for k, v in model.get_params().items()
+                                                    if not hasattr(v, "shape")},
+                **_summary(model)}
+    else:
+        from ._info import info
 
-    data = info()
+        data = info()
     if args.json:
         print(json.dumps(data))
         return 0
@@ -115,9 +258,30 @@ def _cmd_warmup(args):
     return 0
 
 
-MODELS = ("kmeans",)
+class _quiet_warnings:
+    """Route fastem's warnings (e.g. not converged) to stderr as one line each, or drop
+    them with --quiet."""
+
+    def __init__(self, args):
+        self.quiet = getattr(args, "quiet", False)
+
+    def __enter__(self):
+        import warnings
+
+        self._ctx = warnings.catch_warnings(record=True)
+        self._caught = self._ctx.__enter__()
+        warnings.simplefilter("always")
+        return self
+
+    def __exit__(self, *exc):
+        self._ctx.__exit__(*exc)
+        if not self.quiet:
+            for w in self._caught:
+                print(f"fastem: warning: {w.message}", file=sys.stderr)
+        return False
 
 
+# ----------------------------------------------------------------- parser
 def _split_target(target):
     """``fit [MODEL] [DATA]``: the model name is optional, so ``fit data.csv`` works."""
     if target and target[0] in MODELS:
@@ -144,21 +308,44 @@ def build_parser():
     parser = argparse.ArgumentParser(prog="fastem", description="Fast EM clustering on the CPU.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    fit = sub.add_parser("fit", help="fit K-means and print a summary")
+    fit = sub.add_parser("fit", help="fit a model, print a summary, optionally save it")
     fit.add_argument("target", nargs="*", metavar="[MODEL] [DATA]",
-                     help=f"model ({', '.join(MODELS)}; default kmeans) and a .npy or .csv data "
-                          "file (default: the bundled iris dataset)")
-    fit.add_argument("-k", "--n-clusters", dest="k", type=_positive_int, default=None,
-                     help="number of clusters (default 3 for iris, else 8)")
-    fit.add_argument("--n-init", type=_positive_int, default=1)
-    fit.add_argument("--max-iter", type=_positive_int, default=300)
+                     help=f"model ({', '.join(MODELS)}; default kmeans) and a .npy, .csv or "
+                          ".npz data file (default: the bundled iris dataset)")
+    fit.add_argument("-k", "--n-components", "--n-clusters", dest="k", type=_positive_int,
+                     default=None, help="clusters / components (default 3 for iris, else 8)")
+    fit.add_argument("-o", "--output", metavar="MODEL_FILE",
+                     help="save the fitted model here (see fastem.load)")
+    fit.add_argument("--n-init", type=_positive_int, default=None)
+    fit.add_argument("--max-iter", type=_positive_int, default=None)
+    fit.add_argument("--tol", type=float, default=None)
     fit.add_argument("--random-state", type=int, default=0)
+    fit.add_argument("--init", default=None,
+                     help="kmeans: k-means++ or random; mixtures: their init_params")
+    fit.add_argument("--covariance-type", default="full",
+                     choices=["full", "tied", "diag", "spherical"], help="gmm only")
+    fit.add_argument("--alpha", type=float, default=None,
+                     help="bernoulli, multinomial, categorical: smoothing pseudo-count")
+    fit.add_argument("--n-trials", type=_positive_int, default=1, help="bernoulli only")
     fit.add_argument("--backend", choices=["auto", "numba", "cython", "numpy"], default=None)
     fit.add_argument("--n-threads", type=_positive_int, default=None)
     fit.add_argument("--json", action="store_true", help="machine-readable output")
+    fit.add_argument("--quiet", action="store_true", help="do not print warnings")
     fit.set_defaults(func=_cmd_fit)
 
-    inf = sub.add_parser("info", help="versions, backends, threading")
+    pred = sub.add_parser("predict", help="labels (or probabilities) from a saved model")
+    pred.add_argument("model_file", metavar="MODEL_FILE")
+    pred.add_argument("data", metavar="DATA")
+    pred.add_argument("-o", "--output", required=True, metavar="OUT",
+                      help="where to write them: .npy or .csv")
+    pred.add_argument("--proba", action="store_true",
+                      help="write the component probabilities (mixtures) instead of labels")
+    pred.add_argument("--json", action="store_true")
+    pred.add_argument("--quiet", action="store_true")
+    pred.set_defaults(func=_cmd_predict)
+
+    inf = sub.add_parser("info", help="versions, backends, threading; or a model file's summary")
+    inf.add_argument("model_file", nargs="?", metavar="MODEL_FILE")
     inf.add_argument("--json", action="store_true")
     inf.set_defaults(func=_cmd_info)
 

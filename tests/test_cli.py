@@ -1,0 +1,98 @@
+"""The fastem command end to end, in subprocesses: fit every model, save, predict, info,
+and the errors a batch job can hit (exit code 2, message on stderr, nothing on stdout)."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import fastem
+
+
+def run(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "fastem", *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli")
+    rng = np.random.default_rng(0)
+    np.save(d / "gauss.npy", rng.standard_normal((200, 3)))
+    binary = (rng.random((200, 6)) < 0.3).astype(float)
+    binary[rng.random(binary.shape) < 0.05] = np.nan
+    np.savetxt(d / "binary.csv", binary, delimiter=",", header="a,b,c,d,e,f", comments="")
+    sp.save_npz(d / "counts.npz", sp.csr_matrix(rng.poisson(1.0, (200, 30)).astype(float)))
+    np.save(d / "codes.npy", rng.integers(-1, 4, (200, 5)))
+    return d
+
+
+@pytest.mark.parametrize("model, data, options", [
+    ("kmeans", "gauss.npy", []),
+    ("gmm", "gauss.npy", ["--covariance-type", "diag"]),
+    ("bernoulli", "binary.csv", ["--alpha", "0.5"]),
+    ("multinomial", "counts.npz", []),
+    ("categorical", "codes.npy", []),
+])
+def test_fit_save_predict_round_trip(files, tmp_path, model, data, options):
+    out = run("fit", model, files / data, "-k", 3, "-o", tmp_path / "m.npz", "--json", *options)
+    assert out.returncode == 0, out.stderr
+    res = json.loads(out.stdout)
+    assert res["model"] == model and res["n_samples"] == 200 and sum(res["cluster_sizes"]) == 200
+    est = fastem.load(tmp_path / "m.npz")
+    if model == "bernoulli":
+        assert est.alpha == 0.5
+    X = {"gauss.npy": lambda: np.load(files / data),
+         "binary.csv": lambda: np.loadtxt(files / data, delimiter=",", skiprows=1),
+         "counts.npz": lambda: sp.load_npz(files / data),
+         "codes.npy": lambda: np.load(files / data)}[data]()
+    out = run("predict", tmp_path / "m.npz", files / data, "-o", tmp_path / "labels.npy")
+    assert out.returncode == 0, out.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "labels.npy"), est.predict(X))
+    if model != "kmeans":
+        out = run("predict", tmp_path / "m.npz", files / data, "-o", tmp_path / "p.csv",
+                  "--proba")
+        assert out.returncode == 0, out.stderr
+        proba = np.loadtxt(tmp_path / "p.csv", delimiter=",")
+        np.testing.assert_allclose(proba, est.predict_proba(X), rtol=1e-9, atol=1e-12)
+
+
+def test_info_on_a_model_file(files, tmp_path):
+    assert run("fit", "gmm", files / "gauss.npy", "-k", 2, "-o", tmp_path / "g.npz").returncode == 0
+    out = run("info", tmp_path / "g.npz", "--json")
+    assert out.returncode == 0, out.stderr
+    res = json.loads(out.stdout)
+    assert res["model"] == "GaussianMixture" and res["n_features"] == 3
+    assert res["params"]["n_components"] == 2 and len(res["weights"]) == 2
+
+
+def test_errors_a_batch_job_can_hit(files, tmp_path):
+    assert run("fit", "kmeans", files / "gauss.npy", "-k", 2, "-o", tmp_path / "k.npz",
+               "--quiet").returncode == 0
+    (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04 not a model")
+    np.save(tmp_path / "wide.npy", np.zeros((5, 7)))
+    cases = [
+        (["predict", tmp_path / "none.npz", files / "gauss.npy", "-o", tmp_path / "o.npy"],
+         "model file not found"),
+        (["predict", tmp_path / "bad.npz", files / "gauss.npy", "-o", tmp_path / "o.npy"],
+         "not a readable fastem model file"),
+        (["predict", tmp_path / "k.npz", tmp_path / "wide.npy", "-o", tmp_path / "o.npy"],
+         "7 features"),
+        (["predict", tmp_path / "k.npz", files / "gauss.npy", "-o", tmp_path / "o.parquet"],
+         "unsupported output format"),
+        (["predict", tmp_path / "k.npz", files / "gauss.npy", "-o", tmp_path / "no/dir/o.npy"],
+         "cannot write"),
+        (["predict", tmp_path / "k.npz", files / "gauss.npy", "-o", tmp_path / "o.npy", "--proba"],
+         "no probabilities"),
+        (["fit", "bernoulli", files / "gauss.npy"], "0 or 1"),
+        (["fit", "kmeans", files / "gauss.npy", "--bogus"], "unrecognized arguments"),
+        (["fit", "kmeans", tmp_path], "is a directory"),
+    ]
+    for args, message in cases:
+        out = run(*args)
+        assert out.returncode == 2, (args, out.stderr)
+        assert message in out.stderr and out.stdout == "", (args, out.stderr)
+    assert not (tmp_path / "o.npy").exists()
