@@ -144,10 +144,25 @@ def _cmd_fit(args):
 
     X, source, names = _load_data(args.data)
     model = _estimator(args, X)
+    fit_options = {}
+    if args.model == "kmeans":
+        if args.checkpoint:
+            raise CLIError("--checkpoint is available for the mixture models (gmm, bernoulli, "
+                           "multinomial, categorical), not yet for kmeans")
+    else:
+        progress = _Progress(model, enabled=not args.quiet and not args.json
+                             and sys.stderr.isatty())
+        fit_options = dict(callback=progress, checkpoint=args.checkpoint,
+                           checkpoint_every=args.checkpoint_every,
+                           checkpoint_seconds=args.checkpoint_seconds)
     start = time.perf_counter()
     try:
         with _quiet_warnings(args):
-            labels = model.fit_predict(X) if args.model != "kmeans" else model.fit(X).labels_
+            if args.model == "kmeans":
+                labels = model.fit(X).labels_
+            else:
+                labels = model.fit_predict(X, **fit_options)
+                progress.close()
     except (ValueError, TypeError) as exc:
         raise CLIError(str(exc)) from exc
     elapsed = time.perf_counter() - start
@@ -258,6 +273,32 @@ def _cmd_warmup(args):
     return 0
 
 
+class _Progress:
+    """Per-iteration progress on stderr (a terminal only): initialization, iteration,
+    lower bound, its change, iterations per second and an upper bound on the time left
+    (the iterations left before max_iter; EM usually stops sooner)."""
+
+    def __init__(self, model, enabled):
+        self.model, self.enabled, self.shown = model, enabled, False
+
+    def __call__(self, info):
+        if not self.enabled:
+            return False
+        rate = info["iteration"] / max(info["elapsed"], 1e-9)
+        left = (self.model.max_iter - info["iteration"]) / rate
+        sys.stderr.write(
+            f"\r  init {info['init'] + 1}/{self.model.n_init}  iteration {info['iteration']}"
+            f"/{self.model.max_iter}  lower bound {info['lower_bound']:.6g}  change "
+            f"{info['change']:.2e}  {rate:.1f} it/s  <= {left:.0f} s left  ")
+        sys.stderr.flush()
+        self.shown = True
+        return False
+
+    def close(self):
+        if self.shown:
+            sys.stderr.write("\n")
+
+
 class _quiet_warnings:
     """Route fastem's warnings (e.g. not converged) to stderr as one line each, or drop
     them with --quiet."""
@@ -329,8 +370,16 @@ def build_parser():
     fit.add_argument("--n-trials", type=_positive_int, default=1, help="bernoulli only")
     fit.add_argument("--backend", choices=["auto", "numba", "cython", "numpy"], default=None)
     fit.add_argument("--n-threads", type=_positive_int, default=None)
+    fit.add_argument("--checkpoint", metavar="PATH", default=None,
+                     help="mixtures: write the fit's state here as it goes; rerunning the same "
+                          "command after a crash resumes from it")
+    fit.add_argument("--checkpoint-every", type=_positive_int, default=10, metavar="N",
+                     help="iterations between checkpoints (default 10)")
+    fit.add_argument("--checkpoint-seconds", type=float, default=None, metavar="S",
+                     help="also write a checkpoint when S seconds have passed")
     fit.add_argument("--json", action="store_true", help="machine-readable output")
-    fit.add_argument("--quiet", action="store_true", help="do not print warnings")
+    fit.add_argument("--quiet", action="store_true",
+                     help="no warnings and no progress display")
     fit.set_defaults(func=_cmd_fit)
 
     pred = sub.add_parser("predict", help="labels (or probabilities) from a saved model")

@@ -163,6 +163,12 @@ class DiscreteMixture(BaseMixture):
     def _check_data(self, X, sample_weight):
         return X if isinstance(X, Encoded) else self._encode(X)
 
+    def _data_fingerprint(self, enc, sample_weight):
+        from ._checkpoint import data_fingerprint
+
+        arrays = [enc.X] if enc.dense else [enc.csr.indptr, enc.csr.indices, enc.csr.data]
+        return data_fingerprint(arrays, enc.shape[0], sample_weight)
+
     # ------------------------------------------------------------------ kernels
     def _kern(self):
         return self._kernels(self._runtime[0], "discrete_mixture")

@@ -261,12 +261,16 @@ class BaseMixture(FastEMEstimator):
         if not isinstance(self.lower_bounds_, list):
             raise ValueError("lower_bounds_ must be a list of floats")
 
-    def fit(self, X, y=None, sample_weight=None):
+    def fit(self, X, y=None, sample_weight=None, *, callback=None, checkpoint=None,
+            checkpoint_every=10, checkpoint_seconds=None):
         """Estimate the parameters with EM; returns self.  See ``fit_predict``."""
-        self.fit_predict(X, y, sample_weight=sample_weight)
+        self.fit_predict(X, y, sample_weight=sample_weight, callback=callback,
+                         checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+                         checkpoint_seconds=checkpoint_seconds)
         return self
 
-    def fit_predict(self, X, y=None, sample_weight=None):
+    def fit_predict(self, X, y=None, sample_weight=None, *, callback=None, checkpoint=None,
+                    checkpoint_every=10, checkpoint_seconds=None):
         """Fit with EM (best of ``n_init`` runs) and return the most probable component
         of each sample under the fitted model.
 
@@ -276,15 +280,29 @@ class BaseMixture(FastEMEstimator):
         y : ignored
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative weights; an integer weight acts as that many repeated rows.
+        callback : callable, default=None
+            Called after every EM iteration with a dict: ``init``, ``iteration``,
+            ``lower_bound``, ``change``, ``converged``, ``elapsed`` (seconds since fit
+            started).  A true return value stops the fit there (``converged_`` stays
+            False and the best run so far is kept).
+        checkpoint : path, default=None
+            Write the fit's state there every ``checkpoint_every`` iterations and/or every
+            ``checkpoint_seconds`` seconds.  If the file exists when the fit starts (a
+            killed job restarted with the same command), the fit resumes from it and ends
+            with the same model as an uninterrupted run.  The file is removed when the fit
+            completes.  See ``fastem/_checkpoint.py``.
         """
         from ._threads import limit_blas_threads
 
         with limit_blas_threads():
-            return self._fit_predict(X, sample_weight)
+            return self._fit_predict(X, sample_weight, callback,
+                                     (checkpoint, checkpoint_every, checkpoint_seconds))
 
-    def _fit_predict(self, X, sample_weight):
+    def _fit_predict(self, X, sample_weight, callback=None, checkpointing=(None, 10, None)):
+        import time
         import warnings
 
+        from ._checkpoint import Checkpointer
         from ._validation import check_random_state, check_sample_weight
         from .exceptions import ConvergenceWarning
 
@@ -301,20 +319,32 @@ class BaseMixture(FastEMEstimator):
         self._runtime = (backend, n_threads)
         n_init = self.n_init if do_init else 1
         random_state = check_random_state(self.random_state)
-        best = None
-        self.n_reseeded_ = 0 if do_init else getattr(self, "n_reseeded_", 0)
-        for init in range(n_init):
+        ckpt = Checkpointer(self, X, sample_weight, *checkpointing)
+        state = ckpt.resume(random_state)  # None, or where a killed run stopped
+        best = state["best"] if state else None
+        first_init = state["init"] if state else 0
+        self.n_reseeded_ = (state["n_reseeded"] if state else
+                            0 if do_init else getattr(self, "n_reseeded_", 0))
+        started = time.perf_counter()
+        stopped = False
+        for init in range(first_init, n_init):
             if self.verbose:
                 print(f"Initialization {init}")
-            if do_init:
-                self._initialize_parameters(X, sample_weight, random_state)
-            lower_bound = -np.inf if do_init else self.lower_bound_
-            bounds, converged, n_iter = [], False, 0
-            self._reseeded_last = True  # the first change is from -inf (or a warm start)
+            if state is not None:  # resuming: parameters and history from the checkpoint
+                lower_bound, bounds = state["lower_bound"], list(state["bounds"])
+                first_iter, self._reseeded_last = state["n_iter"] + 1, state["reseeded_last"]
+                state = None
+            else:
+                if do_init:
+                    self._initialize_parameters(X, sample_weight, random_state)
+                lower_bound = -np.inf if do_init else self.lower_bound_
+                bounds, first_iter = [], 1
+                self._reseeded_last = True  # the first change is from -inf (or a warm start)
+            converged, n_iter = False, first_iter - 1
             if self.max_iter == 0:
                 lower_bound, _ = self._em_pass(X, sample_weight)
                 bounds.append(lower_bound)
-            for n_iter in range(1, self.max_iter + 1):
+            for n_iter in range(first_iter, self.max_iter + 1):
                 previous = lower_bound
                 lower_bound, stats = self._em_pass(X, sample_weight)
                 reseeded = self._m_step(X, sample_weight, stats)
@@ -331,16 +361,26 @@ class BaseMixture(FastEMEstimator):
                     print(f"  Iteration {n_iter}\t lower bound change {change:.5g}")
                 elif self.verbose == 1 and n_iter % self.verbose_interval == 0:
                     print(f"  Iteration {n_iter}")
-                if not reseeded and abs(change) < self.tol:
-                    converged = True
+                converged = not reseeded and abs(change) < self.tol
+                if callback is not None and callback(dict(
+                        init=init, iteration=n_iter, lower_bound=float(lower_bound),
+                        change=float(change), converged=converged,
+                        elapsed=time.perf_counter() - started)):
+                    stopped, converged = True, False
                     break
+                if converged:
+                    break
+                if n_iter < self.max_iter:
+                    ckpt.maybe_save(init, n_iter, lower_bound, bounds, best, random_state)
             if self.verbose:
                 print(f"Initialization {'converged' if converged else 'did not converge'}. "
                       f"lower bound {lower_bound:.5g}")
             if best is None or lower_bound > best[0]:
                 best = (lower_bound, self._get_parameters(), n_iter, converged, bounds)
+            if stopped:
+                break
         lower_bound, params, n_iter, converged, bounds = best
-        if not converged and self.max_iter > 0:
+        if not converged and self.max_iter > 0 and not stopped:
             warnings.warn(
                 "Best performing initialization did not converge. Try different init "
                 "parameters, or increase max_iter, tol, or check for degenerate data.",
@@ -351,8 +391,15 @@ class BaseMixture(FastEMEstimator):
         self.lower_bound_ = float(lower_bound)
         self.lower_bounds_ = [float(b) for b in bounds]
         self.backend_ = backend
+        ckpt.finish()
         # Final E-step: labels consistent with the fitted parameters.
         return self._estimate_log_norm(X)[1]
+
+    def _data_fingerprint(self, X, sample_weight):
+        """What a checkpoint records of the data (see ``fastem/_checkpoint.py``)."""
+        from ._checkpoint import data_fingerprint
+
+        return data_fingerprint([X], X.shape[0], sample_weight)
 
     # ------------------------------------------------------------------ inference
     def _prepare(self, X):

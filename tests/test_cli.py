@@ -96,3 +96,30 @@ def test_errors_a_batch_job_can_hit(files, tmp_path):
         assert out.returncode == 2, (args, out.stderr)
         assert message in out.stderr and out.stdout == "", (args, out.stderr)
     assert not (tmp_path / "o.npy").exists()
+
+
+def test_checkpoint_option(files, tmp_path):
+    ckpt = tmp_path / "fit.ckpt"
+    out = run("fit", "gmm", files / "gauss.npy", "-k", 3, "--checkpoint", ckpt,
+              "--checkpoint-every", 1, "--json")
+    assert out.returncode == 0, out.stderr
+    assert not ckpt.exists()  # removed once the fit completed
+    out = run("fit", "kmeans", files / "gauss.npy", "--checkpoint", ckpt)
+    assert out.returncode == 2 and "not yet for kmeans" in out.stderr
+
+
+def test_progress_display(capsys):
+    from fastem.__main__ import _Progress
+
+    gm = fastem.GaussianMixture(2, max_iter=50)
+    progress = _Progress(gm, enabled=True)
+    progress(dict(init=0, iteration=5, lower_bound=-3.25, change=1e-2, converged=False,
+                  elapsed=0.5))
+    progress.close()
+    err = capsys.readouterr().err
+    assert "init 1/1  iteration 5/50  lower bound -3.25  change 1.00e-02  10.0 it/s" in err
+    assert "<= 4 s left" in err and err.endswith("\n")
+    quiet = _Progress(gm, enabled=False)
+    quiet(dict(init=0, iteration=1, lower_bound=0.0, change=0.0, converged=False, elapsed=1.0))
+    quiet.close()
+    assert capsys.readouterr().err == ""

@@ -1,0 +1,131 @@
+"""Checkpoints of a mixture fit: resume a killed job where it stopped.
+
+A checkpoint is written (atomically, in the model-file format's style: arrays in a
+``.npz`` plus JSON metadata, no pickle) after an EM iteration's M-step, every
+``checkpoint_every`` iterations and/or every ``checkpoint_seconds`` seconds.  It holds
+everything the rest of the fit depends on: the current parameters, the iteration and
+initialization counters, the lower-bound history, the best run so far (with several
+initializations) and the random state that the remaining initializations will draw
+from.  The kernels are deterministic, so a fit resumed from it ends with exactly the
+model an uninterrupted fit gives.
+
+A checkpoint records the model class, its parameters and a fingerprint of the data
+(shape, the sample weights, and a sample of about a thousand evenly spaced rows); a
+restart with anything different refuses to resume rather than mix two fits.  The
+file is removed when the fit completes.
+"""
+
+import hashlib
+import json
+import os
+import time
+
+import numpy as np
+
+from ._persist import _jsonable, atomic_write
+
+KIND = "fastem-checkpoint"
+VERSION = 1
+
+
+def data_fingerprint(arrays, n_samples, sample_weight):
+    """Shape, weights and ~1,000 evenly spaced rows of each array, hashed."""
+    h = hashlib.sha256()
+    step = max(1, n_samples // 1024)
+    for a in arrays:
+        h.update(np.ascontiguousarray(a[::step]).tobytes())
+    h.update(np.ascontiguousarray(sample_weight).tobytes())
+    return f"{n_samples}:{h.hexdigest()}"
+
+
+def _params(est):
+    out = {}
+    for name, value in est.get_params().items():
+        try:
+            out[name] = _jsonable(value)
+        except TypeError:
+            out[name] = repr(type(value))
+    return out
+
+
+class Checkpointer:
+    """Writes and reads the checkpoint of one fit (a no-op without a path)."""
+
+    def __init__(self, est, X, sample_weight, path, every=10, seconds=None):
+        self.path = None if path is None else os.fspath(path)
+        if self.path is None:
+            return
+        if not isinstance(every, (int, np.integer)) or every < 1:
+            raise ValueError(f"checkpoint_every must be an int >= 1; got {every!r}")
+        if seconds is not None and not seconds > 0:
+            raise ValueError(f"checkpoint_seconds must be None or > 0; got {seconds!r}")
+        self.est, self.every, self.seconds = est, int(every), seconds
+        self.fingerprint = est._data_fingerprint(X, sample_weight)
+        self.last = time.monotonic()
+
+    def resume(self, random_state):
+        """Restore the estimator and random state from an existing checkpoint; return the
+        loop state (or None when there is nothing to resume)."""
+        if self.path is None or not os.path.exists(self.path):
+            return None
+        try:
+            with np.load(self.path, allow_pickle=False) as z:
+                files = {k: z[k] for k in z.files}
+            meta = json.loads(files.pop("__meta__").tobytes().decode("utf-8"))
+        except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same advice
+            raise ValueError(f"checkpoint {self.path!r} is unreadable ({exc}); delete it to "
+                             "start the fit afresh") from exc
+        expected = {"kind": KIND, "version": VERSION, "model": type(self.est).__name__,
+                    "params": _params(self.est), "data": self.fingerprint}
+        for key, value in expected.items():
+            if meta.get(key) != value:
+                raise ValueError(
+                    f"checkpoint {self.path!r} was written by a different fit (its {key} "
+                    "differs): delete it, or give this fit another checkpoint path")
+        state = meta["state"]
+        self.est._set_parameters(tuple(files[f"cur_{i}"] for i in range(state["n_params"])))
+        best = None
+        if state["best"] is not None:
+            b = state["best"]
+            best = (b["lower_bound"], tuple(files[f"best_{i}"] for i in range(state["n_params"])),
+                    b["n_iter"], b["converged"], b["bounds"])
+        rs = state["random_state"]
+        random_state.set_state((rs["name"], files["rng_keys"], rs["pos"], rs["has_gauss"],
+                                rs["cached_gaussian"]))
+        return dict(init=state["init"], n_iter=state["n_iter"], lower_bound=state["lower_bound"],
+                    bounds=state["bounds"], reseeded_last=state["reseeded_last"],
+                    n_reseeded=state["n_reseeded"], best=best)
+
+    def maybe_save(self, init, n_iter, lower_bound, bounds, best, random_state):
+        """Write the checkpoint if one is due after iteration ``n_iter``."""
+        if self.path is None:
+            return
+        due = n_iter % self.every == 0 or (
+            self.seconds is not None and time.monotonic() - self.last >= self.seconds)
+        if not due:
+            return
+        params = self.est._get_parameters()
+        arrays = {f"cur_{i}": np.asarray(a) for i, a in enumerate(params)}
+        best_meta = None
+        if best is not None:
+            arrays.update({f"best_{i}": np.asarray(a) for i, a in enumerate(best[1])})
+            best_meta = {"lower_bound": float(best[0]), "n_iter": int(best[2]),
+                         "converged": bool(best[3]), "bounds": [float(v) for v in best[4]]}
+        name, keys, pos, has_gauss, cached = random_state.get_state()
+        arrays["rng_keys"] = keys
+        state = {"init": init, "n_iter": n_iter, "lower_bound": float(lower_bound),
+                 "bounds": [float(v) for v in bounds], "n_params": len(params),
+                 "reseeded_last": bool(self.est._reseeded_last),
+                 "n_reseeded": int(self.est.n_reseeded_), "best": best_meta,
+                 "random_state": {"name": name, "pos": int(pos), "has_gauss": int(has_gauss),
+                                  "cached_gaussian": float(cached)}}
+        meta = {"kind": KIND, "version": VERSION, "model": type(self.est).__name__,
+                "params": _params(self.est), "data": self.fingerprint, "state": state}
+        arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
+        atomic_write(self.path, lambda fh: np.savez(fh, **arrays))
+        self.last = time.monotonic()
+
+    def finish(self):
+        """The fit completed: the checkpoint has served its purpose."""
+        if self.path is not None and os.path.exists(self.path):
+            os.remove(self.path)
