@@ -144,25 +144,18 @@ def _cmd_fit(args):
 
     X, source, names = _load_data(args.data)
     model = _estimator(args, X)
-    fit_options = {}
-    if args.model == "kmeans":
-        if args.checkpoint:
-            raise CLIError("--checkpoint is available for the mixture models (gmm, bernoulli, "
-                           "multinomial, categorical), not yet for kmeans")
-    else:
-        progress = _Progress(model, enabled=not args.quiet and not args.json
-                             and sys.stderr.isatty())
-        fit_options = dict(callback=progress, checkpoint=args.checkpoint,
-                           checkpoint_every=args.checkpoint_every,
-                           checkpoint_seconds=args.checkpoint_seconds)
+    progress = _Progress(model, enabled=not args.quiet and not args.json and sys.stderr.isatty())
+    fit_options = dict(callback=progress, checkpoint=args.checkpoint,
+                       checkpoint_every=args.checkpoint_every,
+                       checkpoint_seconds=args.checkpoint_seconds)
     start = time.perf_counter()
     try:
         with _quiet_warnings(args):
             if args.model == "kmeans":
-                labels = model.fit(X).labels_
+                labels = model.fit(X, **fit_options).labels_
             else:
                 labels = model.fit_predict(X, **fit_options)
-                progress.close()
+            progress.close()
     except (ValueError, TypeError) as exc:
         raise CLIError(str(exc)) from exc
     elapsed = time.perf_counter() - start
@@ -275,8 +268,9 @@ def _cmd_warmup(args):
 
 class _Progress:
     """Per-iteration progress on stderr (a terminal only): initialization, iteration,
-    lower bound, its change, iterations per second and an upper bound on the time left
-    (the iterations left before max_iter; EM usually stops sooner)."""
+    the lower bound and its change (mixtures) or the center shift and the labels that
+    changed (K-means), iterations per second, and an upper bound on the time left (the
+    iterations left before max_iter; fits usually stop sooner)."""
 
     def __init__(self, model, enabled):
         self.model, self.enabled, self.shown = model, enabled, False
@@ -286,10 +280,14 @@ class _Progress:
             return False
         rate = info["iteration"] / max(info["elapsed"], 1e-9)
         left = (self.model.max_iter - info["iteration"]) / rate
+        if "lower_bound" in info:
+            figures = f"lower bound {info['lower_bound']:.6g}  change {info['change']:.2e}"
+        else:
+            figures = (f"center shift {info['center_shift']:.2e}  {info['n_changed']} labels "
+                       "changed")
         sys.stderr.write(
-            f"\r  init {info['init'] + 1}/{self.model.n_init}  iteration {info['iteration']}"
-            f"/{self.model.max_iter}  lower bound {info['lower_bound']:.6g}  change "
-            f"{info['change']:.2e}  {rate:.1f} it/s  <= {left:.0f} s left  ")
+            f"\r  init {info['init'] + 1}  iteration {info['iteration']}/{self.model.max_iter}"
+            f"  {figures}  {rate:.1f} it/s  <= {left:.0f} s left  ")
         sys.stderr.flush()
         self.shown = True
         return False

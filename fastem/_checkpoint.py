@@ -64,8 +64,8 @@ class Checkpointer:
         self.last = time.monotonic()
 
     def resume(self, random_state):
-        """Restore the estimator and random state from an existing checkpoint; return the
-        loop state (or None when there is nothing to resume)."""
+        """(state dict, arrays dict) of an existing checkpoint of this fit, with
+        ``random_state`` restored to where it was; None when there is none."""
         if self.path is None or not os.path.exists(self.path):
             return None
         try:
@@ -82,45 +82,28 @@ class Checkpointer:
                 raise ValueError(
                     f"checkpoint {self.path!r} was written by a different fit (its {key} "
                     "differs): delete it, or give this fit another checkpoint path")
-        state = meta["state"]
-        self.est._set_parameters(tuple(files[f"cur_{i}"] for i in range(state["n_params"])))
-        best = None
-        if state["best"] is not None:
-            b = state["best"]
-            best = (b["lower_bound"], tuple(files[f"best_{i}"] for i in range(state["n_params"])),
-                    b["n_iter"], b["converged"], b["bounds"])
-        rs = state["random_state"]
-        random_state.set_state((rs["name"], files["rng_keys"], rs["pos"], rs["has_gauss"],
-                                rs["cached_gaussian"]))
-        return dict(init=state["init"], n_iter=state["n_iter"], lower_bound=state["lower_bound"],
-                    bounds=state["bounds"], reseeded_last=state["reseeded_last"],
-                    n_reseeded=state["n_reseeded"], best=best)
+        rs = meta["random_state"]
+        random_state.set_state((rs["name"], files.pop("__rng_keys__"), rs["pos"],
+                                rs["has_gauss"], rs["cached_gaussian"]))
+        return meta["state"], files
 
-    def maybe_save(self, init, n_iter, lower_bound, bounds, best, random_state):
-        """Write the checkpoint if one is due after iteration ``n_iter``."""
+    def maybe_save(self, n_iter, state, arrays, random_state):
+        """Write ``state`` (JSON-able) and ``arrays`` if a checkpoint is due after
+        iteration ``n_iter``.  ``arrays`` may be a function returning them (called only
+        when a checkpoint is written)."""
         if self.path is None:
             return
         due = n_iter % self.every == 0 or (
             self.seconds is not None and time.monotonic() - self.last >= self.seconds)
         if not due:
             return
-        params = self.est._get_parameters()
-        arrays = {f"cur_{i}": np.asarray(a) for i, a in enumerate(params)}
-        best_meta = None
-        if best is not None:
-            arrays.update({f"best_{i}": np.asarray(a) for i, a in enumerate(best[1])})
-            best_meta = {"lower_bound": float(best[0]), "n_iter": int(best[2]),
-                         "converged": bool(best[3]), "bounds": [float(v) for v in best[4]]}
+        arrays = dict(arrays() if callable(arrays) else arrays)
         name, keys, pos, has_gauss, cached = random_state.get_state()
-        arrays["rng_keys"] = keys
-        state = {"init": init, "n_iter": n_iter, "lower_bound": float(lower_bound),
-                 "bounds": [float(v) for v in bounds], "n_params": len(params),
-                 "reseeded_last": bool(self.est._reseeded_last),
-                 "n_reseeded": int(self.est.n_reseeded_), "best": best_meta,
-                 "random_state": {"name": name, "pos": int(pos), "has_gauss": int(has_gauss),
-                                  "cached_gaussian": float(cached)}}
+        arrays["__rng_keys__"] = keys
         meta = {"kind": KIND, "version": VERSION, "model": type(self.est).__name__,
-                "params": _params(self.est), "data": self.fingerprint, "state": state}
+                "params": _params(self.est), "data": self.fingerprint, "state": state,
+                "random_state": {"name": name, "pos": int(pos), "has_gauss": int(has_gauss),
+                                 "cached_gaussian": float(cached)}}
         arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
         atomic_write(self.path, lambda fh: np.savez(fh, **arrays))
         self.last = time.monotonic()

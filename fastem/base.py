@@ -106,6 +106,12 @@ class FastEMEstimator:
 
         return save(self, path)
 
+    def _data_fingerprint(self, X, sample_weight):
+        """What a checkpoint records of the data (see ``fastem/_checkpoint.py``)."""
+        from ._checkpoint import data_fingerprint
+
+        return data_fingerprint([X], X.shape[0], sample_weight)
+
     def _persisted_attributes(self):
         return ("n_features_in_", "feature_names_in_", *self._fitted_attributes)
 
@@ -320,7 +326,7 @@ class BaseMixture(FastEMEstimator):
         n_init = self.n_init if do_init else 1
         random_state = check_random_state(self.random_state)
         ckpt = Checkpointer(self, X, sample_weight, *checkpointing)
-        state = ckpt.resume(random_state)  # None, or where a killed run stopped
+        state = self._unpack_checkpoint(ckpt.resume(random_state))  # where a killed run stopped
         best = state["best"] if state else None
         first_init = state["init"] if state else 0
         self.n_reseeded_ = (state["n_reseeded"] if state else
@@ -371,7 +377,8 @@ class BaseMixture(FastEMEstimator):
                 if converged:
                     break
                 if n_iter < self.max_iter:
-                    ckpt.maybe_save(init, n_iter, lower_bound, bounds, best, random_state)
+                    ckpt.maybe_save(n_iter, *self._pack_checkpoint(
+                        init, n_iter, lower_bound, bounds, best), random_state)
             if self.verbose:
                 print(f"Initialization {'converged' if converged else 'did not converge'}. "
                       f"lower bound {lower_bound:.5g}")
@@ -395,11 +402,34 @@ class BaseMixture(FastEMEstimator):
         # Final E-step: labels consistent with the fitted parameters.
         return self._estimate_log_norm(X)[1]
 
-    def _data_fingerprint(self, X, sample_weight):
-        """What a checkpoint records of the data (see ``fastem/_checkpoint.py``)."""
-        from ._checkpoint import data_fingerprint
+    def _pack_checkpoint(self, init, n_iter, lower_bound, bounds, best):
+        """(JSON state, arrays function) of the EM loop after iteration ``n_iter``."""
+        def arrays():
+            out = {f"cur_{i}": np.asarray(a) for i, a in enumerate(self._get_parameters())}
+            if best is not None:
+                out.update({f"best_{i}": np.asarray(a) for i, a in enumerate(best[1])})
+            return out
 
-        return data_fingerprint([X], X.shape[0], sample_weight)
+        state = {"init": init, "n_iter": n_iter, "lower_bound": float(lower_bound),
+                 "bounds": [float(v) for v in bounds], "n_params": len(self._get_parameters()),
+                 "reseeded_last": bool(self._reseeded_last), "n_reseeded": int(self.n_reseeded_),
+                 "best": None if best is None else {
+                     "lower_bound": float(best[0]), "n_iter": int(best[2]),
+                     "converged": bool(best[3]), "bounds": [float(v) for v in best[4]]}}
+        return state, arrays
+
+    def _unpack_checkpoint(self, saved):
+        """Install a checkpoint's parameters; return the loop state (None: no checkpoint)."""
+        if saved is None:
+            return None
+        state, files = saved
+        n = state["n_params"]
+        self._set_parameters(tuple(files[f"cur_{i}"] for i in range(n)))
+        b = state["best"]
+        best = None if b is None else (
+            b["lower_bound"], tuple(files[f"best_{i}"] for i in range(n)), b["n_iter"],
+            b["converged"], b["bounds"])
+        return dict(state, best=best)
 
     # ------------------------------------------------------------------ inference
     def _prepare(self, X):

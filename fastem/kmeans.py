@@ -12,6 +12,7 @@ and a final assignment makes ``labels_`` consistent with ``cluster_centers_``.
 """
 
 import numbers
+import time
 import warnings
 
 import numpy as np
@@ -83,17 +84,30 @@ def _average_centers(sums, weight_sums, centers_old, dtype):
     return np.ascontiguousarray(centers, dtype=dtype)
 
 
-def _lloyd(X, sample_weight, centers_init, *, max_iter, tol, verbose, kern, n_threads):
-    """One Lloyd run from ``centers_init``; returns labels, inertia, centers, n_iter."""
+def _lloyd(X, sample_weight, centers_init, *, max_iter, tol, verbose, kern, n_threads,
+           resume=None, after_iteration=None):
+    """One Lloyd run from ``centers_init``; returns labels, inertia, centers, n_iter.
+
+    ``resume`` = (iterations done, centers, previous labels) continues a run from a
+    checkpoint.  ``after_iteration(i, converged, centers, labels, shift, n_changed)`` is
+    called after each iteration's update (``i`` counted from 0); a true return value
+    stops the run there.
+    """
     n_samples, n_features = X.shape
     n_clusters = centers_init.shape[0]
     centers = np.ascontiguousarray(centers_init, dtype=X.dtype).copy()
     labels = np.full(n_samples, -1, dtype=np.int32)
     labels_old = labels.copy()
+    first = 0
+    if resume is not None:
+        first = resume[0]
+        centers = np.ascontiguousarray(resume[1], dtype=X.dtype).copy()
+        labels_old[:] = resume[2]
     sums = np.empty((n_clusters, n_features), dtype=np.float64)
     weight_sums = np.empty(n_clusters, dtype=np.float64)
     strict_convergence = False
-    for i in range(max_iter):
+    i = first - 1
+    for i in range(first, max_iter):
         kern.lloyd_step(X, sample_weight, centers, labels, sums, weight_sums, n_threads)
         _relocate_empty_clusters(X, sample_weight, centers, sums, weight_sums, labels)
         centers_new = _average_centers(sums, weight_sums, centers, X.dtype)
@@ -103,7 +117,13 @@ def _lloyd(X, sample_weight, centers_init, *, max_iter, tol, verbose, kern, n_th
             value = kern.inertia(X, sample_weight, centers, labels, n_threads)
             print(f"Iteration {i}, inertia {value}.")
         centers = centers_new
-        if np.array_equal(labels, labels_old):
+        n_changed = int(np.count_nonzero(labels != labels_old))
+        strict, converged = n_changed == 0, n_changed == 0 or shift <= tol
+        if after_iteration is not None and after_iteration(i, converged, centers, labels, shift,
+                                                           n_changed):
+            strict_convergence = strict
+            break
+        if strict:
             if verbose:
                 print(f"Converged at iteration {i}: strict convergence.")
             strict_convergence = True
@@ -344,7 +364,8 @@ class KMeans(FastEMEstimator):
         return np.ascontiguousarray(centers, dtype=X.dtype)
 
     # ------------------------------------------------------------------ API
-    def fit(self, X, y=None, sample_weight=None):
+    def fit(self, X, y=None, sample_weight=None, *, callback=None, checkpoint=None,
+            checkpoint_every=10, checkpoint_seconds=None):
         """Compute K-means clustering.
 
         Parameters
@@ -355,6 +376,15 @@ class KMeans(FastEMEstimator):
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative weights; an integer weight acts as that many repeated rows.
             Not used by a callable or array ``init``.
+        callback : callable, default=None
+            Called after every Lloyd iteration with a dict: ``init``, ``iteration``,
+            ``center_shift`` (squared, as compared with tol), ``n_changed`` (labels that
+            changed), ``converged``, ``elapsed`` (seconds).  A true return value stops
+            the fit there (the best run so far is kept).
+        checkpoint, checkpoint_every, checkpoint_seconds
+            As in the mixtures' ``fit``: the state of the fit is written to
+            ``checkpoint`` as it goes, a restarted fit resumes from it and ends with the
+            same model as an uninterrupted one, and the file is removed at the end.
 
         Returns
         -------
@@ -381,6 +411,11 @@ class KMeans(FastEMEstimator):
         kern = self._kernels(backend, "kmeans")
         tol = _tolerance(X, self.tol)
         random_state = check_random_state(self.random_state)
+        from ._checkpoint import Checkpointer
+
+        ckpt = Checkpointer(self, X, sample_weight, checkpoint, checkpoint_every,
+                            checkpoint_seconds)
+        saved = ckpt.resume(random_state)  # None, or where a killed run stopped
 
         if not X.flags.writeable:
             X = X.copy()
@@ -391,19 +426,49 @@ class KMeans(FastEMEstimator):
         if not isinstance(init, str) and not callable(init):
             init = init - X_mean
         try:
-            best = None
+            best, first_init, resume = None, 0, None
+            if saved is not None:
+                state, arrays = saved
+                first_init = state["init"]
+                resume = (state["n_iter"], arrays["centers"], arrays["labels"])
+                if state["best"] is not None:
+                    best = (arrays["best_labels"], state["best"]["inertia"],
+                            arrays["best_centers"], state["best"]["n_iter"])
+            started = time.perf_counter()
+            stopped = []
             with limit_blas_threads():
-                for _ in range(n_init):
-                    centers_init = self._init_centroids(X, init, random_state, sample_weight,
-                                                        kern, n_threads)
-                    if self.verbose:
-                        print("Initialization complete")
+                for init_no in range(first_init, n_init):
+                    if resume is None:
+                        centers_init = self._init_centroids(X, init, random_state,
+                                                            sample_weight, kern, n_threads)
+                        if self.verbose:
+                            print("Initialization complete")
+                    else:
+                        centers_init = resume[1]
+
+                    def after_iteration(i, converged, centers, labels, shift, n_changed,
+                                        init_no=init_no, best=best):
+                        if callback is not None and callback(dict(
+                                init=init_no, iteration=i + 1, center_shift=shift,
+                                n_changed=n_changed, converged=converged,
+                                elapsed=time.perf_counter() - started)):
+                            stopped.append(True)
+                            return True
+                        if not converged and i + 1 < self.max_iter:
+                            ckpt.maybe_save(i + 1, *self._pack_checkpoint(
+                                init_no, i + 1, centers, labels, best), random_state)
+                        return False
+
                     labels, inertia, centers, n_iter = _lloyd(
                         X, sample_weight, centers_init, max_iter=self.max_iter, tol=tol,
-                        verbose=self.verbose, kern=kern, n_threads=n_threads)
+                        verbose=self.verbose, kern=kern, n_threads=n_threads, resume=resume,
+                        after_iteration=after_iteration)
+                    resume = None
                     if best is None or (inertia < best[1] and
                                         not _is_same_clustering(labels, best[0], self.n_clusters)):
                         best = (labels, inertia, centers, n_iter)
+                    if stopped:
+                        break
         finally:
             if not self.copy_x:
                 X += X_mean
@@ -421,7 +486,17 @@ class KMeans(FastEMEstimator):
         self.n_iter_ = int(n_iter)
         self.backend_ = backend
         self._n_features_out = self.n_clusters
+        ckpt.finish()
         return self
+
+    def _pack_checkpoint(self, init_no, n_iter, centers, labels, best):
+        """(JSON state, arrays) of Lloyd after iteration ``n_iter`` (X centered)."""
+        state = {"init": init_no, "n_iter": n_iter, "best": None if best is None else
+                 {"inertia": float(best[1]), "n_iter": int(best[3])}}
+        arrays = {"centers": centers, "labels": labels}
+        if best is not None:
+            arrays.update(best_labels=best[0], best_centers=best[2])
+        return state, arrays
 
     def _prepared(self, X):
         """Validated X and the centers in X's dtype, for predict / score / transform."""

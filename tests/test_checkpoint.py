@@ -58,10 +58,14 @@ def test_callback_sees_every_iteration_and_can_stop_the_fit():
     assert seen[1]["change"] == pytest.approx(gm.lower_bounds_[1] - gm.lower_bounds_[0])
 
 
-@pytest.mark.parametrize("model", ["gmm", "categorical"])
+@pytest.mark.parametrize("model", ["gmm", "categorical", "kmeans"])
 def test_resumed_fit_equals_uninterrupted_fit(tmp_path, model):
     if model == "gmm":
         make, X = (lambda: fastem.GaussianMixture(**KW)), blobs()
+    elif model == "kmeans":
+        X = np.random.default_rng(2).standard_normal((3000, 4)).astype(np.float32)
+        make = lambda: fastem.KMeans(8, n_init=3, max_iter=40, tol=0.0,  # noqa: E731
+                                     random_state=0)
     else:
         X = np.random.default_rng(1).integers(-1, 4, (600, 5))
         make = lambda: fastem.CategoricalMixture(**KW)  # noqa: E731
@@ -81,6 +85,18 @@ def test_resumed_fit_equals_uninterrupted_fit(tmp_path, model):
     resumed = _fit(make(), X, checkpoint=path, checkpoint_every=4)
     _same_model(resumed, reference)
     assert not path.exists()  # removed once the fit completed
+
+
+def test_kmeans_callback_sees_every_iteration_and_can_stop():
+    X = np.random.default_rng(3).standard_normal((2000, 3))
+    seen = []
+    km = fastem.KMeans(6, n_init=1, max_iter=100, tol=0.0, random_state=0).fit(
+        X, callback=lambda info: seen.append(info) or info["iteration"] == 3)
+    assert [i["iteration"] for i in seen] == [1, 2, 3] and km.n_iter_ == 3
+    assert seen[0]["n_changed"] == 2000 and seen[-1]["center_shift"] > 0
+    full = fastem.KMeans(6, n_init=1, max_iter=100, tol=0.0, random_state=0).fit(
+        X, callback=lambda info: seen.append(info))
+    assert seen[-1]["converged"] and seen[-1]["n_changed"] == 0 and full.n_iter_ > 3
 
 
 def test_checkpoint_of_another_fit_is_refused(tmp_path):

@@ -104,8 +104,8 @@ def test_checkpoint_option(files, tmp_path):
               "--checkpoint-every", 1, "--json")
     assert out.returncode == 0, out.stderr
     assert not ckpt.exists()  # removed once the fit completed
-    out = run("fit", "kmeans", files / "gauss.npy", "--checkpoint", ckpt)
-    assert out.returncode == 2 and "not yet for kmeans" in out.stderr
+    out = run("fit", "kmeans", files / "gauss.npy", "--checkpoint", ckpt, "--checkpoint-every", 1)
+    assert out.returncode == 0 and not ckpt.exists()
 
 
 def test_progress_display(capsys):
@@ -117,8 +117,12 @@ def test_progress_display(capsys):
                   elapsed=0.5))
     progress.close()
     err = capsys.readouterr().err
-    assert "init 1/1  iteration 5/50  lower bound -3.25  change 1.00e-02  10.0 it/s" in err
+    assert "init 1  iteration 5/50  lower bound -3.25  change 1.00e-02  10.0 it/s" in err
     assert "<= 4 s left" in err and err.endswith("\n")
+    km = _Progress(fastem.KMeans(3, max_iter=20), enabled=True)
+    km(dict(init=1, iteration=2, center_shift=0.5, n_changed=7, converged=False, elapsed=1.0))
+    assert "init 2  iteration 2/20  center shift 5.00e-01  7 labels changed" in \
+        capsys.readouterr().err
     quiet = _Progress(gm, enabled=False)
     quiet(dict(init=0, iteration=1, lower_bound=0.0, change=0.0, converged=False, elapsed=1.0))
     quiet.close()
