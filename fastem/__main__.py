@@ -7,8 +7,10 @@
 
 MODEL is kmeans (the default), gmm, bernoulli, multinomial or categorical.  DATA is a
 ``.npy`` array (memory-mapped), a ``.csv`` file of numbers (an optional header row is
-used as feature names; ``nan`` marks a missing entry) or a ``.npz`` sparse matrix
-written by ``scipy.sparse.save_npz``; with no DATA, ``fit`` runs on the bundled iris
+used as feature names; ``nan`` marks a missing entry), a ``.parquet`` file of numeric
+columns (with the ``parquet`` extra), a ``.npz`` sparse matrix written by
+``scipy.sparse.save_npz``, or a directory / glob of chunk files of one such format
+(stacked in memory, in sorted order); with no DATA, ``fit`` runs on the bundled iris
 data.  Human output goes to stdout; errors go to stderr with exit code 2 and say what
 to fix (1 is left for anything unexpected).  Every file written is written atomically.
 """
@@ -25,19 +27,56 @@ class CLIError(Exception):
 
 
 # ----------------------------------------------------------------- data
+DATA_FORMATS = (".npy", ".csv", ".txt", ".npz", ".parquet")
+
+
 def _load_data(path):
-    """(X, description, feature names or None) for a data path (None: bundled iris)."""
-    import numpy as np
+    """(X, description, feature names or None) for a data path (None: bundled iris).
+
+    A directory or a glob pattern names several chunk files of one format: they are
+    read in sorted order and stacked (in memory)."""
+    import glob
 
     if path is None:
         from .datasets import load_iris
 
         X, names = load_iris()
         return X, "iris (bundled: 150 flowers x 4 measurements)", names
+    if os.path.isdir(path) or (glob.has_magic(path) and not os.path.exists(path)):
+        pattern = os.path.join(path, "*") if os.path.isdir(path) else path
+        files = sorted(f for f in glob.glob(pattern)
+                       if os.path.splitext(f)[1].lower() in DATA_FORMATS)
+        if not files:
+            raise CLIError(f"no data files ({', '.join(DATA_FORMATS)}) in {path}")
+        return _stack_chunks(path, files)
     if not os.path.exists(path):
         raise CLIError(f"data file not found: {path}")
-    if os.path.isdir(path):
-        raise CLIError(f"{path} is a directory; pass one .npy, .csv or .npz data file")
+    return _load_file(path)
+
+
+def _stack_chunks(path, files):
+    import numpy as np
+
+    exts = {os.path.splitext(f)[1].lower() for f in files}
+    if len(exts) > 1:
+        raise CLIError(f"{path} mixes data formats {sorted(exts)}; use one format per data set")
+    parts = [_load_file(f) for f in files]
+    widths = {p[0].shape[1] for p in parts}
+    if len(widths) > 1:
+        sizes = ", ".join(f"{os.path.basename(f)}: {p[0].shape[1]}" for f, p in zip(files, parts))
+        raise CLIError(f"the chunks of {path} have different numbers of columns ({sizes})")
+    if exts == {".npz"}:
+        import scipy.sparse as sp
+
+        X = sp.vstack([p[0] for p in parts], format="csr")
+    else:
+        X = np.concatenate([np.asarray(p[0]) for p in parts])
+    return X, f"{path} ({len(files)} chunks)", parts[0][2]
+
+
+def _load_file(path):
+    import numpy as np
+
     ext = os.path.splitext(path)[1].lower()
     if ext == ".npy":
         try:
@@ -67,8 +106,35 @@ def _load_data(path):
         except ValueError as exc:
             raise CLIError(f"cannot parse {path} as numeric CSV: {exc}") from exc
         return X, path, names
-    raise CLIError(f"unsupported data format {ext!r} for {path}; use .npy, .csv or .npz "
-                   "(scipy.sparse.save_npz)")
+    if ext == ".parquet":
+        return _load_parquet(path)
+    raise CLIError(f"unsupported data format {ext!r} for {path}; use .npy, .csv, .parquet or "
+                   ".npz (scipy.sparse.save_npz)")
+
+
+def _load_parquet(path):
+    """Numeric columns of a Parquet file (nulls become NaN), with their names."""
+    import numpy as np
+
+    try:
+        import pyarrow.parquet as pq
+        import pyarrow.types as pat
+    except ImportError as exc:
+        raise CLIError("reading .parquet needs pyarrow: pip install 'fastem[parquet]'") from exc
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for bad files
+        raise CLIError(f"cannot read {path} as Parquet: {exc}") from exc
+    columns = []
+    for name, column in zip(table.column_names, table.columns):
+        if not (pat.is_integer(column.type) or pat.is_floating(column.type)
+                or pat.is_boolean(column.type)):
+            raise CLIError(f"column {name!r} of {path} is not numeric ({column.type}); "
+                           "encode it as numbers or drop it")
+        columns.append(np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64))
+    if not columns:
+        raise CLIError(f"{path} has no columns")
+    return np.column_stack(columns), path, list(table.column_names)
 
 
 # ----------------------------------------------------------------- models
@@ -349,8 +415,9 @@ def build_parser():
 
     fit = sub.add_parser("fit", help="fit a model, print a summary, optionally save it")
     fit.add_argument("target", nargs="*", metavar="[MODEL] [DATA]",
-                     help=f"model ({', '.join(MODELS)}; default kmeans) and a .npy, .csv or "
-                          ".npz data file (default: the bundled iris dataset)")
+                     help=f"model ({', '.join(MODELS)}; default kmeans) and a .npy, .csv, "
+                          ".parquet or .npz data file, or a directory / glob of such chunks "
+                          "(default: the bundled iris dataset)")
     fit.add_argument("-k", "--n-components", "--n-clusters", dest="k", type=_positive_int,
                      default=None, help="clusters / components (default 3 for iris, else 8)")
     fit.add_argument("-o", "--output", metavar="MODEL_FILE",
@@ -382,7 +449,8 @@ def build_parser():
 
     pred = sub.add_parser("predict", help="labels (or probabilities) from a saved model")
     pred.add_argument("model_file", metavar="MODEL_FILE")
-    pred.add_argument("data", metavar="DATA")
+    pred.add_argument("data", metavar="DATA", help="a data file, or a directory / glob of "
+                                                    "chunk files")
     pred.add_argument("-o", "--output", required=True, metavar="OUT",
                       help="where to write them: .npy or .csv")
     pred.add_argument("--proba", action="store_true",

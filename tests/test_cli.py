@@ -74,6 +74,8 @@ def test_errors_a_batch_job_can_hit(files, tmp_path):
                "--quiet").returncode == 0
     (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04 not a model")
     np.save(tmp_path / "wide.npy", np.zeros((5, 7)))
+    empty = tmp_path / "empty"
+    empty.mkdir()
     cases = [
         (["predict", tmp_path / "none.npz", files / "gauss.npy", "-o", tmp_path / "o.npy"],
          "model file not found"),
@@ -89,7 +91,7 @@ def test_errors_a_batch_job_can_hit(files, tmp_path):
          "no probabilities"),
         (["fit", "bernoulli", files / "gauss.npy"], "0 or 1"),
         (["fit", "kmeans", files / "gauss.npy", "--bogus"], "unrecognized arguments"),
-        (["fit", "kmeans", tmp_path], "is a directory"),
+        (["fit", "kmeans", empty], "no data files"),
     ]
     for args, message in cases:
         out = run(*args)
@@ -127,3 +129,37 @@ def test_progress_display(capsys):
     quiet(dict(init=0, iteration=1, lower_bound=0.0, change=0.0, converged=False, elapsed=1.0))
     quiet.close()
     assert capsys.readouterr().err == ""
+
+
+def test_parquet_and_chunked_inputs(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((90, 3))
+    table = pa.table({"height": X[:, 0], "width": X[:, 1], "depth": X[:, 2]})
+    pq.write_table(table, tmp_path / "x.parquet")
+    out = run("fit", "gmm", tmp_path / "x.parquet", "-k", 2, "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["n_samples"] == 90
+    pq.write_table(pa.table({"a": [1.0, 2.0], "name": ["x", "y"]}), tmp_path / "bad.parquet")
+    out = run("fit", tmp_path / "bad.parquet")
+    assert out.returncode == 2 and "column 'name'" in out.stderr and "not numeric" in out.stderr
+
+    chunks = tmp_path / "chunks"
+    chunks.mkdir()
+    for i in range(3):
+        np.save(chunks / f"part{i}.npy", X[30 * i:30 * (i + 1)])
+    for source in (chunks, str(chunks / "part*.npy")):
+        out = run("fit", "kmeans", source, "-k", 2, "--json", "-o", tmp_path / "k.npz")
+        assert out.returncode == 0, out.stderr
+        res = json.loads(out.stdout)
+        assert res["n_samples"] == 90 and "3 chunks" in res["data"]
+        np.testing.assert_allclose(
+            fastem.load(tmp_path / "k.npz").cluster_centers_,
+            fastem.KMeans(2, random_state=0).fit(X).cluster_centers_, rtol=1e-12)
+    np.save(chunks / "part3.npy", np.zeros((5, 4)))
+    out = run("fit", chunks)
+    assert out.returncode == 2 and "different numbers of columns" in out.stderr
+    out = run("fit", tmp_path / "nothing-*.npy")
+    assert out.returncode == 2 and "no data files" in out.stderr
