@@ -59,6 +59,10 @@ class Checkpointer:
             raise ValueError(f"checkpoint_every must be an int >= 1; got {every!r}")
         if seconds is not None and not seconds > 0:
             raise ValueError(f"checkpoint_seconds must be None or > 0; got {seconds!r}")
+        directory = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(directory) or not os.access(directory, os.W_OK):
+            raise ValueError(f"cannot write checkpoints to {self.path!r}: {directory!r} is not "
+                             "a writable directory")
         self.est, self.every, self.seconds = est, int(every), seconds
         self.fingerprint = est._data_fingerprint(X, sample_weight)
         self.last = time.monotonic()

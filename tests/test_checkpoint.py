@@ -114,9 +114,11 @@ def test_checkpoint_of_another_fit_is_refused(tmp_path):
         _fit(fastem.GaussianMixture(**KW), blobs(), checkpoint=path)
 
 
-def test_bad_checkpoint_options():
+def test_bad_checkpoint_options(tmp_path):
     with pytest.raises(ValueError, match="checkpoint_every"):
-        fastem.GaussianMixture(2).fit(blobs(), checkpoint="x.ckpt", checkpoint_every=0)
+        fastem.GaussianMixture(2).fit(blobs(), checkpoint=tmp_path / "x.ckpt", checkpoint_every=0)
+    with pytest.raises(ValueError, match="not a writable directory"):  # before any work
+        fastem.KMeans(2).fit(blobs(), checkpoint=tmp_path / "no" / "x.ckpt")
 
 
 CHILD = textwrap.dedent("""
