@@ -4,7 +4,6 @@ ValueError/TypeError or a finite, valid result. Never a crash, hang or NaN."""
 import warnings
 
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

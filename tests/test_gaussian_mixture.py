@@ -4,7 +4,7 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import BACKENDS, FAST_BACKENDS, blobs
+from conftest import BACKENDS, blobs
 
 from fastem import GaussianMixture
 from fastem._dispatch import backend_unavailable_reason

@@ -1,8 +1,6 @@
 """KMeans and kmeans_plusplus: scikit-learn equivalence, invariants and behaviour."""
 
-import io
 import warnings
-from contextlib import redirect_stdout
 
 import numpy as np
 import pytest
