@@ -183,10 +183,9 @@ def _summary(model):
     return out
 
 
-def _print_summary(model, names, sizes):
-    """Per-cluster (K-means) or per-component (mixtures) lines, with the center or mean
-    when there are at most 12 features."""
-    s = _summary(model)
+def _print_summary(s, names, sizes):
+    """Per-cluster (K-means) or per-component (mixtures) lines of a ``_summary``, with
+    the center or mean when there are at most 12 features."""
     print(f"backend {s['backend']}, {s['n_iter']} iterations")
     if "inertia" in s:
         print(f"inertia {s['inertia']:.6g}")
@@ -229,19 +228,17 @@ def _cmd_fit(args):
     sizes = np.bincount(labels, minlength=k)
     if args.output:
         _write_model(model, args.output)
-    result = {"model": args.model, "data": source, "n_samples": int(X.shape[0]),
-              "n_features": int(X.shape[1]), "seconds": round(elapsed, 4),
-              "cluster_sizes": sizes.tolist(), "output": args.output, **_summary(model)}
-    result["model"] = args.model
-    if args.model == "kmeans":
-        result["n_clusters"] = int(k)
+    summary = _summary(model)
+    result = {**summary, "model": args.model, "data": source, "n_samples": int(X.shape[0]),
+              "seconds": round(elapsed, 4), "cluster_sizes": sizes.tolist(),
+              "output": args.output}
     if args.json:
         print(json.dumps(result))
         return 0
     print(f"{type(model).__name__} on {source}: {X.shape[0]} samples x {X.shape[1]} features, "
           f"k={k}")
     print(f"{elapsed:.3f} s; cluster sizes {sizes.tolist()}")
-    _print_summary(model, names, sizes)
+    _print_summary(summary, names, sizes)
     if args.output:
         print(f"model written to {args.output}")
     return 0

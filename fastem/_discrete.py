@@ -26,7 +26,7 @@ import numpy as np
 
 from ._config import BACKENDS
 from ._threads import limit_blas_threads
-from ._validation import Interval, Options, check_random_state, row_blocks
+from ._validation import Interval, Options, row_blocks
 from .base import BaseMixture
 
 _EPS = 10 * np.finfo(np.float64).eps
@@ -272,30 +272,18 @@ class DiscreteMixture(BaseMixture):
             enc.X, sample_weight=sample_weight).labels_
 
     def _initialize_parameters(self, enc, sample_weight, random_state):
-        if self.weights_init is None or self.means_init is None:
+        weights = self._checked_weights_init()
+        if weights is None or self.means_init is None:
             # as GaussianMixture: what the user did not give comes from initial
             # responsibilities (a pass over the data, skipped when both are given)
             stats = enc.weighted_sums(self._initial_resp(enc, sample_weight, random_state))
             self._m_step(enc, sample_weight, stats)
-        if self.weights_init is not None:
-            w = np.asarray(self.weights_init, dtype=np.float64)
-            if w.shape != (self.n_components,):
-                raise ValueError(f"weights_init must have shape ({self.n_components},), got "
-                                 f"{w.shape}.")
-            if not np.isfinite(w).all() or (w < 0).any() or not np.isclose(w.sum(), 1.0,
-                                                                             rtol=1e-6):
-                raise ValueError("weights_init must be finite, non-negative and sum to 1.")
-            self.weights_ = w / w.sum()
+        if weights is not None:
+            self.weights_ = weights / weights.sum()
         if self.means_init is not None:
             self._set_user_tables(enc.n_features)
 
     # ------------------------------------------------------------------ shared API pieces
-    def _sample_rng(self):
-        # seeded from random_state like every other draw; None means fresh entropy
-        return np.random.default_rng(None if self.random_state is None else
-                                     check_random_state(self.random_state).randint(2**31))
-
     def _sample_components(self, n_samples, rng):
-        if not isinstance(n_samples, numbers.Integral) or n_samples < 1:
-            raise ValueError(f"n_samples must be an int >= 1; got {n_samples!r}.")
+        self._check_n_samples(n_samples)
         return np.sort(rng.choice(self.n_components, size=n_samples, p=self.weights_))

@@ -267,6 +267,34 @@ class BaseMixture(FastEMEstimator):
         if not isinstance(self.lower_bounds_, list):
             raise ValueError("lower_bounds_ must be a list of floats")
 
+    def _checked_weights_init(self):
+        """``weights_init`` as a validated float64 (n_components,) array, or None."""
+        if self.weights_init is None:
+            return None
+        k = self.n_components
+        w = np.asarray(self.weights_init, dtype=np.float64)
+        if w.shape != (k,):
+            raise ValueError(f"weights_init must have shape ({k},), got {w.shape}.")
+        if not np.isfinite(w).all() or (w < 0).any() or not np.isclose(w.sum(), 1.0, rtol=1e-6):
+            raise ValueError("weights_init must be finite, non-negative and sum to 1; got "
+                             f"sum {w.sum():.6g}.")
+        return w
+
+    def _sample_rng(self):
+        """The generator of ``sample``: seeded from random_state like every other draw
+        (None means fresh entropy)."""
+        from ._validation import check_random_state
+
+        return np.random.default_rng(None if self.random_state is None else
+                                     check_random_state(self.random_state).randint(2**31))
+
+    @staticmethod
+    def _check_n_samples(n_samples):
+        import numbers
+
+        if not isinstance(n_samples, numbers.Integral) or n_samples < 1:
+            raise ValueError(f"n_samples must be an int >= 1; got {n_samples!r}.")
+
     def fit(self, X, y=None, sample_weight=None, *, callback=None, checkpoint=None,
             checkpoint_every=10, checkpoint_seconds=None):
         """Estimate the parameters with EM; returns self.  See ``fit_predict``."""

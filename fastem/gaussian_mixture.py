@@ -23,7 +23,7 @@ import numpy as np
 
 from ._config import BACKENDS
 from ._threads import limit_blas_threads
-from ._validation import Interval, Options, check_array, check_magnitude, check_random_state
+from ._validation import Interval, Options, check_array, check_magnitude
 from .base import BaseMixture
 from .exceptions import ConvergenceWarning
 from .kernels._covariance import COVARIANCE_TYPES
@@ -497,15 +497,9 @@ class GaussianMixture(BaseMixture):
         """Validate weights_init / means_init / precisions_init against X."""
         k, d, cov = self.n_components, X.shape[1], self.covariance_type
         out = {"weights": None, "means": None, "precisions": None}
-        if self.weights_init is not None:
-            w = np.asarray(self.weights_init, dtype=np.float64)
-            if w.shape != (k,):
-                raise ValueError(f"weights_init must have shape ({k},), got {w.shape}.")
-            if not np.isfinite(w).all() or (w < 0).any() or not np.isclose(w.sum(), 1.0,
-                                                                             rtol=1e-6):
-                raise ValueError("weights_init must be finite, non-negative and sum to 1; got "
-                                 f"sum {w.sum():.6g}.")
-            out["weights"] = w.astype(X.dtype)
+        weights = self._checked_weights_init()
+        if weights is not None:
+            out["weights"] = weights.astype(X.dtype)
         if self.means_init is not None:
             m = check_array(self.means_init, name="means_init", dtype=X.dtype, copy=True)
             if m.shape != (k, d):
@@ -554,11 +548,8 @@ class GaussianMixture(BaseMixture):
         y : ndarray of shape (n_samples,), the component of each sample
         """
         self._check_is_fitted()
-        if not isinstance(n_samples, numbers.Integral) or n_samples < 1:
-            raise ValueError(f"n_samples must be an int >= 1; got {n_samples!r}.")
-        # seeded from random_state like every other draw; None means fresh entropy
-        rng = np.random.default_rng(None if self.random_state is None else
-                                    check_random_state(self.random_state).randint(2**31))
+        self._check_n_samples(n_samples)
+        rng = self._sample_rng()
         counts = rng.multinomial(n_samples, self.weights_.astype(np.float64) /
                                  self.weights_.astype(np.float64).sum())
         d = self.means_.shape[1]
