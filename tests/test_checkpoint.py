@@ -149,7 +149,12 @@ def test_job_killed_with_sigkill_resumes_to_the_same_model(tmp_path):
     def job(mode, out):
         return [sys.executable, str(script), mode, str(out), str(ckpt), str(progress)]
 
-    proc = subprocess.Popen(job("slow", tmp_path / "killed.npz"))
+    # the job must import the fastem under test, whatever else the interpreter can find
+    # (a script's own directory, not the working directory, heads its sys.path)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        filter(None, [os.path.dirname(os.path.dirname(fastem.__file__)),
+                      os.environ.get("PYTHONPATH")])))
+    proc = subprocess.Popen(job("slow", tmp_path / "killed.npz"), env=env)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # kill it well into the second initialization
         lines = progress.read_text().split() if progress.exists() else []
@@ -164,13 +169,13 @@ def test_job_killed_with_sigkill_resumes_to_the_same_model(tmp_path):
     progress.unlink()
 
     resumed = subprocess.run(job("fast", tmp_path / "resumed.npz"), capture_output=True,
-                             text=True, timeout=300)
+                             text=True, timeout=300, env=env)
     assert resumed.returncode == 0, resumed.stderr
     redone = len(progress.read_text().split()) // 2
     assert redone < 80 - done_before_kill + 5  # it resumed; it did not start over
     progress.unlink()
     fresh = subprocess.run(job("fast", tmp_path / "fresh.npz"), capture_output=True, text=True,
-                           timeout=300)
+                           timeout=300, env=env)
     assert fresh.returncode == 0, fresh.stderr
     _same_model(fastem.load(tmp_path / "resumed.npz"), fastem.load(tmp_path / "fresh.npz"))
     assert not ckpt.exists()
