@@ -7,6 +7,7 @@ fitted (see ``fastem._dispatch``).
 from ._config import config_context, get_config, set_config
 from ._dispatch import available_backends
 from ._persist import load
+from ._stream import Chunks
 from .bernoulli_mixture import BernoulliMixture
 from .categorical_mixture import CategoricalMixture
 from .gaussian_mixture import GaussianMixture
@@ -18,6 +19,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BernoulliMixture",
     "CategoricalMixture",
+    "Chunks",
     "GaussianMixture",
     "KMeans",
     "available_backends",

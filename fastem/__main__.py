@@ -30,42 +30,59 @@ class CLIError(Exception):
 DATA_FORMATS = (".npy", ".csv", ".txt", ".npz", ".parquet")
 
 
-def _load_data(path):
+def _load_data(path, stream=False):
     """(X, description, feature names or None) for a data path (None: bundled iris).
 
-    A directory or a glob pattern names several chunk files of one format: they are
-    read in sorted order and stacked (in memory)."""
-    import glob
-
+    A directory or a glob pattern names several chunk files of one format, read in
+    sorted order: with ``stream`` (models that fit streamed data) X is a
+    ``fastem.Chunks`` that reads one file at a time, else the chunks are stacked in
+    memory."""
     if path is None:
         from .datasets import load_iris
 
         X, names = load_iris()
         return X, "iris (bundled: 150 flowers x 4 measurements)", names
-    if os.path.isdir(path) or (glob.has_magic(path) and not os.path.exists(path)):
-        pattern = os.path.join(path, "*") if os.path.isdir(path) else path
-        files = sorted(f for f in glob.glob(pattern)
-                       if os.path.splitext(f)[1].lower() in DATA_FORMATS)
-        if not files:
-            raise CLIError(f"no data files ({', '.join(DATA_FORMATS)}) in {path}")
-        return _stack_chunks(path, files)
-    if not os.path.exists(path):
-        raise CLIError(f"data file not found: {path}")
-    return _load_file(path)
+    files = _chunk_files(path)
+    if files is None:
+        return _load_file(path)
+    first = _load_file(files[0])
+    if stream and os.path.splitext(files[0])[1].lower() != ".npz":
+        from . import Chunks
+
+        npy = files[0].lower().endswith(".npy")  # memory-mapped one file at a time
+        return (Chunks(files if npy else lambda: (_load_file(f)[0] for f in files)),
+                f"{path} ({len(files)} chunks, streamed)", first[2])
+    return _stack_chunks(path, files)
+
+
+def _chunk_files(path):
+    """The sorted chunk files of a directory or glob, or None for a single file."""
+    import glob
+
+    if not (os.path.isdir(path) or (glob.has_magic(path) and not os.path.exists(path))):
+        if not os.path.exists(path):
+            raise CLIError(f"data file not found: {path}")
+        return None
+    pattern = os.path.join(path, "*") if os.path.isdir(path) else path
+    files = sorted(f for f in glob.glob(pattern)
+                   if os.path.splitext(f)[1].lower() in DATA_FORMATS)
+    if not files:
+        raise CLIError(f"no data files ({', '.join(DATA_FORMATS)}) in {path}")
+    exts = {os.path.splitext(f)[1].lower() for f in files}
+    if len(exts) > 1:
+        raise CLIError(f"{path} mixes data formats {sorted(exts)}; use one format per data set")
+    return files
 
 
 def _stack_chunks(path, files):
     import numpy as np
 
-    exts = {os.path.splitext(f)[1].lower() for f in files}
-    if len(exts) > 1:
-        raise CLIError(f"{path} mixes data formats {sorted(exts)}; use one format per data set")
     parts = [_load_file(f) for f in files]
     widths = {p[0].shape[1] for p in parts}
     if len(widths) > 1:
         sizes = ", ".join(f"{os.path.basename(f)}: {p[0].shape[1]}" for f, p in zip(files, parts))
         raise CLIError(f"the chunks of {path} have different numbers of columns ({sizes})")
-    if exts == {".npz"}:
+    if files[0].lower().endswith(".npz"):
         import scipy.sparse as sp
 
         X = sp.vstack([p[0] for p in parts], format="csr")
@@ -139,6 +156,7 @@ def _load_parquet(path):
 
 # ----------------------------------------------------------------- models
 MODELS = ("kmeans", "gmm", "bernoulli", "multinomial", "categorical")
+STREAMING_MODELS = ("kmeans", "gmm")  # fit a directory of chunks one file at a time
 
 
 def _estimator(args, X):
@@ -207,7 +225,7 @@ def _print_summary(s, names, sizes):
 def _cmd_fit(args):
     import numpy as np
 
-    X, source, names = _load_data(args.data)
+    X, source, names = _load_data(args.data, stream=args.model in STREAMING_MODELS)
     model = _estimator(args, X)
     progress = _Progress(model, enabled=not args.quiet and not args.json and sys.stderr.isatty())
     fit_options = dict(callback=progress, checkpoint=args.checkpoint,
@@ -229,13 +247,14 @@ def _cmd_fit(args):
     if args.output:
         _write_model(model, args.output)
     summary = _summary(model)
-    result = {**summary, "model": args.model, "data": source, "n_samples": int(X.shape[0]),
+    n_samples, n_features = labels.shape[0], model.n_features_in_
+    result = {**summary, "model": args.model, "data": source, "n_samples": int(n_samples),
               "seconds": round(elapsed, 4), "cluster_sizes": sizes.tolist(),
               "output": args.output}
     if args.json:
         print(json.dumps(result))
         return 0
-    print(f"{type(model).__name__} on {source}: {X.shape[0]} samples x {X.shape[1]} features, "
+    print(f"{type(model).__name__} on {source}: {n_samples} samples x {n_features} features, "
           f"k={k}")
     print(f"{elapsed:.3f} s; cluster sizes {sizes.tolist()}")
     _print_summary(summary, names, sizes)
@@ -268,10 +287,15 @@ def _cmd_predict(args):
     from ._persist import atomic_write
 
     model = _read_model(args.model_file)
-    X, source, _ = _load_data(args.data)
+    files = _chunk_files(args.data)
+    if files is None:
+        parts, source = [_load_data(args.data)[0]], args.data
+    else:  # one chunk file in memory at a time
+        parts, source = (_load_file(f)[0] for f in files), f"{args.data} ({len(files)} chunks)"
     try:
         with _quiet_warnings(args):
-            out = model.predict_proba(X) if args.proba else model.predict(X)
+            predict = model.predict_proba if args.proba else model.predict
+            out = np.concatenate([predict(X) for X in parts])
     except AttributeError as exc:
         raise CLIError(f"{type(model).__name__} has no probabilities; drop --proba") from exc
     except (ValueError, TypeError) as exc:
@@ -288,10 +312,10 @@ def _cmd_predict(args):
         atomic_write(args.output, write)
     except OSError as exc:
         raise CLIError(f"cannot write {args.output}: {exc}") from exc
-    summary = {"model": type(model).__name__, "data": source, "n_samples": int(X.shape[0]),
+    summary = {"model": type(model).__name__, "data": source, "n_samples": int(out.shape[0]),
                "output": args.output, "what": "probabilities" if args.proba else "labels"}
     print(json.dumps(summary) if args.json else
-          f"{summary['what']} of {X.shape[0]} samples written to {args.output}")
+          f"{summary['what']} of {out.shape[0]} samples written to {args.output}")
     return 0
 
 

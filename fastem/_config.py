@@ -1,8 +1,12 @@
-"""Global configuration: default backend and thread count.
+"""Global configuration: default backend, thread count and chunk size.
 
 ``config_context`` and ``set_config`` follow scikit-learn's pattern: the settings are
 thread-local, so two threads fitting models with different settings do not interfere.
 The environment variable ``FASTEM_BACKEND`` gives the process-wide default backend.
+
+``chunk_bytes`` is the size of the row chunks every fit passes over (see
+``fastem/_stream.py``).  It fixes where the chunks' sums are added, so two fits agree
+bit for bit only under the same value; it also bounds a streamed fit's memory.
 """
 
 import os
@@ -11,12 +15,16 @@ from contextlib import contextmanager
 
 BACKENDS = ("auto", "numba", "cython", "numpy")
 
+#: 64 MiB of data per chunk: large enough that per-chunk overhead is negligible, small
+#: enough that a streamed fit's working set stays a few hundred MiB.
+DEFAULT_CHUNK_BYTES = 2**26
+
 _local = threading.local()
 
 
 def _defaults():
     return {"backend": os.environ.get("FASTEM_BACKEND", "auto").strip().lower() or "auto",
-            "n_threads": None}
+            "n_threads": None, "chunk_bytes": DEFAULT_CHUNK_BYTES}
 
 
 def _config():
@@ -26,11 +34,12 @@ def _config():
 
 
 def get_config():
-    """Return a copy of the current configuration as a dict (``backend``, ``n_threads``)."""
+    """Return a copy of the current configuration as a dict (``backend``, ``n_threads``,
+    ``chunk_bytes``)."""
     return dict(_config())
 
 
-def set_config(backend=None, n_threads=None):
+def set_config(backend=None, n_threads=None, chunk_bytes=None):
     """Set the default ``backend`` and/or ``n_threads`` for this thread.
 
     Parameters
@@ -39,6 +48,8 @@ def set_config(backend=None, n_threads=None):
         Backend used by estimators whose ``backend`` parameter is ``None``.
     n_threads : int, optional
         Thread count used by estimators whose ``n_threads`` parameter is ``None``.
+    chunk_bytes : int, optional
+        Bytes of data per row chunk of a fit (default 64 MiB), at least one row.
     """
     from ._validation import check_backend_name, check_n_threads
 
@@ -47,13 +58,17 @@ def set_config(backend=None, n_threads=None):
         cfg["backend"] = check_backend_name(backend, "backend")
     if n_threads is not None:
         cfg["n_threads"] = check_n_threads(n_threads)
+    if chunk_bytes is not None:
+        if not isinstance(chunk_bytes, int) or isinstance(chunk_bytes, bool) or chunk_bytes < 1:
+            raise ValueError(f"chunk_bytes must be an int >= 1; got {chunk_bytes!r}.")
+        cfg["chunk_bytes"] = chunk_bytes
 
 
 @contextmanager
-def config_context(*, backend=None, n_threads=None):
+def config_context(*, backend=None, n_threads=None, chunk_bytes=None):
     """Temporarily change the defaults, e.g. ``with fastem.config_context(backend="numpy"):``."""
     old = get_config()
-    set_config(backend=backend, n_threads=n_threads)
+    set_config(backend=backend, n_threads=n_threads, chunk_bytes=chunk_bytes)
     try:
         yield
     finally:

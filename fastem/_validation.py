@@ -252,17 +252,25 @@ def check_magnitude(X, sample_weight=None, name="X", also=None):
     # Rounding errors of centering and of the expansion scale with |x|, not with the
     # spread of the data, so bound the largest magnitude.
     span = max(max(abs(float(a.max())), abs(float(a.min()))) for a in arrays)  # no |X| copy
-    worst_sq = 4.0 * X.shape[1] * span * span
-    dtype_max = float(np.finfo(X.dtype).max)
     total_w = X.shape[0] if sample_weight is None else float(np.sum(sample_weight))
     if also is not None:
         total_w += also.shape[0]
-    if not np.isfinite(worst_sq) or worst_sq > dtype_max / 16 or worst_sq * total_w > 1e300:
-        raise ValueError(
-            f"{name} has values too large in magnitude (max |value| {span:.3g}) for squared distances "
-            f"in {X.dtype}: they would overflow. Rescale {name}, e.g. divide by its standard "
-            "deviation, or use float64."
-        )
+    message = magnitude_error(span, X.shape[1], X.dtype, total_w, name)
+    if message:
+        raise ValueError(message)
+
+
+def magnitude_error(span, n_features, dtype, total_weight, name="X"):
+    """The error message of ``check_magnitude`` for data of largest magnitude ``span``,
+    or None if squared distances are safe."""
+    worst_sq = 4.0 * n_features * span * span
+    dtype_max = float(np.finfo(dtype).max)
+    if not np.isfinite(worst_sq) or worst_sq > dtype_max / 16 or worst_sq * total_weight > 1e300:
+        return (
+            f"{name} has values too large in magnitude (max |value| {span:.3g}) for squared "
+            f"distances in {np.dtype(dtype)}: they would overflow. Rescale {name}, e.g. divide "
+            "by its standard deviation, or use float64.")
+    return None
 
 
 def check_sample_weight(sample_weight, n_samples, *, owner="this estimator"):

@@ -108,9 +108,7 @@ class FastEMEstimator:
 
     def _data_fingerprint(self, X, sample_weight):
         """What a checkpoint records of the data (see ``fastem/_checkpoint.py``)."""
-        from ._checkpoint import data_fingerprint
-
-        return data_fingerprint([X], X.shape[0], sample_weight)
+        return X.fingerprint()  # X: fastem._stream.Rows
 
     def _persisted_attributes(self):
         return ("n_features_in_", "feature_names_in_", *self._fitted_attributes)
@@ -187,9 +185,39 @@ class FastEMEstimator:
             )
         return X
 
-    def _check_input(self, X, *, owner, copy):
+    #: Whether ``fit`` takes streamed data (a memory map or ``fastem.Chunks``).
+    _streams = False
+
+    def _validate_rows(self, X, sample_weight, *, reset, copy=False):
+        """``_validate_data`` for fitting: X (an array, a memory map or ``Chunks``) and
+        its sample weights as ``fastem._stream.Rows``."""
+        from ._stream import Chunks, rows_from
+
+        owner = type(self).__name__
+        if not isinstance(X, Chunks):
+            mapped = isinstance(X, np.memmap)  # never copied whole
+            X = self._validate_data(X, reset=reset, copy=copy and not mapped)
+            rows = rows_from(X, lambda a, name, cp: a, owner=owner, sample_weight=sample_weight)
+            rows.in_memory = not mapped
+            return rows
+        if not self._streams:
+            raise TypeError(f"{owner} does not fit streamed data (fastem.Chunks) yet; "
+                            "load the data into an array.")
+        rows = rows_from(X, lambda a, name, cp: self._check_input(a, owner=owner, copy=cp,
+                                                                  name=name),
+                         owner=owner, sample_weight=sample_weight)
+        if reset:
+            self.n_features_in_ = rows.n_features
+            if hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
+        elif rows.n_features != self.n_features_in_:
+            raise ValueError(f"X has {rows.n_features} features, but {owner} is expecting "
+                             f"{self.n_features_in_} features as input.")
+        return rows
+
+    def _check_input(self, X, *, owner, copy, name="X"):
         """The model's data check (dense, finite, float32/float64 by default)."""
-        return check_array(X, owner=owner, copy=copy)
+        return check_array(X, name=name, owner=owner, copy=copy)
 
     def _check_feature_names(self, names):
         import warnings
@@ -298,9 +326,11 @@ class BaseMixture(FastEMEstimator):
     def fit(self, X, y=None, sample_weight=None, *, callback=None, checkpoint=None,
             checkpoint_every=10, checkpoint_seconds=None):
         """Estimate the parameters with EM; returns self.  See ``fit_predict``."""
-        self.fit_predict(X, y, sample_weight=sample_weight, callback=callback,
-                         checkpoint=checkpoint, checkpoint_every=checkpoint_every,
-                         checkpoint_seconds=checkpoint_seconds)
+        from ._threads import limit_blas_threads
+
+        with limit_blas_threads():
+            self._fit_predict(X, sample_weight, callback,
+                              (checkpoint, checkpoint_every, checkpoint_seconds), labels=False)
         return self
 
     def fit_predict(self, X, y=None, sample_weight=None, *, callback=None, checkpoint=None,
@@ -332,23 +362,23 @@ class BaseMixture(FastEMEstimator):
             return self._fit_predict(X, sample_weight, callback,
                                      (checkpoint, checkpoint_every, checkpoint_seconds))
 
-    def _fit_predict(self, X, sample_weight, callback=None, checkpointing=(None, 10, None)):
+    def _fit_predict(self, X, sample_weight, callback=None, checkpointing=(None, 10, None),
+                     labels=True):
         import time
         import warnings
 
         from ._checkpoint import Checkpointer
-        from ._validation import check_random_state, check_sample_weight
+        from ._validation import check_random_state
         from .exceptions import ConvergenceWarning
 
         self._validate_params()
         do_init = not (self.warm_start and hasattr(self, "converged_"))
-        X = self._validate_data(X, reset=do_init)
-        if X.shape[0] < self.n_components:
+        rows = self._validate_rows(X, sample_weight, reset=do_init)
+        if rows.n_rows < self.n_components:
             raise ValueError(
                 f"Expected n_samples >= n_components but got n_components = "
-                f"{self.n_components}, n_samples = {X.shape[0]}")
-        sample_weight = check_sample_weight(sample_weight, X.shape[0], owner=type(self).__name__)
-        X = self._check_data(X, sample_weight)
+                f"{self.n_components}, n_samples = {rows.n_rows}")
+        X, sample_weight = self._fit_data(rows)
         backend, n_threads = self._resolve_runtime()
         self._runtime = (backend, n_threads)
         n_init = self.n_init if do_init else 1
@@ -427,8 +457,17 @@ class BaseMixture(FastEMEstimator):
         self.lower_bounds_ = [float(b) for b in bounds]
         self.backend_ = backend
         ckpt.finish()
-        # Final E-step: labels consistent with the fitted parameters.
-        return self._estimate_log_norm(X)[1]
+        # Final E-step: labels consistent with the fitted parameters (fit_predict only).
+        return self._fit_labels(X) if labels else None
+
+    def _fit_data(self, rows):
+        """(data, sample weights) that the EM loop passes to ``_em_pass`` and friends, from
+        the validated ``rows``: by default the whole array and a weight vector."""
+        sample_weight = rows.weight_vector()
+        return self._check_data(rows.array, sample_weight), sample_weight
+
+    def _fit_labels(self, data):
+        return self._estimate_log_norm(data)[1]
 
     def _pack_checkpoint(self, init, n_iter, lower_bound, bounds, best):
         """(JSON state, arrays function) of the EM loop after iteration ``n_iter``."""

@@ -198,23 +198,36 @@ class GaussianMixture(BaseMixture):
         self.n_threads = n_threads
 
     # ------------------------------------------------------------------ data checks
+    _streams = True
+
     def _check_data(self, X, sample_weight):
         check_magnitude(X, sample_weight)
-        if sample_weight is not None:
-            self._check_distinct_points(X, sample_weight)
         return X
 
-    def _check_distinct_points(self, X, sample_weight):
-        """Only data with fewer distinct points than components cannot support the model."""
-        rows = np.flatnonzero(sample_weight > 0)  # indices: never a copy of X
+    def _fit_data(self, rows):
+        """The EM loop runs on the rows themselves, chunk by chunk (no weight vector)."""
+        rows.check_magnitude()
+        self._check_distinct_points(rows)
+        return rows, None
+
+    def _check_distinct_points(self, rows):
+        """Only data with fewer distinct points than components cannot support the model.
+
+        Distinct rows of positive weight are collected chunk by chunk until there are
+        n_components of them (on all but degenerate data, within the first rows)."""
         k = self.n_components
-        if np.unique(X[rows[: max(100 * k, 1000)]], axis=0).shape[0] >= k:
-            return
-        n_distinct = np.unique(X[rows], axis=0).shape[0]  # only for (nearly) degenerate data
-        if n_distinct < k:
-            raise ValueError(
-                f"X has only {n_distinct} distinct points (with positive weight) but "
-                f"n_components={k}; use at most {n_distinct} components.")
+        step = max(100 * k, 1000)
+        distinct = np.empty((0, rows.n_features), dtype=rows.dtype)
+        for a, b, block in rows.chunks():
+            positive = np.flatnonzero(rows.weight(a, b) > 0)
+            for lo in range(0, positive.size, step):
+                part = block[positive[lo:lo + step]]  # a few rows at a time, never all of X
+                distinct = np.unique(np.concatenate([distinct, part]), axis=0)
+                if distinct.shape[0] >= k:
+                    return
+        raise ValueError(
+            f"X has only {distinct.shape[0]} distinct points (with positive weight) but "
+            f"n_components={k}; use at most {distinct.shape[0]} components.")
 
     # ------------------------------------------------------------------ kernels
     def _kern(self):
@@ -230,23 +243,35 @@ class GaussianMixture(BaseMixture):
         return np.ascontiguousarray(log_w + log_det - 0.5 * n_features * np.log(2 * np.pi))
 
     def _params_for(self, X):
-        """means and prec_chol in X's dtype, C-contiguous, for the kernels."""
+        """means and prec_chol in X's dtype (X: an array or Rows), C-contiguous."""
         return (np.ascontiguousarray(self.means_, dtype=X.dtype),
                 np.ascontiguousarray(self.precisions_cholesky_, dtype=X.dtype))
 
-    def _em_pass(self, X, sample_weight):
+    def _em_pass(self, rows, _):
+        """Mean log-likelihood and the shifted statistics, summed over the chunks."""
         kern = self._kern()
         cov = self.covariance_type
         n_components, n_features = self.means_.shape
-        means, prec_chol = self._params_for(X)
-        nk = np.empty(n_components)
-        sum_x = np.empty((n_components, n_features))
-        sum_xx = np.empty(_xx_shape(cov, n_components, n_features))
+        means, prec_chol = self._params_for(rows)
+        log_consts = self._log_consts()
+        stats = (np.zeros(n_components), np.zeros((n_components, n_features)),
+                 np.zeros(_xx_shape(cov, n_components, n_features)))
+        part = tuple(np.empty_like(a) for a in stats)
+        ll = 0.0
+        accumulate = getattr(kern, f"accumulate_stats_{cov}")
         with limit_blas_threads():
-            ll = getattr(kern, f"accumulate_stats_{cov}")(
-                X, sample_weight, means, prec_chol, self._log_consts(), means, nk, sum_x, sum_xx,
-                self._runtime[1])
-        return ll / sample_weight.sum(), (means.astype(np.float64), nk, sum_x, sum_xx)
+            for a, b, block in rows.chunks():
+                ll += accumulate(block, rows.weight(a, b), means, prec_chol, log_consts, means,
+                                 *part, self._runtime[1])
+                for total, p in zip(stats, part):
+                    total += p
+        return ll / rows.total_weight, (means.astype(np.float64), *stats)
+
+    def _fit_labels(self, rows):
+        labels = np.empty(rows.n_rows, dtype=np.int32)
+        for a, b, block in rows.chunks():
+            labels[a:b] = self._estimate_log_norm(block)[1]
+        return labels
 
     def _estimate_log_norm(self, X):
         kern = self._kern()
@@ -305,7 +330,7 @@ class GaussianMixture(BaseMixture):
             chol[k] = u
         return (chol if cov == "full" else chol[0]), bad
 
-    def _set_from_moments(self, X, sample_weight, nk_raw, means_shift, sum_x, sum_xx):
+    def _set_from_moments(self, rows, nk_raw, means_shift, sum_x, sum_xx):
         """Turn (shifted) sufficient statistics into parameters; re-seed collapsed components.
 
         Returns the number of components re-seeded.
@@ -316,7 +341,7 @@ class GaussianMixture(BaseMixture):
         covariances = self._covariances_from_moments(nk, d, sum_xx, nk_raw)
         weights = nk / nk.sum()
         prec_chol, bad = self._prec_chol_of(covariances)
-        mean_w = float(sample_weight.mean())
+        mean_w = rows.total_weight / rows.n_rows
         collapsed = sorted(set(bad) | set(np.flatnonzero(nk_raw < _COLLAPSED_SAMPLES * mean_w)))
         if self.covariance_type == "tied" and bad:
             raise ValueError(
@@ -331,43 +356,58 @@ class GaussianMixture(BaseMixture):
                     prec_chol[k] = np.eye(prec_chol.shape[1])
                 elif self.covariance_type in ("diag", "spherical"):
                     prec_chol[k] = 1.0
-            self._store(X, weights, means, covariances, prec_chol)
+            self._store(rows.dtype, weights, means, covariances, prec_chol)
             weights, means, covariances, prec_chol = self._reseed(
-                X, sample_weight, collapsed, weights, means, covariances, prec_chol)
-        self._store(X, weights, means, covariances, prec_chol)
+                rows, collapsed, weights, means, covariances, prec_chol)
+        self._store(rows.dtype, weights, means, covariances, prec_chol)
         return len(collapsed)
 
-    def _store(self, X, weights, means, covariances, prec_chol):
-        self.weights_ = weights.astype(X.dtype)
-        self.means_ = means.astype(X.dtype)
-        self.covariances_ = covariances.astype(X.dtype)
-        self.precisions_cholesky_ = prec_chol.astype(X.dtype)
-        self.precisions_ = _precisions_from_chol(prec_chol, self.covariance_type).astype(X.dtype)
+    def _store(self, dtype, weights, means, covariances, prec_chol):
+        self.weights_ = weights.astype(dtype)
+        self.means_ = means.astype(dtype)
+        self.covariances_ = covariances.astype(dtype)
+        self.precisions_cholesky_ = prec_chol.astype(dtype)
+        self.precisions_ = _precisions_from_chol(prec_chol, self.covariance_type).astype(dtype)
 
-    def _reseed(self, X, sample_weight, collapsed, weights, means, covariances, prec_chol):
+    def _reseed(self, rows, collapsed, weights, means, covariances, prec_chol):
         """Re-seed collapsed components deterministically.
 
         The j-th collapsed component gets as mean the j-th worst-explained sample (lowest
         log-likelihood under the current model, ties to the lowest index), the data's
         overall covariance (diagonal or pooled, by type), and one sample's weight.
+        Two passes over the chunks: the worst samples, then the spread.
         """
-        log_norm = self._estimate_log_norm(X)[0]
-        log_norm[sample_weight == 0] = np.inf
-        order = np.argsort(log_norm, kind="stable")
-        w = sample_weight / sample_weight.sum()
-        center = w @ X.astype(np.float64, copy=False)
-        centered = X - center  # float64, since center is
-        spread = np.einsum("i,ij,ik->jk", w, centered, centered)
+        m = len(collapsed)
+        keep_v, keep_i = np.empty(0), np.empty(0, dtype=np.intp)
+        keep_x = np.empty((0, rows.n_features), dtype=rows.dtype)
+        total = rows.total_weight
+        s1 = np.zeros(rows.n_features)
+        for a, b, block in rows.chunks():
+            log_norm = self._estimate_log_norm(block)[0]
+            w = rows.weight(a, b)
+            log_norm[w == 0] = np.inf
+            top = np.argsort(log_norm, kind="stable")[:m]
+            v = np.concatenate([keep_v, log_norm[top]])
+            i = np.concatenate([keep_i, top + a])
+            x = np.concatenate([keep_x, block[top]])
+            order = np.lexsort((i, v))[:m]  # lowest log-likelihood first, then index
+            keep_v, keep_i, keep_x = v[order], i[order], x[order]
+            s1 += (w / total) @ block.astype(np.float64)
+        center = s1
+        spread = np.zeros((rows.n_features, rows.n_features))
+        for a, b, block in rows.chunks():
+            centered = block - center  # float64, since center is
+            spread += np.einsum("i,ij,ik->jk", rows.weight(a, b) / total, centered, centered)
         spread[np.diag_indices_from(spread)] += self.reg_covar
         for j, k in enumerate(collapsed):
-            means[k] = X[order[j % order.size]]
-            weights[k] = 1.0 / X.shape[0]
+            means[k] = keep_x[j % keep_x.shape[0]]
+            weights[k] = 1.0 / rows.n_rows
             if self.covariance_type == "full":
                 covariances[k] = spread
             elif self.covariance_type == "diag":
                 covariances[k] = np.diag(spread)
             elif self.covariance_type == "spherical":
-                covariances[k] = np.trace(spread) / X.shape[1]
+                covariances[k] = np.trace(spread) / rows.n_features
         weights /= weights.sum()
         prec_chol, bad = self._prec_chol_of(covariances)
         if bad:
@@ -382,76 +422,77 @@ class GaussianMixture(BaseMixture):
             "components or a larger reg_covar.", CollapseWarning, stacklevel=4)
         return weights, means, covariances, prec_chol
 
-    def _m_step(self, X, sample_weight, stats):
+    def _m_step(self, rows, _, stats):
         means_shift, nk, sum_x, sum_xx = stats
-        return self._set_from_moments(X, sample_weight, nk, means_shift, sum_x, sum_xx)
+        return self._set_from_moments(rows, nk, means_shift, sum_x, sum_xx)
 
     # ------------------------------------------------------------------ initialization
-    def _initial_labels(self, X, sample_weight, random_state):
+    def _initial_labels(self, rows, random_state):
         """Hard initial assignment (-1: no component) for every ``init_params`` but
         "random", with scikit-learn's draws; None for "random"."""
-        n_samples, k = X.shape[0], self.n_components
+        n_samples, k = rows.n_rows, self.n_components
         if self.init_params == "random":
             return None
         if self.init_params == "kmeans":
             from .kmeans import KMeans
 
-            return KMeans(n_clusters=k, n_init=1, random_state=random_state,
-                          backend=self._runtime[0], n_threads=self._runtime[1]).fit(
-                X, sample_weight=sample_weight).labels_
+            km = KMeans(n_clusters=k, n_init=1, random_state=random_state,
+                        backend=self._runtime[0], n_threads=self._runtime[1])
+            return km._fit_rows(rows.copy()).labels_
         if self.init_params == "k-means++":
-            from .kmeans import kmeans_plusplus
+            from .kmeans import _kmeans_plusplus
 
-            _, indices = kmeans_plusplus(X, k, random_state=random_state,
-                                         sample_weight=sample_weight,
-                                         backend=self._runtime[0], n_threads=self._runtime[1])
+            _, indices = _kmeans_plusplus(rows, k, random_state, None,
+                                          self._kernels(self._runtime[0], "kmeans"),
+                                          self._runtime[1])
         else:
             indices = random_state.choice(n_samples, size=k, replace=False)
-        labels = np.full(n_samples, -1, dtype=np.intp)
+        labels = np.full(n_samples, -1, dtype=np.int32)
         labels[indices] = np.arange(k)
         return labels
 
-    def _initial_resp_blocks(self, n_samples, labels, random_state):
-        """Yield (start, resp_block) of initial responsibilities: one-hot rows of
-        ``labels``, or for "random" (``labels`` None) normalised uniform draws."""
+    def _initial_resp_blocks(self, rows, labels, random_state):
+        """Yield (start, rows block, resp block) of initial responsibilities: one-hot rows
+        of ``labels``, or for "random" (``labels`` None) normalised uniform draws."""
         k = self.n_components
-        for start in range(0, n_samples, _INIT_CHUNK):
-            stop = min(start + _INIT_CHUNK, n_samples)
-            if labels is None:
-                # the same stream as one uniform(size=(n, k)) call, drawn block by block
-                block = random_state.uniform(size=(stop - start, k))
-                yield start, block / block.sum(axis=1)[:, None]
-                continue
-            lab = labels[start:stop]
-            block = np.zeros((lab.size, k))
-            hit = lab >= 0
-            block[np.flatnonzero(hit), lab[hit]] = 1.0
-            yield start, block
+        for a, b, chunk in rows.chunks():
+            for lo in range(0, b - a, _INIT_CHUNK):
+                hi = min(lo + _INIT_CHUNK, b - a)
+                start, xb = a + lo, chunk[lo:hi]
+                if labels is None:
+                    # the same stream as one uniform(size=(n, k)) call, drawn block by block
+                    block = random_state.uniform(size=(hi - lo, k))
+                    yield start, xb, block / block.sum(axis=1)[:, None]
+                    continue
+                lab = labels[start:start + hi - lo]
+                block = np.zeros((lab.size, k))
+                hit = lab >= 0
+                block[np.flatnonzero(hit), lab[hit]] = 1.0
+                yield start, xb, block
 
-    def _initial_moments(self, X, sample_weight, random_state):
+    def _initial_moments(self, rows, random_state):
         """Two passes over the initial responsibilities: means, then shifted moments.
 
         The hard labels are computed once; only the "random" draws are replayed for the
         second pass (the random state ends as after drawing them once).
         """
-        n_samples = X.shape[0]
-        n_components, n_features = self.n_components, X.shape[1]
-        labels = self._initial_labels(X, sample_weight, random_state)
+        n_components, n_features = self.n_components, rows.n_features
+        labels = self._initial_labels(rows, random_state)
         nk = np.zeros(n_components)
         sums = np.zeros((n_components, n_features))
         state = random_state.get_state()
-        for start, resp in self._initial_resp_blocks(n_samples, labels, random_state):
-            wr = resp * sample_weight[start:start + resp.shape[0], None]
+        for start, xb, resp in self._initial_resp_blocks(rows, labels, random_state):
+            wr = resp * rows.weight(start, start + resp.shape[0])[:, None]
             nk += wr.sum(axis=0)
-            sums += wr.T @ X[start:start + resp.shape[0]].astype(np.float64)
+            sums += wr.T @ xb.astype(np.float64)
         shift = sums / (nk + _EPS)[:, None]
         end_state = random_state.get_state()
         random_state.set_state(state)  # replay the same draws for the second pass
         sum_x = np.zeros_like(sums)
         sum_xx = np.zeros(_xx_shape(self.covariance_type, n_components, n_features))
-        for start, resp in self._initial_resp_blocks(n_samples, labels, random_state):
-            xb = X[start:start + resp.shape[0]].astype(np.float64)
-            wr = resp * sample_weight[start:start + resp.shape[0], None]
+        for start, xb, resp in self._initial_resp_blocks(rows, labels, random_state):
+            xb = xb.astype(np.float64)
+            wr = resp * rows.weight(start, start + resp.shape[0])[:, None]
             for k in range(n_components):
                 y = xb - shift[k]
                 wy = y * wr[:, k, None]
@@ -467,15 +508,15 @@ class GaussianMixture(BaseMixture):
         random_state.set_state(end_state)
         return nk, shift, sum_x, sum_xx
 
-    def _initialize_parameters(self, X, sample_weight, random_state):
-        n_components, n_features = self.n_components, X.shape[1]
-        user = self._checked_user_init(X)
+    def _initialize_parameters(self, rows, _, random_state):
+        n_components, n_features = self.n_components, rows.n_features
+        user = self._checked_user_init(rows)
         if any(v is None for v in user.values()):
-            nk, shift, sum_x, sum_xx = self._initial_moments(X, sample_weight, random_state)
-            self._set_from_moments(X, sample_weight, nk, shift, sum_x, sum_xx)
+            nk, shift, sum_x, sum_xx = self._initial_moments(rows, random_state)
+            self._set_from_moments(rows, nk, shift, sum_x, sum_xx)
             if user["weights"] is None:
                 # scikit-learn: initial weights are nk / n_samples (nk including 10 eps)
-                self.weights_ = ((nk + _EPS) / sample_weight.sum()).astype(X.dtype)
+                self.weights_ = ((nk + _EPS) / rows.total_weight).astype(rows.dtype)
         if user["weights"] is not None:
             self.weights_ = user["weights"]
         if user["means"] is not None:
@@ -483,7 +524,7 @@ class GaussianMixture(BaseMixture):
         if user["precisions"] is not None:
             chol = _chol_from_precisions(user["precisions"].astype(np.float64),
                                          self.covariance_type)
-            self.precisions_cholesky_ = chol.astype(X.dtype)
+            self.precisions_cholesky_ = chol.astype(rows.dtype)
             self.precisions_ = user["precisions"]
             self.covariances_ = self._covariances_from_precisions(user["precisions"])
         assert self.means_.shape == (n_components, n_features)

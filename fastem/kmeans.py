@@ -34,11 +34,26 @@ from .exceptions import ConvergenceWarning
 _RELOCATION_CHUNK = 65536
 
 
-def _tolerance(X, tol):
-    """scikit-learn's ``tol``: a fraction of the mean per-feature variance of X."""
+def _mean(rows):
+    """Per-feature mean (float64), summed chunk by chunk."""
+    total = np.zeros(rows.n_features)
+    for _, _, block in rows.chunks():
+        total += block.sum(axis=0, dtype=np.float64)
+    return total / rows.n_rows
+
+
+def _tolerance(rows, tol):
+    """scikit-learn's ``tol``: a fraction of the mean per-feature variance of the data."""
     if tol == 0:
         return 0.0
-    return float(np.mean(np.var(X, axis=0, dtype=np.float64)) * tol)
+    s1 = np.zeros(rows.n_features)
+    s2 = np.zeros(rows.n_features)
+    for _, _, block in rows.chunks():
+        b = block.astype(np.float64)
+        s1 += b.sum(axis=0)
+        s2 += np.einsum("ij,ij->j", b, b)
+    mean = s1 / rows.n_rows
+    return float(np.mean(np.maximum(s2 / rows.n_rows - mean * mean, 0.0)) * tol)
 
 
 def _sq_dist_to_assigned(X, centers, labels):
@@ -51,7 +66,25 @@ def _sq_dist_to_assigned(X, centers, labels):
     return out
 
 
-def _relocate_empty_clusters(X, sample_weight, centers_old, sums, weight_sums, labels):
+def _farthest(rows, centers, labels, m):
+    """The ``m`` samples farthest from their assigned centers, farthest first, ties to the
+    lowest index, zero-weight samples last: (indices, their rows), in one pass."""
+    keep_d = np.empty(0)
+    keep_i = np.empty(0, dtype=np.intp)
+    keep_x = np.empty((0, rows.n_features), dtype=rows.dtype)
+    for start, stop, block in rows.chunks():
+        dist = _sq_dist_to_assigned(block, centers, labels[start:stop])
+        dist[rows.weight(start, stop) == 0] = -1.0
+        top = np.argsort(-dist, kind="stable")[:m]
+        d = np.concatenate([keep_d, dist[top]])
+        i = np.concatenate([keep_i, top + start])
+        x = np.concatenate([keep_x, block[top]])
+        order = np.lexsort((i, -d))[:m]  # by distance descending, then index
+        keep_d, keep_i, keep_x = d[order], i[order], x[order]
+    return keep_i, keep_x
+
+
+def _relocate_empty_clusters(rows, centers_old, sums, weight_sums, labels):
     """Give every empty cluster one of the samples farthest from its center.
 
     Deterministic: samples are ranked by squared distance to their assigned (old)
@@ -63,16 +96,16 @@ def _relocate_empty_clusters(X, sample_weight, centers_old, sums, weight_sums, l
     empty = np.flatnonzero(weight_sums == 0)
     if empty.size == 0:
         return 0
-    dist = _sq_dist_to_assigned(X, centers_old.astype(np.float64), labels)
-    dist[sample_weight == 0] = -1.0
-    far = np.argsort(-dist, kind="stable")[: empty.size]
-    for new_k, idx in zip(empty, far):
+    far, far_rows = _farthest(rows, centers_old.astype(np.float64), labels, empty.size)
+    weights = rows.weight_vector() if rows.weights is not None else None
+    for new_k, idx, x in zip(empty, far, far_rows):
         old_k = labels[idx]
-        contribution = sample_weight[idx] * X[idx].astype(np.float64)
+        w = 1.0 if weights is None else weights[idx]
+        contribution = w * x.astype(np.float64)
         sums[old_k] -= contribution
-        weight_sums[old_k] -= sample_weight[idx]
+        weight_sums[old_k] -= w
         sums[new_k] = contribution
-        weight_sums[new_k] = sample_weight[idx]
+        weight_sums[new_k] = w
     return empty.size
 
 
@@ -84,40 +117,66 @@ def _average_centers(sums, weight_sums, centers_old, dtype):
     return np.ascontiguousarray(centers, dtype=dtype)
 
 
-def _lloyd(X, sample_weight, centers_init, *, max_iter, tol, verbose, kern, n_threads,
+def _inertia(rows, centers, labels, kern, n_threads):
+    """Weighted inertia of the assignment ``labels``, summed chunk by chunk."""
+    return sum(kern.inertia(block, rows.weight(a, b), centers, labels[a:b], n_threads)
+               for a, b, block in rows.chunks())
+
+
+def _assign(rows, centers, labels, kern, n_threads):
+    """Nearest center of every sample, into ``labels``."""
+    for a, b, block in rows.chunks():
+        kern.assign_labels(block, centers, labels[a:b], np.empty(b - a, np.float64), n_threads)
+
+
+def _lloyd(rows, centers_init, *, max_iter, tol, verbose, kern, n_threads,
            resume=None, after_iteration=None):
     """One Lloyd run from ``centers_init``; returns labels, inertia, centers, n_iter.
+
+    Each iteration is one pass over the chunks of ``rows``: ``lloyd_step`` assigns a
+    chunk and gives its per-cluster sums, which are added in chunk order.  The
+    labels are the only per-row state (4 bytes a row); the labels that changed are
+    counted chunk by chunk against the previous iteration's.
 
     ``resume`` = (iterations done, centers, previous labels) continues a run from a
     checkpoint.  ``after_iteration(i, converged, centers, labels, shift, n_changed)`` is
     called after each iteration's update (``i`` counted from 0); a true return value
     stops the run there.
     """
-    n_samples, n_features = X.shape
+    n_samples, n_features = rows.shape
     n_clusters = centers_init.shape[0]
-    centers = np.ascontiguousarray(centers_init, dtype=X.dtype).copy()
+    centers = np.ascontiguousarray(centers_init, dtype=rows.dtype).copy()
     labels = np.full(n_samples, -1, dtype=np.int32)
-    labels_old = labels.copy()
     first = 0
     if resume is not None:
         first = resume[0]
-        centers = np.ascontiguousarray(resume[1], dtype=X.dtype).copy()
-        labels_old[:] = resume[2]
+        centers = np.ascontiguousarray(resume[1], dtype=rows.dtype).copy()
+        labels[:] = resume[2]
     sums = np.empty((n_clusters, n_features), dtype=np.float64)
     weight_sums = np.empty(n_clusters, dtype=np.float64)
+    chunk_sums, chunk_weights = np.empty_like(sums), np.empty_like(weight_sums)
+    new_labels = np.empty(min(rows.chunk_rows, n_samples), dtype=np.int32)
     strict_convergence = False
     i = first - 1
     for i in range(first, max_iter):
-        kern.lloyd_step(X, sample_weight, centers, labels, sums, weight_sums, n_threads)
-        _relocate_empty_clusters(X, sample_weight, centers, sums, weight_sums, labels)
-        centers_new = _average_centers(sums, weight_sums, centers, X.dtype)
+        sums[:] = 0.0
+        weight_sums[:] = 0.0
+        n_changed = 0
+        for a, b, block in rows.chunks():
+            lab = new_labels[: b - a]
+            kern.lloyd_step(block, rows.weight(a, b), centers, lab, chunk_sums, chunk_weights,
+                            n_threads)
+            n_changed += int(np.count_nonzero(lab != labels[a:b]))
+            labels[a:b] = lab
+            sums += chunk_sums
+            weight_sums += chunk_weights
+        _relocate_empty_clusters(rows, centers, sums, weight_sums, labels)
+        centers_new = _average_centers(sums, weight_sums, centers, rows.dtype)
         # squared total center shift, compared with tol as scikit-learn does
         shift = float(np.sum((centers_new.astype(np.float64) - centers) ** 2))
         if verbose:
-            value = kern.inertia(X, sample_weight, centers, labels, n_threads)
-            print(f"Iteration {i}, inertia {value}.")
+            print(f"Iteration {i}, inertia {_inertia(rows, centers, labels, kern, n_threads)}.")
         centers = centers_new
-        n_changed = int(np.count_nonzero(labels != labels_old))
         strict, converged = n_changed == 0, n_changed == 0 or shift <= tol
         if after_iteration is not None and after_iteration(i, converged, centers, labels, shift,
                                                            n_changed):
@@ -132,12 +191,10 @@ def _lloyd(X, sample_weight, centers_init, *, max_iter, tol, verbose, kern, n_th
             if verbose:
                 print(f"Converged at iteration {i}: center shift {shift} within tolerance {tol}.")
             break
-        labels_old[:] = labels
     if not strict_convergence:
         # the centers moved after the last assignment: reassign so labels match them
-        kern.assign_labels(X, centers, labels, np.empty(n_samples, np.float64), n_threads)
-    inertia = kern.inertia(X, sample_weight, centers, labels, n_threads)
-    return labels, inertia, centers, i + 1
+        _assign(rows, centers, labels, kern, n_threads)
+    return labels, _inertia(rows, centers, labels, kern, n_threads), centers, i + 1
 
 
 def _is_same_clustering(labels1, labels2, n_clusters):
@@ -146,36 +203,48 @@ def _is_same_clustering(labels1, labels2, n_clusters):
     return pairs.size == np.unique(labels1).size == np.unique(labels2).size
 
 
-def _kmeans_plusplus(X, n_clusters, sample_weight, random_state, n_local_trials, kern, n_threads):
+def _kmeans_plusplus(rows, n_clusters, random_state, n_local_trials, kern, n_threads):
     """Greedy k-means++ (Arthur & Vassilvitskii 2007, with local trials as in scikit-learn).
 
     Each new center is the best of ``n_local_trials`` candidates drawn with probability
     proportional to ``w_i * D(x_i)^2``, "best" meaning the lowest resulting potential
     ``sum_i w_i min(D(x_i)^2, ||x_i - candidate||^2)``.  The random draws are made in
     the same order as scikit-learn's, so the same ``random_state`` picks the same
-    centers up to floating-point ties.
+    centers up to floating-point ties.  Potentials are summed chunk by chunk; the
+    distances D(x_i)^2 (float64) and the weights are whole per-row vectors.
     """
-    n_samples, n_features = X.shape
+    n_samples, n_features = rows.shape
     if n_local_trials is None:
         n_local_trials = 2 + int(np.log(n_clusters))
-    centers = np.empty((n_clusters, n_features), dtype=X.dtype)
+    sample_weight = rows.weight_vector()
+    centers = np.empty((n_clusters, n_features), dtype=rows.dtype)
     indices = np.full(n_clusters, -1, dtype=np.intp)
     first = random_state.choice(n_samples, p=sample_weight / sample_weight.sum())
-    centers[0] = X[first]
+    centers[0] = rows.take([first])[0]
     indices[0] = first
     closest = np.full(n_samples, np.inf, dtype=np.float64)
-    kern.kmeanspp_update_closest(X, centers[0], closest, n_threads)
+
+    def update_closest(center):
+        for a, b, block in rows.chunks():
+            kern.kmeanspp_update_closest(block, center, closest[a:b], n_threads)
+
+    update_closest(centers[0])
     current_pot = float(closest @ sample_weight)
     potentials = np.empty(n_local_trials, dtype=np.float64)
+    chunk_potentials = np.empty_like(potentials)
     for c in range(1, n_clusters):
         rand_vals = random_state.uniform(size=n_local_trials) * current_pot
         candidate_ids = np.searchsorted(np.cumsum(sample_weight * closest), rand_vals)
         np.clip(candidate_ids, None, n_samples - 1, out=candidate_ids)
-        candidates = np.ascontiguousarray(X[candidate_ids])
-        kern.kmeanspp_trial_potentials(X, sample_weight, candidates, closest, potentials, n_threads)
+        candidates = rows.take(candidate_ids)
+        potentials[:] = 0.0
+        for a, b, block in rows.chunks():
+            kern.kmeanspp_trial_potentials(block, rows.weight(a, b), candidates, closest[a:b],
+                                           chunk_potentials, n_threads)
+            potentials += chunk_potentials
         best = int(np.argmin(potentials))
         current_pot = float(potentials[best])
-        kern.kmeanspp_update_closest(X, candidates[best], closest, n_threads)
+        update_closest(candidates[best])
         centers[c] = candidates[best]
         indices[c] = candidate_ids[best]
     return centers, indices
@@ -217,15 +286,17 @@ def kmeans_plusplus(X, n_clusters, *, sample_weight=None, x_squared_norms=None,
              backend=[None, Options(*BACKENDS)], n_threads=[None, Interval(numbers.Integral, 1, None)]),
         "kmeans_plusplus",
     )
-    X = check_array(X, owner="kmeans_plusplus")
-    if X.shape[0] < n_clusters:
-        raise ValueError(f"n_samples={X.shape[0]} should be >= n_clusters={n_clusters}.")
-    sample_weight = check_sample_weight(sample_weight, X.shape[0], owner="kmeans_plusplus")
-    check_magnitude(X, sample_weight)
+    from ._stream import rows_from
+
+    rows = rows_from(X, lambda a, name, cp: check_array(a, name=name, owner="kmeans_plusplus"),
+                     owner="kmeans_plusplus", sample_weight=sample_weight)
+    if rows.n_rows < n_clusters:
+        raise ValueError(f"n_samples={rows.n_rows} should be >= n_clusters={n_clusters}.")
+    rows.check_magnitude()
     backend = resolve_backend(backend)
     kern = get_kernels(backend, "kmeans")
     with limit_blas_threads():
-        return _kmeans_plusplus(X, n_clusters, sample_weight, check_random_state(random_state),
+        return _kmeans_plusplus(rows, n_clusters, check_random_state(random_state),
                                 n_local_trials, kern, resolve_n_threads(n_threads))
 
 
@@ -279,6 +350,7 @@ class KMeans(FastEMEstimator):
     """
 
     _estimator_type = "clusterer"
+    _streams = True
     _fitted_attributes = ("cluster_centers_", "labels_", "inertia_", "n_iter_", "backend_",
                           "_n_features_out")
 
@@ -339,29 +411,34 @@ class KMeans(FastEMEstimator):
             n_init = 1
         return n_init
 
-    def _check_centers(self, centers, X, what):
-        centers = check_array(centers, name=what, owner=type(self).__name__, dtype=X.dtype,
+    def _check_centers(self, centers, rows, what):
+        centers = check_array(centers, name=what, owner=type(self).__name__, dtype=rows.dtype,
                               copy=True)
-        if centers.shape != (self.n_clusters, X.shape[1]):
+        if centers.shape != (self.n_clusters, rows.n_features):
             raise ValueError(
                 f"The shape of {what} {centers.shape} does not match (n_clusters, n_features) = "
-                f"({self.n_clusters}, {X.shape[1]}).")
+                f"({self.n_clusters}, {rows.n_features}).")
         return centers
 
-    def _init_centroids(self, X, init, random_state, sample_weight, kern, n_threads):
+    def _init_centroids(self, rows, init, random_state, kern, n_threads):
         if isinstance(init, str) and init == "k-means++":
-            centers, _ = _kmeans_plusplus(X, self.n_clusters, sample_weight, random_state, None,
-                                          kern, n_threads)
+            centers, _ = _kmeans_plusplus(rows, self.n_clusters, random_state, None, kern,
+                                          n_threads)
         elif isinstance(init, str) and init == "random":
-            seeds = random_state.choice(X.shape[0], size=self.n_clusters, replace=False,
-                                        p=sample_weight / sample_weight.sum())
-            centers = X[seeds]
+            w = rows.weight_vector()
+            seeds = random_state.choice(rows.n_rows, size=self.n_clusters, replace=False,
+                                        p=w / w.sum())
+            centers = rows.take(seeds)
         elif callable(init):
+            if rows.array is None:
+                raise TypeError("a callable init needs the data as an array; with Chunks, pass "
+                                "the initial centers or use 'k-means++' or 'random'.")
+            X = rows.array if rows.shift is None else rows.array - rows.shift
             centers = self._check_centers(init(X, self.n_clusters, random_state=random_state),
-                                          X, "the centers returned by the init callable")
+                                          rows, "the centers returned by the init callable")
         else:
             centers = init
-        return np.ascontiguousarray(centers, dtype=X.dtype)
+        return np.ascontiguousarray(centers, dtype=rows.dtype)
 
     # ------------------------------------------------------------------ API
     def fit(self, X, y=None, sample_weight=None, *, callback=None, checkpoint=None,
@@ -391,38 +468,45 @@ class KMeans(FastEMEstimator):
         self
         """
         self._validate_params()
-        X = self._validate_data(X, reset=True, copy=self.copy_x)
-        n_samples = X.shape[0]
+        rows = self._validate_rows(X, sample_weight, reset=True, copy=self.copy_x)
+        return self._fit_rows(rows, callback, (checkpoint, checkpoint_every, checkpoint_seconds))
+
+    def _fit_rows(self, rows, callback=None, checkpointing=(None, 10, None)):
+        """``fit`` on validated rows (an in-memory array is centered in place)."""
+        n_samples = rows.n_rows
         if n_samples < self.n_clusters:
             raise ValueError(f"n_samples={n_samples} should be >= n_clusters={self.n_clusters}.")
-        sample_weight = check_sample_weight(sample_weight, n_samples, owner="KMeans")
-        n_positive = int(np.count_nonzero(sample_weight))
+        n_positive = (n_samples if rows.weights is None else
+                      int(np.count_nonzero(rows.weights)))
         if n_positive < self.n_clusters:
             raise ValueError(
                 f"sample_weight has only {n_positive} positive entries but n_clusters="
                 f"{self.n_clusters}; each cluster needs at least one sample of positive weight.")
-        check_magnitude(X, sample_weight)
+        rows.check_magnitude()
         n_init = self._resolve_n_init()
         init = self.init
         if not isinstance(init, str) and not callable(init):
-            init = self._check_centers(init, X, "the initial centers (init)")
-            check_magnitude(X[:1], None, name="init", also=init)
+            init = self._check_centers(init, rows, "the initial centers (init)")
+            rows.check_magnitude(name="init", also=init)
         backend, n_threads = self._resolve_runtime()
         kern = self._kernels(backend, "kmeans")
-        tol = _tolerance(X, self.tol)
         random_state = check_random_state(self.random_state)
         from ._checkpoint import Checkpointer
 
-        ckpt = Checkpointer(self, X, sample_weight, checkpoint, checkpoint_every,
-                            checkpoint_seconds)
+        ckpt = Checkpointer(self, rows, None, *checkpointing)
         saved = ckpt.resume(random_state)  # None, or where a killed run stopped
 
-        if not X.flags.writeable:
-            X = X.copy()
         # Center the data: the expansion ||x||^2 - 2 x.c + ||c||^2 loses precision far
-        # from the origin.  With copy_x=False this is the caller's array: restore it.
-        X_mean = X.mean(axis=0)
-        X -= X_mean
+        # from the origin.  An array in memory is centered in place (with copy_x=False
+        # this is the caller's array: restore it); streamed chunks as they are read.
+        X_mean = _mean(rows).astype(rows.dtype)
+        if rows.in_memory and not rows.array.flags.writeable:
+            rows.array = rows.array.copy()
+        if rows.in_memory:
+            rows.array -= X_mean
+        else:
+            rows.shift = X_mean
+        tol = _tolerance(rows, self.tol)
         if not isinstance(init, str) and not callable(init):
             init = init - X_mean
         try:
@@ -439,8 +523,8 @@ class KMeans(FastEMEstimator):
             with limit_blas_threads():
                 for init_no in range(first_init, n_init):
                     if resume is None:
-                        centers_init = self._init_centroids(X, init, random_state,
-                                                            sample_weight, kern, n_threads)
+                        centers_init = self._init_centroids(rows, init, random_state, kern,
+                                                            n_threads)
                         if self.verbose:
                             print("Initialization complete")
                     else:
@@ -460,7 +544,7 @@ class KMeans(FastEMEstimator):
                         return False
 
                     labels, inertia, centers, n_iter = _lloyd(
-                        X, sample_weight, centers_init, max_iter=self.max_iter, tol=tol,
+                        rows, centers_init, max_iter=self.max_iter, tol=tol,
                         verbose=self.verbose, kern=kern, n_threads=n_threads, resume=resume,
                         after_iteration=after_iteration)
                     resume = None
@@ -470,8 +554,9 @@ class KMeans(FastEMEstimator):
                     if stopped:
                         break
         finally:
-            if not self.copy_x:
-                X += X_mean
+            if rows.in_memory and not self.copy_x:
+                rows.array += X_mean
+            rows.shift = None
         labels, inertia, centers, n_iter = best
         centers += X_mean
         distinct = np.unique(labels).size

@@ -223,13 +223,13 @@ def test_kmeans_initialization_runs_once_per_init(monkeypatch):
     from fastem import kmeans as kmeans_module
 
     fits = []
-    original = kmeans_module.KMeans.fit
+    original = kmeans_module.KMeans._fit_rows
 
     def counting_fit(self, *args, **kwargs):
         fits.append(1)
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(kmeans_module.KMeans, "fit", counting_fit)
+    monkeypatch.setattr(kmeans_module.KMeans, "_fit_rows", counting_fit)
     GaussianMixture(3, n_init=2, init_params="kmeans", random_state=0).fit(overlapping(n=500))
     assert len(fits) == 2
 

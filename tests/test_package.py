@@ -94,9 +94,12 @@ def test_environment_variable_selects_backend():
 
 def test_config_context_restores_and_validates():
     before = fastem.get_config()
-    with fastem.config_context(backend="numpy", n_threads=1):
-        assert fastem.get_config() == {"backend": "numpy", "n_threads": 1}
+    with fastem.config_context(backend="numpy", n_threads=1, chunk_bytes=4096):
+        assert fastem.get_config() == {"backend": "numpy", "n_threads": 1, "chunk_bytes": 4096}
     assert fastem.get_config() == before
+    assert before["chunk_bytes"] == 2**26
+    with pytest.raises(ValueError, match="chunk_bytes"):
+        fastem.set_config(chunk_bytes=0)
     with pytest.raises(ValueError, match="n_threads"):
         fastem.set_config(n_threads=0)
     with pytest.raises(ValueError, match="backend"):

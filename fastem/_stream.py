@@ -1,0 +1,299 @@
+"""The rows a fit passes over, chunk by chunk: in memory, memory-mapped or streamed.
+
+Every fit visits its data in chunks of a fixed number of rows, ``chunk_rows`` (about
+``chunk_bytes`` of data, 64 MiB unless set with ``fastem.config_context``), runs the
+kernels on each chunk and adds the chunks' float64 sums in chunk order.  The chunk
+boundaries depend only on the number of rows and features, the dtype and
+``chunk_bytes`` -- not on where the rows come from -- so a fit gives bit-identical
+results on
+
+* an array in memory,
+* the same array memory-mapped from a ``.npy`` file (``np.load(path, mmap_mode="r")``),
+* ``Chunks(...)``: the same rows arriving as pieces cut anywhere (files of a directory,
+  a list of arrays, a function that yields arrays),
+
+and on any thread count.  A data set of one chunk runs as a single kernel call.
+
+Streamed data (a memory map or ``Chunks``) is never copied whole: pieces are re-cut
+into fixed chunks through one chunk-sized buffer, and the checks of the in-memory path
+(finite values, one width, magnitude) run once, in a first pass.  Per-row vectors of
+the fit itself (labels; k-means++'s distances while seeding) stay, at 4 to 24 bytes
+per row: see each model's notes.
+"""
+
+import glob
+import os
+
+import numpy as np
+
+from ._validation import magnitude_error
+
+
+class Chunks:
+    """Data given in pieces, for fitting data larger than memory.
+
+    ``fit(Chunks(source))`` runs the same algorithm as ``fit`` on the stacked array and
+    gives the same model, bit for bit, while holding only a chunk of rows at a time.
+    A full-batch fit reads the data once per iteration, so the source must be
+    readable again and again.
+
+    Parameters
+    ----------
+    source : one of
+        - a path to a ``.npy`` file (memory-mapped), a directory of ``.npy`` files or a
+          glob pattern (the files are read in sorted order);
+        - a list or tuple of 2-D arrays (or of ``.npy`` paths), in order;
+        - a callable taking no argument that returns a fresh iterable of 2-D arrays
+          each time it is called (e.g. reading a database cursor or Parquet row
+          groups).
+        A one-shot iterator (a generator object) cannot be read twice: wrap the code
+        that makes it in a function, or use ``partial_fit`` for a true stream.
+
+    Examples
+    --------
+    >>> import numpy as np, fastem
+    >>> parts = [np.random.default_rng(i).normal(size=(500, 3)) for i in range(4)]
+    >>> km = fastem.KMeans(3, random_state=0).fit(fastem.Chunks(parts))
+    """
+
+    def __init__(self, source):
+        if isinstance(source, (str, os.PathLike)):
+            path = os.fspath(source)
+            if os.path.isdir(path) or (glob.has_magic(path) and not os.path.exists(path)):
+                pattern = os.path.join(path, "*.npy") if os.path.isdir(path) else path
+                files = sorted(glob.glob(pattern))
+                if not files:
+                    raise ValueError(f"no .npy files match {path!r}")
+                source = files
+            elif not os.path.exists(path):
+                raise ValueError(f"data file not found: {path!r}")
+            else:
+                source = [path]
+        if isinstance(source, (list, tuple)):
+            if not source:
+                raise ValueError("Chunks got an empty list: give at least one array")
+            items = list(source)
+            self._open = lambda: (_open_piece(item) for item in items)
+            self._paths = [os.fspath(i) if isinstance(i, (str, os.PathLike)) else None
+                           for i in items]
+        elif callable(source):
+            self._open = source
+        elif hasattr(source, "__next__"):
+            raise TypeError(
+                "Chunks needs data it can read more than once (a fit passes over the data "
+                "at every iteration), but got a one-shot iterator. Pass a function that "
+                "returns a fresh iterator, e.g. Chunks(lambda: read_pieces()), or feed the "
+                "pieces to partial_fit.")
+        else:
+            raise TypeError(
+                "Chunks takes a path (.npy file, directory or glob), a list of arrays or a "
+                f"function returning an iterable of arrays; got {type(source).__name__}.")
+
+    _paths = ()
+
+    def __iter__(self):
+        return iter(self._open())
+
+    def describe(self, i):
+        """How errors name piece ``i``."""
+        path = self._paths[i] if i < len(self._paths) else None
+        return f"piece {i} of X" + (f" ({path})" if path else "")
+
+
+def _open_piece(item):
+    if isinstance(item, (str, os.PathLike)):
+        return np.load(os.fspath(item), mmap_mode="r", allow_pickle=False)
+    return item
+
+
+def is_streamed(X):
+    """True for input a fit must not copy whole: a memory map or ``Chunks``."""
+    return isinstance(X, (Chunks, np.memmap))
+
+
+def chunk_rows(n_features, dtype):
+    """Rows per chunk: ``chunk_bytes`` of data (at least one row)."""
+    from ._config import get_config
+
+    return max(1, get_config()["chunk_bytes"] // (n_features * np.dtype(dtype).itemsize))
+
+
+class Rows:
+    """Validated data of a fit, visited in fixed chunks, with the sample weights.
+
+    ``array`` is the data when it is an array (in memory or memory-mapped, then
+    ``in_memory`` says which); otherwise the rows come from a ``Chunks``.  ``shift``,
+    when set, is subtracted (in the data's dtype) from every streamed chunk as it is
+    read: K-means centers in-memory data in place and streamed data this way, with the
+    same result.  ``weights`` is None (all ones) or a float64 (n_rows,) array.
+    """
+
+    def __init__(self, *, array=None, in_memory=True, pieces=None, n_rows, n_features, dtype,
+                 span, weights=None):
+        self.array, self.in_memory, self._pieces = array, in_memory, pieces
+        self.n_rows, self.n_features, self.dtype = int(n_rows), int(n_features), np.dtype(dtype)
+        self.span = span
+        self.weights = weights
+        self.shift = None
+        self.chunk_rows = chunk_rows(self.n_features, self.dtype)
+        self.total_weight = float(n_rows if weights is None else np.sum(weights))
+        self._ones = None
+
+    def copy(self):
+        """Rows of the same data that can be centered without touching these: an array in
+        memory is copied, anything else is shared (streamed rows shift as they are read)."""
+        import copy
+
+        out = copy.copy(self)
+        if self.in_memory:
+            out.array = self.array.copy()
+        return out
+
+    @property
+    def shape(self):
+        return (self.n_rows, self.n_features)
+
+    # ------------------------------------------------------------------ reading
+    def chunks(self):
+        """(start, stop, block) over the rows in fixed chunks; ``block`` is C-contiguous in
+        ``dtype`` and must not be kept past the next step (the buffer is reused)."""
+        if self.array is not None:
+            for start in range(0, self.n_rows, self.chunk_rows):
+                stop = min(start + self.chunk_rows, self.n_rows)
+                yield start, stop, self._shifted(self.array[start:stop])
+            return
+        start = 0
+        for block in _recut(self._read_pieces(), self.chunk_rows, self.n_features, self.dtype):
+            stop = start + block.shape[0]
+            yield start, stop, self._shifted(block)
+            start = stop
+        if start != self.n_rows:
+            raise ValueError(f"the data changed while fitting: a pass read {start} rows, the "
+                             f"first pass {self.n_rows}")
+
+    def _read_pieces(self):
+        for piece in self._pieces:
+            yield np.require(np.asarray(piece), dtype=self.dtype, requirements="C")
+
+    def _shifted(self, block):
+        return block if self.shift is None else block - self.shift
+
+    def weight(self, start, stop):
+        """The sample weights of rows [start, stop), float64."""
+        if self.weights is not None:
+            return self.weights[start:stop]
+        if self._ones is None or self._ones.shape[0] < stop - start:
+            self._ones = np.ones(min(self.chunk_rows, self.n_rows))
+        return self._ones[: stop - start]
+
+    def weight_vector(self):
+        """All the weights as one (n_rows,) array (a transient for seeding draws)."""
+        return np.ones(self.n_rows) if self.weights is None else self.weights
+
+    def take(self, indices):
+        """Rows at ``indices`` (any order, repeats allowed), shifted like the chunks."""
+        indices = np.asarray(indices, dtype=np.intp)
+        if self.array is not None:
+            return np.ascontiguousarray(self._shifted(self.array[indices]))
+        out = np.empty((indices.size, self.n_features), dtype=self.dtype)
+        order = np.argsort(indices, kind="stable")
+        sorted_idx = indices[order]
+        for start, stop, block in self.chunks():
+            lo, hi = np.searchsorted(sorted_idx, [start, stop])
+            out[order[lo:hi]] = block[sorted_idx[lo:hi] - start]
+        return out
+
+    def fingerprint(self):
+        """What a checkpoint records of the data: its shape, weights and ~1,000 evenly
+        spaced rows, hashed (one pass for streamed data)."""
+        from ._checkpoint import data_fingerprint
+
+        step = max(1, self.n_rows // 1024)
+        sample = self.take(np.arange(0, self.n_rows, step))
+        weights = self.weight_vector() if self.weights is not None else np.array([-1.0])
+        return data_fingerprint([sample], self.n_rows, weights)
+
+    # ------------------------------------------------------------------ checks
+    def check_magnitude(self, name="X", also=None):
+        """``check_magnitude`` of the whole data, from the span found when validating."""
+        span = self.span
+        if also is not None and also.size:
+            span = max(span, abs(float(also.max())), abs(float(also.min())))
+        total = self.total_weight + (0 if also is None else also.shape[0])
+        message = magnitude_error(span, self.n_features, self.dtype, total, name)
+        if message:
+            raise ValueError(message)
+
+
+def _recut(pieces, n, n_features, dtype):
+    """Re-cut a stream of row blocks into blocks of exactly ``n`` rows (the last may be
+    shorter).  A run of ``n`` rows inside one piece is passed on as a view; rows that
+    straddle pieces are gathered in one reused buffer."""
+    buf, filled = None, 0
+    for piece in pieces:
+        pos, m = 0, piece.shape[0]
+        while pos < m:
+            if filled == 0 and m - pos >= n:
+                yield piece[pos:pos + n]
+                pos += n
+                continue
+            if buf is None:
+                buf = np.empty((n, n_features), dtype=dtype)
+            take = min(n - filled, m - pos)
+            buf[filled:filled + take] = piece[pos:pos + take]
+            filled, pos = filled + take, pos + take
+            if filled == n:
+                yield buf
+                filled = 0
+    if filled:
+        yield buf[:filled]
+
+
+def _span(X):
+    """max |x| over X, in blocks (no |X| temporary)."""
+    from ._validation import row_blocks
+
+    span = 0.0
+    for a, b in row_blocks(*X.shape, elements=2**20):
+        block = X[a:b]
+        span = max(span, abs(float(block.max())), abs(float(block.min())))
+    return span
+
+
+def rows_from(X, check, *, owner, copy=False, sample_weight=None):
+    """Validate X (an array, a memory map or ``Chunks``) into ``Rows``.
+
+    ``check(array, name, copy)`` is the model's check of one array (it returns the array
+    in float32/float64).  Streamed pieces are checked one by one in a first pass; the
+    data are float32 when every piece is, else float64.
+    """
+    if not isinstance(X, Chunks):
+        streamed = isinstance(X, np.memmap)
+        arr = check(X, "X", copy and not streamed)
+        weights = _weights(sample_weight, arr.shape[0], owner)
+        return Rows(array=arr, in_memory=not streamed, n_rows=arr.shape[0],
+                    n_features=arr.shape[1], dtype=arr.dtype, span=_span(arr), weights=weights)
+    n_rows, n_features, all32, span = 0, None, True, 0.0
+    for i, piece in enumerate(X):
+        piece = check(piece, X.describe(i), False)
+        if n_features is None:
+            n_features = piece.shape[1]
+        elif piece.shape[1] != n_features:
+            raise ValueError(f"{X.describe(i)} has {piece.shape[1]} columns but the first has "
+                             f"{n_features}; every piece needs the same columns.")
+        n_rows += piece.shape[0]
+        all32 &= piece.dtype == np.float32
+        span = max(span, _span(piece))
+    if n_features is None:
+        raise ValueError("X (Chunks) yielded no data.")
+    weights = _weights(sample_weight, n_rows, owner)
+    return Rows(pieces=X, in_memory=False, n_rows=n_rows, n_features=n_features,
+                dtype=np.float32 if all32 else np.float64, span=span, weights=weights)
+
+
+def _weights(sample_weight, n_rows, owner):
+    from ._validation import check_sample_weight
+
+    return None if sample_weight is None else check_sample_weight(sample_weight, n_rows,
+                                                                  owner=owner)
+
