@@ -12,6 +12,7 @@ from .bernoulli_mixture import BernoulliMixture
 from .categorical_mixture import CategoricalMixture
 from .gaussian_mixture import GaussianMixture
 from .kmeans import KMeans, kmeans_plusplus
+from .minibatch_kmeans import MiniBatchKMeans
 from .multinomial_mixture import MultinomialMixture
 
 __version__ = "0.1.0"
@@ -22,6 +23,7 @@ __all__ = [
     "Chunks",
     "GaussianMixture",
     "KMeans",
+    "MiniBatchKMeans",
     "available_backends",
     "config_context",
     "get_config",

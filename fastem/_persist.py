@@ -114,9 +114,9 @@ def save(est, path):
 
 def _model_classes():
     from . import (BernoulliMixture, CategoricalMixture, GaussianMixture, KMeans,
-                   MultinomialMixture)
+                   MiniBatchKMeans, MultinomialMixture)
 
-    return {c.__name__: c for c in (KMeans, GaussianMixture, BernoulliMixture,
+    return {c.__name__: c for c in (KMeans, MiniBatchKMeans, GaussianMixture, BernoulliMixture,
                                     MultinomialMixture, CategoricalMixture)}
 
 

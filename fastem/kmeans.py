@@ -26,6 +26,7 @@ from ._validation import (
     check_magnitude,
     check_random_state,
     check_sample_weight,
+    row_blocks,
     validate_params,
 )
 from .base import FastEMEstimator
@@ -48,10 +49,11 @@ def _tolerance(rows, tol):
         return 0.0
     s1 = np.zeros(rows.n_features)
     s2 = np.zeros(rows.n_features)
-    for _, _, block in rows.chunks():
-        b = block.astype(np.float64)
-        s1 += b.sum(axis=0)
-        s2 += np.einsum("ij,ij->j", b, b)
+    for _, _, chunk in rows.chunks():
+        for a, b in row_blocks(*chunk.shape, elements=2**18):  # small float64 temporaries
+            block = chunk[a:b].astype(np.float64)
+            s1 += block.sum(axis=0)
+            s2 += np.einsum("ij,ij->j", block, block)
     mean = s1 / rows.n_rows
     return float(np.mean(np.maximum(s2 / rows.n_rows - mean * mean, 0.0)) * tol)
 
@@ -234,7 +236,10 @@ def _kmeans_plusplus(rows, n_clusters, random_state, n_local_trials, kern, n_thr
     chunk_potentials = np.empty_like(potentials)
     for c in range(1, n_clusters):
         rand_vals = random_state.uniform(size=n_local_trials) * current_pot
-        candidate_ids = np.searchsorted(np.cumsum(sample_weight * closest), rand_vals)
+        # (with unit weights w * closest is closest itself: skip an N-long temporary)
+        cumulative = np.cumsum(closest if rows.weights is None else sample_weight * closest)
+        candidate_ids = np.searchsorted(cumulative, rand_vals)
+        del cumulative
         np.clip(candidate_ids, None, n_samples - 1, out=candidate_ids)
         candidates = rows.take(candidate_ids)
         potentials[:] = 0.0
