@@ -129,6 +129,8 @@ class DiscreteMixture(BaseMixture):
         "verbose_interval": [Interval(numbers.Integral, 1, None)],
         "backend": [None, Options(*BACKENDS)],
         "n_threads": [None, Interval(numbers.Integral, 1, None)],
+        "learning_decay": [Interval(numbers.Real, 0.5, 1.0, closed="right")],
+        "learning_offset": [Interval(numbers.Real, 0.0, None)],
     }
 
     def _check_log_tables(self, name, table, groups):
@@ -143,7 +145,7 @@ class DiscreteMixture(BaseMixture):
 
     def _set_common(self, n_components, alpha, tol, max_iter, n_init, init_params, weights_init,
                     means_init, random_state, warm_start, verbose, verbose_interval, backend,
-                    n_threads):
+                    n_threads, learning_decay, learning_offset):
         self.n_components = n_components
         self.alpha = alpha
         self.tol = tol
@@ -158,6 +160,8 @@ class DiscreteMixture(BaseMixture):
         self.verbose_interval = verbose_interval
         self.backend = backend
         self.n_threads = n_threads
+        self.learning_decay = learning_decay
+        self.learning_offset = learning_offset
 
     # ------------------------------------------------------------------ data
     def _check_data(self, X, sample_weight):

@@ -373,14 +373,8 @@ class BaseMixture(FastEMEstimator):
 
         self._validate_params()
         do_init = not (self.warm_start and hasattr(self, "converged_"))
-        rows = self._validate_rows(X, sample_weight, reset=do_init)
-        if rows.n_rows < self.n_components:
-            raise ValueError(
-                f"Expected n_samples >= n_components but got n_components = "
-                f"{self.n_components}, n_samples = {rows.n_rows}")
-        X, sample_weight = self._fit_data(rows)
-        backend, n_threads = self._resolve_runtime()
-        self._runtime = (backend, n_threads)
+        rows, X, sample_weight = self._start_fit(X, sample_weight, do_init, "")
+        backend = self._runtime[0]
         n_init = self.n_init if do_init else 1
         random_state = check_random_state(self.random_state)
         ckpt = Checkpointer(self, X, sample_weight, *checkpointing)
@@ -460,6 +454,18 @@ class BaseMixture(FastEMEstimator):
         # Final E-step: labels consistent with the fitted parameters (fit_predict only).
         return self._fit_labels(X) if labels else None
 
+    def _start_fit(self, X, sample_weight, initialize, context):
+        """Validate the data of a fit (rows, data, weights; see ``_fit_data``) and resolve
+        the backend; a model to initialize needs n_components samples."""
+        rows = self._validate_rows(X, sample_weight, reset=initialize)
+        if initialize and rows.n_rows < self.n_components:
+            raise ValueError(
+                f"Expected n_samples >= n_components{context} but got n_components = "
+                f"{self.n_components}, n_samples = {rows.n_rows}")
+        data, weights = self._fit_data(rows)
+        self._runtime = self._resolve_runtime()
+        return rows, data, weights
+
     def _fit_data(self, rows):
         """(data, sample weights) that the EM loop passes to ``_em_pass`` and friends, from
         the validated ``rows``: by default the whole array and a weight vector."""
@@ -468,6 +474,68 @@ class BaseMixture(FastEMEstimator):
 
     def _fit_labels(self, data):
         return self._estimate_log_norm(data)[1]
+
+    # ------------------------------------------------------------------ online EM
+    def partial_fit(self, X, y=None, sample_weight=None):
+        """One step of online (stepwise) EM on a batch of samples; returns self.
+
+        The model keeps a running average of the sufficient statistics per unit weight,
+        ``s <- (1 - eta_t) s + eta_t s(batch)``, where ``s(batch)`` are the batch's
+        expected statistics under the current parameters (its E-step), and sets the
+        parameters from ``s`` (the M-step).  The step size decays as
+        ``eta_t = (learning_offset + t) ** -learning_decay`` (t = 1, 2, ... counts the
+        steps after the first), which satisfies the conditions under which online EM
+        converges (Cappe & Moulines 2009: sum eta_t = inf, sum eta_t^2 < inf for a decay
+        in (0.5, 1]).  The first call initializes the parameters from its batch (with
+        ``init_params``, as ``fit`` does) unless the model is already fitted, and its
+        statistics replace the running average (eta = 1).
+
+        Attributes set: the parameters, ``n_steps_`` (batches seen), ``lower_bound_``
+        (the mean log-likelihood of the latest batch before its update: a noisy,
+        per-batch figure), ``n_iter_`` (= ``n_steps_``), ``converged_`` (always False: a
+        stream has no end to converge to).
+        """
+        from ._threads import limit_blas_threads
+        from ._validation import check_random_state
+
+        self._validate_params()
+        fitted = hasattr(self, "converged_")
+        rows, data, weights = self._start_fit(X, sample_weight, not fitted,
+                                              " in the first batch of partial_fit")
+        backend = self._runtime[0]
+        with limit_blas_threads():
+            if not fitted:
+                self.n_reseeded_ = 0
+                self._initialize_parameters(data, weights, check_random_state(self.random_state))
+            lower_bound, stats = self._em_pass(data, weights)
+            batch = self._stats_per_weight(stats, rows.total_weight)
+            running = getattr(self, "_running_stats", None)
+            steps = getattr(self, "n_steps_", 0) if running is not None else 0
+            if running is None:
+                running = batch
+            else:
+                eta = (self.learning_offset + steps) ** -self.learning_decay
+                running = tuple(None if r is None else (1 - eta) * r + eta * b
+                                for r, b in zip(running, batch))
+            self._running_stats = running
+            self._m_step(data, weights, self._stats_for_batch(running, rows.total_weight))
+        self.n_steps_ = steps + 1
+        self.n_iter_ = self.n_steps_
+        self.lower_bound_ = float(lower_bound)
+        self.lower_bounds_ = [self.lower_bound_]
+        self.converged_ = False
+        self.backend_ = backend
+        return self
+
+    def _stats_per_weight(self, stats, total_weight):
+        """A batch's statistics in the frame the running average keeps, per unit weight."""
+        return tuple(np.asarray(s, dtype=np.float64) / total_weight if s is not None else None
+                     for s in stats)
+
+    def _stats_for_batch(self, running, total_weight):
+        """The running average as the statistics of a batch of ``total_weight`` (what
+        ``_m_step`` takes)."""
+        return tuple(None if s is None else s * total_weight for s in running)
 
     def _pack_checkpoint(self, init, n_iter, lower_bound, bounds, best):
         """(JSON state, arrays function) of the EM loop after iteration ``n_iter``."""

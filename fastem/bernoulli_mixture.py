@@ -44,7 +44,7 @@ class BernoulliMixture(DiscreteMixture):
     weights_init : array-like (n_components,), default=None
     means_init : array-like (n_components, n_features), default=None
         Initial success probabilities, strictly between 0 and 1.
-    backend, n_threads
+    backend, n_threads, learning_decay, learning_offset
         As in ``GaussianMixture``; results are bit-identical for any ``n_threads``.
 
     ``X`` holds 0/1 values (bool, int or float), or counts 0..n_trials; NaN marks a
@@ -79,11 +79,13 @@ class BernoulliMixture(DiscreteMixture):
     def __init__(self, n_components=1, *, n_trials=1, alpha=1e-3, tol=1e-3, max_iter=100,
                  n_init=1, init_params="random_from_data", weights_init=None, means_init=None,
                  random_state=None, warm_start=False, verbose=0, verbose_interval=10,
-                 backend=None, n_threads=None):
+                 backend=None, n_threads=None, learning_decay=0.7,
+                 learning_offset=10.0):
         self.n_trials = n_trials
         self._set_common(n_components, alpha, tol, max_iter, n_init, init_params, weights_init,
                          means_init, random_state, warm_start, verbose, verbose_interval,
-                         backend, n_threads)
+                         backend, n_threads, learning_decay,
+                         learning_offset)
 
     # ------------------------------------------------------------------ data
     def _check_input(self, X, *, owner, copy):

@@ -44,7 +44,7 @@ class CategoricalMixture(DiscreteMixture):
     means_init : list of array-like, default=None
         Initial tables: for every feature an (n_components, n_categories_j) array of
         positive rows summing to 1.
-    backend, n_threads
+    backend, n_threads, learning_decay, learning_offset
         As in ``GaussianMixture``; results are bit-identical for any ``n_threads``.
 
     ``X``: integer category codes (n_samples, n_features); -1 marks a missing entry.
@@ -79,11 +79,13 @@ class CategoricalMixture(DiscreteMixture):
     def __init__(self, n_components=1, *, n_categories=None, alpha=1e-3, tol=1e-3,
                  max_iter=100, n_init=1, init_params="random_from_data", weights_init=None,
                  means_init=None, random_state=None, warm_start=False, verbose=0,
-                 verbose_interval=10, backend=None, n_threads=None):
+                 verbose_interval=10, backend=None, n_threads=None, learning_decay=0.7,
+                 learning_offset=10.0):
         self.n_categories = n_categories
         self._set_common(n_components, alpha, tol, max_iter, n_init, init_params, weights_init,
                          means_init, random_state, warm_start, verbose, verbose_interval,
-                         backend, n_threads)
+                         backend, n_threads, learning_decay,
+                         learning_offset)
 
     # ------------------------------------------------------------------ data
     def _check_input(self, X, *, owner, copy):

@@ -113,6 +113,15 @@ class GaussianMixture(BaseMixture):
     backend : {"auto", "numba", "cython", "numpy"}, default=None
     n_threads : int, default=None
         Results are bit-identical for any value.
+    learning_decay : float in (0.5, 1], default=0.7
+    learning_offset : float >= 0, default=10.0
+        Step sizes of ``partial_fit`` (online EM): the t-th step after the first blends
+        its batch's statistics in with weight ``(learning_offset + t) ** -learning_decay``
+        (the names and defaults of scikit-learn's LatentDirichletAllocation).
+
+    ``fit`` takes an array, a memory map (``np.load(path, mmap_mode="r")``) or
+    ``fastem.Chunks`` (data in pieces, read one chunk at a time): see ``fastem/_stream.py``.
+    ``partial_fit`` runs online EM on a stream of batches.
 
     Beyond scikit-learn: ``fit(X, sample_weight=...)``; float32 data keep float32
     parameters (statistics are accumulated in float64); a collapsing component (weight
@@ -174,12 +183,15 @@ class GaussianMixture(BaseMixture):
         "verbose_interval": [Interval(numbers.Integral, 1, None)],
         "backend": [None, Options(*BACKENDS)],
         "n_threads": [None, Interval(numbers.Integral, 1, None)],
+        "learning_decay": [Interval(numbers.Real, 0.5, 1.0, closed="right")],
+        "learning_offset": [Interval(numbers.Real, 0.0, None)],
     }
 
     def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6,
                  max_iter=100, n_init=1, init_params="kmeans", weights_init=None,
                  means_init=None, precisions_init=None, random_state=None, warm_start=False,
-                 verbose=0, verbose_interval=10, backend=None, n_threads=None):
+                 verbose=0, verbose_interval=10, backend=None, n_threads=None,
+                 learning_decay=0.7, learning_offset=10.0):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -196,6 +208,8 @@ class GaussianMixture(BaseMixture):
         self.verbose_interval = verbose_interval
         self.backend = backend
         self.n_threads = n_threads
+        self.learning_decay = learning_decay
+        self.learning_offset = learning_offset
 
     # ------------------------------------------------------------------ data checks
     _streams = True
@@ -421,6 +435,41 @@ class GaussianMixture(BaseMixture):
             f"worst-explained samples (n_reseeded_={self.n_reseeded_}). Consider fewer "
             "components or a larger reg_covar.", CollapseWarning, stacklevel=4)
         return weights, means, covariances, prec_chol
+
+    # ------------------------------------------------------------------ online EM
+    def _stats_per_weight(self, stats, total_weight):
+        """Statistics around one fixed center c (the model's mean when the running
+        average starts), per unit weight.  A batch's statistics come around each
+        component's current mean m_k; with u = x - m_k and delta_k = m_k - c, exactly:
+
+            sum w r (x - c)          = S1 + nk delta
+            sum w r (x - c)(x - c)^T = S2 + S1 delta^T + delta S1^T + nk delta delta^T
+
+        (diag: S2 + 2 delta S1 + nk delta^2; spherical: the trace of that)."""
+        shift, nk, sum_x, sum_xx = stats
+        if getattr(self, "_running_stats", None) is None:
+            self._online_center = self.weights_.astype(np.float64) @ shift
+        delta = shift - self._online_center
+        cross = sum_x[:, :, None] * delta[:, None, :]
+        cov = self.covariance_type
+        if cov == "full":
+            sum_xx = sum_xx + cross + cross.transpose(0, 2, 1) + \
+                nk[:, None, None] * delta[:, :, None] * delta[:, None, :]
+        elif cov == "tied":
+            sum_xx = sum_xx + (cross + cross.transpose(0, 2, 1) + nk[:, None, None]
+                               * delta[:, :, None] * delta[:, None, :]).sum(axis=0)
+        elif cov == "diag":
+            sum_xx = sum_xx + 2 * delta * sum_x + nk[:, None] * delta * delta
+        else:
+            sum_xx = sum_xx + 2 * np.einsum("kj,kj->k", delta, sum_x) + \
+                nk * np.einsum("kj,kj->k", delta, delta)
+        sum_x = sum_x + nk[:, None] * delta
+        return nk / total_weight, sum_x / total_weight, sum_xx / total_weight
+
+    def _stats_for_batch(self, running, total_weight):
+        nk, sum_x, sum_xx = running
+        shift = np.broadcast_to(self._online_center, sum_x.shape)
+        return shift, nk * total_weight, sum_x * total_weight, sum_xx * total_weight
 
     def _m_step(self, rows, _, stats):
         means_shift, nk, sum_x, sum_xx = stats

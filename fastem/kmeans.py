@@ -452,8 +452,12 @@ class KMeans(FastEMEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            float32 stays float32; other numeric types become float64.
+        X : array-like of shape (n_samples, n_features), memory map or ``fastem.Chunks``
+            float32 stays float32; other numeric types become float64.  A memory map
+            (``np.load(path, mmap_mode="r")``) or ``Chunks`` (data in pieces) is read
+            one chunk at a time and never copied: the fit holds the chunk being read,
+            ``labels_`` (4 bytes a row) and, while seeding k-means++, two float64
+            vectors per row; the result equals the in-memory fit bit for bit.
         y : ignored
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative weights; an integer weight acts as that many repeated rows.
