@@ -10,7 +10,7 @@ MODEL is kmeans (the default), gmm, bernoulli, multinomial or categorical.  DATA
 used as feature names; ``nan`` marks a missing entry), a ``.parquet`` file of numeric
 columns (with the ``parquet`` extra), a ``.npz`` sparse matrix written by
 ``scipy.sparse.save_npz``, or a directory / glob of chunk files of one such format
-(stacked in memory, in sorted order); with no DATA, ``fit`` runs on the bundled iris
+(read one file at a time, in sorted order; sparse chunks are stacked); with no DATA, ``fit`` runs on the bundled iris
 data.  Human output goes to stdout; errors go to stderr with exit code 2 and say what
 to fix (1 is left for anything unexpected).  Every file written is written atomically.
 """
@@ -34,9 +34,8 @@ def _load_data(path, stream=False):
     """(X, description, feature names or None) for a data path (None: bundled iris).
 
     A directory or a glob pattern names several chunk files of one format, read in
-    sorted order: with ``stream`` (models that fit streamed data) X is a
-    ``fastem.Chunks`` that reads one file at a time, else the chunks are stacked in
-    memory."""
+    sorted order: with ``stream`` X is a ``fastem.Chunks`` that reads one file at a time
+    (sparse ``.npz`` chunks are stacked in memory)."""
     if path is None:
         from .datasets import load_iris
 
@@ -156,7 +155,6 @@ def _load_parquet(path):
 
 # ----------------------------------------------------------------- models
 MODELS = ("kmeans", "gmm", "bernoulli", "multinomial", "categorical")
-STREAMING_MODELS = ("kmeans", "gmm")  # fit a directory of chunks one file at a time
 
 
 def _estimator(args, X):
@@ -225,7 +223,7 @@ def _print_summary(s, names, sizes):
 def _cmd_fit(args):
     import numpy as np
 
-    X, source, names = _load_data(args.data, stream=args.model in STREAMING_MODELS)
+    X, source, names = _load_data(args.data, stream=True)
     model = _estimator(args, X)
     progress = _Progress(model, enabled=not args.quiet and not args.json and sys.stderr.isatty())
     fit_options = dict(callback=progress, checkpoint=args.checkpoint,

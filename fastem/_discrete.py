@@ -60,6 +60,22 @@ class Encoded:
         n = self.X.shape[0] if self.dense else self.csr.shape[0]
         return (n, self.n_features)
 
+    def rows(self, start, stop, missing):
+        """The encoding of rows [start, stop) (views; ``missing``: whether they have a
+        missing entry)."""
+        cut = lambda a: None if a is None else a[start:stop]  # noqa: E731
+        if self.dense:
+            return Encoded(X=self.X[start:stop], missing=missing, log_base=cut(self.log_base),
+                           totals=cut(self.totals))
+        import scipy.sparse as sp
+
+        c = self.csr
+        lo, hi = c.indptr[start], c.indptr[stop]
+        csr = sp.csr_matrix((c.data[lo:hi], c.indices[lo:hi], c.indptr[start:stop + 1] - lo),
+                            shape=(stop - start, self.n_features), copy=False)
+        return Encoded(csr=csr, n_features=self.n_features, log_base=cut(self.log_base),
+                       totals=cut(self.totals))
+
     def chunks(self):
         """(start, stop, block) over the rows: a dense float64 block with NaN as 0 and
         its observed-entry indicator, or a CSR slice (and None)."""
@@ -84,6 +100,47 @@ class Encoded:
             if observed is not None:
                 sum_obs = sum_obs + observed.T.astype(np.float64) @ wr
         return nk, sum_x, (sum_obs if self.dense else None)
+
+
+class EncodedParts:
+    """The data of a fit as encoded chunks, one per chunk of ``rows`` (see
+    ``fastem/_stream.py``): slices of one encoding of the whole array when it is in
+    memory, or each chunk encoded as it is read when it is streamed.  Both give the same
+    chunks (the per-chunk missing-entry flag included), so the fits are identical."""
+
+    def __init__(self, rows, encode, whole=None):
+        self.rows, self._encode, self.whole = rows, encode, whole
+        self.shape = rows.shape
+        self.total_weight = rows.total_weight
+        self._missing = None
+        if whole is None:  # the encoding's width and layout, from the first row
+            _, _, block = next(iter(rows.chunks()))
+            whole = encode(block[:1])
+        elif whole.dense:
+            self._missing = [bool(np.isnan(whole.X[a:b]).any()) for a, b in rows.spans()]
+        self.n_features, self.dense = whole.n_features, whole.dense
+
+    def parts(self):
+        """(start, stop, Encoded of those rows, their weights), in order."""
+        if self.whole is None:
+            for a, b, block in self.rows.chunks():
+                yield a, b, self._encode(block), self.rows.weight(a, b)
+            return
+        for i, (a, b) in enumerate(self.rows.spans()):
+            missing = self._missing[i] if self._missing is not None else False
+            yield a, b, self.whole.rows(a, b, missing), self.rows.weight(a, b)
+
+    def has_missing(self):
+        return any(enc.missing for _, _, enc, _ in self.parts())
+
+    def weighted_sums(self, resp_blocks):
+        """``Encoded.weighted_sums`` over every part, in order (row indices global)."""
+        nk = sum_x = sum_obs = 0.0
+        for a, _, enc, _ in self.parts():
+            part = enc.weighted_sums(lambda start, stop, a=a: resp_blocks(a + start, a + stop))
+            nk, sum_x = nk + part[0], sum_x + part[1]
+            sum_obs = None if part[2] is None else sum_obs + part[2]
+        return nk, sum_x, sum_obs
 
 
 def smoothed_log_probs(counts, totals, n_outcomes, alpha):
@@ -164,14 +221,33 @@ class DiscreteMixture(BaseMixture):
         self.learning_offset = learning_offset
 
     # ------------------------------------------------------------------ data
+    _streams = True
+
     def _check_data(self, X, sample_weight):
         return X if isinstance(X, Encoded) else self._encode(X)
 
-    def _data_fingerprint(self, enc, sample_weight):
+    def _fit_data(self, rows):
+        """Fits run over ``EncodedParts``: an array in memory is encoded once, streamed
+        data chunk by chunk at every pass."""
+        if rows.in_memory:
+            return EncodedParts(rows, None, whole=self._encode(rows.array)), None
+        return EncodedParts(rows, self._encode), None
+
+    def _data_fingerprint(self, parts, sample_weight):
         from ._checkpoint import data_fingerprint
 
-        arrays = [enc.X] if enc.dense else [enc.csr.indptr, enc.csr.indices, enc.csr.data]
-        return data_fingerprint(arrays, enc.shape[0], sample_weight)
+        whole = parts.whole
+        if whole is None or whole.dense:
+            return parts.rows.fingerprint()
+        c = whole.csr
+        return data_fingerprint([c.indptr, c.indices, c.data], whole.shape[0],
+                                parts.rows.weight_vector())
+
+    def _fit_labels(self, parts):
+        labels = np.empty(parts.shape[0], dtype=np.int32)
+        for a, b, enc, _ in parts.parts():
+            labels[a:b] = self._estimate_log_norm(enc)[1]
+        return labels
 
     # ------------------------------------------------------------------ kernels
     def _kern(self):
@@ -193,18 +269,22 @@ class DiscreteMixture(BaseMixture):
             return getattr(kern, f"{name}_csr")(c.data, c.indices, c.indptr, *w, coef, offset,
                                                 *outputs, self._runtime[1])
 
-    def _em_pass(self, enc, sample_weight):
-        k, d = self.n_components, enc.n_features
-        nk, sum_x, sum_obs = np.empty(k), np.empty((d, k)), np.empty((d, k))
-        if enc.dense:
-            ll = self._call("accumulate_stats", enc, sample_weight, nk, sum_x, sum_obs)
-        else:
-            ll = self._call("accumulate_stats", enc, sample_weight, nk, sum_x)
-            sum_obs = None
-        if enc.log_base is not None:
-            ll += float(sample_weight @ enc.log_base)
-        total = sample_weight.sum()
-        return (ll + self._log_prior()) / total, (nk, sum_x, sum_obs)
+    def _em_pass(self, parts, _):
+        """Log posterior per unit weight and the statistics, summed part by part."""
+        k, d = self.n_components, parts.n_features
+        nk, sum_x = np.zeros(k), np.zeros((d, k))
+        sum_obs = np.zeros((d, k)) if parts.dense else None
+        part = np.empty(k), np.empty((d, k)), np.empty((d, k))
+        ll = 0.0
+        for _, _, enc, w in parts.parts():
+            ll += self._call("accumulate_stats", enc, w, *part[:3 if enc.dense else 2])
+            nk += part[0]
+            sum_x += part[1]
+            if sum_obs is not None:
+                sum_obs += part[2]
+            if enc.log_base is not None:
+                ll += float(w @ enc.log_base)
+        return (ll + self._log_prior()) / parts.total_weight, (nk, sum_x, sum_obs)
 
     def _estimate_log_norm(self, enc):
         n = enc.shape[0]
@@ -233,59 +313,64 @@ class DiscreteMixture(BaseMixture):
         self.weights_ = nk / nk.sum()
 
     # ------------------------------------------------------------------ initialization
-    def _initial_resp(self, enc, sample_weight, random_state):
+    def _initial_resp(self, parts, random_state):
         """A function (start, stop) -> w_i r_ik of the initial responsibilities, to be
-        called once per chunk, in order (so "random" never holds an N x K matrix)."""
-        n, k = enc.shape[0], self.n_components
+        called once per block, in order (so "random" never holds an N x K matrix)."""
+        k, rows = self.n_components, parts.rows
         if self.init_params == "random":
             def random_block(start, stop):
-                # the same stream as one uniform(size=(n, k)) call, drawn chunk by chunk
+                # the same stream as one uniform(size=(n, k)) call, drawn block by block
                 block = random_state.uniform(size=(stop - start, k))
-                return block / block.sum(axis=1)[:, None] * sample_weight[start:stop, None]
+                return block / block.sum(axis=1)[:, None] * rows.weight(start, stop)[:, None]
 
             return random_block
         if self.init_params == "kmeans":
-            labels = self._kmeans_labels(enc, sample_weight, random_state)
+            labels = self._kmeans_labels(parts, random_state)
         else:  # random_from_data: k distinct rows of positive weight, one per component
-            candidates = np.flatnonzero(sample_weight > 0)
+            candidates = np.flatnonzero(rows.weight_vector() > 0)
             if candidates.size < k:
                 raise ValueError(
                     f"n_components={k} but only {candidates.size} samples have positive "
                     "weight; use fewer components.")
-            labels = np.full(n, -1, dtype=np.intp)
-            labels[random_state.choice(candidates, size=k, replace=False)] = np.arange(k)
+            chosen = random_state.choice(candidates, size=k, replace=False)
+            labels = None
 
         def one_hot_block(start, stop):
-            lab = labels[start:stop]
             block = np.zeros((stop - start, k))
-            hit = np.flatnonzero(lab >= 0)
-            block[hit, lab[hit]] = sample_weight[start:stop][hit]
+            if labels is None:  # the k chosen rows only
+                comp = np.flatnonzero((chosen >= start) & (chosen < stop))
+                hit = chosen[comp] - start
+            else:
+                lab = labels[start:stop]
+                hit = np.flatnonzero(lab >= 0)
+                comp = lab[hit]
+            block[hit, comp] = rows.weight(start, stop)[hit]
             return block
 
         return one_hot_block
 
-    def _kmeans_labels(self, enc, sample_weight, random_state):
+    def _kmeans_labels(self, parts, random_state):
         from .kmeans import KMeans
 
-        if not enc.dense or enc.missing:
+        if not parts.dense or parts.has_missing():
             raise ValueError(
                 f"init_params='kmeans' needs dense data without missing entries; use "
                 f"init_params='random_from_data' for {type(self).__name__} on this input.")
-        return KMeans(n_clusters=self.n_components, n_init=1, random_state=random_state,
-                      backend=self._runtime[0], n_threads=self._runtime[1]).fit(
-            enc.X, sample_weight=sample_weight).labels_
+        km = KMeans(n_clusters=self.n_components, n_init=1, random_state=random_state,
+                    backend=self._runtime[0], n_threads=self._runtime[1])
+        return km._fit_rows(parts.rows.copy()).labels_
 
-    def _initialize_parameters(self, enc, sample_weight, random_state):
+    def _initialize_parameters(self, parts, sample_weight, random_state):
         weights = self._checked_weights_init()
         if weights is None or self.means_init is None:
             # as GaussianMixture: what the user did not give comes from initial
             # responsibilities (a pass over the data, skipped when both are given)
-            stats = enc.weighted_sums(self._initial_resp(enc, sample_weight, random_state))
-            self._m_step(enc, sample_weight, stats)
+            stats = parts.weighted_sums(self._initial_resp(parts, random_state))
+            self._m_step(parts, sample_weight, stats)
         if weights is not None:
             self.weights_ = weights / weights.sum()
         if self.means_init is not None:
-            self._set_user_tables(enc.n_features)
+            self._set_user_tables(parts.n_features)
 
     # ------------------------------------------------------------------ shared API pieces
     def _sample_components(self, n_samples, rng):

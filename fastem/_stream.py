@@ -111,11 +111,14 @@ def is_streamed(X):
     return isinstance(X, (Chunks, np.memmap))
 
 
-def chunk_rows(n_features, dtype):
-    """Rows per chunk: ``chunk_bytes`` of data (at least one row)."""
+def chunk_rows(n_features, dtype, row_bytes=None):
+    """Rows per chunk: ``chunk_bytes`` of data (at least one row); ``row_bytes`` overrides
+    the dense size of a row (sparse data)."""
     from ._config import get_config
 
-    return max(1, get_config()["chunk_bytes"] // (n_features * np.dtype(dtype).itemsize))
+    if row_bytes is None:
+        row_bytes = n_features * np.dtype(dtype).itemsize
+    return max(1, int(get_config()["chunk_bytes"] // max(row_bytes, 1)))
 
 
 class Rows:
@@ -129,15 +132,16 @@ class Rows:
     """
 
     def __init__(self, *, array=None, in_memory=True, pieces=None, n_rows, n_features, dtype,
-                 span, weights=None):
+                 span, weights=None, row_bytes=None):
         self.array, self.in_memory, self._pieces = array, in_memory, pieces
         self.n_rows, self.n_features, self.dtype = int(n_rows), int(n_features), np.dtype(dtype)
         self.span = span
         self.weights = weights
         self.shift = None
-        self.chunk_rows = chunk_rows(self.n_features, self.dtype)
+        self.chunk_rows = chunk_rows(self.n_features, self.dtype, row_bytes)
         self.total_weight = float(n_rows if weights is None else np.sum(weights))
         self._ones = None
+        self._buffer = None
 
     def copy(self):
         """Rows of the same data that can be centered without touching these: an array in
@@ -145,6 +149,7 @@ class Rows:
         import copy
 
         out = copy.copy(self)
+        out._buffer = None
         if self.in_memory:
             out.array = self.array.copy()
         return out
@@ -158,14 +163,13 @@ class Rows:
         """(start, stop, block) over the rows in fixed chunks; ``block`` is C-contiguous in
         ``dtype`` and must not be kept past the next step (the buffer is reused)."""
         if self.array is not None:
-            for start in range(0, self.n_rows, self.chunk_rows):
-                stop = min(start + self.chunk_rows, self.n_rows)
-                yield start, stop, self._shifted(self.array[start:stop])
+            for start, stop in self.spans():
+                yield start, stop, self._shifted_chunk(self.array[start:stop])
             return
         start = 0
         for block in _recut(self._read_pieces(), self.chunk_rows, self.n_features, self.dtype):
             stop = start + block.shape[0]
-            yield start, stop, self._shifted(block)
+            yield start, stop, self._shifted_chunk(block)
             start = stop
         if start != self.n_rows:
             raise ValueError(f"the data changed while fitting: a pass read {start} rows, the "
@@ -177,6 +181,21 @@ class Rows:
 
     def _shifted(self, block):
         return block if self.shift is None else block - self.shift
+
+    def _shifted_chunk(self, block):
+        """``_shifted`` into one reused chunk buffer: a fresh 64 MiB array per chunk and
+        pass costs more in page faults than the subtraction itself."""
+        if self.shift is None:
+            return block
+        if self._buffer is None:
+            self._buffer = np.empty((min(self.chunk_rows, self.n_rows), self.n_features),
+                                    dtype=self.dtype)
+        return np.subtract(block, self.shift, out=self._buffer[: block.shape[0]])
+
+    def spans(self):
+        """(start, stop) of every chunk, without reading the data."""
+        for start in range(0, self.n_rows, self.chunk_rows):
+            yield start, min(start + self.chunk_rows, self.n_rows)
 
     def weight(self, start, stop):
         """The sample weights of rows [start, stop), float64."""
@@ -265,30 +284,37 @@ def rows_from(X, check, *, owner, copy=False, sample_weight=None):
 
     ``check(array, name, copy)`` is the model's check of one array (it returns the array
     in float32/float64).  Streamed pieces are checked one by one in a first pass; the
-    data are float32 when every piece is, else float64.
+    data take the common dtype of the checked pieces (float32 only when every piece is).
     """
     if not isinstance(X, Chunks):
         streamed = isinstance(X, np.memmap)
         arr = check(X, "X", copy and not streamed)
         weights = _weights(sample_weight, arr.shape[0], owner)
+        row_bytes = None
+        if not isinstance(arr, np.ndarray):  # a CSR matrix: chunks by stored bytes
+            row_bytes = (arr.data.nbytes + arr.indices.nbytes) / max(1, arr.shape[0])
         return Rows(array=arr, in_memory=not streamed, n_rows=arr.shape[0],
-                    n_features=arr.shape[1], dtype=arr.dtype, span=_span(arr), weights=weights)
-    n_rows, n_features, all32, span = 0, None, True, 0.0
+                    n_features=arr.shape[1], dtype=arr.dtype, span=_span(arr), weights=weights,
+                    row_bytes=row_bytes)
+    n_rows, n_features, dtypes, span = 0, None, set(), 0.0
     for i, piece in enumerate(X):
         piece = check(piece, X.describe(i), False)
+        if not isinstance(piece, np.ndarray):
+            raise TypeError(f"{X.describe(i)} is a {type(piece).__name__}: Chunks takes dense "
+                            "arrays (fit a sparse matrix whole, in memory).")
         if n_features is None:
             n_features = piece.shape[1]
         elif piece.shape[1] != n_features:
             raise ValueError(f"{X.describe(i)} has {piece.shape[1]} columns but the first has "
                              f"{n_features}; every piece needs the same columns.")
         n_rows += piece.shape[0]
-        all32 &= piece.dtype == np.float32
+        dtypes.add(piece.dtype)
         span = max(span, _span(piece))
     if n_features is None:
         raise ValueError("X (Chunks) yielded no data.")
     weights = _weights(sample_weight, n_rows, owner)
     return Rows(pieces=X, in_memory=False, n_rows=n_rows, n_features=n_features,
-                dtype=np.float32 if all32 else np.float64, span=span, weights=weights)
+                dtype=np.result_type(*dtypes), span=span, weights=weights)
 
 
 def _weights(sample_weight, n_rows, owner):

@@ -213,7 +213,11 @@ class FastEMEstimator:
         elif rows.n_features != self.n_features_in_:
             raise ValueError(f"X has {rows.n_features} features, but {owner} is expecting "
                              f"{self.n_features_in_} features as input.")
+        self._check_rows(rows, reset)
         return rows
+
+    def _check_rows(self, rows, reset):
+        """Model-specific checks of streamed data that need every row (a pass)."""
 
     def _check_input(self, X, *, owner, copy, name="X"):
         """The model's data check (dense, finite, float32/float64 by default)."""

@@ -25,6 +25,11 @@ from ._discrete import DiscreteMixture, Encoded, check_probability_table, smooth
 from ._validation import Interval, check_array, row_blocks
 
 
+def _entry(name, i, j):
+    """How an error names entry (i, j) of ``name`` (X, or a piece of streamed X)."""
+    return f"{name}[{i}, {j}]" if name == "X" else f"row {i}, column {j} of {name}"
+
+
 class BernoulliMixture(DiscreteMixture):
     """Mixture of independent Bernoulli / binomial features, fitted by EM.
 
@@ -88,8 +93,8 @@ class BernoulliMixture(DiscreteMixture):
                          learning_offset)
 
     # ------------------------------------------------------------------ data
-    def _check_input(self, X, *, owner, copy):
-        X = check_array(X, owner=owner, copy=copy, allow_nan=True)
+    def _check_input(self, X, *, owner, copy, name="X"):
+        X = check_array(X, name=name, owner=owner, copy=copy, allow_nan=True)
         m = int(self.n_trials)
         for start, stop in row_blocks(*X.shape):  # blocks bound the temporaries
             block = X[start:stop]
@@ -98,8 +103,8 @@ class BernoulliMixture(DiscreteMixture):
                 i, j = np.argwhere(bad)[0]
                 want = "0 or 1" if m == 1 else f"whole numbers of successes in 0..{m}"
                 raise ValueError(
-                    f"{owner} needs {want} (NaN for a missing entry); X[{start + i}, {j}] is "
-                    f"{block[i, j]!r}." + ("" if m > 1 else " For counts out of m trials, set "
+                    f"{owner} needs {want} (NaN for a missing entry); "
+                    f"{_entry(name, start + i, j)} is {block[i, j]!r}." + ("" if m > 1 else " For counts out of m trials, set "
                                           "n_trials=m."))
         return X
 

@@ -88,7 +88,7 @@ class CategoricalMixture(DiscreteMixture):
                          learning_offset)
 
     # ------------------------------------------------------------------ data
-    def _check_input(self, X, *, owner, copy):
+    def _check_input(self, X, *, owner, copy, name="X"):
         if _is_sparse(X):
             raise TypeError(f"{owner} needs a dense array of integer category codes, not a "
                             "sparse matrix.")
@@ -120,22 +120,35 @@ class CategoricalMixture(DiscreteMixture):
 
     def _validate_data(self, X, *, reset, copy=False):
         X = super()._validate_data(X, reset=reset, copy=copy)
-        if reset:
-            self.n_categories_ = self._declared_categories(X)
-        too_big = X >= self.n_categories_[None, :]
-        if too_big.any():
-            i, j = np.argwhere(too_big)[0]
-            raise ValueError(
-                f"X[{i}, {j}] = {X[i, j]} but feature {j} has {self.n_categories_[j]} categories "
-                f"(codes 0..{self.n_categories_[j] - 1}); "
-                + ("pass n_categories to declare more." if reset else
-                   "this code was not seen (or declared) when the model was fitted."))
+        self._check_codes(lambda: [(0, X)], X.shape[1], reset)
         return X
 
-    def _declared_categories(self, X):
-        d = X.shape[1]
-        if self.n_categories is None:
-            return np.maximum(X.max(axis=0).astype(np.int64) + 1, 1)
+    def _check_rows(self, rows, reset):
+        self._check_codes(lambda: ((a, block) for a, _, block in rows.chunks()),
+                          rows.n_features, reset)
+
+    def _check_codes(self, blocks, d, reset):
+        """Set n_categories_ (on ``reset``) and refuse codes beyond it; ``blocks()`` yields
+        (first row, codes) over the data."""
+        if reset:
+            if self.n_categories is None:  # inferred: max code + 1, nothing to refuse
+                top = np.full(d, -1, dtype=np.int64)
+                for _, block in blocks():
+                    np.maximum(top, block.max(axis=0), out=top)
+                self.n_categories_ = np.maximum(top + 1, 1)
+                return
+            self.n_categories_ = self._declared_categories(d)
+        for start, block in blocks():
+            too_big = block >= self.n_categories_[None, :]
+            if too_big.any():
+                i, j = np.argwhere(too_big)[0]
+                raise ValueError(
+                    f"X[{start + i}, {j}] = {block[i, j]} but feature {j} has "
+                    f"{self.n_categories_[j]} categories (codes 0..{self.n_categories_[j] - 1}); "
+                    + ("pass n_categories to declare more." if reset else
+                       "this code was not seen (or declared) when the model was fitted."))
+
+    def _declared_categories(self, d):
         cats = np.asarray(self.n_categories)
         if cats.ndim == 0:
             cats = np.full(d, cats)

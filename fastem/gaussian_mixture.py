@@ -540,11 +540,16 @@ class GaussianMixture(BaseMixture):
         sum_x = np.zeros_like(sums)
         sum_xx = np.zeros(_xx_shape(self.covariance_type, n_components, n_features))
         for start, xb, resp in self._initial_resp_blocks(rows, labels, random_state):
-            xb = xb.astype(np.float64)
-            wr = resp * rows.weight(start, start + resp.shape[0])[:, None]
-            for k in range(n_components):
-                y = xb - shift[k]
-                wy = y * wr[:, k, None]
+            w = rows.weight(start, start + resp.shape[0])
+            if labels is None:
+                members = [(k, slice(None), resp[:, k] * w) for k in range(n_components)]
+            else:  # hard labels: component k only sees its own rows (resp 1, others 0)
+                lab = labels[start:start + resp.shape[0]]
+                members = [(k, idx, w[idx]) for k in np.unique(lab[lab >= 0])
+                           for idx in [np.flatnonzero(lab == k)]]
+            for k, idx, wk in members:
+                y = xb[idx].astype(np.float64) - shift[k]
+                wy = y * wk[:, None]
                 sum_x[k] += wy.sum(axis=0)
                 if self.covariance_type == "full":
                     sum_xx[k] += wy.T @ y

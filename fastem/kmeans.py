@@ -205,6 +205,48 @@ def _is_same_clustering(labels1, labels2, n_clusters):
     return pairs.size == np.unique(labels1).size == np.unique(labels2).size
 
 
+def cumulative_search(pieces, targets, side="left", normalize=False):
+    """``np.searchsorted(cumsum, targets, side)`` for ``cumsum`` the cumulative sum of the
+    concatenated ``pieces()`` (non-negative float64 arrays, in order), bit for bit,
+    without an N-long array: each piece's running sum starts from the previous piece's
+    last one, which is exactly how ``np.cumsum`` adds.  With ``normalize`` the search is
+    over ``cumsum / cumsum[-1]`` (``pieces`` is then called twice)."""
+    targets = np.asarray(targets, dtype=np.float64)
+    total = None
+    if normalize:
+        carry = 0.0
+        for v in pieces():
+            if v.size:
+                carry = np.cumsum(np.concatenate([[carry], v]))[-1]
+        total = carry
+    out = np.full(targets.shape, -1, dtype=np.intp)
+    carry, offset = 0.0, 0
+    for v in pieces():
+        if not v.size:
+            continue
+        c = np.cumsum(np.concatenate([[carry], v]))[1:]
+        carry = c[-1]
+        if normalize:
+            c /= total
+        pending = np.flatnonzero(out < 0)
+        hit = pending[(c[-1] >= targets[pending]) if side == "left" else
+                      (c[-1] > targets[pending])]
+        out[hit] = offset + np.searchsorted(c, targets[hit], side=side)
+        offset += v.size
+    out[out < 0] = offset
+    return out
+
+
+def _weighted_draw(rows, random_state):
+    """``random_state.choice(n, p=w / w.sum())`` without N-long arrays.  The legacy
+    RandomState's algorithm is frozen (NEP 19): cdf = cumsum(p), cdf /= cdf[-1], then
+    one uniform draw searched in cdf with side="right"; this replays it chunk by chunk."""
+    total = float(rows.n_rows if rows.weights is None else rows.weights.sum())
+    pieces = lambda: (rows.weight(a, b) / total for a, b in rows.spans())  # noqa: E731
+    u = random_state.random_sample()
+    return int(cumulative_search(pieces, [u], side="right", normalize=True)[0])
+
+
 def _kmeans_plusplus(rows, n_clusters, random_state, n_local_trials, kern, n_threads):
     """Greedy k-means++ (Arthur & Vassilvitskii 2007, with local trials as in scikit-learn).
 
@@ -212,16 +254,15 @@ def _kmeans_plusplus(rows, n_clusters, random_state, n_local_trials, kern, n_thr
     proportional to ``w_i * D(x_i)^2``, "best" meaning the lowest resulting potential
     ``sum_i w_i min(D(x_i)^2, ||x_i - candidate||^2)``.  The random draws are made in
     the same order as scikit-learn's, so the same ``random_state`` picks the same
-    centers up to floating-point ties.  Potentials are summed chunk by chunk; the
-    distances D(x_i)^2 (float64) and the weights are whole per-row vectors.
+    centers up to floating-point ties.  Potentials and cumulative sums are computed
+    chunk by chunk: the only per-row state is the distances D(x_i)^2 (float64).
     """
     n_samples, n_features = rows.shape
     if n_local_trials is None:
         n_local_trials = 2 + int(np.log(n_clusters))
-    sample_weight = rows.weight_vector()
     centers = np.empty((n_clusters, n_features), dtype=rows.dtype)
     indices = np.full(n_clusters, -1, dtype=np.intp)
-    first = random_state.choice(n_samples, p=sample_weight / sample_weight.sum())
+    first = _weighted_draw(rows, random_state)
     centers[0] = rows.take([first])[0]
     indices[0] = first
     closest = np.full(n_samples, np.inf, dtype=np.float64)
@@ -230,16 +271,17 @@ def _kmeans_plusplus(rows, n_clusters, random_state, n_local_trials, kern, n_thr
         for a, b, block in rows.chunks():
             kern.kmeanspp_update_closest(block, center, closest[a:b], n_threads)
 
+    def potential():  # sum_i w_i closest_i, chunk by chunk (no N-long weight vector)
+        return sum(float(closest[a:b] @ rows.weight(a, b)) for a, b in rows.spans())
+
     update_closest(centers[0])
-    current_pot = float(closest @ sample_weight)
+    current_pot = potential()
     potentials = np.empty(n_local_trials, dtype=np.float64)
     chunk_potentials = np.empty_like(potentials)
     for c in range(1, n_clusters):
         rand_vals = random_state.uniform(size=n_local_trials) * current_pot
-        # (with unit weights w * closest is closest itself: skip an N-long temporary)
-        cumulative = np.cumsum(closest if rows.weights is None else sample_weight * closest)
-        candidate_ids = np.searchsorted(cumulative, rand_vals)
-        del cumulative
+        candidate_ids = cumulative_search(
+            lambda: (closest[a:b] * rows.weight(a, b) for a, b in rows.spans()), rand_vals)
         np.clip(candidate_ids, None, n_samples - 1, out=candidate_ids)
         candidates = rows.take(candidate_ids)
         potentials[:] = 0.0
@@ -456,8 +498,8 @@ class KMeans(FastEMEstimator):
             float32 stays float32; other numeric types become float64.  A memory map
             (``np.load(path, mmap_mode="r")``) or ``Chunks`` (data in pieces) is read
             one chunk at a time and never copied: the fit holds the chunk being read,
-            ``labels_`` (4 bytes a row) and, while seeding k-means++, two float64
-            vectors per row; the result equals the in-memory fit bit for bit.
+            ``labels_`` (4 bytes a row) and, while seeding k-means++, two or three
+            float64 vectors per row; the result equals the in-memory fit bit for bit.
         y : ignored
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative weights; an integer weight acts as that many repeated rows.

@@ -107,10 +107,10 @@ class MultinomialMixture(DiscreteMixture):
                          learning_offset)
 
     # ------------------------------------------------------------------ data
-    def _check_input(self, X, *, owner, copy):
+    def _check_input(self, X, *, owner, copy, name="X"):
         if _is_sparse(X):
             return _check_csr(X, owner)
-        X = check_array(X, owner=owner, copy=copy)
+        X = check_array(X, name=name, owner=owner, copy=copy)
         if any((c < 0).any() for c in _chunks(X)):
             raise ValueError("X contains negative counts; MultinomialMixture needs counts >= 0.")
         return X
@@ -141,9 +141,10 @@ class MultinomialMixture(DiscreteMixture):
             return Encoded(csr=X, n_features=X.shape[1], log_base=log_base, totals=totals)
         return Encoded(X=X, log_base=log_base, totals=totals)
 
-    def _initialize_parameters(self, enc, sample_weight, random_state):
-        self.mean_total_ = float(sample_weight @ enc.totals / sample_weight.sum())
-        super()._initialize_parameters(enc, sample_weight, random_state)
+    def _initialize_parameters(self, parts, sample_weight, random_state):
+        self.mean_total_ = sum(float(w @ enc.totals) for _, _, enc, w in parts.parts()) \
+            / parts.total_weight
+        super()._initialize_parameters(parts, sample_weight, random_state)
 
     # ------------------------------------------------------------------ parameters
     def _operands(self, enc):

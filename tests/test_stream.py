@@ -171,13 +171,15 @@ def _peak(fit):
 
 
 def test_streamed_fits_hold_no_copy_of_the_data(tmp_path):
-    """Peak traced memory of a fit over a memory map or over Chunks is a small fraction of
+    """Peak traced memory of a fit over a memory map or over Chunks is a fraction of
     the data: the chunk buffer plus per-row vectors (KMeans: labels, and k-means++'s
     distances while seeding), never a copy of X."""
     n, d = 100_000, 16
     X = np.random.default_rng(11).standard_normal((n, d))
     path = tmp_path / "big.npy"
     np.save(path, X)
+    counts = tmp_path / "counts.npy"
+    np.save(counts, np.abs(np.round(X * 3)))
     chunk = 2**18
     with fastem.config_context(chunk_bytes=chunk):
         fastem.KMeans(4, max_iter=2, random_state=0).fit(X[:2000])  # load kernels first
@@ -186,10 +188,15 @@ def test_streamed_fits_hold_no_copy_of_the_data(tmp_path):
         gmm = _peak(lambda: fitted(fastem.GaussianMixture(
             4, covariance_type="diag", init_params="random_from_data", max_iter=3,
             random_state=0), fastem.Chunks(str(path))))
-    # per-row vectors of k-means++: weights, distances, their products and cumulative
-    # sums (8 bytes each) -> 32 n bytes; a copy of X alone is 128 n bytes
-    assert kmeans < 40 * n + 8 * chunk, kmeans
+        bern = _peak(lambda: fitted(fastem.MultinomialMixture(
+            4, max_iter=3, random_state=0), np.load(counts, mmap_mode="r")))
+    # per-row vectors: labels (4 bytes) and k-means++'s distances (8); a copy of X alone
+    # is 128 n bytes
+    assert kmeans < 16 * n + 8 * chunk, kmeans
     assert gmm < 8 * n + 8 * chunk, gmm
+    # random_from_data draws k rows among those of positive weight: transient vectors of
+    # the weights, the candidates and their permutation (8 bytes each)
+    assert bern < 32 * n + 8 * chunk, bern
     del X
 
 
@@ -232,10 +239,53 @@ def test_bad_pieces_name_the_piece():
         fastem.KMeans(2, init=lambda X, k, random_state: X[:k]).fit(fastem.Chunks([X]))
 
 
-def test_models_without_streaming_say_so():
-    X = np.random.default_rng(0).integers(0, 2, (50, 4)).astype(float)
-    with pytest.raises(TypeError, match="does not fit streamed data"):
-        fastem.BernoulliMixture(2).fit(fastem.Chunks([X]))
+def discrete_data(kind, rng):
+    if kind == "bernoulli":
+        X = (rng.random((900, 6)) < rng.random(6)).astype(float)
+        X[rng.random(X.shape) < 0.02] = np.nan
+        X[:300] = np.nan_to_num(X[:300], nan=1.0)  # some chunks have no missing entry
+        return X, fastem.BernoulliMixture
+    if kind == "multinomial":
+        return rng.poisson(rng.uniform(0.5, 4, 8), (900, 8)).astype(float), \
+            fastem.MultinomialMixture
+    X = rng.integers(-1, 4, (900, 5))
+    X[:, 2] = np.minimum(X[:, 2], 2)  # fewer categories in one feature (inferred)
+    return X, fastem.CategoricalMixture
+
+
+@pytest.mark.parametrize("kind", ["bernoulli", "multinomial", "categorical"])
+@pytest.mark.parametrize("init_params", ["random_from_data", "random", "kmeans"])
+def test_discrete_mixtures_streamed_equal_in_memory(tmp_path, kind, init_params):
+    X, model = discrete_data(kind, np.random.default_rng(16))
+    if init_params == "kmeans" and kind != "multinomial":
+        pytest.skip("kmeans initialization needs float data without missing entries")
+    kw = dict(n_components=3, init_params=init_params, max_iter=6, tol=0, n_init=2,
+              random_state=0)
+    reference = fitted(model(**kw), X)
+    names = [n for n in reference._fitted_attributes if n != "backend_"]
+    streams = sources(X, tmp_path)
+    for name, source in streams.items():
+        if name == "directory":
+            continue
+        est = fitted(model(**kw), source)
+        assert_same(est, reference, names)
+    with fastem.config_context(chunk_bytes=CHUNK):
+        labels = model(**kw).fit_predict(streams["list"])
+        assert np.array_equal(labels, model(**kw).fit_predict(X))
+
+
+def test_streamed_categorical_codes_are_checked():
+    X = np.random.default_rng(17).integers(0, 3, (300, 4))
+    with pytest.raises(ValueError, match=r"X\[150, 1\] = 7 but feature 1 has 3 categories"):
+        bad = X.copy()
+        bad[150, 1] = 7
+        fitted(fastem.CategoricalMixture(2, n_categories=3), fastem.Chunks([bad[:100], bad[100:]]))
+    est = fitted(fastem.CategoricalMixture(2, random_state=0), fastem.Chunks([X[:100], X[100:]]))
+    assert est.n_categories_.tolist() == [3, 3, 3, 3]
+    with pytest.raises(TypeError, match="Chunks takes dense arrays"):
+        import scipy.sparse as sp
+
+        fastem.MultinomialMixture(2).fit(fastem.Chunks([sp.csr_matrix(X.astype(float))]))
 
 
 def test_float32_pieces_stay_float32_and_mixed_become_float64(tmp_path):
@@ -246,3 +296,39 @@ def test_float32_pieces_stay_float32_and_mixed_become_float64(tmp_path):
                    fastem.Chunks([X[:150], X[150:].astype(np.float64)]))
     assert mixed.cluster_centers_.dtype == np.float64
     assert os.path.exists(tmp_path)
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_cumulative_search_equals_searchsorted_of_cumsum(side):
+    """k-means++'s draws search cumulative sums chunk by chunk: the indices must be
+    those of one np.cumsum over everything, including targets on exact partial sums."""
+    from fastem.kmeans import cumulative_search
+
+    rng = np.random.default_rng(14)
+    values = rng.exponential(size=1000) * (rng.random(1000) < 0.7)  # zeros too
+    full = np.cumsum(values)
+    targets = np.concatenate([rng.uniform(0, full[-1] * 1.01, 200), full[[0, 17, 500, 999]],
+                              [0.0]])
+    for cuts in ([], [1, 2, 300, 301, 999], list(range(0, 1000, 7))):
+        pieces = lambda: iter(np.split(values, cuts))  # noqa: E731
+        got = cumulative_search(pieces, targets, side=side)
+        np.testing.assert_array_equal(got, np.searchsorted(full, targets, side=side))
+        got = cumulative_search(pieces, targets / full[-1], side=side, normalize=True)
+        np.testing.assert_array_equal(got, np.searchsorted(full / full[-1], targets / full[-1],
+                                                           side=side))
+
+
+def test_first_kmeanspp_draw_replays_randomstate_choice():
+    from fastem._stream import rows_from
+    from fastem.kmeans import _weighted_draw
+
+    X = np.zeros((5000, 1))
+    w = np.random.default_rng(15).exponential(size=5000)
+    for weights in (None, w):
+        with fastem.config_context(chunk_bytes=800):  # 100 rows per chunk
+            rows = rows_from(X, lambda a, name, cp: a, owner="test", sample_weight=weights)
+            for seed in range(20):
+                expected_w = np.ones(5000) if weights is None else w
+                expected = np.random.RandomState(seed).choice(
+                    5000, p=expected_w / expected_w.sum())
+                assert _weighted_draw(rows, np.random.RandomState(seed)) == expected
