@@ -79,7 +79,12 @@ class Encoded:
     def chunks(self):
         """(start, stop, block) over the rows: a dense float64 block with NaN as 0 and
         its observed-entry indicator, or a CSR slice (and None)."""
-        for start, stop in row_blocks(*self.shape):
+        n = self.shape[0]
+        # a CSR block's work is its stored entries, and each block's product with the
+        # responsibilities is a dense (D, K) array: size CSR blocks by entries
+        width, entries = ((self.shape[1], 2**16) if self.dense else
+                          (self.csr.nnz // max(1, n) + 1, 2**20))
+        for start, stop in row_blocks(n, width, elements=entries):
             if self.dense:
                 block = self.X[start:stop].astype(np.float64)
                 observed = ~np.isnan(block)

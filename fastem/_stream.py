@@ -269,9 +269,11 @@ def _recut(pieces, n, n_features, dtype):
 
 
 def _span(X):
-    """max |x| over X, in blocks (no |X| temporary)."""
+    """max |x| over X, in blocks (no |X| temporary); a sparse X by its stored values."""
     from ._validation import row_blocks
 
+    if not isinstance(X, np.ndarray):
+        X = X.data.reshape(1, -1) if X.data.size else np.zeros((1, 1))
     span = 0.0
     for a, b in row_blocks(*X.shape, elements=2**20):
         block = X[a:b]
