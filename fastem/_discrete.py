@@ -67,31 +67,25 @@ class Encoded:
         if self.dense:
             return Encoded(X=self.X[start:stop], missing=missing, log_base=cut(self.log_base),
                            totals=cut(self.totals))
-        import scipy.sparse as sp
-
-        c = self.csr
-        lo, hi = c.indptr[start], c.indptr[stop]
-        csr = sp.csr_matrix((c.data[lo:hi], c.indices[lo:hi], c.indptr[start:stop + 1] - lo),
-                            shape=(stop - start, self.n_features), copy=False)
-        return Encoded(csr=csr, n_features=self.n_features, log_base=cut(self.log_base),
-                       totals=cut(self.totals))
+        return Encoded(csr=_CSRRows(self.csr, start, stop), n_features=self.n_features,
+                       log_base=cut(self.log_base), totals=cut(self.totals))
 
     def chunks(self):
         """(start, stop, block) over the rows: a dense float64 block with NaN as 0 and
         its observed-entry indicator, or a CSR slice (and None)."""
         n = self.shape[0]
-        # a CSR block's work is its stored entries, and each block's product with the
-        # responsibilities is a dense (D, K) array: size CSR blocks by entries
-        width, entries = ((self.shape[1], 2**16) if self.dense else
-                          (self.csr.nnz // max(1, n) + 1, 2**20))
-        for start, stop in row_blocks(n, width, elements=entries):
+        # blocks of about 2^16 entries: dense ones, or a CSR matrix's stored ones (by
+        # columns, 20,000-word documents would make blocks of 3 rows)
+        width = self.shape[1] if self.dense else self.csr.nnz // max(1, n) + 1
+        for start, stop in row_blocks(n, width):
             if self.dense:
                 block = self.X[start:stop].astype(np.float64)
                 observed = ~np.isnan(block)
                 block[~observed] = 0.0
                 yield start, stop, block, observed
             else:
-                yield start, stop, self.csr[start:stop], None
+                # a scipy matrix for the product (a copy of these rows: keep blocks small)
+                yield start, stop, _CSRRows(self.csr, start, stop).tocsr(), None
 
     def weighted_sums(self, resp_blocks):
         """(nk, sum_x, sum_obs) as the kernels define them, for weighted responsibilities
@@ -105,6 +99,23 @@ class Encoded:
             if observed is not None:
                 sum_obs = sum_obs + observed.T.astype(np.float64) @ wr
         return nk, sum_x, (sum_obs if self.dense else None)
+
+
+class _CSRRows:
+    """Rows [start, stop) of a CSR matrix as views of its arrays: what the kernels read.
+    (scipy's slicing copies them, and so does its constructor given views of a much
+    larger array.)"""
+
+    def __init__(self, c, start, stop):
+        lo, hi = c.indptr[start], c.indptr[stop]
+        self.data, self.indices = c.data[lo:hi], c.indices[lo:hi]
+        self.indptr = c.indptr[start:stop + 1] - lo
+        self.shape, self.nnz = (stop - start, c.shape[1]), int(hi - lo)
+
+    def tocsr(self):
+        import scipy.sparse as sp
+
+        return sp.csr_matrix((self.data, self.indices, self.indptr), shape=self.shape)
 
 
 class EncodedParts:
