@@ -5,7 +5,8 @@
     fastem info [MODEL_FILE] [--json]
     fastem warmup [--json]
 
-MODEL is kmeans (the default), gmm, bernoulli, multinomial or categorical.  DATA is a
+MODEL is kmeans (the default), minibatch (MiniBatchKMeans), gmm, bernoulli, multinomial
+or categorical.  DATA is a
 ``.npy`` array (memory-mapped), a ``.csv`` file of numbers (an optional header row is
 used as feature names; ``nan`` marks a missing entry), a ``.parquet`` file of numeric
 columns (with the ``parquet`` extra), a ``.npz`` sparse matrix written by
@@ -154,7 +155,7 @@ def _load_parquet(path):
 
 
 # ----------------------------------------------------------------- models
-MODELS = ("kmeans", "gmm", "bernoulli", "multinomial", "categorical")
+MODELS = ("kmeans", "minibatch", "gmm", "bernoulli", "multinomial", "categorical")
 
 
 def _estimator(args, X):
@@ -167,8 +168,11 @@ def _estimator(args, X):
         if getattr(args, name) is not None:
             common[name] = getattr(args, name)
     k = args.k if args.k is not None else (3 if args.data is None else 8)
-    if args.model == "kmeans":
+    if args.model in ("kmeans", "minibatch"):
         extra = {"init": args.init} if args.init else {}
+        if args.model == "minibatch":
+            return fastem.MiniBatchKMeans(n_clusters=k, batch_size=args.batch_size, **common,
+                                          **extra)
         return fastem.KMeans(n_clusters=k, **common, **extra)
     if args.init:
         common["init_params"] = args.init
@@ -185,8 +189,10 @@ def _estimator(args, X):
 
 def _summary(model):
     """JSON-ready fitted figures of any fastem model."""
+    n_iter = getattr(model, "n_iter_", None)
+    n_iter = getattr(model, "n_steps_", 0) if n_iter is None else n_iter
     out = {"model": type(model).__name__, "n_features": int(model.n_features_in_),
-           "n_iter": int(model.n_iter_), "backend": model.backend_}
+           "n_iter": int(n_iter), "backend": model.backend_}
     if hasattr(model, "inertia_"):
         out.update(n_clusters=int(model.n_clusters), inertia=float(model.inertia_),
                    cluster_centers=model.cluster_centers_.tolist())
@@ -234,13 +240,15 @@ def _cmd_fit(args):
         with _quiet_warnings(args):
             if args.model == "kmeans":
                 labels = model.fit(X, **fit_options).labels_
+            elif args.model == "minibatch":
+                labels = _fit_minibatch(model, X, args)
             else:
                 labels = model.fit_predict(X, **fit_options)
             progress.close()
     except (ValueError, TypeError) as exc:
         raise CLIError(str(exc)) from exc
     elapsed = time.perf_counter() - start
-    k = model.n_clusters if args.model == "kmeans" else model.n_components
+    k = model.n_clusters if args.model in ("kmeans", "minibatch") else model.n_components
     sizes = np.bincount(labels, minlength=k)
     if args.output:
         _write_model(model, args.output)
@@ -259,6 +267,26 @@ def _cmd_fit(args):
     if args.output:
         print(f"model written to {args.output}")
     return 0
+
+
+def _fit_minibatch(model, X, args):
+    """MiniBatchKMeans: ``fit`` on an array (or memory map); on chunk files, ``partial_fit``
+    on each file in turn, ``--max-iter`` passes (default 1).  Returns the labels."""
+    import numpy as np
+
+    from . import Chunks
+
+    if args.checkpoint:
+        raise CLIError("--checkpoint is not supported for minibatch (its fit is short; "
+                       "stream chunk files instead)")
+    if not isinstance(X, Chunks):
+        return model.fit(X).labels_
+    for _ in range(args.max_iter or 1):
+        for piece in X:
+            model.partial_fit(piece)
+    labels = [model.predict(piece) for piece in X]
+    model.inertia_ = -sum(model.score(piece) for piece in X)
+    return np.concatenate(labels)
 
 
 def _write_model(model, path):
@@ -452,6 +480,9 @@ def build_parser():
     fit.add_argument("--alpha", type=float, default=None,
                      help="bernoulli, multinomial, categorical: smoothing pseudo-count")
     fit.add_argument("--n-trials", type=_positive_int, default=1, help="bernoulli only")
+    fit.add_argument("--batch-size", type=_positive_int, default=1024,
+                     help="minibatch only (with chunk files: each file is a partial_fit batch; "
+                          "--max-iter passes over them, default 1)")
     fit.add_argument("--backend", choices=["auto", "numba", "cython", "numpy"], default=None)
     fit.add_argument("--n-threads", type=_positive_int, default=None)
     fit.add_argument("--checkpoint", metavar="PATH", default=None,

@@ -165,3 +165,36 @@ def test_parquet_and_chunked_inputs(tmp_path):
     assert out.returncode == 2 and "row 0, column 0 of piece 0 of X (" in out.stderr
     out = run("fit", tmp_path / "nothing-*.npy")
     assert out.returncode == 2 and "no data files" in out.stderr
+
+
+def test_minibatch_fits_a_file_and_streams_chunk_files(tmp_path):
+    X = np.vstack([np.random.default_rng(s).normal(c, 0.5, (400, 2))
+                   for s, c in enumerate((0.0, 5.0, 10.0))])
+    np.save(tmp_path / "x.npy", X)
+    out = run("fit", "minibatch", tmp_path / "x.npy", "-k", 3, "--json", "-o", tmp_path / "m.npz")
+    assert out.returncode == 0, out.stderr
+    res = json.loads(out.stdout)
+    expected = fastem.MiniBatchKMeans(3, random_state=0).fit(X)
+    np.testing.assert_allclose(fastem.load(tmp_path / "m.npz").cluster_centers_,
+                               expected.cluster_centers_, rtol=1e-12)
+    assert res["model"] == "minibatch" and sorted(res["cluster_sizes"]) == [400, 400, 400]
+
+    chunks = tmp_path / "chunks"
+    chunks.mkdir()
+    order = np.random.default_rng(9).permutation(1200)
+    for i in range(4):
+        np.save(chunks / f"p{i}.npy", X[order[300 * i:300 * (i + 1)]])
+    out = run("fit", "minibatch", chunks, "-k", 3, "--max-iter", 2, "--json",
+              "-o", tmp_path / "s.npz")
+    assert out.returncode == 0, out.stderr
+    res = json.loads(out.stdout)
+    stream = fastem.MiniBatchKMeans(3, random_state=0)
+    for _ in range(2):
+        for i in range(4):
+            stream.partial_fit(np.load(chunks / f"p{i}.npy"))
+    model = fastem.load(tmp_path / "s.npz")
+    np.testing.assert_array_equal(model.cluster_centers_, stream.cluster_centers_)
+    assert res["n_samples"] == 1200 and sorted(res["cluster_sizes"]) == [400, 400, 400]
+    assert res["inertia"] == pytest.approx(-stream.score(X[order]), rel=1e-9)
+    out = run("fit", "minibatch", chunks, "--checkpoint", tmp_path / "c.ckpt")
+    assert out.returncode == 2 and "not supported for minibatch" in out.stderr

@@ -180,16 +180,25 @@ def test_streamed_fits_hold_no_copy_of_the_data(tmp_path):
     np.save(path, X)
     counts = tmp_path / "counts.npy"
     np.save(counts, np.abs(np.round(X * 3)))
+    small, small_counts = tmp_path / "small.npy", tmp_path / "small_counts.npy"
+    np.save(small, X[:2000])
+    np.save(small_counts, np.abs(np.round(X[:2000] * 3)))
     chunk = 2**18
-    with fastem.config_context(chunk_bytes=chunk):
-        fastem.KMeans(4, max_iter=2, random_state=0).fit(X[:2000])  # load kernels first
-        kmeans = _peak(lambda: fastem.KMeans(4, max_iter=3, random_state=0).fit(
-            np.load(path, mmap_mode="r")))
-        gmm = _peak(lambda: fitted(fastem.GaussianMixture(
+    fits = {
+        "kmeans": lambda p: fastem.KMeans(4, max_iter=3, random_state=0).fit(
+            np.load(p, mmap_mode="r")),
+        "gmm": lambda p: fitted(fastem.GaussianMixture(
             4, covariance_type="diag", init_params="random_from_data", max_iter=3,
-            random_state=0), fastem.Chunks(str(path))))
-        bern = _peak(lambda: fitted(fastem.MultinomialMixture(
-            4, max_iter=3, random_state=0), np.load(counts, mmap_mode="r")))
+            random_state=0), fastem.Chunks(str(p))),
+        "multinomial": lambda p: fitted(fastem.MultinomialMixture(
+            4, max_iter=3, random_state=0), np.load(p, mmap_mode="r")),
+    }
+    with fastem.config_context(chunk_bytes=chunk):
+        for name, fit in fits.items():  # compile or load the kernels (read-only arrays
+            fit(small_counts if name == "multinomial" else small)  # too) beforehand
+        kmeans = _peak(lambda: fits["kmeans"](path))
+        gmm = _peak(lambda: fits["gmm"](path))
+        bern = _peak(lambda: fits["multinomial"](counts))
     # per-row vectors: labels (4 bytes) and k-means++'s distances (8); a copy of X alone
     # is 128 n bytes
     assert kmeans < 16 * n + 8 * chunk, kmeans
