@@ -16,9 +16,10 @@ and on any thread count.  A data set of one chunk runs as a single kernel call.
 
 Streamed data (a memory map or ``Chunks``) is never copied whole: pieces are re-cut
 into fixed chunks through one chunk-sized buffer, and the checks of the in-memory path
-(finite values, one width, magnitude) run once, in a first pass.  Per-row vectors of
-the fit itself (labels; k-means++'s distances while seeding) stay, at 4 to 24 bytes
-per row: see each model's notes.
+(finite values, one width, magnitude, the models' own) run once, in a first pass.  The
+discrete mixtures encode each chunk as it is read.  Per-row vectors of the fit itself
+remain: K-means' labels (4 bytes a row), k-means++'s distances while seeding (8), and
+the transient index draws of "random" / "random_from_data" initializations.
 """
 
 import glob
