@@ -111,6 +111,25 @@ DISCRETE_ALPHA = 1e-10
 STEPMIX_MEASUREMENT = {"bernoulli": "binary", "categorical": "categorical"}
 
 
+# Other K-means implementations (issue 5), each optional:
+# name -> (row label, child spec, module whose import must succeed)
+KMEANS_PEERS = {
+    "elkan": ("scikit-learn (elkan)", dict(library="sklearn", algorithm="elkan"), "sklearn"),
+    "sklearnex": ("scikit-learn-intelex (lloyd)", dict(library="sklearnex"), "sklearnex"),
+    "faiss": ("faiss-cpu", dict(library="faiss"), "faiss"),
+}
+# Peers that also get a "total" row (their own initialization + fit); elkan's init is
+# scikit-learn's, so its total row would repeat the lloyd one's seeding.
+TOTAL_PEERS = ("sklearnex", "faiss")
+
+
+def _kmeans_label(name):
+    """Row label of a K-means implementation: "sklearn", a peer or a fastem backend."""
+    if name == "sklearn":
+        return "scikit-learn (lloyd)"
+    return KMEANS_PEERS[name][0] if name in KMEANS_PEERS else f"fastem {name}"
+
+
 def quick_workload(w):
     """N / 10 and K / 4 at most (never below 8), for a fast smoke run."""
     return replace(w, n_samples=w.n_samples // 10, n_clusters=max(min(w.n_clusters, 8),
@@ -252,16 +271,71 @@ class _PeakRSS:
         return max(0.0, (peak - self.baseline) / 2**20), self.baseline / 2**20
 
 
+class _FaissKMeans:
+    """faiss.Kmeans behind the few estimator attributes the child reads.
+
+    faiss trains on float32 C-contiguous data only: other input (workload c) is copied,
+    inside the timed call.  ``max_points_per_centroid`` is raised so that faiss clusters
+    every point instead of a subsample; it has no convergence test, so it always runs
+    ``max_iter`` iterations.  Labels come from one final assignment to the trained
+    centroids, as scikit-learn's do.  ``init=None``: faiss's own initialization (K points
+    drawn at random).
+    """
+
+    def __init__(self, n_clusters, init, max_iter, n_threads):
+        self.n_clusters, self.init, self.max_iter, self.n_threads = (n_clusters, init,
+                                                                      max_iter, n_threads)
+
+    def fit(self, X):
+        import faiss
+
+        faiss.omp_set_num_threads(self.n_threads)
+        x32 = np.ascontiguousarray(X, dtype=np.float32)
+        km = faiss.Kmeans(x32.shape[1], self.n_clusters, niter=self.max_iter, seed=0,
+                          max_points_per_centroid=x32.shape[0] + 1)
+        init = None if self.init is None else np.ascontiguousarray(self.init, np.float32)
+        km.train(x32, init_centroids=init)
+        dist, labels = km.index.search(x32, 1)
+        self.cluster_centers_, self.labels_ = km.centroids, labels[:, 0]
+        self.inertia_ = float(dist.sum(dtype=np.float64))
+        self.n_iter_ = len(km.iteration_stats)
+        return self
+
+
+def _sklearnex_log():
+    """Collect sklearnex's INFO log lines, which say whether a call ran on oneDAL or fell
+    back to stock scikit-learn; return the list they are appended to."""
+    import logging
+
+    lines = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())
+    logger = logging.getLogger("sklearnex")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    return lines
+
+
 def _make_estimator(spec, init, max_iter):
-    if spec["library"] == "sklearn":
+    """The K-means estimator of ``spec``: from the centers ``init`` or, for a "total" row,
+    from the library's own default initialization (seeded with 0)."""
+    k = init.shape[0]
+    start = dict(init="k-means++", random_state=0) if spec.get("total") else dict(init=init)
+    lib = spec["library"]
+    if lib == "faiss":
+        return _FaissKMeans(k, None if spec.get("total") else init, max_iter, spec["n_threads"])
+    kw = dict(n_clusters=k, n_init=1, max_iter=max_iter, tol=0.0, **start)
+    if lib == "sklearn":
         from sklearn.cluster import KMeans
 
-        return KMeans(n_clusters=init.shape[0], init=init, n_init=1, max_iter=max_iter, tol=0.0,
-                      algorithm="lloyd")
+        return KMeans(algorithm=spec.get("algorithm", "lloyd"), **kw)
+    if lib == "sklearnex":
+        from sklearnex.cluster import KMeans
+
+        return KMeans(algorithm="lloyd", **kw)
     import fastem
 
-    return fastem.KMeans(n_clusters=init.shape[0], init=init, n_init=1, max_iter=max_iter,
-                         tol=0.0, backend=spec["backend"], n_threads=spec["n_threads"])
+    return fastem.KMeans(backend=spec["backend"], n_threads=spec["n_threads"], **kw)
 
 
 def _make_gmm(spec, means, max_iter):
@@ -330,7 +404,7 @@ def discrete_init(X, model, k, seed=INIT_SEED):
     probabilities, (K, D) word probabilities, or (D, K, C) category probabilities.
     """
     k_rng = np.random.default_rng(seed)
-    if model in STEPMIX_MEASUREMENT and _stepmix_available():
+    if model in STEPMIX_MEASUREMENT and _import_error("stepmix") is None:
         from sklearn.utils import check_random_state
         from stepmix.stepmix import StepMix
 
@@ -356,12 +430,15 @@ def discrete_init(X, model, k, seed=INIT_SEED):
     return weights, tables, False
 
 
-def _stepmix_available():
+def _import_error(module):
+    """Why ``module`` cannot be imported (a short message), or None if it can."""
+    import importlib
+
     try:
-        import stepmix  # noqa: F401
-    except ImportError:
-        return False
-    return True
+        importlib.import_module(module)
+    except Exception as exc:  # an optional peer must never stop the benchmark
+        return f"{type(exc).__name__}: {exc}"
+    return None
 
 
 def _make_discrete(spec, weights, tables, max_iter):
@@ -489,14 +566,18 @@ def _child_main(spec):
     elif spec["kind"] == "fit":
         # Warm-up: same dtype and K, so numba compiles (or loads) exactly the
         # specialisations that the timed fit uses, and thread pools are started.
+        log = _sklearnex_log() if spec["library"] == "sklearnex" else None
         _make_estimator(spec, init, 2).fit(warm)
         est = _make_estimator(spec, init, spec["iters"])
         _, out = _timed(lambda: est.fit(X))
         labels = np.ascontiguousarray(est.labels_, dtype=np.int32)
+        used = getattr(est, "backend_", spec["library"])
+        if log is not None:
+            fit_log = [m for m in log if ".fit:" in m][-1:] or ["no log line"]
+            used += "" if "accelerated" in fit_log[0] else f" ({fit_log[0]})"
         out.update(n_iter=int(est.n_iter_), inertia=float(est.inertia_),
                    inertia_f64=inertia_f64(X, est.cluster_centers_, labels),
-                   labels_crc=zlib.crc32(labels.tobytes()),
-                   backend_used=getattr(est, "backend_", "sklearn"))
+                   labels_crc=zlib.crc32(labels.tobytes()), backend_used=used)
     else:
         _seed(spec, warm, min(k, warm.shape[0]))
         (_, indices), out = _timed(lambda: _seed(spec, X, k))
@@ -716,6 +797,8 @@ def machine_info(status):
         "numpy": np.__version__,
         "numba": _version("numba"),
         "scikit-learn": _version("scikit-learn"),
+        "scikit-learn-intelex": _version("scikit-learn-intelex"),
+        "faiss-cpu": _version("faiss-cpu"),
         "fastem": f"{fastem.__version__} (snapshot of {REPO_ROOT / 'fastem'} taken at the start "
                   f"of the run; git {_git_revision()})",
         "blas": ", ".join(blas) or "unknown",
@@ -769,6 +852,10 @@ def run_workload(w, args, backends, tmpdir):
         fits["sklearn@numpy_iters"] = _measure(
             dict(base, kind="fit", library="sklearn", iters=iters_numpy), args, 1,
             f"sklearn fit ({iters_numpy} iters, reference for numpy)")
+    for name in args.peers:
+        label, spec, _ = KMEANS_PEERS[name]
+        fits[name] = _measure(dict(base, kind="fit", iters=args.iters, **spec), args,
+                              args.repeats, f"{label} fit")
     for b in backends:
         iters = iters_numpy if b == "numpy" else args.iters
         fits[b] = _measure(dict(base, kind="fit", library="fastem", backend=b, iters=iters),
@@ -780,9 +867,9 @@ def run_workload(w, args, backends, tmpdir):
     ref = summ["sklearn"]
     labels_same = {True: [], False: []}  # backends whose labels_ do / do not equal sklearn's
     f64_diffs = []  # rel. diff of the float64-recomputed inertia, per backend
-    for name in ["sklearn", *backends]:
+    for name in ["sklearn", *args.peers, *backends]:
         s = summ[name]
-        who = "scikit-learn (lloyd)" if name == "sklearn" else f"fastem {name}"
+        who = _kmeans_label(name)
         if "error" in s:
             rows.append([w.label, who, "failed", "—", "—", "—", "—", "—", "—"])
             notes.append(f"{who} failed: {s['error']}")
@@ -811,7 +898,8 @@ def run_workload(w, args, backends, tmpdir):
             if "labels_crc" in same_ref:
                 labels_same[s["labels_crc"] == same_ref["labels_crc"]].append(name)
                 f64_diffs.append(f"{name} {_rel(s['inertia_f64'], same_ref['inertia_f64'])}")
-            if s["backend_used"] != name:
+            expected = KMEANS_PEERS[name][1]["library"] if name in KMEANS_PEERS else name
+            if s["backend_used"] != expected:
                 notes.append(f"{who} actually ran on backend {s['backend_used']}!")
         if not s["deterministic"]:
             notes.append(f"{who}: inertia or labels changed between repeats")
@@ -819,6 +907,10 @@ def run_workload(w, args, backends, tmpdir):
         if max(s["n_iters"]) < (iters_numpy if name == "numpy" else args.iters):
             notes.append(f"{who}: converged strictly after {s['n_iters']} iterations")
 
+    if "faiss" in args.peers and w.dtype != "float32":
+        notes.append(f"faiss-cpu ran on a float32 copy of the {w.dtype} X (made inside the "
+                     "timed call); its inertia column sums its own float32 distances, and "
+                     "its inertia recomputed in float64 on the original X is in the note below")
     if labels_same[True] or labels_same[False]:
         notes.append("labels_ identical to scikit-learn's: "
                      + (", ".join(labels_same[True]) or "none") + "; different: "
@@ -866,6 +958,35 @@ def run_workload(w, args, backends, tmpdir):
                 "1.00x (ref)" if name == "sklearn" else _ratio(ref_s.get("seconds"),
                                                                s["seconds"]),
                 f"{pot[name]:.10g}", diff, f"{s['peak_mib']:.1f}",
+            ])
+            notes += _contention_note(who, s)
+
+    # ---- whole cost: each library's own initialization + the fit
+    if not args.no_total:
+        names = ["sklearn", *(p for p in args.peers if p in TOTAL_PEERS),
+                 *(b for b in backends if b != "numpy")]
+        totals = {}
+        for name in names:
+            spec = (dict(library="fastem", backend=name) if name in backends
+                    else KMEANS_PEERS[name][1] if name in KMEANS_PEERS else dict(library=name))
+            totals[name] = _measure(dict(base, kind="fit", total=True, iters=args.iters, **spec),
+                                    args, args.repeats, f"{_kmeans_label(name)} total")
+        raw["total"] = totals
+        tsum = {name: _summary(runs) for name, runs in totals.items()}
+        ref_t = tsum["sklearn"]
+        for name in names:
+            s, who = tsum[name], "total (own init + fit): " + _kmeans_label(name)
+            if "error" in s:
+                rows.append([w.label, who, "failed", "—", "—", "—", "—", "—", "—"])
+                notes.append(f"{who} failed: {s['error']}")
+                continue
+            rows.append([
+                w.label, who, "—", f"{s['seconds']:.3f}", "/".join(map(str, s["n_iters"])),
+                "1.00x (ref)" if name == "sklearn" else _ratio(ref_t.get("seconds"),
+                                                               s["seconds"]),
+                f"{s['inertia']:.10g}",
+                "0 (ref)" if name == "sklearn" else _rel(s["inertia"], ref_t.get("inertia")),
+                f"{s['peak_mib']:.1f}",
             ])
             notes += _contention_note(who, s)
     for path in (data_path, init_path):
@@ -1000,6 +1121,12 @@ def parse_args(argv=None):
                    help="iterations for the numpy backend (default: min(--iters, "
                    f"{NUMPY_QUICK_ITERS}) with --quick, else min(--iters, {NUMPY_FULL_ITERS}))")
     p.add_argument("--no-seeding", action="store_true", help="leave out the k-means++ rows")
+    p.add_argument("--peers", default=",".join(KMEANS_PEERS),
+                   help="comma-separated other K-means implementations for workloads a-c "
+                   f"(default: {','.join(KMEANS_PEERS)}; each is skipped with a note if it "
+                   "cannot be imported; 'none' for none)")
+    p.add_argument("--no-total", action="store_true",
+                   help="leave out the 'total' rows (each library's own init + fit)")
     p.add_argument("--gmm-iters", type=int, default=GMM_ITERS,
                    help=f"EM iterations for the GaussianMixture workloads (default {GMM_ITERS}; "
                    f"the numpy backend runs {GMM_NUMPY_ITERS})")
@@ -1055,6 +1182,12 @@ def _run(args, tmpdir):
         wanted = [b for b in wanted if b != "numpy"]
     backends = [b for b in FASTEM_BACKENDS if b in wanted and status[b] is None]
     skipped = {b: status[b] for b in wanted if status[b] is not None}
+    peers = [p.strip() for p in args.peers.split(",") if p.strip() not in ("", "none")]
+    unknown = sorted(set(peers) - set(KMEANS_PEERS))
+    if unknown:
+        sys.exit(f"unknown peer(s) {unknown}; choose from {tuple(KMEANS_PEERS)}")
+    peer_errors = {p: _import_error(KMEANS_PEERS[p][2]) for p in peers}
+    args.peers = [p for p in peers if peer_errors[p] is None]
 
     names = args.workload or sorted(WORKLOADS) + sorted(GMM_WORKLOADS) + sorted(DISCRETE_WORKLOADS)
     workloads = [(WORKLOADS[n], None) if n in WORKLOADS else
@@ -1089,6 +1222,17 @@ def _run(args, tmpdir):
         "no model); the 'inertia' column holds lower_bound_ (mean log-likelihood per sample)",
         "- k-means++ seeding rows: kmeans_plusplus(X, K, random_state=0); 'inertia' is the "
         "seeds' potential sum_i min_k ||x_i - c_k||^2 (float64)",
+        "- K-means peers (a-c): scikit-learn KMeans(algorithm='elkan'), scikit-learn-intelex "
+        "KMeans (lloyd, from sklearnex.cluster) and faiss.Kmeans (every point: "
+        "max_points_per_centroid > N; init_centroids = the same centers; niter = max_iter), "
+        "measured like the other rows; faiss needs float32 and gets a float32 copy of "
+        "float64 data; its labels are one final assignment to its centroids",
+        "- 'total' rows: each library's own initialization and the fit, timed together: "
+        "KMeans(n_clusters=K, n_init=1, random_state=0, max_iter, tol=0) with its default "
+        "k-means++ init (faiss: its default init, K points drawn at random, seed=0; "
+        "fastem: the compiled backends only); the "
+        "ratio and inertia diff are against scikit-learn's total row (other seeds, so the "
+        "inertias need not agree)",
         "- each timed run also records the CPU used meanwhile by other processes (from "
         f"/proc/stat); a run during which they used over {CONTENDED_CORES} cores is redone "
         f"when the machine is quiet (up to {args.retry_contended} times per row), and a row "
@@ -1098,6 +1242,9 @@ def _run(args, tmpdir):
         out.append(f"- requested but unavailable, skipped: {skipped}")
     if args.skip_numpy:
         out.append("- numpy backend skipped (--skip-numpy)")
+    for p, err in peer_errors.items():
+        if err is not None:
+            out.append(f"- {KMEANS_PEERS[p][0]} skipped: cannot import {KMEANS_PEERS[p][2]} ({err})")
     print("\n".join(out), flush=True)
 
     all_rows, all_notes, raw = [], [], []
@@ -1114,7 +1261,7 @@ def _run(args, tmpdir):
         all_notes += [f"{w.name}: {n}" for n in notes]
         raw.append(r)
     elapsed = time.perf_counter() - t_start
-    methods = {run.get("memory_method") for r in raw for kind in ("fit", "seeding")
+    methods = {run.get("memory_method") for r in raw for kind in ("fit", "seeding", "total")
                for runs in r.get(kind, {}).values() for run in runs} - {None}
     now = _source_fingerprint(REPO_ROOT / "fastem")
     changed = sorted(p for p in set(now) | set(fingerprint) if now.get(p) != fingerprint.get(p))

@@ -150,8 +150,8 @@ def main(argv=None):
                      "peak_rss_anon_mib": round(anon / 2**20), "peak_vmhwm_mib": round(hwm / 2**20),
                      "quality": quality, "command": " ".join(cmd[1:])})
     print()
-    print(f"| job | fit s (whole job s) | iterations | peak RssAnon MiB | peak VmHWM MiB | "
-          f"quality |")
+    print("| job | fit s (whole job s) | iterations | peak RssAnon MiB | peak VmHWM MiB | "
+          "quality |")
     print("|---|---|---|---|---|---|")
     for r in rows:
         if "failed" in r or "ran" in r:
