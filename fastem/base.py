@@ -92,7 +92,9 @@ class FastEMEstimator:
         return f"{type(self).__name__}({', '.join(changed)})"
 
     def __sklearn_is_fitted__(self):
-        return hasattr(self, "n_features_in_")
+        # every fitted attribute, not n_features_in_ alone: a fit that fails after
+        # validating X has set that one
+        return all(hasattr(self, name) for name in self._required_attributes())
 
     # ------------------------------------------------------------------ model files
     #: Fitted attributes that ``save`` writes and ``fastem.load`` requires, besides

@@ -155,3 +155,19 @@ def test_warmup_command():
     res = json.loads(out.stdout)
     if fastem.available_backends()["numba"] is None:
         assert res["warmed"] == ["numba"]
+
+
+@pytest.mark.parametrize("make", [lambda: fastem.KMeans(5), lambda: fastem.GaussianMixture(5),
+                                  lambda: fastem.BernoulliMixture(5)])
+def test_a_failed_first_fit_leaves_the_model_unfitted(make):
+    """Validation records n_features_in_ before the fit fails (too few samples here): the
+    model must still say it is not fitted, not fail later with an AttributeError."""
+    from fastem.exceptions import NotFittedError
+
+    est = make()
+    X = np.array([[0.0, 1.0], [1.0, 0.0]])
+    with pytest.raises(ValueError):
+        est.fit(X)
+    assert est.n_features_in_ == 2
+    with pytest.raises(NotFittedError, match="not fitted"):
+        est.predict(X)
