@@ -284,8 +284,13 @@ def _fit_minibatch(model, X, args):
     for _ in range(args.max_iter or 1):
         for piece in X:
             model.partial_fit(piece)
-    labels = [model.predict(piece) for piece in X]
-    model.inertia_ = -sum(model.score(piece) for piece in X)
+    labels, inertia = [], 0.0
+    for piece in X:  # one assignment pass gives both (predict and score would make two)
+        Xp, centers = model._prepared(piece)
+        lab, part = model._labels_inertia(Xp, centers, np.ones(Xp.shape[0]))
+        labels.append(lab)
+        inertia += part
+    model.inertia_ = float(inertia)
     return np.concatenate(labels)
 
 

@@ -237,8 +237,6 @@ class DiscreteMixture(BaseMixture):
         self.learning_offset = learning_offset
 
     # ------------------------------------------------------------------ data
-    _streams = True
-
     def _check_data(self, X, sample_weight):
         return X if isinstance(X, Encoded) else self._encode(X)
 

@@ -282,15 +282,17 @@ def _span(X):
     return span
 
 
-def rows_from(X, check, *, owner, copy=False, sample_weight=None):
+def rows_from(X, check, *, owner, copy=False, sample_weight=None, mapped=None):
     """Validate X (an array, a memory map or ``Chunks``) into ``Rows``.
 
     ``check(array, name, copy)`` is the model's check of one array (it returns the array
     in float32/float64).  Streamed pieces are checked one by one in a first pass; the
     data take the common dtype of the checked pieces (float32 only when every piece is).
+    ``mapped`` says whether an array X came from a memory map (by default: whether it
+    is one), which is then never copied whole.
     """
     if not isinstance(X, Chunks):
-        streamed = isinstance(X, np.memmap)
+        streamed = isinstance(X, np.memmap) if mapped is None else mapped
         arr = check(X, "X", copy and not streamed)
         weights = _weights(sample_weight, arr.shape[0], owner)
         row_bytes = None

@@ -178,17 +178,18 @@ class FastEMEstimator:
         else:
             self._check_feature_names(names)
         X = self._check_input(X, owner=owner, copy=copy)
-        if reset:
-            self.n_features_in_ = X.shape[1]
-        elif X.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"X has {X.shape[1]} features, but {owner} is expecting {self.n_features_in_} "
-                "features as input."
-            )
+        self._check_n_features(X.shape[1], reset)
         return X
 
-    #: Whether ``fit`` takes streamed data (a memory map or ``fastem.Chunks``).
-    _streams = False
+    def _check_n_features(self, n_features, reset):
+        """On ``reset`` record n_features_in_, else refuse a different count."""
+        if reset:
+            self.n_features_in_ = n_features
+        elif n_features != self.n_features_in_:
+            raise ValueError(
+                f"X has {n_features} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input."
+            )
 
     def _validate_rows(self, X, sample_weight, *, reset, copy=False):
         """``_validate_data`` for fitting: X (an array, a memory map or ``Chunks``) and
@@ -199,22 +200,14 @@ class FastEMEstimator:
         if not isinstance(X, Chunks):
             mapped = isinstance(X, np.memmap)  # never copied whole
             X = self._validate_data(X, reset=reset, copy=copy and not mapped)
-            rows = rows_from(X, lambda a, name, cp: a, owner=owner, sample_weight=sample_weight)
-            rows.in_memory = not mapped
-            return rows
-        if not self._streams:
-            raise TypeError(f"{owner} does not fit streamed data (fastem.Chunks) yet; "
-                            "load the data into an array.")
+            return rows_from(X, lambda a, name, cp: a, owner=owner, sample_weight=sample_weight,
+                             mapped=mapped)
         rows = rows_from(X, lambda a, name, cp: self._check_input(a, owner=owner, copy=cp,
                                                                   name=name),
                          owner=owner, sample_weight=sample_weight)
-        if reset:
-            self.n_features_in_ = rows.n_features
-            if hasattr(self, "feature_names_in_"):
-                del self.feature_names_in_
-        elif rows.n_features != self.n_features_in_:
-            raise ValueError(f"X has {rows.n_features} features, but {owner} is expecting "
-                             f"{self.n_features_in_} features as input.")
+        if reset and hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        self._check_n_features(rows.n_features, reset)
         self._check_rows(rows, reset)
         return rows
 

@@ -89,8 +89,7 @@ class BernoulliMixture(DiscreteMixture):
         self.n_trials = n_trials
         self._set_common(n_components, alpha, tol, max_iter, n_init, init_params, weights_init,
                          means_init, random_state, warm_start, verbose, verbose_interval,
-                         backend, n_threads, learning_decay,
-                         learning_offset)
+                         backend, n_threads, learning_decay, learning_offset)
 
     # ------------------------------------------------------------------ data
     def _check_input(self, X, *, owner, copy, name="X"):

@@ -212,8 +212,6 @@ class GaussianMixture(BaseMixture):
         self.learning_offset = learning_offset
 
     # ------------------------------------------------------------------ data checks
-    _streams = True
-
     def _check_data(self, X, sample_weight):
         check_magnitude(X, sample_weight)
         return X
@@ -395,7 +393,7 @@ class GaussianMixture(BaseMixture):
         keep_v, keep_i = np.empty(0), np.empty(0, dtype=np.intp)
         keep_x = np.empty((0, rows.n_features), dtype=rows.dtype)
         total = rows.total_weight
-        s1 = np.zeros(rows.n_features)
+        center = np.zeros(rows.n_features)  # the weighted mean of the data
         for a, b, block in rows.chunks():
             log_norm = self._estimate_log_norm(block)[0]
             w = rows.weight(a, b)
@@ -406,8 +404,7 @@ class GaussianMixture(BaseMixture):
             x = np.concatenate([keep_x, block[top]])
             order = np.lexsort((i, v))[:m]  # lowest log-likelihood first, then index
             keep_v, keep_i, keep_x = v[order], i[order], x[order]
-            s1 += (w / total) @ block.astype(np.float64)
-        center = s1
+            center += (w / total) @ block.astype(np.float64)
         spread = np.zeros((rows.n_features, rows.n_features))
         for a, b, block in rows.chunks():
             centered = block - center  # float64, since center is

@@ -99,10 +99,9 @@ def _relocate_empty_clusters(rows, centers_old, sums, weight_sums, labels):
     if empty.size == 0:
         return 0
     far, far_rows = _farthest(rows, centers_old.astype(np.float64), labels, empty.size)
-    weights = rows.weight_vector() if rows.weights is not None else None
     for new_k, idx, x in zip(empty, far, far_rows):
         old_k = labels[idx]
-        w = 1.0 if weights is None else weights[idx]
+        w = 1.0 if rows.weights is None else rows.weights[idx]
         contribution = w * x.astype(np.float64)
         sums[old_k] -= contribution
         weight_sums[old_k] -= w
@@ -397,7 +396,6 @@ class KMeans(FastEMEstimator):
     """
 
     _estimator_type = "clusterer"
-    _streams = True
     _fitted_attributes = ("cluster_centers_", "labels_", "inertia_", "n_iter_", "backend_",
                           "_n_features_out")
 
