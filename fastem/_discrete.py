@@ -147,7 +147,11 @@ class EncodedParts:
             yield a, b, self.whole.rows(a, b, missing), self.rows.weight(a, b)
 
     def has_missing(self):
-        return any(enc.missing for _, _, enc, _ in self.parts())
+        """Whether any entry is missing (NaN in dense data): known for an encoding in
+        memory; a scan of the chunks, not an encoding of each, when streamed."""
+        if self.whole is not None:
+            return self.whole.dense and self.whole.missing
+        return self.dense and any(np.isnan(block).any() for _, _, block in self.rows.chunks())
 
     def weighted_sums(self, resp_blocks):
         """``Encoded.weighted_sums`` over every part, in order (row indices global)."""

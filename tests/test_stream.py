@@ -341,3 +341,15 @@ def test_first_kmeanspp_draw_replays_randomstate_choice():
                 expected = np.random.RandomState(seed).choice(
                     5000, p=expected_w / expected_w.sum())
                 assert _weighted_draw(rows, np.random.RandomState(seed)) == expected
+
+
+def test_streamed_kmeans_initialization_refuses_missing_entries():
+    X = (np.random.default_rng(18).random((400, 5)) < 0.5).astype(float)
+    complete = fitted(fastem.BernoulliMixture(2, init_params="kmeans", random_state=0),
+                      fastem.Chunks([X[:150], X[150:]]))
+    reference = fitted(fastem.BernoulliMixture(2, init_params="kmeans", random_state=0), X)
+    assert np.array_equal(complete.means_, reference.means_)
+    X[300, 2] = np.nan  # in the second piece only
+    with pytest.raises(ValueError, match="init_params='kmeans' needs dense data without "
+                                         "missing entries"):
+        fitted(fastem.BernoulliMixture(2, init_params="kmeans"), fastem.Chunks([X[:150], X[150:]]))
