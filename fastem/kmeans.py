@@ -130,14 +130,101 @@ def _assign(rows, centers, labels, kern, n_threads):
         kern.assign_labels(block, centers, labels[a:b], np.empty(b - a, np.float64), n_threads)
 
 
+#: The bounded algorithms and their number of center groups for K clusters: one lower
+#: bound per row (Hamerly), one per group of about ten centers (Yinyang), one per center
+#: (Elkan's lower bounds).
+BOUNDED = {"hamerly": lambda k: 1, "yinyang": lambda k: max(1, k // 10), "elkan": lambda k: k}
+#: A bound that bounds nothing (the kernels' FAR).
+_FAR = 1e300
+
+
+def _group_centers(centers, n_groups):
+    """Yinyang's grouping: the centers clustered into ``n_groups`` by five Lloyd
+    iterations on the centers themselves, seeded with evenly spaced centers (so the
+    grouping is deterministic).  Returns (group_of, group_start, group_members)."""
+    n_clusters = centers.shape[0]
+    if n_groups <= 1:
+        group_of = np.zeros(n_clusters, dtype=np.int64)
+    elif n_groups >= n_clusters:
+        group_of = np.arange(n_clusters, dtype=np.int64)
+    else:
+        c = centers.astype(np.float64)
+        c_sq = np.einsum("ij,ij->i", c, c)
+        seeds = c[np.linspace(0, n_clusters - 1, n_groups).round().astype(np.intp)]
+        for _ in range(5):
+            d2 = c_sq[:, None] - 2.0 * (c @ seeds.T) + np.einsum("ij,ij->i", seeds, seeds)
+            group_of = np.argmin(d2, axis=1)
+            for g in range(n_groups):
+                if np.any(group_of == g):
+                    seeds[g] = c[group_of == g].mean(axis=0)
+        group_of = np.unique(group_of, return_inverse=True)[1].astype(np.int64)
+    members = np.argsort(group_of, kind="stable").astype(np.int64)
+    start = np.searchsorted(group_of[members], np.arange(group_of.max() + 2)).astype(np.int64)
+    return group_of, start, members
+
+
+def _rel_error(n_features):
+    """The kernels' relative error bound of a float64 distance: (D + 8) 2^-53."""
+    return (n_features + 8) * 2.0 ** -53
+
+
+def _half_separation(centers):
+    """A lower bound on half the distance from each center to its nearest other center
+    (in float64 by the expansion, minus its rounding error bound)."""
+    c = centers.astype(np.float64)
+    c_sq = np.einsum("ij,ij->i", c, c)
+    d2 = c_sq[:, None] + c_sq[None, :] - 2.0 * (c @ c.T)
+    d2 -= 4.0 * _rel_error(c.shape[1]) * (c_sq[:, None] + c_sq[None, :])
+    np.fill_diagonal(d2, np.inf)
+    half = 0.5 * np.sqrt(np.maximum(d2.min(axis=1), 0.0)) * (1.0 - 1e-12)
+    return np.minimum(half, _FAR / 4)  # one cluster: nothing to separate from
+
+
+class _Bounds:
+    """Per-row distance bounds of a bounded Lloyd run (see ``bounded_step``): the upper
+    bound (8 bytes a row) and one lower bound per center group (8 bytes a row each).
+
+    Rounding: center drifts are inflated by their own relative error and by
+    ``2^-50 reach``, where ``reach`` bounds every bound ever stored (the largest bound a
+    kernel made plus all drift since); the kernels' bound updates ``u + drift`` and
+    ``l - drift`` round by at most ``2^-53 reach``, so the bounds stay rigorous.
+    """
+
+    def __init__(self, n_samples, centers, algorithm):
+        n_groups = BOUNDED[algorithm](centers.shape[0])
+        self.group_of, self.group_start, self.group_members = _group_centers(centers, n_groups)
+        n_groups = self.group_start.size - 1
+        self.upper = np.zeros(n_samples)
+        self.lower = np.zeros((n_samples, n_groups))
+        self.drift = np.zeros(centers.shape[0])
+        self.half_sep = _half_separation(centers)
+        self.full = True  # the bounds are not built yet
+        self.reach = 0.0
+        self.n_distances = 0.0
+
+    def moved(self, old, new):
+        """The centers moved from ``old`` to ``new``: the drifts for the next step."""
+        diff = new.astype(np.float64) - old.astype(np.float64)
+        drift = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+        self.reach += float(drift.max(initial=0.0))
+        self.drift = drift * (1.0 + 4.0 * _rel_error(old.shape[1])) + 2.0 ** -50 * self.reach
+        self.reach += float(self.drift.max(initial=0.0))
+        self.half_sep = _half_separation(new)
+        self.full = False
+
+
 def _lloyd(rows, centers_init, *, max_iter, tol, verbose, kern, n_threads,
-           resume=None, after_iteration=None):
+           algorithm="lloyd", resume=None, after_iteration=None):
     """One Lloyd run from ``centers_init``; returns labels, inertia, centers, n_iter.
 
     Each iteration is one pass over the chunks of ``rows``: ``lloyd_step`` assigns a
     chunk and gives its per-cluster sums, which are added in chunk order.  The
     labels are the only per-row state (4 bytes a row); the labels that changed are
     counted chunk by chunk against the previous iteration's.
+
+    A bounded ``algorithm`` ("hamerly", "yinyang", "elkan") runs ``bounded_step``
+    instead, which keeps distance bounds per row to skip most distance computations
+    and gives the same labels, sums and centers bit for bit.
 
     ``resume`` = (iterations done, centers, previous labels) continues a run from a
     checkpoint.  ``after_iteration(i, converged, centers, labels, shift, n_changed)`` is
@@ -153,10 +240,12 @@ def _lloyd(rows, centers_init, *, max_iter, tol, verbose, kern, n_threads,
         first = resume[0]
         centers = np.ascontiguousarray(resume[1], dtype=rows.dtype).copy()
         labels[:] = resume[2]
+    bounds = None if algorithm == "lloyd" else _Bounds(n_samples, centers, algorithm)
     sums = np.empty((n_clusters, n_features), dtype=np.float64)
     weight_sums = np.empty(n_clusters, dtype=np.float64)
     chunk_sums, chunk_weights = np.empty_like(sums), np.empty_like(weight_sums)
     new_labels = np.empty(min(rows.chunk_rows, n_samples), dtype=np.int32)
+    stats = np.zeros(3)
     strict_convergence = False
     i = first - 1
     for i in range(first, max_iter):
@@ -164,11 +253,21 @@ def _lloyd(rows, centers_init, *, max_iter, tol, verbose, kern, n_threads,
         weight_sums[:] = 0.0
         n_changed = 0
         for a, b, block in rows.chunks():
-            lab = new_labels[: b - a]
-            kern.lloyd_step(block, rows.weight(a, b), centers, lab, chunk_sums, chunk_weights,
-                            n_threads)
-            n_changed += int(np.count_nonzero(lab != labels[a:b]))
-            labels[a:b] = lab
+            if bounds is None:
+                lab = new_labels[: b - a]
+                kern.lloyd_step(block, rows.weight(a, b), centers, lab, chunk_sums,
+                                chunk_weights, n_threads)
+                n_changed += int(np.count_nonzero(lab != labels[a:b]))
+                labels[a:b] = lab
+            else:
+                kern.bounded_step(block, rows.weight(a, b), centers, bounds.drift,
+                                  bounds.half_sep, bounds.group_of, bounds.group_start,
+                                  bounds.group_members, labels[a:b], bounds.upper[a:b],
+                                  bounds.lower[a:b], bounds.full, chunk_sums, chunk_weights,
+                                  stats, n_threads)
+                n_changed += int(stats[0])
+                bounds.reach = max(bounds.reach, float(stats[1]))
+                bounds.n_distances += float(stats[2])
             sums += chunk_sums
             weight_sums += chunk_weights
         _relocate_empty_clusters(rows, centers, sums, weight_sums, labels)
@@ -177,6 +276,8 @@ def _lloyd(rows, centers_init, *, max_iter, tol, verbose, kern, n_threads,
         shift = float(np.sum((centers_new.astype(np.float64) - centers) ** 2))
         if verbose:
             print(f"Iteration {i}, inertia {_inertia(rows, centers, labels, kern, n_threads)}.")
+        if bounds is not None:
+            bounds.moved(centers, centers_new)
         centers = centers_new
         strict, converged = n_changed == 0, n_changed == 0 or shift <= tol
         if after_iteration is not None and after_iteration(i, converged, centers, labels, shift,
@@ -196,6 +297,17 @@ def _lloyd(rows, centers_init, *, max_iter, tol, verbose, kern, n_threads,
         # the centers moved after the last assignment: reassign so labels match them
         _assign(rows, centers, labels, kern, n_threads)
     return labels, _inertia(rows, centers, labels, kern, n_threads), centers, i + 1
+
+
+def _auto_algorithm(n_features, n_clusters, in_memory):
+    """algorithm="auto", by the crossovers measured with benchmarks/algorithms.py
+    (benchmarks/RESULTS.md): Hamerly's bounds pay for their upkeep from K = 32 on at
+    D <= 16 and from K = 128 on at any D; below that, and for data read in chunks
+    (whose fit keeps no per-row state but the labels), Lloyd.  Yinyang and Elkan never
+    won there on 2 cores and stay available by name."""
+    if in_memory and n_clusters >= 32 and (n_features <= 16 or n_clusters >= 128):
+        return "hamerly"
+    return "lloyd"
 
 
 def _is_same_clustering(labels1, labels2, n_clusters):
@@ -349,6 +461,11 @@ def kmeans_plusplus(X, n_clusters, *, sample_weight=None, x_squared_norms=None,
 class KMeans(FastEMEstimator):
     """K-means clustering (Lloyd's algorithm), a drop-in for ``sklearn.cluster.KMeans``.
 
+    Labels are exact: each sample goes to the center at the smallest float64 distance
+    ``sum_j (x_j - c_j)^2`` (ties to the lowest index).  The fast GEMM distances decide
+    only where their rounding error bound cannot change the answer, so every backend,
+    thread count and ``algorithm`` gives the same labels.
+
     Parameters
     ----------
     n_clusters : int, default=8
@@ -372,9 +489,17 @@ class KMeans(FastEMEstimator):
     copy_x : bool, default=True
         With False, X (if already C-contiguous float32/float64) is centered in place
         during the fit and restored afterwards, saving a copy.
-    algorithm : {"lloyd", "elkan"}, default="lloyd"
-        "elkan" is accepted for compatibility; both give Lloyd's exact result (fastem
-        currently runs Lloyd's iterations for either).
+    algorithm : {"auto", "lloyd", "hamerly", "yinyang", "elkan"}, default="auto"
+        How each iteration finds the nearest centers.  Every choice gives the same
+        labels and centers at every iteration, bit for bit: they differ only in speed
+        and memory.  "lloyd" computes every distance (a GEMM per block of rows).  The
+        others keep, per row, an upper bound on the distance to its center and lower
+        bounds on the distances to the others, move them by how far the centers moved,
+        and skip the rows the bounds settle: "hamerly" keeps one lower bound (16 bytes a
+        row in all), "yinyang" one per group of about ten centers, "elkan" one per
+        center (8 (K + 1) bytes a row).  "auto" picks by the crossovers measured in
+        benchmarks/RESULTS.md.  Bounds win when clusters are well separated or K is
+        large; on heavily overlapping clusters Lloyd is as fast.
     backend : {"auto", "numba", "cython", "numpy"}, default=None
         Kernel implementation; None uses ``fastem.config_context`` / ``FASTEM_BACKEND``
         ("auto" unless set): numba, else cython, else numpy.
@@ -421,13 +546,13 @@ class KMeans(FastEMEstimator):
         "verbose": [Interval(numbers.Integral, 0, None), "boolean"],
         "random_state": ["random_state"],
         "copy_x": ["boolean"],
-        "algorithm": [Options("lloyd", "elkan")],
+        "algorithm": [Options("auto", "lloyd", "elkan", "hamerly", "yinyang")],
         "backend": [None, Options(*BACKENDS)],
         "n_threads": [None, Interval(numbers.Integral, 1, None)],
     }
 
     def __init__(self, n_clusters=8, *, init="k-means++", n_init="auto", max_iter=300,
-                 tol=1e-4, verbose=0, random_state=None, copy_x=True, algorithm="lloyd",
+                 tol=1e-4, verbose=0, random_state=None, copy_x=True, algorithm="auto",
                  backend=None, n_threads=None):
         self.n_clusters = n_clusters
         self.init = init
@@ -442,6 +567,13 @@ class KMeans(FastEMEstimator):
         self.n_threads = n_threads
 
     # ------------------------------------------------------------------ helpers
+    def _resolve_algorithm(self, rows):
+        """The algorithm that runs: every choice gives the same result, so "auto" only
+        picks the fastest by the crossovers measured in benchmarks/RESULTS.md."""
+        if self.algorithm != "auto":
+            return self.algorithm
+        return _auto_algorithm(rows.n_features, self.n_clusters, rows.in_memory)
+
     def _resolve_n_init(self):
         init_is_array = not isinstance(self.init, str) and not callable(self.init)
         if self.n_init == "auto":
@@ -496,8 +628,10 @@ class KMeans(FastEMEstimator):
             float32 stays float32; other numeric types become float64.  A memory map
             (``np.load(path, mmap_mode="r")``) or ``Chunks`` (data in pieces) is read
             one chunk at a time and never copied: the fit holds the chunk being read,
-            ``labels_`` (4 bytes a row) and, while seeding k-means++, two or three
-            float64 vectors per row; the result equals the in-memory fit bit for bit.
+            ``labels_`` (4 bytes a row), the bounds of a bounded ``algorithm`` (none for
+            "lloyd", which "auto" picks for such data) and, while seeding k-means++, two
+            or three float64 vectors per row; the result equals the in-memory fit bit
+            for bit.
         y : ignored
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative weights; an integer weight acts as that many repeated rows.
@@ -540,6 +674,7 @@ class KMeans(FastEMEstimator):
         backend, n_threads = self._resolve_runtime()
         kern = self._kernels(backend, "kmeans")
         random_state = check_random_state(self.random_state)
+        algorithm = self._resolve_algorithm(rows)
         from ._checkpoint import Checkpointer
 
         ckpt = Checkpointer(self, rows, None, *checkpointing)
@@ -594,8 +729,8 @@ class KMeans(FastEMEstimator):
 
                     labels, inertia, centers, n_iter = _lloyd(
                         rows, centers_init, max_iter=self.max_iter, tol=tol,
-                        verbose=self.verbose, kern=kern, n_threads=n_threads, resume=resume,
-                        after_iteration=after_iteration)
+                        verbose=self.verbose, kern=kern, n_threads=n_threads,
+                        algorithm=algorithm, resume=resume, after_iteration=after_iteration)
                     resume = None
                     if best is None or (inertia < best[1] and
                                         not _is_same_clustering(labels, best[0], self.n_clusters)):

@@ -10,18 +10,30 @@ partial-results buffer, and the rows are added in slot order after the parallel
 loop.  No ``prange`` reduction and no shared ``+=`` is used, so results are
 bit-identical for any ``n_threads``.
 
-Distances for the assignment use ``||x - c||^2 = ||x||^2 + 2 (||c||^2 / 2 - x.c)``
-with the ``x.c`` block computed by one BLAS gemm per block of samples; the argmin
-only needs ``||c||^2 / 2 - x.c``.  Inertia and the k-means++ distances are computed
-directly as ``sum_j (x_j - c_j)^2`` in float64.
+The assignment is the reference's: the nearest center under the *exact* squared
+distance (float64, summed in feature order, every operation rounded; ties to the lowest
+index).  It is found fast with ``||x - c||^2 = ||x||^2 + 2 (||c||^2 / 2 - x.c)`` and
+the ``x.c`` block from one BLAS gemm per block of samples (the argmin only needs
+``||c||^2 / 2 - x.c``); a row's gemm choice is kept only when its margin over the
+runner-up beats the gemm's rounding error bound (``_gemm_settles``), and otherwise the
+row is settled by the exact distance (``_exact_row``).  So labels equal the reference's
+and the numba backend's bit for bit, for every algorithm (``lloyd_step`` and
+``bounded_step``).  Inertia and the k-means++ distances are computed directly as
+``sum_j (x_j - c_j)^2`` in float64.
 
 Compiler directives (boundscheck, wraparound, cdivision, language_level) are set
 in ``setup.py``.  Because bounds checking is off, each kernel checks the shapes of
-its arguments once before entering ``nogil`` code.
+its arguments once before entering ``nogil`` code.  ``setup.py`` must not add flags
+that change float semantics (-ffast-math, -fassociative-math): the exact distance
+relies on strict IEEE order.  Fused multiply-adds (gcc's default -ffp-contract=fast
+when the target has FMA, e.g. aarch64 or -march=haswell) are kept out of the exact
+distance by ``fastem_rounded``.
 """
 
 from cython cimport floating
 from cython.parallel cimport prange, threadid
+from libc.math cimport INFINITY, sqrt
+from libc.stdint cimport int64_t
 from libc.stdlib cimport free
 
 from fastem.kernels.cython._common cimport (
@@ -33,6 +45,10 @@ OPENMP = bool(FASTEM_COMPILED_WITH_OPENMP)
 #: Samples per block, slots per reduction at most, and the memory budget in bytes of
 #: all slots of one reduction (see ``_common.pxd``).
 BLOCK_SIZE, MAX_SLOTS, SLOT_BUDGET_BYTES = _BLOCK, _MAX_SLOTS, _SLOT_BUDGET_BYTES
+
+#: A lower bound that bounds nothing (finite, so bound arithmetic never meets inf - inf).
+cdef double _FAR = 1e300
+FAR = _FAR
 
 
 # ---------------------------------------------------------------------------
@@ -58,9 +74,43 @@ cdef void* _half_sq_norms(const floating[:, ::1] centers) except NULL:
     return out
 
 
+cdef double _error_scale(const floating[:, ::1] centers):
+    """The largest ``||c||^2 / 2`` in float64, slightly inflated (numba's _error_scales)."""
+    cdef Py_ssize_t k, j
+    cdef double acc, h_max = 0.0
+    for k in range(centers.shape[0]):
+        acc = 0.0
+        for j in range(centers.shape[1]):
+            acc += <double>centers[k, j] * <double>centers[k, j]
+        if 0.5 * acc > h_max:
+            h_max = 0.5 * acc
+    return h_max * (1.0 + 1e-12)
+
+
+cdef inline double _unit_roundoff(const floating* any_ptr) noexcept nogil:
+    """Unit roundoff of the data dtype (the argument only selects the fused type)."""
+    if floating is float:
+        return 2.0 ** -24
+    else:
+        return 2.0 ** -53
+
+
+cdef inline double _rel_error(Py_ssize_t n_features) noexcept nogil:
+    """Relative error bound of a float64 sum of n_features squared differences, in any
+    order (and of its square root), with room to spare: (D + 8) * 2^-53."""
+    return (n_features + 8) * 2.0 ** -53
+
+
 # ---------------------------------------------------------------------------
 # nogil helpers
 # ---------------------------------------------------------------------------
+
+#: From this many clusters on, the argmin runs row by row as vectorisable integer
+#: min-reductions (see numba/kmeans.py: a float min-reduction would need finite-math
+#: flags); below, it scans the clusters with all rows of the block at once.
+cdef enum:
+    _KEYED_ARGMIN_MIN_CLUSTERS = 32
+
 
 cdef inline void _block_dots(const floating* xb, const floating* centers, floating* dots,
                              int n_rows, int n_clusters, int n_features) noexcept nogil:
@@ -68,7 +118,8 @@ cdef inline void _block_dots(const floating* xb, const floating* centers, floati
 
     In column-major BLAS terms the row-major result is ``C = A^T B`` with A the
     row-major centers seen as a (D x K) column-major matrix and B the row-major block
-    seen as (D x B): transa='T', transb='N', m=K, n=B, k=D.
+    seen as (D x B): transa='T', transb='N', m=K, n=B, k=D.  (The transposed layout,
+    which numba uses, made OpenBLAS's sgemm 2.6x slower here: N=1e6, D=16, K=16.)
     """
     cdef int ld_in = n_features if n_features > 1 else 1
     cdef int ld_out = n_clusters if n_clusters > 1 else 1
@@ -82,7 +133,8 @@ cdef extern from *:
     #include <stdint.h>
     /* Integer keys that order like the floats: IEEE bits, negatives with all but the
        sign flipped; -0.0 gets the key of +0.0 since the two compare equal.  memcpy is
-       the well-defined way to read the bits and compiles to a register move. */
+       the well-defined way to read the bits and compiles to a register move.  The map
+       is its own inverse on keys (fastem_unkey_*), except that -0.0 comes back +0.0. */
     static inline int32_t fastem_key_f32(float v) {
         int32_t b; memcpy(&b, &v, sizeof b);
         return b == INT32_MIN ? 0 : b ^ ((b >> 31) & INT32_MAX);
@@ -91,73 +143,139 @@ cdef extern from *:
         int64_t b; memcpy(&b, &v, sizeof b);
         return b == INT64_MIN ? 0 : b ^ ((b >> 63) & INT64_MAX);
     }
+    static inline float fastem_unkey_f32(int32_t k) {
+        int32_t b = k ^ ((k >> 31) & INT32_MAX); float v; memcpy(&v, &b, sizeof v);
+        return v;
+    }
+    static inline double fastem_unkey_f64(int64_t k) {
+        int64_t b = k ^ ((k >> 63) & INT64_MAX); double v; memcpy(&v, &b, sizeof v);
+        return v;
+    }
+    /* v, as rounded on its own.  The empty asm claims to change v, so the compiler
+       cannot fuse the multiply that made v with the add that uses it into an FMA (gcc
+       and clang contract a*b + c by default whenever the target has FMA: always on
+       aarch64, on x86-64 with -march=haswell or later).  No instruction is emitted.
+       Other compilers: MSVC does not contract under its default /fp:precise. */
+    static inline double fastem_rounded(double v) {
+    #if defined(__GNUC__) && (defined(__x86_64__) || defined(__SSE2_MATH__))
+        __asm__("" : "+x"(v));
+    #elif defined(__GNUC__) && defined(__aarch64__)
+        __asm__("" : "+w"(v));
+    #elif defined(__GNUC__)
+        __asm__("" : "+m"(v));
+    #endif
+        return v;
+    }
     """
     int fastem_key_f32(float v) noexcept nogil
     long long fastem_key_f64(double v) noexcept nogil
+    float fastem_unkey_f32(int v) noexcept nogil
+    double fastem_unkey_f64(long long v) noexcept nogil
+    double fastem_rounded(double v) noexcept nogil
 
-#: From this many clusters on, the argmin runs as vectorisable integer min-reductions
-#: (see numba/kmeans.py: a float min-reduction would need finite-math flags).
-cdef enum:
-    _KEYED_ARGMIN_MIN_CLUSTERS = 32
-
-
-cdef inline Py_ssize_t _argmin_scan(const floating* half_sq_norms, const floating* dots_row,
-                                    Py_ssize_t n_clusters) noexcept nogil:
-    """Scalar scan for the cluster minimising ||c||^2/2 - x.c (strict <: lowest index)."""
-    cdef Py_ssize_t best = 0, k
-    cdef floating low = half_sq_norms[0] - dots_row[0]
-    cdef floating val
+cdef inline void _argmin_scan(const floating* half_sq_norms, const floating* dots,
+                              Py_ssize_t m, Py_ssize_t n_clusters, int* best_idx,
+                              floating* best_val, floating* second_val) noexcept nogil:
+    """``_block_argmin`` for few clusters: clusters in the outer loop and rows in the
+    inner one (a strided column of ``dots``), branch-free (a min, a max and a select: a
+    tie makes the runner-up equal to the best), so it vectorises across rows.  A
+    per-row scan would be a serial chain of dependent min/max per row."""
+    cdef Py_ssize_t i, k
+    cdef const floating* col
+    cdef floating h, val, low, high, second
+    cdef int kk, idx
+    for i in range(m):
+        best_idx[i] = 0
+        best_val[i] = half_sq_norms[0] - dots[i * n_clusters]
+        second_val[i] = <floating>INFINITY
     for k in range(1, n_clusters):
-        val = half_sq_norms[k] - dots_row[k]
-        if val < low:
-            low = val
-            best = k
-    return best
+        h = half_sq_norms[k]
+        col = dots + k
+        kk = <int>k  # the floats' lane width (for float32) helps vectorisation
+        for i in range(m):
+            # every load unconditional, and the new best value selected by ``val > low``
+            # (the same min as ``val < low``): gcc if-converts, hence vectorises, this
+            # form only (two selects on one comparison defeat it)
+            val = h - col[i * n_clusters]
+            low = best_val[i]
+            second = second_val[i]
+            idx = best_idx[i]
+            high = val if val > low else low
+            second_val[i] = high if high < second else second
+            best_idx[i] = kk if val < low else idx
+            best_val[i] = low if val > low else val
 
 
-cdef inline Py_ssize_t _argmin_keyed(const floating* half_sq_norms, const floating* dots_row,
-                                     Py_ssize_t n_clusters) noexcept nogil:
-    """The same by branch-free integer min-reductions: smallest key, then its lowest index."""
-    cdef Py_ssize_t best = n_clusters, k
-    cdef int small32 = 2147483647, key32
-    cdef long long small64 = 9223372036854775807, key64
+cdef inline int _argmin_keyed(const floating* half_sq_norms, const floating* dots_row,
+                              Py_ssize_t n_clusters, floating* best_val,
+                              floating* second_val) noexcept nogil:
+    """One row of ``_block_argmin`` for many clusters (n_clusters >= 2), by branch-free
+    integer min-reductions over keys that order like the floats: the smallest key, then
+    in one more pass its lowest index, how many clusters share it, and the smallest of
+    the other keys.  The runner-up is the smallest key again if shared, else that one.
+
+    Written so that gcc vectorises both passes: the second pass's exclusion of the
+    smallest key is an arithmetic select (``key ^ (mask & (key ^ MAX))``); a
+    conditional expression there keeps it scalar."""
+    cdef int k, n = <int>n_clusters  # 32-bit indices: the lanes of the float32 keys
+    cdef int best = n, n_small = 0, cand, mask32
+    cdef int small32 = 2147483647, above32 = 2147483647, key32
+    cdef long long small64 = 9223372036854775807, above64 = 9223372036854775807, key64
+    cdef long long mask64, max64 = 9223372036854775807
     if floating is float:
-        for k in range(n_clusters):
+        for k in range(n):
             key32 = fastem_key_f32(half_sq_norms[k] - dots_row[k])
             small32 = key32 if key32 < small32 else small32
-        for k in range(n_clusters):
+        for k in range(n):
             key32 = fastem_key_f32(half_sq_norms[k] - dots_row[k])
-            best = k if (key32 == small32 and k < best) else best
+            cand = k if key32 == small32 else n
+            best = cand if cand < best else best
+            mask32 = -(<int>(key32 == small32))
+            n_small = n_small - mask32
+            key32 = key32 ^ (mask32 & (key32 ^ 2147483647))
+            above32 = key32 if key32 < above32 else above32
+        best_val[0] = fastem_unkey_f32(small32)
+        second_val[0] = fastem_unkey_f32(small32 if n_small > 1 else above32)
     else:
-        for k in range(n_clusters):
+        for k in range(n):
             key64 = fastem_key_f64(half_sq_norms[k] - dots_row[k])
             small64 = key64 if key64 < small64 else small64
-        for k in range(n_clusters):
+        for k in range(n):
             key64 = fastem_key_f64(half_sq_norms[k] - dots_row[k])
-            best = k if (key64 == small64 and k < best) else best
+            cand = k if key64 == small64 else n
+            best = cand if cand < best else best
+            mask64 = -(<long long>(key64 == small64))
+            n_small = n_small - <int>mask64
+            key64 = key64 ^ (mask64 & (key64 ^ max64))
+            above64 = key64 if key64 < above64 else above64
+        best_val[0] = fastem_unkey_f64(small64)
+        second_val[0] = fastem_unkey_f64(small64 if n_small > 1 else above64)
     return best
 
 
 cdef inline void _block_argmin(const floating* half_sq_norms, const floating* dots,
-                               Py_ssize_t m, Py_ssize_t n_clusters,
-                               Py_ssize_t* best_idx) noexcept nogil:
-    """Nearest cluster of each of the m rows of ``dots`` (lowest index on ties).
+                               Py_ssize_t m, Py_ssize_t n_clusters, int* best_idx,
+                               floating* best_val, floating* second_val) noexcept nogil:
+    """Per row of an m-row ``_block_dots`` block: the cluster minimising ||c||^2/2 - x.c
+    (lowest index on ties) into ``best_idx``, that value into ``best_val`` and the
+    smallest value of the other clusters into ``second_val`` (inf if K = 1).
 
     The scan or keyed path is chosen once per block: choosing inside the row loop
     keeps the compiler from optimising either.
     """
     cdef Py_ssize_t i
     if n_clusters < _KEYED_ARGMIN_MIN_CLUSTERS:
-        for i in range(m):
-            best_idx[i] = _argmin_scan(half_sq_norms, dots + i * n_clusters, n_clusters)
+        _argmin_scan(half_sq_norms, dots, m, n_clusters, best_idx, best_val, second_val)
     else:
         for i in range(m):
-            best_idx[i] = _argmin_keyed(half_sq_norms, dots + i * n_clusters, n_clusters)
+            best_idx[i] = _argmin_keyed(half_sq_norms, dots + i * n_clusters, n_clusters,
+                                        best_val + i, second_val + i)
 
 
 cdef inline double _sq_dist_f64(const floating* x, const floating* point,
                                 Py_ssize_t n_features) noexcept nogil:
-    """sum_j (x_j - point_j)^2, each operand converted to float64 first.
+    """sum_j (x_j - point_j)^2, each operand converted to float64 first (fast: not the
+    exact distance's order, but within its relative error bound ``_rel_error``).
 
     Four interleaved partial sums (features j = 0, 1, 2, 3 mod 4), added in a fixed
     order at the end: without fast-math the compiler keeps one sum's strict order, a
@@ -183,64 +301,397 @@ cdef inline double _sq_dist_f64(const floating* x, const floating* point,
 
 
 cdef inline double _sq_norm_f64(const floating* x, Py_ssize_t n_features) noexcept nogil:
-    cdef double acc = 0.0
+    """||x||^2 in float64 by four interleaved partial sums rather than one serial chain
+    of D dependent additions (any order is within the error ``_gemm_error`` allows)."""
+    cdef double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0
+    cdef Py_ssize_t j = 0
+    while j + 4 <= n_features:
+        a0 += <double>x[j] * <double>x[j]
+        a1 += <double>x[j + 1] * <double>x[j + 1]
+        a2 += <double>x[j + 2] * <double>x[j + 2]
+        a3 += <double>x[j + 3] * <double>x[j + 3]
+        j += 4
+    while j < n_features:
+        a0 += <double>x[j] * <double>x[j]
+        j += 1
+    return (a0 + a1) + (a2 + a3)
+
+
+cdef double _exact_sq_dist(const floating* x, const floating* center,
+                           Py_ssize_t n_features) noexcept nogil:
+    """The assignment's defining distance: ``sum_j (x_j - c_j)^2`` in float64, summed in
+    feature order, each operation rounded: one accumulator, no reassociation, and
+    ``fastem_rounded`` keeps the square from being fused into the add.  The reference
+    and numba's ``_exact_sq_dist`` compute exactly these bits.  (gcc may compute several
+    squares with one vector multiply, which rounds each alike; the additions stay one
+    chain in feature order.)"""
+    cdef double acc = 0.0, diff
     cdef Py_ssize_t j
     for j in range(n_features):
-        acc += <double>x[j] * <double>x[j]
+        diff = <double>x[j] - <double>center[j]
+        acc = acc + fastem_rounded(diff * diff)
     return acc
 
 
+cdef Py_ssize_t _exact_row(const floating* x, const floating* centers, Py_ssize_t n_clusters,
+                           Py_ssize_t n_features, double* dist) noexcept nogil:
+    """Exact distances of x to every center into ``dist``; returns the nearest (lowest
+    index on ties)."""
+    cdef Py_ssize_t best = 0, k
+    for k in range(n_clusters):
+        dist[k] = _exact_sq_dist(x, centers + k * n_features, n_features)
+        if dist[k] < dist[best]:
+            best = k
+    return best
+
+
+cdef inline bint _separated(double low, double up, double rel) noexcept nogil:
+    """True if a center at exact distance >= ``low`` is certainly farther than one at
+    exact distance <= ``up``, also as measured by the exact (rounded) distance."""
+    return low - up > 2.0 * rel * (low + up)
+
+
+cdef inline double _gemm_error(double x_sq, Py_ssize_t n_features, double h_max,
+                               double unit) noexcept nogil:
+    """Bound on the error of ``r_k = ||x||^2 + 2 (h_k - x.c_k)`` when ``h_k = ||c_k||^2/2``
+    and the dot product are rounded in X's dtype (unit roundoff ``unit``) by any gemm:
+    |fl(x.c) - x.c| <= D u sum_j |x_j c_j| <= D u ||x|| ||c|| <= D u (||x||^2/2 + h_max)
+    (no square root), plus the rounding of h_k and of the subtraction, plus float64
+    rounding of ||x||^2 and of the sum (numba's ``_gemm_error``)."""
+    cdef double e_val = (n_features + 6) * unit * (2.0 * h_max + 0.5 * x_sq)
+    return 2.0 * e_val + (n_features + 4) * 2.0 ** -53 * x_sq
+
+
+cdef inline bint _gemm_settles(double best_val, double second_val, double x_sq, double err,
+                               double rel) noexcept nogil:
+    """True if the gemm's choice is certainly the exact nearest center: the gap to the
+    runner-up exceeds both values' gemm errors plus the exact distance's rounding."""
+    cdef double rb = x_sq + 2.0 * best_val
+    cdef double r2 = x_sq + 2.0 * second_val
+    return r2 - rb > 2.0 * err + 2.0 * rel * (abs(rb) + abs(r2) + 2.0 * err)
+
+
+cdef inline bint _fast_settles(double r_best, double r_second, double rel) noexcept nogil:
+    """True if fast squared distances (each within relative ``rel`` of the exact value)
+    certainly order the two centers as the exact distance does."""
+    return r_second - r_best > 4.0 * rel * (r_second + r_best)
+
+
+cdef inline void _add_sample(double* part_sums, double* part_weights, const floating* x,
+                             double w, Py_ssize_t k, Py_ssize_t n_features) noexcept nogil:
+    """This slot's partial rows: part_sums[k] += w x (in float64), part_weights[k] += w.
+    Shared by ``lloyd_step`` and ``bounded_step``, so equal labels give equal sums."""
+    cdef double* row = part_sums + k * n_features
+    cdef Py_ssize_t j
+    part_weights[k] += w
+    for j in range(n_features):
+        row[j] += w * <double>x[j]
+
+
+cdef void _nearest_block(const floating* X, const floating* centers,
+                         const floating* half_sq_norms, floating* dots, double* dist,
+                         Py_ssize_t start, Py_ssize_t m, Py_ssize_t n_clusters,
+                         Py_ssize_t n_features, double h_max, double unit, double rel,
+                         int* best_idx, double* min_sq_dist) noexcept nogil:
+    """Exact nearest center of the m samples from ``start`` into ``best_idx`` and, if
+    ``min_sq_dist`` is not NULL, the squared distance to it: from the gemm when its
+    choice is certified (clipped at 0 against cancellation), else the exact one.
+    ``dots`` (BLOCK x K) and ``dist`` (K) are this thread's scratch."""
+    cdef floating best_vals[_BLOCK]
+    cdef floating second_vals[_BLOCK]
+    cdef Py_ssize_t i
+    cdef const floating* x
+    cdef double x_sq, err, d2
+    _block_dots(X + start * n_features, centers, dots, <int>m, <int>n_clusters,
+                <int>n_features)
+    _block_argmin(half_sq_norms, dots, m, n_clusters, best_idx, best_vals, second_vals)
+    for i in range(m):
+        x = X + (start + i) * n_features
+        x_sq = _sq_norm_f64(x, n_features)
+        err = _gemm_error(x_sq, n_features, h_max, unit)
+        if n_clusters == 1 or _gemm_settles(best_vals[i], second_vals[i], x_sq, err, rel):
+            if min_sq_dist != NULL:
+                # ||x - c||^2 = ||x||^2 + 2 (||c||^2/2 - x.c)
+                d2 = x_sq + 2.0 * <double>best_vals[i]
+                min_sq_dist[i] = d2 if d2 > 0.0 else 0.0
+        else:  # near-tie for the gemm: settle by the exact distance
+            best_idx[i] = <int>_exact_row(x, centers, n_clusters, n_features, dist)
+            if min_sq_dist != NULL:
+                min_sq_dist[i] = dist[best_idx[i]]
+
+
 cdef void _assign_block(const floating* X, const floating* centers,
-                        const floating* half_sq_norms, floating* dots,
+                        const floating* half_sq_norms, floating* dots, double* dist,
                         int* labels, double* min_sq_dist,
                         Py_ssize_t start, Py_ssize_t stop,
-                        Py_ssize_t n_clusters, Py_ssize_t n_features) noexcept nogil:
+                        Py_ssize_t n_clusters, Py_ssize_t n_features,
+                        double h_max, double unit, double rel) noexcept nogil:
     """Labels and squared distances of samples [start, stop) (one block)."""
-    cdef Py_ssize_t i, best
-    cdef Py_ssize_t best_idx[_BLOCK]
-    cdef floating best_val
-    cdef const floating* x
-    cdef double d2
-    _block_dots(X + start * n_features, centers, dots,
-                <int>(stop - start), <int>n_clusters, <int>n_features)
-    _block_argmin(half_sq_norms, dots, stop - start, n_clusters, best_idx)
+    cdef Py_ssize_t i
+    cdef int best_idx[_BLOCK]
+    _nearest_block(X, centers, half_sq_norms, dots, dist, start, stop - start, n_clusters,
+                   n_features, h_max, unit, rel, best_idx, min_sq_dist + start)
     for i in range(stop - start):
-        best = best_idx[i]
-        best_val = half_sq_norms[best] - dots[i * n_clusters + best]
-        labels[start + i] = <int>best
-        x = X + (start + i) * n_features
-        # ||x - c||^2 = ||x||^2 + 2 (||c||^2/2 - x.c); clipped at 0 against cancellation
-        d2 = _sq_norm_f64(x, n_features) + 2.0 * <double>best_val
-        min_sq_dist[start + i] = d2 if d2 > 0.0 else 0.0
+        labels[start + i] = <int>best_idx[i]
 
 
 cdef void _lloyd_slot(const floating* X, const double* sample_weight,
                       const floating* centers, const floating* half_sq_norms,
-                      floating* dots, int* labels, double* part_sums, double* part_weights,
-                      Py_ssize_t start, Py_ssize_t stop,
-                      Py_ssize_t n_clusters, Py_ssize_t n_features) noexcept nogil:
+                      floating* dots, double* dist, int* labels, double* part_sums,
+                      double* part_weights, Py_ssize_t start, Py_ssize_t stop,
+                      Py_ssize_t n_clusters, Py_ssize_t n_features,
+                      double h_max, double unit, double rel) noexcept nogil:
     """Assign samples [start, stop) and add w_i x_i into this slot's (zeroed) partial rows."""
-    cdef Py_ssize_t b_start, b_stop, i, j, best
-    cdef Py_ssize_t best_idx[_BLOCK]
-    cdef const floating* x
-    cdef double* row
-    cdef double w
+    cdef Py_ssize_t b_start, b_stop, i, best
+    cdef int best_idx[_BLOCK]
     b_start = start
     while b_start < stop:
         b_stop = _block_stop(b_start, stop)
-        _block_dots(X + b_start * n_features, centers, dots,
-                    <int>(b_stop - b_start), <int>n_clusters, <int>n_features)
-        _block_argmin(half_sq_norms, dots, b_stop - b_start, n_clusters, best_idx)
+        _nearest_block(X, centers, half_sq_norms, dots, dist, b_start, b_stop - b_start,
+                       n_clusters, n_features, h_max, unit, rel, best_idx, NULL)
         for i in range(b_stop - b_start):
             best = best_idx[i]
             labels[b_start + i] = <int>best
-            w = sample_weight[b_start + i]
-            part_weights[best] += w
-            x = X + (b_start + i) * n_features
-            row = part_sums + best * n_features
-            for j in range(n_features):
-                row[j] += w * <double>x[j]
+            _add_sample(part_sums, part_weights, X + (b_start + i) * n_features,
+                        sample_weight[b_start + i], best, n_features)
         b_start = b_stop
+
+
+# ---------------------------------------------------------------------------
+# bounded_step helpers (numba's _bounds_from, _bounded_row, _settle_from_gemm)
+# ---------------------------------------------------------------------------
+
+cdef double _bounds_from(const double* dist, Py_ssize_t best, double rel,
+                         const int64_t* group_start, const int64_t* group_members,
+                         Py_ssize_t n_groups, double* lower_row) noexcept nogil:
+    """Bounds of a row from squared distances ``dist`` to every center, each within
+    relative error ``rel`` of the exact distance: lower_row[g] <= the exact distance to
+    every center of group g other than ``best`` (FAR if none).  Returns the upper bound
+    to ``best``."""
+    cdef Py_ssize_t g, p, k
+    cdef double low
+    for g in range(n_groups):
+        low = _FAR
+        for p in range(group_start[g], group_start[g + 1]):
+            k = group_members[p]
+            if k != best and dist[k] < low:
+                low = dist[k]
+        lower_row[g] = _FAR if low == _FAR else sqrt((low if low > 0.0 else 0.0) * (1.0 - rel))
+    low = dist[best]
+    return sqrt((low if low > 0.0 else 0.0) * (1.0 + rel))
+
+
+cdef Py_ssize_t _bounded_row(const floating* x, const floating* centers, Py_ssize_t old,
+                             double r_old, double up, double rel, double* lower_row,
+                             const int64_t* group_of, const int64_t* group_start,
+                             const int64_t* group_members, Py_ssize_t n_groups,
+                             Py_ssize_t n_features, double* dist, char* candidate,
+                             Py_ssize_t* n_computed) noexcept nogil:
+    """The nearest center of x over the groups whose lower bound is not separated from
+    ``up``; updates those groups' bounds.  Returns the label, or -1 if the fast
+    distances cannot settle it (the caller then computes exactly); the number of
+    distances computed goes to ``n_computed``.  ``dist`` receives the fast squared
+    distances of the centers computed."""
+    cdef Py_ssize_t best = old, g, p, k, n = 0, g_old
+    cdef double r_best = r_old, r, second, low
+    for g in range(n_groups):
+        candidate[g] = not _separated(lower_row[g], up, rel)
+        if candidate[g]:
+            for p in range(group_start[g], group_start[g + 1]):
+                k = group_members[p]
+                if k != old:
+                    r = _sq_dist_f64(x, centers + k * n_features, n_features)
+                    dist[k] = r
+                    n += 1
+                    if r < r_best or (r == r_best and k < best):
+                        best = k
+                        r_best = r
+    n_computed[0] = n
+    dist[old] = r_old
+    second = _FAR
+    for g in range(n_groups):
+        if candidate[g]:
+            for p in range(group_start[g], group_start[g + 1]):
+                k = group_members[p]
+                if k != best and dist[k] < second:
+                    second = dist[k]
+    if best != old and r_old < second:
+        second = r_old
+    if second < _FAR and not _fast_settles(r_best, second, rel):
+        return -1
+    for g in range(n_groups):
+        if candidate[g]:
+            low = _FAR
+            for p in range(group_start[g], group_start[g + 1]):
+                k = group_members[p]
+                if k != best and dist[k] < low:
+                    low = dist[k]
+            lower_row[g] = _FAR if low == _FAR else sqrt(low * (1.0 - rel))
+    g_old = group_of[old]
+    if best != old and not candidate[g_old]:  # the old center is now one of the others
+        low = sqrt(r_old * (1.0 - rel))
+        if low < lower_row[g_old]:
+            lower_row[g_old] = low
+    return best
+
+
+#: A row whose bounds leave more than this fraction of the centers as candidates joins
+#: the block's gemm (all centers) instead of computing its candidates one by one
+#: (numba's ROWWISE_MAX_FRACTION).
+ROWWISE_MAX_FRACTION = 0.25
+
+
+cdef int _settle_from_gemm(const floating* x, Py_ssize_t p, Py_ssize_t n_rows,
+                           const floating* dots, const floating* centers,
+                           const floating* half_sq_norms, const int* best_idx,
+                           const floating* best_vals, const floating* second_vals,
+                           Py_ssize_t n_clusters, Py_ssize_t n_features, double h_max,
+                           double unit, double rel, const int64_t* group_start,
+                           const int64_t* group_members, Py_ssize_t n_groups,
+                           double* lower_row, double* upper_i, double* dist) noexcept nogil:
+    """The label of x, row p of an n_rows-row gemm block (certified, else exact), and all
+    its bounds rebuilt: from the gemm values with their error bound, or from the exact
+    distances (numba's ``_settle_from_gemm``)."""
+    cdef double x_sq = _sq_norm_f64(x, n_features)
+    cdef double err = _gemm_error(x_sq, n_features, h_max, unit)
+    cdef Py_ssize_t best, k
+    cdef double r
+    if n_clusters == 1 or _gemm_settles(best_vals[p], second_vals[p], x_sq, err, rel):
+        best = best_idx[p]
+        for k in range(n_clusters):  # the gemm's r_k lie within err of the exact ones
+            r = x_sq + 2.0 * <double>(half_sq_norms[k] - dots[p * n_clusters + k])
+            dist[k] = r - err
+        dist[best] += 2.0 * err
+        upper_i[0] = _bounds_from(dist, best, 0.0, group_start, group_members, n_groups,
+                                  lower_row)
+    else:
+        best = _exact_row(x, centers, n_clusters, n_features, dist)
+        upper_i[0] = _bounds_from(dist, best, rel, group_start, group_members, n_groups,
+                                  lower_row)
+    return <int>best
+
+
+cdef void _bounded_slot(const floating* X, const double* sample_weight,
+                        const floating* centers, const floating* half_sq_norms,
+                        const double* drift, const double* half_sep,
+                        const int64_t* group_of, const int64_t* group_start,
+                        const int64_t* group_members, Py_ssize_t n_groups,
+                        const double* top, const int64_t* top_center,
+                        const double* runner_up, Py_ssize_t rowwise_max, int* labels,
+                        double* upper, double* lower, bint full, double* part_sums,
+                        double* part_weights, double* part_stats, floating* dots,
+                        floating* gathered, double* dist, char* candidate,
+                        Py_ssize_t start, Py_ssize_t stop, Py_ssize_t n_clusters,
+                        Py_ssize_t n_features, double h_max, double unit,
+                        double rel) noexcept nogil:
+    """numba's ``bounded_step`` loop body for samples [start, stop): labels, bounds and
+    this slot's partial sums and stats (labels changed, largest bound, distances).
+
+    Per block: each row is settled by its bounds, by tightening its upper bound, or by
+    its candidate centers one by one (``_bounded_row``); the rows left open with many
+    candidates (all rows when ``full``) go through one gemm with all centers
+    (``_settle_from_gemm``).  Then, in row order, labels are written and the rows added
+    to the slot's sums, as ``lloyd_step`` does."""
+    cdef Py_ssize_t b_start, m, ii, i, g, p, best, old, n, n_pending, n_open
+    cdef int new_labels[_BLOCK]
+    cdef int pending[_BLOCK]
+    cdef int best_idx[_BLOCK]
+    cdef floating best_vals[_BLOCK]
+    cdef floating second_vals[_BLOCK]
+    cdef const floating* x
+    cdef const floating* rows
+    cdef double* lower_row
+    cdef double up, low, low_all, r_old, sep, largest = 0.0
+    cdef double n_changed = 0.0, n_dist = 0.0
+    b_start = start
+    while b_start < stop:
+        m = _block_stop(b_start, stop) - b_start
+        n_pending = 0
+        for ii in range(m):
+            i = b_start + ii
+            old = labels[i]
+            new_labels[ii] = <int>old
+            if full:
+                pending[n_pending] = <int>ii
+                n_pending += 1
+                continue
+            x = X + i * n_features
+            lower_row = lower + i * n_groups
+            up = upper[i] + drift[old]
+            low_all = _FAR
+            for g in range(n_groups):
+                low = lower_row[g] - (runner_up[g] if top_center[g] == old else top[g])
+                lower_row[g] = low
+                if low < low_all:
+                    low_all = low
+            upper[i] = up
+            sep = 2.0 * half_sep[old] - up
+            if _separated(low_all if low_all > sep else sep, up, rel):
+                continue
+            r_old = _sq_dist_f64(x, centers + old * n_features, n_features)
+            n_dist += 1
+            up = sqrt(r_old * (1.0 + rel))
+            upper[i] = up
+            if up > largest:
+                largest = up
+            sep = 2.0 * half_sep[old] - up
+            if _separated(low_all if low_all > sep else sep, up, rel):
+                continue
+            n_open = 0
+            for g in range(n_groups):
+                if not _separated(lower_row[g], up, rel):
+                    n_open += group_start[g + 1] - group_start[g]
+            if n_open > rowwise_max:
+                pending[n_pending] = <int>ii
+                n_pending += 1
+                continue
+            best = _bounded_row(x, centers, old, r_old, up, rel, lower_row, group_of,
+                                group_start, group_members, n_groups, n_features, dist,
+                                candidate, &n)
+            n_dist += n
+            if best < 0:  # near-tie among the fast distances: settle exactly
+                best = _exact_row(x, centers, n_clusters, n_features, dist)
+                n_dist += n_clusters
+                upper[i] = _bounds_from(dist, best, rel, group_start, group_members,
+                                        n_groups, lower_row)
+            else:
+                upper[i] = sqrt(dist[best] * (1.0 + rel))
+            new_labels[ii] = <int>best
+        if n_pending > 0:  # one gemm for the rows still open
+            if n_pending == m:  # all of the block: no need to gather
+                rows = X + b_start * n_features
+            else:
+                for p in range(n_pending):
+                    x = X + (b_start + pending[p]) * n_features
+                    for g in range(n_features):
+                        gathered[p * n_features + g] = x[g]
+                rows = gathered
+            _block_dots(rows, centers, dots, <int>n_pending, <int>n_clusters,
+                        <int>n_features)
+            _block_argmin(half_sq_norms, dots, n_pending, n_clusters, best_idx, best_vals,
+                          second_vals)
+            for p in range(n_pending):
+                i = b_start + pending[p]
+                new_labels[pending[p]] = _settle_from_gemm(
+                    X + i * n_features, p, n_pending, dots, centers, half_sq_norms, best_idx,
+                    best_vals, second_vals, n_clusters, n_features, h_max, unit, rel,
+                    group_start, group_members, n_groups, lower + i * n_groups, upper + i,
+                    dist)
+                if upper[i] > largest:
+                    largest = upper[i]
+            n_dist += n_pending * n_clusters
+        for ii in range(m):
+            i = b_start + ii
+            best = new_labels[ii]
+            if best != labels[i]:
+                n_changed += 1
+            labels[i] = <int>best
+            _add_sample(part_sums, part_weights, X + i * n_features, sample_weight[i], best,
+                        n_features)
+        b_start += m
+    part_stats[0] = n_changed
+    part_stats[1] = largest
+    part_stats[2] = n_dist
 
 
 cdef double _inertia_slot(const floating* X, const double* sample_weight,
@@ -316,7 +767,9 @@ def assign_labels(const floating[:, ::1] X, const floating[:, ::1] centers,
                   int[::1] labels, double[::1] min_sq_dist, n_threads):
     """Nearest center of every sample.
 
-    Follows the contract of ``fastem.kernels.reference.kmeans.assign_labels``.
+    Follows the contract of ``fastem.kernels.reference.kmeans.assign_labels``: the
+    labels are the exact distance's nearest centers, bit for bit (see the module
+    docstring for how the gemm's proposals are certified).
 
     Parameters
     ----------
@@ -342,20 +795,29 @@ def assign_labels(const floating[:, ::1] X, const floating[:, ::1] centers,
 
     cdef Py_ssize_t n_blocks = _n_blocks(n_samples)
     cdef int n_team = _team_size(n_threads, n_blocks)
-    cdef Py_ssize_t b, start, stop
+    cdef Py_ssize_t b, start, stop, tid
+    cdef double h_max = _error_scale(centers)
+    cdef double unit = _unit_roundoff(&X[0, 0])
+    cdef double rel = _rel_error(n_features)
     cdef floating* half_sq_norms = <floating*>_half_sq_norms(centers)
     cdef floating* dots = NULL
+    cdef double* dist = NULL
     try:
-        # one (BLOCK x K) gemm output buffer per thread, indexed by threadid()
+        # per-thread scratch indexed by threadid(): a (BLOCK x K) gemm output and the
+        # K exact distances of a row
         dots = <floating*>_alloc(<size_t>n_team * _BLOCK * n_clusters, sizeof(floating), False)
+        dist = <double*>_alloc(<size_t>n_team * n_clusters, sizeof(double), False)
         for b in prange(n_blocks, nogil=True, schedule='static', num_threads=n_team):
+            tid = threadid()
             start = b * _BLOCK
             stop = _block_stop(start, n_samples)
             _assign_block(&X[0, 0], &centers[0, 0], half_sq_norms,
-                          dots + <Py_ssize_t>threadid() * _BLOCK * n_clusters,
-                          &labels[0], &min_sq_dist[0], start, stop, n_clusters, n_features)
+                          dots + tid * _BLOCK * n_clusters, dist + tid * n_clusters,
+                          &labels[0], &min_sq_dist[0], start, stop, n_clusters, n_features,
+                          h_max, unit, rel)
     finally:
         free(dots)
+        free(dist)
         free(half_sq_norms)
 
 
@@ -364,7 +826,8 @@ def lloyd_step(const floating[:, ::1] X, const double[::1] sample_weight,
                double[:, ::1] sums, double[::1] weight_sums, n_threads):
     """One Lloyd iteration's data pass: assignment fused with the weighted center sums.
 
-    Follows the contract of ``fastem.kernels.reference.kmeans.lloyd_step``.
+    Follows the contract of ``fastem.kernels.reference.kmeans.lloyd_step``; the
+    assignment is certified as in ``assign_labels``.
 
     Parameters
     ----------
@@ -397,10 +860,13 @@ def lloyd_step(const floating[:, ::1] X, const double[::1] sample_weight,
     cdef Py_ssize_t n_blocks = _n_blocks(n_samples)
     cdef Py_ssize_t n_slots = _n_slots(n_blocks, 8 * n_clusters * (n_features + 1))
     cdef int n_team = _team_size(n_threads, n_slots)
-    cdef Py_ssize_t slot, start, stop
+    cdef Py_ssize_t slot, start, stop, tid
     cdef Py_ssize_t slot_len = n_clusters * n_features
+    cdef double h_max = 0.0, unit = 0.0
+    cdef double rel = _rel_error(n_features)
     cdef floating* half_sq_norms = NULL
     cdef floating* dots = NULL
+    cdef double* dist = NULL
     cdef double* part_sums = NULL
     cdef double* part_weights = NULL
     try:
@@ -408,17 +874,21 @@ def lloyd_step(const floating[:, ::1] X, const double[::1] sample_weight,
         part_sums = <double*>_alloc(<size_t>n_slots * slot_len, sizeof(double), True)
         part_weights = <double*>_alloc(<size_t>n_slots * n_clusters, sizeof(double), True)
         if n_samples > 0:
+            h_max = _error_scale(centers)
+            unit = _unit_roundoff(&X[0, 0])
             half_sq_norms = <floating*>_half_sq_norms(centers)
             dots = <floating*>_alloc(<size_t>n_team * _BLOCK * n_clusters,
                                      sizeof(floating), False)
+            dist = <double*>_alloc(<size_t>n_team * n_clusters, sizeof(double), False)
             for slot in prange(n_slots, nogil=True, schedule='static', num_threads=n_team):
+                tid = threadid()
                 start = _slot_start(slot, n_slots, n_blocks)
                 stop = _slot_stop(slot, n_slots, n_blocks, n_samples)
                 _lloyd_slot(&X[0, 0], &sample_weight[0], &centers[0, 0], half_sq_norms,
-                            dots + <Py_ssize_t>threadid() * _BLOCK * n_clusters,
+                            dots + tid * _BLOCK * n_clusters, dist + tid * n_clusters,
                             &labels[0], part_sums + slot * slot_len,
                             part_weights + slot * n_clusters,
-                            start, stop, n_clusters, n_features)
+                            start, stop, n_clusters, n_features, h_max, unit, rel)
         # fixed slot order: bit-identical for any thread count
         with nogil:
             _sum_slots(part_weights, n_slots, n_clusters,
@@ -428,7 +898,175 @@ def lloyd_step(const floating[:, ::1] X, const double[::1] sample_weight,
         free(part_sums)
         free(part_weights)
         free(dots)
+        free(dist)
         free(half_sq_norms)
+
+
+def bounded_step(const floating[:, ::1] X, const double[::1] sample_weight,
+                 const floating[:, ::1] centers, const double[::1] drift,
+                 const double[::1] half_sep, const int64_t[::1] group_of,
+                 const int64_t[::1] group_start, const int64_t[::1] group_members,
+                 int[::1] labels, double[::1] upper, double[:, ::1] lower, bint full,
+                 double[:, ::1] sums, double[::1] weight_sums, double[::1] stats, n_threads):
+    """``lloyd_step`` that also keeps distance bounds (Hamerly, Yinyang, Elkan).
+
+    Follows the contract of ``fastem.kernels.reference.kmeans.bounded_step`` and the
+    logic of numba's ``bounded_step`` step for step.  Per row, ``upper`` bounds the
+    exact distance to the assigned center and ``lower[:, g]`` the exact distance to
+    every other center of group g.  Centers moved by at most ``drift`` since the bounds
+    were made, so upper grows by the assigned center's drift and each lower shrinks by
+    its group's largest drift (the runner-up drift if the largest is the row's own
+    center).  A row whose bounds separate (also allowing ``2 half_sep[a] - upper``) keeps
+    its label without computing a distance; otherwise the upper bound is tightened and,
+    failing that, the distances to the centers of every group not separated are
+    computed, and the fast distances' nearest is kept when its margin over every rival
+    beats their rounding error bound, else the exact nearest is taken.  With ``full``
+    the bounds (and the labels, but for ``stats``) are ignored and rebuilt from the
+    block gemm, as in ``lloyd_step``.  Labels equal ``lloyd_step``'s bit for bit, and so
+    do ``sums`` and ``weight_sums`` (same slots, same order).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features), float32 or float64, C-contiguous
+    sample_weight : ndarray of shape (n_samples,), float64
+    centers : ndarray of shape (n_clusters, n_features), X's dtype, C-contiguous
+    drift : ndarray of shape (n_clusters,), float64
+        Bound on each center's move since the bounds were made (ignored when ``full``).
+    half_sep : ndarray of shape (n_clusters,), float64
+        At most half the distance from each center to its nearest other center.
+    group_of, group_start, group_members : int64 arrays of shapes (K,), (G + 1,), (K,)
+        The center groups: ``group_members[group_start[g]:group_start[g + 1]]``.
+    labels : ndarray of shape (n_samples,), int32
+        Read (the previous labels, which must lie in [0, K) unless ``full``; not
+        checked) and written.
+    upper : ndarray of shape (n_samples,), float64, read and written.
+    lower : ndarray of shape (n_samples, G), float64, C-contiguous, read and written.
+    full : bool
+        Rebuild the bounds instead of trusting them.
+    sums, weight_sums : float64 arrays of shapes (K, D) and (K,), written.
+    stats : ndarray of shape (3,), float64
+        Written: labels changed, the largest distance bound made, point-center
+        distances computed.
+    n_threads : int
+        Number of OpenMP threads (results do not depend on it).
+    """
+    cdef Py_ssize_t n_samples = X.shape[0], n_features = X.shape[1]
+    cdef Py_ssize_t n_clusters = centers.shape[0]
+    cdef Py_ssize_t n_groups = group_start.shape[0] - 1
+    cdef Py_ssize_t g, p, k
+    _check(centers.shape[1] == n_features, "centers and X have different n_features")
+    _check(sample_weight.shape[0] == n_samples and labels.shape[0] == n_samples
+           and upper.shape[0] == n_samples,
+           "sample_weight / labels / upper do not have n_samples entries")
+    _check(sums.shape[0] == n_clusters and sums.shape[1] == n_features
+           and weight_sums.shape[0] == n_clusters,
+           "sums / weight_sums do not have the shape of centers")
+    _check(drift.shape[0] == n_clusters and half_sep.shape[0] == n_clusters
+           and group_of.shape[0] == n_clusters and group_members.shape[0] == n_clusters,
+           "drift / half_sep / group_of / group_members do not have n_clusters entries")
+    _check(stats.shape[0] >= 3, "stats needs 3 entries")
+    _check(n_groups >= 1 and lower.shape[0] == n_samples and lower.shape[1] == n_groups,
+           "lower is not (n_samples, n_groups)")
+    if n_samples > 0:
+        _check(n_clusters >= 1, "need at least one center")
+    _check(group_start[0] == 0 and group_start[n_groups] == n_clusters,
+           "group_start does not run from 0 to n_clusters")
+    for g in range(n_groups):
+        _check(group_start[g] <= group_start[g + 1], "group_start is not sorted")
+        for p in range(group_start[g], group_start[g + 1]):
+            k = group_members[p]
+            _check(0 <= k < n_clusters and group_of[k] == g,
+                   "group_members / group_of do not describe the same groups")
+
+    cdef Py_ssize_t n_blocks = _n_blocks(n_samples)
+    cdef Py_ssize_t n_slots = _n_slots(n_blocks, 8 * n_clusters * (n_features + 1))
+    cdef int n_team = _team_size(n_threads, n_slots)
+    cdef Py_ssize_t slot, start, stop, tid
+    cdef Py_ssize_t slot_len = n_clusters * n_features
+    cdef double h_max = 0.0, unit = 0.0, d
+    cdef double rel = _rel_error(n_features)
+    cdef floating* half_sq_norms = NULL
+    cdef floating* dots = NULL
+    cdef floating* gathered = NULL
+    cdef double* dist = NULL
+    cdef char* candidate = NULL
+    # rows with more candidate centers than this go through the gemm (Hamerly: all)
+    cdef Py_ssize_t rowwise_max = int(ROWWISE_MAX_FRACTION * n_clusters) if n_groups > 1 else -1
+    cdef double* part_sums = NULL
+    cdef double* part_weights = NULL
+    cdef double* part_stats = NULL
+    cdef double* top = NULL
+    cdef double* runner_up = NULL
+    cdef int64_t* top_center = NULL
+    try:
+        part_sums = <double*>_alloc(<size_t>n_slots * slot_len, sizeof(double), True)
+        part_weights = <double*>_alloc(<size_t>n_slots * n_clusters, sizeof(double), True)
+        part_stats = <double*>_alloc(<size_t>n_slots * 3, sizeof(double), True)
+        if n_samples > 0:
+            h_max = _error_scale(centers)
+            unit = _unit_roundoff(&X[0, 0])
+            half_sq_norms = <floating*>_half_sq_norms(centers)
+            # per group: the largest drift, the center that has it, and the second
+            # largest, for rows assigned to that center (numba's _group_drifts)
+            top = <double*>_alloc(n_groups, sizeof(double), True)
+            runner_up = <double*>_alloc(n_groups, sizeof(double), True)
+            top_center = <int64_t*>_alloc(n_groups, sizeof(int64_t), False)
+            for g in range(n_groups):
+                top_center[g] = -1
+                for p in range(group_start[g], group_start[g + 1]):
+                    k = group_members[p]
+                    d = drift[k]
+                    if d > top[g]:
+                        runner_up[g] = top[g]
+                        top[g] = d
+                        top_center[g] = k
+                    elif d > runner_up[g]:
+                        runner_up[g] = d
+            # per-thread scratch indexed by threadid()
+            dots = <floating*>_alloc(<size_t>n_team * _BLOCK * n_clusters,
+                                     sizeof(floating), False)
+            gathered = <floating*>_alloc(<size_t>n_team * _BLOCK * n_features,
+                                         sizeof(floating), False)
+            dist = <double*>_alloc(<size_t>n_team * n_clusters, sizeof(double), False)
+            candidate = <char*>_alloc(<size_t>n_team * n_groups, sizeof(char), True)
+            for slot in prange(n_slots, nogil=True, schedule='static', num_threads=n_team):
+                tid = threadid()
+                start = _slot_start(slot, n_slots, n_blocks)
+                stop = _slot_stop(slot, n_slots, n_blocks, n_samples)
+                _bounded_slot(&X[0, 0], &sample_weight[0], &centers[0, 0], half_sq_norms,
+                              &drift[0], &half_sep[0], &group_of[0], &group_start[0],
+                              &group_members[0], n_groups, top, top_center, runner_up,
+                              rowwise_max, &labels[0], &upper[0], &lower[0, 0], full,
+                              part_sums + slot * slot_len, part_weights + slot * n_clusters,
+                              part_stats + slot * 3, dots + tid * _BLOCK * n_clusters,
+                              gathered + tid * _BLOCK * n_features, dist + tid * n_clusters,
+                              candidate + tid * n_groups, start, stop, n_clusters,
+                              n_features, h_max, unit, rel)
+        # fixed slot order: bit-identical for any thread count
+        with nogil:
+            _sum_slots(part_weights, n_slots, n_clusters,
+                       &weight_sums[0] if n_clusters > 0 else NULL)
+            _sum_slots(part_sums, n_slots, slot_len, &sums[0, 0] if slot_len > 0 else NULL)
+        stats[0] = 0.0
+        stats[1] = 0.0
+        stats[2] = 0.0
+        for slot in range(n_slots):
+            stats[0] += part_stats[slot * 3]
+            if part_stats[slot * 3 + 1] > stats[1]:
+                stats[1] = part_stats[slot * 3 + 1]
+            stats[2] += part_stats[slot * 3 + 2]
+    finally:
+        free(part_sums)
+        free(part_weights)
+        free(part_stats)
+        free(half_sq_norms)
+        free(top)
+        free(runner_up)
+        free(top_center)
+        free(dots)
+        free(gathered)
+        free(dist)
+        free(candidate)
 
 
 def inertia(const floating[:, ::1] X, const double[::1] sample_weight,

@@ -35,9 +35,10 @@ def _fallback_cache_dir():
     return os.path.join(tempfile.gettempdir(), f"fastem-numba-cache-{uid}")
 
 
-def _compile(func, parallel):
+def _compile(func, parallel, fastmath=FASTMATH):
     """``njit`` ``func`` with fastem's flags and the cache fallbacks described above."""
-    options = dict(parallel=parallel, fastmath=set(FASTMATH), nogil=True, error_model="numpy")
+    options = dict(parallel=parallel, fastmath=set(fastmath) or False, nogil=True,
+                   error_model="numpy")
     try:
         return numba.njit(cache=True, **options)(func)
     except RuntimeError as exc:  # "cannot cache function ...: no locator available"
@@ -85,3 +86,11 @@ def kernel(func):
 def helper(func):
     """A small single-thread helper called from kernels (same flags, cached)."""
     return _compile(func, parallel=False)
+
+
+def strict_helper(func):
+    """A helper compiled without fast-math: its float operations run in source order,
+    each rounded, with no fused multiply-add.  Used where every backend must produce the
+    same bits (the exact distance that breaks near-ties in the K-means assignment).  The
+    flags live on the instructions, so they survive inlining into fast-math callers."""
+    return _compile(func, parallel=False, fastmath=frozenset())

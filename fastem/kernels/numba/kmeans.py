@@ -6,16 +6,21 @@ size; each slot is reduced serially by one thread and the slots are then added i
 slot order.  Nothing depends on the thread count, so results are bit-identical for
 any ``n_threads``.
 
-Distances for the assignment use ``||x - c||^2 = ||x||^2 + 2 (||c||^2 / 2 - x.c)``
-with the ``x.c`` block computed by one single-threaded GEMM per block (numba calls
-BLAS for ``np.dot``); the argmin only needs ``||c||^2 / 2 - x.c``.  Inertia and the
-k-means++ distances are computed directly as ``sum_j (x_j - c_j)^2`` in float64.
+Labels are the reference's exactly: the nearest center by the exact float64 distance
+(``_exact_sq_dist``, compiled without fast-math), ties to the lowest index.  The fast
+path proposes a label from ``||x - c||^2 = ||x||^2 + 2 (||c||^2 / 2 - x.c)`` with the
+``x.c`` block computed by one single-threaded GEMM (numba calls BLAS for ``np.dot``)
+and keeps it only when the gap to the runner-up exceeds the GEMM's rounding error
+bound (``_gemm_settles``); the rare row that fails is recomputed exactly.  The bounded
+algorithms (``bounded_step``) certify their fast distances the same way, so every
+algorithm gives the same labels.  Inertia and the k-means++ distances are computed
+directly as ``sum_j (x_j - c_j)^2`` in float64.
 """
 
 import numpy as np
 from numba import prange
 
-from ._jit import BLOCK_SIZE, MAX_SLOTS, SLOT_BUDGET_BYTES, helper, kernel
+from ._jit import BLOCK_SIZE, MAX_SLOTS, SLOT_BUDGET_BYTES, helper, kernel, strict_helper
 
 
 @helper
@@ -47,52 +52,107 @@ def _half_sq_norms(centers):
 
 #: From this many clusters on, the argmin runs as vectorisable integer min-reductions.
 KEYED_ARGMIN_MIN_CLUSTERS = 32
+#: Rows per GEMM call inside a slot for many clusters (a multiple of BLOCK_SIZE; the
+#: slots, and so every result, do not depend on it): small GEMMs pay BLAS's per-call
+#: overhead (N=200,000 D=64 K=256 float32: 94 -> 82 ms per Lloyd step).
+GEMM_ROWS = 4 * BLOCK_SIZE
+#: A lower bound that bounds nothing (finite, so bound arithmetic never meets inf - inf).
+FAR = 1e300
 
 
 @helper
-def _block_argmin(half_sq_norms, dots, m, best_idx, best_val, vals):
-    """For rows i < m of ``dots``: the cluster minimising ||c||^2/2 - x.c (lowest index
-    on ties) into ``best_idx[i]`` and that value into ``best_val[i]``.
+def _dots_size(n_clusters):
+    """Length of the ``_block_dots`` scratch for a block of BLOCK_SIZE rows."""
+    if n_clusters < KEYED_ARGMIN_MIN_CLUSTERS:
+        return 2 * BLOCK_SIZE * n_clusters
+    return GEMM_ROWS * n_clusters
 
-    For few clusters a scalar scan is fastest.  For many, a branchy scan is slow and a
-    float min-reduction only vectorises with the ``nnan`` flag we never use; so the
-    values are mapped to integers with the same order (IEEE bits, negatives flipped,
-    -0 equal to +0), where min-reductions vectorise: one pass finds the smallest key,
-    a second the lowest index holding it.  The path is chosen once per block (inside
-    the row loop it would keep LLVM from optimising either).  ``vals`` is a scratch row.
+
+@helper
+def _gemm_rows(n_clusters):
+    """Rows per GEMM: GEMM_ROWS for many clusters; for few, one block, whose transposed
+    values stay in L1 for the argmin."""
+    return BLOCK_SIZE if n_clusters < KEYED_ARGMIN_MIN_CLUSTERS else GEMM_ROWS
+
+
+@helper
+def _block_dots(X, start, m, centers, centers_t, buf):
+    """x.c for the m rows of X from ``start``, by one single-threaded GEMM into the flat
+    scratch ``buf``: laid out (n_clusters, m) for few clusters, so the argmin runs down
+    contiguous columns, else (m, n_clusters).  Read entries with ``_dot_at``."""
+    n_clusters = centers.shape[0]
+    if n_clusters < KEYED_ARGMIN_MIN_CLUSTERS:
+        # X.C^T with C^T a plain (D, K) operand is the fast GEMM here (BLAS packs a
+        # transposed X slowly); its (m, K) result is then transposed into place.
+        rows = buf[n_clusters * m: 2 * n_clusters * m].reshape((m, n_clusters))
+        np.dot(X[start:start + m], centers_t, rows)
+        for k in range(n_clusters):
+            for i in range(m):
+                buf[k * m + i] = rows[i, k]
+    else:
+        out = buf[: m * n_clusters].reshape((m, n_clusters))
+        np.dot(X[start:start + m], centers_t, out)
+
+
+@helper
+def _dot_at(buf, m, n_clusters, i, k):
+    """x_i.c_k as laid out by ``_block_dots``."""
+    if n_clusters < KEYED_ARGMIN_MIN_CLUSTERS:
+        return buf[k * m + i]
+    return buf[i * n_clusters + k]
+
+
+@helper
+def _block_argmin(half_sq_norms, buf, m, best_idx, best_val, second_val, vals):
+    """For the m rows of a ``_block_dots`` block: the cluster minimising ||c||^2/2 - x.c
+    (lowest index on ties) into ``best_idx[i]``, that value into ``best_val[i]`` and the
+    smallest value of the other clusters into ``second_val[i]`` (inf if K = 1).
+
+    Few clusters: the scan runs over clusters in the outer loop and rows in the inner
+    one, branch-free (min, max and a select), so it vectorises across rows.  Many: a
+    float min-reduction only vectorises with the ``nnan`` flag we never use, so each
+    row's values are mapped to integers of the same order (``_keyed_top2``).  ``vals``
+    is a scratch row.
     """
     n_clusters = half_sq_norms.shape[0]
     if n_clusters < KEYED_ARGMIN_MIN_CLUSTERS:
         for i in range(m):
-            best = 0
-            low = half_sq_norms[0] - dots[i, 0]
-            for k in range(1, n_clusters):
-                val = half_sq_norms[k] - dots[i, k]
-                if val < low:
-                    low = val
-                    best = k
-            best_idx[i] = best
-            best_val[i] = low
+            best_idx[i] = 0
+            best_val[i] = half_sq_norms[0] - buf[i]
+            second_val[i] = np.inf
+        for k in range(1, n_clusters):
+            h = half_sq_norms[k]
+            col = buf[k * m:(k + 1) * m]
+            kk = np.int32(k)  # same width as the floats' lanes helps vectorisation
+            for i in range(m):
+                val = h - col[i]
+                low = best_val[i]
+                second_val[i] = min(second_val[i], max(low, val))
+                best_idx[i] = kk if val < low else best_idx[i]
+                best_val[i] = min(low, val)
         return
     for i in range(m):
         for k in range(n_clusters):
-            vals[k] = half_sq_norms[k] - dots[i, k]
+            vals[k] = half_sq_norms[k] - buf[i * n_clusters + k]
         if vals.itemsize == 4:
-            best = _keyed_argmin(vals.view(np.int32), np.int32(31), np.int32(0x7FFFFFFF))
+            best = _keyed_top2(vals.view(np.int32), np.int32(31), np.int32(0x7FFFFFFF))
         else:
-            best = _keyed_argmin(vals.view(np.int64), np.int64(63),
-                                 np.int64(0x7FFFFFFFFFFFFFFF))
+            best = _keyed_top2(vals.view(np.int64), np.int64(63), np.int64(0x7FFFFFFFFFFFFFFF))
         best_idx[i] = best
-        best_val[i] = vals[best]
+        best_val[i] = vals[0]
+        second_val[i] = vals[1]
 
 
 @helper
-def _keyed_argmin(bits, sign_shift, mask):
-    """Lowest index of the smallest float, given the floats' IEEE bits as signed ints.
+def _keyed_top2(bits, sign_shift, mask):
+    """Lowest index of the smallest float of a row (n >= 2), given the floats' IEEE bits
+    as signed ints.  The row is scratch: on return it holds the smallest float's bits at
+    0 and the runner-up's (the smallest of the others) at 1.
 
     key = bits for a non-negative float, bits ^ mask (all but the sign flipped) for a
-    negative one: keys order like the floats.  -0.0 (bits == -mask - 1) gets key 0, the
-    key of +0.0, since the two compare equal.
+    negative one: keys order like the floats, and the map is its own inverse.  -0.0
+    (bits == -mask - 1) gets key 0, the key of +0.0, since the two compare equal.  Each
+    pass is a plain min-reduction, which vectorises.
     """
     n = bits.shape[0]
     negative_zero = -mask - 1
@@ -100,18 +160,23 @@ def _keyed_argmin(bits, sign_shift, mask):
     for k in range(n):
         b = bits[k]
         key = 0 if b == negative_zero else b ^ ((b >> sign_shift) & mask)
+        bits[k] = key
         smallest = min(smallest, key)
     first = n
     for k in range(n):
-        b = bits[k]
-        key = 0 if b == negative_zero else b ^ ((b >> sign_shift) & mask)
-        first = min(first, k if key == smallest else n)
+        first = min(first, k if bits[k] == smallest else n)
+    bits[first] = mask  # larger than any float's key: the next min skips it
+    runner_up = mask
+    for k in range(n):
+        runner_up = min(runner_up, bits[k])
+    bits[0] = smallest ^ ((smallest >> sign_shift) & mask)  # keys back to the floats' bits
+    bits[1] = runner_up ^ ((runner_up >> sign_shift) & mask)
     return first
 
 
 @helper
 def _sq_dist_f64(X, i, point):
-    """sum_j (X[i, j] - point[j])^2 accumulated in float64."""
+    """sum_j (X[i, j] - point[j])^2 accumulated in float64 (any order: fast)."""
     acc = 0.0
     for j in range(X.shape[1]):
         diff = np.float64(X[i, j]) - np.float64(point[j])
@@ -119,65 +184,185 @@ def _sq_dist_f64(X, i, point):
     return acc
 
 
+@strict_helper
+def _exact_sq_dist(X, i, centers, k):
+    """The assignment's defining distance: ``sum_j (x_j - c_j)^2`` in float64, summed
+    in feature order, each operation rounded (no fast-math, no fused multiply-add).
+    The reference computes exactly these bits."""
+    acc = 0.0
+    for j in range(X.shape[1]):
+        diff = np.float64(X[i, j]) - np.float64(centers[k, j])
+        acc += diff * diff
+    return acc
+
+
+@helper
+def _exact_row(X, i, centers, dist):
+    """Exact distances of row i to every center into ``dist``; returns the nearest
+    (lowest index on ties)."""
+    best = 0
+    for k in range(centers.shape[0]):
+        dist[k] = _exact_sq_dist(X, i, centers, k)
+        if dist[k] < dist[best]:
+            best = k
+    return best
+
+
+@helper
+def _rel_error(n_features):
+    """Relative error bound of a float64 sum of n_features squared differences, in any
+    order (and of its square root), with room to spare: (D + 8) * 2^-53."""
+    return (n_features + 8) * 2.0 ** -53
+
+
+@helper
+def _separated(low, up, rel):
+    """True if a center at exact distance >= ``low`` is certainly farther than one at
+    exact distance <= ``up``, also as measured by the exact (rounded) distance."""
+    return low - up > 2.0 * rel * (low + up)
+
+
+@helper
+def _gemm_error(x_sq, n_features, h_max, unit):
+    """Bound on the error of ``r_k = ||x||^2 + 2 (h_k - x.c_k)`` when ``h_k = ||c_k||^2/2``
+    and the dot product are rounded in X's dtype (unit roundoff ``unit``) by any GEMM:
+    |fl(x.c) - x.c| <= D u sum_j |x_j c_j| <= D u ||x|| ||c|| <= D u (||x||^2/2 + h_max)
+    (no square root), plus the rounding of h_k and of the subtraction, plus float64
+    rounding of ||x||^2 and of the sum."""
+    e_val = (n_features + 6) * unit * (2.0 * h_max + 0.5 * x_sq)
+    return 2.0 * e_val + (n_features + 4) * 2.0 ** -53 * x_sq
+
+
+@helper
+def _gemm_settles(best_val, second_val, x_sq, err, rel):
+    """True if the GEMM's choice is certainly the exact nearest center: the gap to the
+    runner-up exceeds both values' GEMM errors plus the exact distance's rounding."""
+    rb = x_sq + 2.0 * np.float64(best_val)
+    r2 = x_sq + 2.0 * np.float64(second_val)
+    return r2 - rb > 2.0 * err + 2.0 * rel * (abs(rb) + abs(r2) + 2.0 * err)
+
+
+@helper
+def _row_sq_norm(X, i):
+    acc = 0.0
+    for j in range(X.shape[1]):
+        acc += np.float64(X[i, j]) * np.float64(X[i, j])
+    return acc
+
+
+@helper
+def _error_scales(centers):
+    """The largest ||c||^2/2 in float64, slightly inflated."""
+    h_max = 0.0
+    for k in range(centers.shape[0]):
+        h_max = max(h_max, 0.5 * _row_sq_norm(centers, k))
+    return h_max * (1.0 + 1e-12)
+
+
+@helper
+def _unit_roundoff(X):
+    return 2.0 ** -24 if X.itemsize == 4 else 2.0 ** -53
+
+
 @kernel
 def assign_labels(X, centers, labels, min_sq_dist, n_threads):
-    """Nearest center of every sample (see the reference for the contract)."""
-    n_samples = X.shape[0]
-    n_clusters = centers.shape[0]
-    centers_t = np.ascontiguousarray(centers.T)
-    half_sq_norms = _half_sq_norms(centers)
-    n_blocks = (n_samples + BLOCK_SIZE - 1) // BLOCK_SIZE
-    for b in prange(n_blocks):
-        start = b * BLOCK_SIZE
-        stop = min(start + BLOCK_SIZE, n_samples)
-        dots = np.empty((stop - start, n_clusters), dtype=X.dtype)
-        vals = np.empty(n_clusters, dtype=X.dtype)
-        best_idx = np.empty(BLOCK_SIZE, dtype=np.int64)
-        best_vals = np.empty(BLOCK_SIZE, dtype=X.dtype)
-        np.dot(X[start:stop], centers_t, dots)
-        _block_argmin(half_sq_norms, dots, stop - start, best_idx, best_vals, vals)
-        for i in range(stop - start):
-            best_val = best_vals[i]
-            labels[start + i] = best_idx[i]
-            x_sq = 0.0
-            for j in range(X.shape[1]):
-                x_sq += np.float64(X[start + i, j]) * np.float64(X[start + i, j])
-            min_sq_dist[start + i] = max(x_sq + 2.0 * np.float64(best_val), 0.0)
+    """Nearest center of every sample (see the reference for the contract).
 
-
-@kernel
-def lloyd_step(X, sample_weight, centers, labels, sums, weight_sums, n_threads):
-    """Assignment fused with the weighted per-cluster sums (see the reference)."""
+    The block GEMM proposes each row's nearest center; the proposal stands when its
+    margin over the runner-up exceeds the GEMM's rounding error bound, and otherwise the
+    row is settled by the exact distance, so labels equal the reference's bit for bit.
+    """
     n_samples, n_features = X.shape
     n_clusters = centers.shape[0]
     centers_t = np.ascontiguousarray(centers.T)
     half_sq_norms = _half_sq_norms(centers)
+    h_max = _error_scales(centers)
+    unit = _unit_roundoff(X)
+    rel = _rel_error(n_features)
+    n_blocks = (n_samples + BLOCK_SIZE - 1) // BLOCK_SIZE
+    for b in prange(n_blocks):
+        start = b * BLOCK_SIZE
+        stop = min(start + BLOCK_SIZE, n_samples)
+        buf = np.empty(_dots_size(n_clusters), dtype=X.dtype)
+        vals = np.empty(n_clusters, dtype=X.dtype)
+        dist = np.empty(n_clusters)
+        best_idx = np.empty(BLOCK_SIZE, dtype=np.int32)
+        best_vals = np.empty(BLOCK_SIZE, dtype=X.dtype)
+        second_vals = np.empty(BLOCK_SIZE, dtype=X.dtype)
+        _block_dots(X, start, stop - start, centers, centers_t, buf)
+        _block_argmin(half_sq_norms, buf, stop - start, best_idx, best_vals, second_vals, vals)
+        for i in range(stop - start):
+            x_sq = _row_sq_norm(X, start + i)
+            err = _gemm_error(x_sq, n_features, h_max, unit)
+            if n_clusters == 1 or _gemm_settles(best_vals[i], second_vals[i], x_sq, err, rel):
+                labels[start + i] = best_idx[i]
+                min_sq_dist[start + i] = max(x_sq + 2.0 * np.float64(best_vals[i]), 0.0)
+            else:
+                best = _exact_row(X, start + i, centers, dist)
+                labels[start + i] = best
+                min_sq_dist[start + i] = dist[best]
+
+
+@helper
+def _add_sample(part_sums, part_weights, slot, X, i, w, k):
+    """part_sums[slot, k] += w x_i (in float64), part_weights[slot, k] += w."""
+    part_weights[slot, k] += w
+    acc = part_sums[slot, k]
+    x = X[i]
+    for j in range(x.shape[0]):
+        acc[j] += w * x[j]
+
+
+@helper
+def _reduce_slots(part_sums, part_weights, sums, weight_sums):
+    """Add the slots in slot order: bit-identical for any thread count."""
+    sums[:] = 0.0
+    weight_sums[:] = 0.0
+    for slot in range(part_sums.shape[0]):
+        sums += part_sums[slot]
+        weight_sums += part_weights[slot]
+
+
+@kernel
+def lloyd_step(X, sample_weight, centers, labels, sums, weight_sums, n_threads):
+    """Assignment fused with the weighted per-cluster sums (see the reference); the
+    assignment is certified as in ``assign_labels``."""
+    n_samples, n_features = X.shape
+    n_clusters = centers.shape[0]
+    centers_t = np.ascontiguousarray(centers.T)
+    half_sq_norms = _half_sq_norms(centers)
+    h_max = _error_scales(centers)
+    unit = _unit_roundoff(X)
+    rel = _rel_error(n_features)
     n_blocks = (n_samples + BLOCK_SIZE - 1) // BLOCK_SIZE
     n_slots = _n_slots(n_blocks, 8 * n_clusters * (n_features + 1))
     part_sums = np.zeros((n_slots, n_clusters, n_features), dtype=np.float64)
     part_weights = np.zeros((n_slots, n_clusters), dtype=np.float64)
     for slot in prange(n_slots):
         start, stop = _slot_samples(slot, n_slots, n_blocks, n_samples)
-        dots = np.empty((BLOCK_SIZE, n_clusters), dtype=X.dtype)
+        buf = np.empty(_dots_size(n_clusters), dtype=X.dtype)
         vals = np.empty(n_clusters, dtype=X.dtype)
-        best_idx = np.empty(BLOCK_SIZE, dtype=np.int64)
-        best_vals = np.empty(BLOCK_SIZE, dtype=X.dtype)
-        for b_start in range(start, stop, BLOCK_SIZE):
-            b_stop = min(b_start + BLOCK_SIZE, stop)
-            np.dot(X[b_start:b_stop], centers_t, dots[: b_stop - b_start])
-            _block_argmin(half_sq_norms, dots, b_stop - b_start, best_idx, best_vals, vals)
+        dist = np.empty(n_clusters)
+        gemm_rows = _gemm_rows(n_clusters)
+        best_idx = np.empty(gemm_rows, dtype=np.int32)
+        best_vals = np.empty(gemm_rows, dtype=X.dtype)
+        second_vals = np.empty(gemm_rows, dtype=X.dtype)
+        for b_start in range(start, stop, gemm_rows):
+            b_stop = min(b_start + gemm_rows, stop)
+            _block_dots(X, b_start, b_stop - b_start, centers, centers_t, buf)
+            _block_argmin(half_sq_norms, buf, b_stop - b_start, best_idx, best_vals,
+                          second_vals, vals)
             for i in range(b_stop - b_start):
                 best = best_idx[i]
+                if n_clusters > 1:
+                    x_sq = _row_sq_norm(X, b_start + i)
+                    err = _gemm_error(x_sq, n_features, h_max, unit)
+                    if not _gemm_settles(best_vals[i], second_vals[i], x_sq, err, rel):
+                        best = _exact_row(X, b_start + i, centers, dist)
                 labels[b_start + i] = best
-                w = sample_weight[b_start + i]
-                part_weights[slot, best] += w
-                for j in range(n_features):
-                    part_sums[slot, best, j] += w * X[b_start + i, j]
-    sums[:] = 0.0
-    weight_sums[:] = 0.0
-    for slot in range(n_slots):  # fixed order: bit-identical for any thread count
-        sums += part_sums[slot]
-        weight_sums += part_weights[slot]
+                _add_sample(part_sums, part_weights, slot, X, b_start + i,
+                            sample_weight[b_start + i], best)
+    _reduce_slots(part_sums, part_weights, sums, weight_sums)
 
 
 @kernel
@@ -255,3 +440,268 @@ def kmeanspp_update_closest(X, center, closest_sq_dist, n_threads):
         d2 = _sq_dist_f64(X, i, center)
         if d2 < closest_sq_dist[i]:
             closest_sq_dist[i] = d2
+
+
+@helper
+def _group_drifts(drift, group_start, group_members):
+    """Per group: the largest drift, the center that has it, and the second largest, so
+    a row assigned to that center can use the second (its bound excludes its own)."""
+    n_groups = group_start.shape[0] - 1
+    top = np.zeros(n_groups)
+    top_center = np.full(n_groups, -1, dtype=np.int64)
+    runner_up = np.zeros(n_groups)
+    for g in range(n_groups):
+        for p in range(group_start[g], group_start[g + 1]):
+            k = group_members[p]
+            if drift[k] > top[g]:
+                runner_up[g] = top[g]
+                top[g] = drift[k]
+                top_center[g] = k
+            elif drift[k] > runner_up[g]:
+                runner_up[g] = drift[k]
+    return top, top_center, runner_up
+
+
+@helper
+def _bounds_from(dist, best, rel, group_start, group_members, lower, i):
+    """Bounds of row i from squared distances ``dist`` to every center, each within
+    relative error ``rel`` of the exact distance: lower[i, g] <= the exact distance to
+    every center of group g other than ``best``.  Returns the upper bound to ``best``."""
+    for g in range(group_start.shape[0] - 1):
+        low = FAR
+        for p in range(group_start[g], group_start[g + 1]):
+            k = group_members[p]
+            if k != best:
+                low = min(low, dist[k])
+        lower[i, g] = FAR if low == FAR else np.sqrt(max(low, 0.0) * (1.0 - rel))
+    return np.sqrt(max(dist[best], 0.0) * (1.0 + rel))
+
+
+@helper
+def _fast_settles(r_best, r_second, rel):
+    """True if fast squared distances (each within relative ``rel`` of the exact value)
+    certainly order the two centers as the exact distance does."""
+    return r_second - r_best > 4.0 * rel * (r_second + r_best)
+
+
+@helper
+def _bounded_row(X, i, centers, old, r_old, up, rel, lower, group_of, group_start,
+                 group_members, dist, candidate):
+    """Row i's nearest center over the groups whose lower bound is not separated from
+    ``up``; updates those groups' bounds.  Returns (label, distances computed), with
+    label -1 if the fast distances cannot settle it (the caller then computes exactly).
+    ``dist`` receives the fast squared distances of the centers computed."""
+    n_groups = group_start.shape[0] - 1
+    best = old
+    r_best = r_old
+    n = 0
+    for g in range(n_groups):
+        candidate[g] = not _separated(lower[i, g], up, rel)
+        if candidate[g]:
+            for p in range(group_start[g], group_start[g + 1]):
+                k = group_members[p]
+                if k != old:
+                    r = _sq_dist_f64(X, i, centers[k])
+                    dist[k] = r
+                    n += 1
+                    if r < r_best or (r == r_best and k < best):
+                        best = k
+                        r_best = r
+    dist[old] = r_old
+    second = FAR
+    for g in range(n_groups):
+        if candidate[g]:
+            for p in range(group_start[g], group_start[g + 1]):
+                k = group_members[p]
+                if k != best:
+                    second = min(second, dist[k])
+    if best != old:
+        second = min(second, r_old)
+    if second < FAR and not _fast_settles(r_best, second, rel):
+        return -1, n
+    for g in range(n_groups):
+        if candidate[g]:
+            low = FAR
+            for p in range(group_start[g], group_start[g + 1]):
+                k = group_members[p]
+                if k != best:
+                    low = min(low, dist[k])
+            lower[i, g] = FAR if low == FAR else np.sqrt(low * (1.0 - rel))
+    g_old = group_of[old]
+    if best != old and not candidate[g_old]:  # the old center is now one of the others
+        lower[i, g_old] = min(lower[i, g_old], np.sqrt(r_old * (1.0 - rel)))
+    return best, n
+
+
+#: A row whose bounds leave more than this fraction of the centers as candidates joins
+#: the block's GEMM (all centers) instead of computing its candidates one by one.
+ROWWISE_MAX_FRACTION = 0.25
+
+
+@helper
+def _settle_from_gemm(X, i, ii, m, buf, centers, half_sq_norms, best_idx, best_vals,
+                      second_vals, h_max, unit, rel, group_of, group_start, group_members,
+                      lower, upper, dist, group_min):
+    """Row i's label from its GEMM row ``ii`` (certified, else exact), and all its bounds
+    rebuilt: from the GEMM values widened by their error bound, or from the exact
+    distances.  ``group_min`` is a scratch of one value per group."""
+    n_clusters, n_features = centers.shape
+    x_sq = _row_sq_norm(X, i)
+    err = _gemm_error(x_sq, n_features, h_max, unit)
+    if n_clusters == 1 or _gemm_settles(best_vals[ii], second_vals[ii], x_sq, err, rel):
+        best = best_idx[ii]
+        # each group's smallest value v_k = h_k - x.c_k among its other centers (one
+        # group: the runner-up, already known)
+        if group_min.shape[0] == 1:
+            group_min[0] = second_vals[ii]
+        else:  # the min of each group in a register (a scatter-min would serialise)
+            for g in range(group_min.shape[0]):
+                low = np.inf
+                for p in range(group_start[g], group_start[g + 1]):
+                    k = group_members[p]
+                    v = half_sq_norms[k] - _dot_at(buf, m, n_clusters, ii, k)
+                    low = min(low, v if k != best else np.inf)
+                group_min[g] = low
+        for g in range(group_min.shape[0]):  # r_k = ||x||^2 + 2 v_k lies within err
+            lower[i, g] = (FAR if group_min[g] == np.inf else
+                           np.sqrt(max(x_sq + 2.0 * np.float64(group_min[g]) - err, 0.0)))
+        upper[i] = np.sqrt(max(x_sq + 2.0 * np.float64(best_vals[ii]) + err, 0.0))
+    else:
+        best = _exact_row(X, i, centers, dist)
+        upper[i] = _bounds_from(dist, best, rel, group_start, group_members, lower, i)
+    return best
+
+
+@kernel
+def bounded_step(X, sample_weight, centers, drift, half_sep, group_of, group_start,
+                 group_members, labels, upper, lower, full, sums, weight_sums, stats,
+                 n_threads):
+    """Lloyd's step with distance bounds (Hamerly, Yinyang, Elkan); see the reference.
+
+    Per row: ``upper`` bounds the exact distance to the assigned center and
+    ``lower[:, g]`` the exact distance to every other center of group g (one group:
+    Hamerly; about K/10: Yinyang; one per center: Elkan).  Centers moved by at most
+    ``drift`` since the bounds were made, so upper grows by the assigned center's drift
+    and each lower shrinks by its group's largest drift (of the other centers).  A row
+    whose bounds separate (also allowing ``2 half_sep[a] - upper``: no other center is
+    nearer than that) keeps its label without computing a distance; otherwise its upper
+    bound is tightened.  A row still not separated either computes its distances to
+    the centers of the groups its bounds leave open, one by one, or, when those are
+    many, joins the rows of its block that go through one GEMM with all centers.
+
+    Labels are certified as in ``lloyd_step`` (fast distances, accepted when their
+    margin beats their rounding error bound, else the exact distance), so they equal
+    ``lloyd_step``'s bit for bit, and so do the sums (same slots, same row order).
+    With ``full`` the bounds are ignored and rebuilt (first iteration, or a resume).
+
+    ``stats`` (float64, 3) is written: labels changed, the largest upper bound made,
+    point-center distances computed.
+    """
+    n_samples, n_features = X.shape
+    n_clusters = centers.shape[0]
+    n_groups = group_start.shape[0] - 1
+    centers_t = np.ascontiguousarray(centers.T)
+    half_sq_norms = _half_sq_norms(centers)
+    h_max = _error_scales(centers)
+    unit = _unit_roundoff(X)
+    rel = _rel_error(n_features)
+    top, top_center, runner_up = _group_drifts(drift, group_start, group_members)
+    rowwise_max = int(ROWWISE_MAX_FRACTION * n_clusters) if n_groups > 1 else -1
+    n_blocks = (n_samples + BLOCK_SIZE - 1) // BLOCK_SIZE
+    n_slots = _n_slots(n_blocks, 8 * n_clusters * (n_features + 1))
+    part_sums = np.zeros((n_slots, n_clusters, n_features), dtype=np.float64)
+    part_weights = np.zeros((n_slots, n_clusters), dtype=np.float64)
+    part_stats = np.zeros((n_slots, 3))
+    for slot in prange(n_slots):
+        start, stop = _slot_samples(slot, n_slots, n_blocks, n_samples)
+        buf = np.empty(_dots_size(n_clusters), dtype=X.dtype)
+        gathered = np.empty((BLOCK_SIZE, n_features), dtype=X.dtype)
+        pending = np.empty(BLOCK_SIZE, dtype=np.int64)
+        new_labels = np.empty(BLOCK_SIZE, dtype=np.int32)
+        vals = np.empty(n_clusters, dtype=X.dtype)
+        dist = np.empty(n_clusters)
+        candidate = np.zeros(n_groups, dtype=np.bool_)
+        group_min = np.empty(n_groups, dtype=X.dtype)
+        best_idx = np.empty(BLOCK_SIZE, dtype=np.int32)
+        best_vals = np.empty(BLOCK_SIZE, dtype=X.dtype)
+        second_vals = np.empty(BLOCK_SIZE, dtype=X.dtype)
+        n_changed = 0
+        largest = 0.0
+        n_dist = 0
+        for b_start in range(start, stop, BLOCK_SIZE):
+            m = min(b_start + BLOCK_SIZE, stop) - b_start
+            n_pending = 0
+            for ii in range(m):
+                i = b_start + ii
+                old = labels[i]
+                new_labels[ii] = old
+                if full:
+                    pending[n_pending] = ii
+                    n_pending += 1
+                    continue
+                up = upper[i] + drift[old]
+                low_all = FAR
+                for g in range(n_groups):
+                    low = lower[i, g] - (runner_up[g] if top_center[g] == old else top[g])
+                    lower[i, g] = low
+                    low_all = min(low_all, low)
+                upper[i] = up
+                if _separated(max(low_all, 2.0 * half_sep[old] - up), up, rel):
+                    continue
+                r_old = _sq_dist_f64(X, i, centers[old])
+                n_dist += 1
+                up = np.sqrt(r_old * (1.0 + rel))
+                upper[i] = up
+                largest = max(largest, up)
+                if _separated(max(low_all, 2.0 * half_sep[old] - up), up, rel):
+                    continue
+                n_open = 0
+                for g in range(n_groups):
+                    if not _separated(lower[i, g], up, rel):
+                        n_open += group_start[g + 1] - group_start[g]
+                if n_open > rowwise_max:
+                    pending[n_pending] = ii
+                    n_pending += 1
+                    continue
+                best, n = _bounded_row(X, i, centers, old, r_old, up, rel, lower, group_of,
+                                       group_start, group_members, dist, candidate)
+                n_dist += n
+                if best < 0:  # near-tie among the fast distances: settle exactly
+                    best = _exact_row(X, i, centers, dist)
+                    n_dist += n_clusters
+                    upper[i] = _bounds_from(dist, best, rel, group_start, group_members,
+                                            lower, i)
+                else:
+                    upper[i] = np.sqrt(dist[best] * (1.0 + rel))
+                new_labels[ii] = best
+            if n_pending > 0:  # one GEMM for the rows still open
+                for p in range(n_pending):
+                    gathered[p] = X[b_start + pending[p]]
+                _block_dots(gathered, 0, n_pending, centers, centers_t, buf)
+                _block_argmin(half_sq_norms, buf, n_pending, best_idx, best_vals, second_vals,
+                              vals)
+                for p in range(n_pending):
+                    i = b_start + pending[p]
+                    new_labels[pending[p]] = _settle_from_gemm(
+                        X, i, p, n_pending, buf, centers, half_sq_norms, best_idx, best_vals,
+                        second_vals, h_max, unit, rel, group_of, group_start, group_members,
+                        lower, upper, dist, group_min)
+                    largest = max(largest, upper[i])
+                n_dist += n_pending * n_clusters
+            for ii in range(m):
+                i = b_start + ii
+                best = new_labels[ii]
+                n_changed += int(best != labels[i])
+                labels[i] = best
+                _add_sample(part_sums, part_weights, slot, X, i, sample_weight[i], best)
+        part_stats[slot, 0] = n_changed
+        part_stats[slot, 1] = largest
+        part_stats[slot, 2] = n_dist
+    _reduce_slots(part_sums, part_weights, sums, weight_sums)
+    stats[0] = 0.0
+    stats[1] = 0.0
+    stats[2] = 0.0
+    for slot in range(n_slots):
+        stats[0] += part_stats[slot, 0]
+        stats[1] = max(stats[1], part_stats[slot, 1])
+        stats[2] += part_stats[slot, 2]

@@ -6,8 +6,13 @@ Shapes: ``X`` is (n_samples, n_features), float32 or float64, C-contiguous;
 Sums, potentials and inertia are float64.  Output buffers are overwritten, never
 accumulated into.  ``n_threads`` is accepted for signature parity and ignored.
 
-Everything here is computed directly in float64 as ``sum_j (x_j - c_j)**2``; ties
-go to the lowest cluster index.
+The assignment is *defined* here: sample i goes to the center k with the smallest
+``exact`` squared distance, ``sum_j (x_j - c_kj)**2`` computed in float64 in feature
+order with every operation rounded (no fused multiply-add), ties to the lowest index.
+The fast backends find the same labels bit for bit: they take the nearest center from
+a fast computation only when its margin over the runner-up exceeds that computation's
+rounding error bound, and fall back to this exact distance otherwise.  Every K-means
+algorithm (lloyd and the bounded ones) therefore gives the same labels.
 """
 
 import numpy as np
@@ -20,10 +25,13 @@ def _sq_distances_to(X, point):
 
 
 def _sq_distances(X, centers):
-    """(n_samples, n_clusters) float64 squared distances, one center at a time."""
-    out = np.empty((X.shape[0], centers.shape[0]), dtype=np.float64)
-    for k in range(centers.shape[0]):
-        out[:, k] = _sq_distances_to(X, centers[k])
+    """(n_samples, n_clusters) exact squared distances: a float64 running sum over the
+    features in order, one rounded square and one rounded add per feature."""
+    out = np.zeros((X.shape[0], centers.shape[0]), dtype=np.float64)
+    c64 = centers.astype(np.float64)
+    for j in range(X.shape[1]):
+        diff = X[:, j, None].astype(np.float64) - c64[None, :, j]
+        out += diff * diff
     return out
 
 
@@ -104,3 +112,40 @@ def kmeanspp_update_closest(X, center, closest_sq_dist, n_threads):
     closest_sq_dist : (n_samples,) float64, read and written in place.
     """
     np.minimum(closest_sq_dist, _sq_distances_to(X, center), out=closest_sq_dist)
+
+
+def bounded_step(X, sample_weight, centers, drift, half_sep, group_of, group_start,
+                 group_members, labels, upper, lower, full, sums, weight_sums, stats,
+                 n_threads):
+    """``lloyd_step`` that also keeps distance bounds (for Hamerly, Yinyang and Elkan).
+
+    The centers are split into groups: ``group_members[group_start[g]:group_start[g+1]]``
+    are group g's centers and ``group_of[k]`` is center k's group.  Per row,
+    ``upper[i]`` bounds the exact Euclidean distance to center ``labels[i]`` from above
+    and ``lower[i, g]`` the distance to every other center of group g from below.  On
+    entry (unless ``full``) the bounds hold for the centers of the previous call, which
+    have since moved by at most ``drift[k]`` (float64, K); ``half_sep[k]`` is at most
+    half the distance from center k to its nearest other center.  With ``full`` the
+    bounds and the labels on entry are not trusted (only compared with for ``stats``).
+
+    Written: ``labels`` (exactly ``lloyd_step``'s), ``sums`` and ``weight_sums`` (as
+    ``lloyd_step``), ``upper`` and ``lower`` (valid bounds for ``centers``: a fast
+    backend keeps them as loose as its pruning allows), ``stats`` (float64, 3): labels
+    changed, the largest upper bound written, point-center distances computed.
+
+    This reference computes every distance and builds the bounds from scratch.
+    """
+    old = labels.copy()
+    lloyd_step(X, sample_weight, centers, labels, sums, weight_sums, n_threads)
+    d2 = _sq_distances(X, centers)
+    rel = (X.shape[1] + 8) * 2.0 ** -53  # bound on the exact distance's relative error
+    rows = np.arange(X.shape[0])
+    upper[:] = np.sqrt(d2[rows, labels] * (1.0 + rel))
+    d2[rows, labels] = np.inf
+    for g in range(group_start.shape[0] - 1):
+        members = group_members[group_start[g]:group_start[g + 1]]
+        low = d2[:, members].min(axis=1)
+        lower[:, g] = np.where(np.isinf(low), 1e300, np.sqrt(low * (1.0 - rel)))
+    stats[0] = np.count_nonzero(labels != old)
+    stats[1] = upper.max(initial=0.0)
+    stats[2] = d2.size
