@@ -127,7 +127,17 @@ def _kmeans_label(name):
     """Row label of a K-means implementation: "sklearn", a peer or a fastem backend."""
     if name == "sklearn":
         return "scikit-learn (lloyd)"
-    return KMEANS_PEERS[name][0] if name in KMEANS_PEERS else f"fastem {name}"
+    if name in KMEANS_PEERS:
+        return KMEANS_PEERS[name][0]
+    backend, _, algorithm = name.partition(":")
+    return f"fastem {backend}" + (f" ({algorithm})" if algorithm else "")
+
+
+def _fastem_runs(backends, algorithms):
+    """Names of the fastem fit rows: the backend alone for algorithm="auto", else
+    "backend:algorithm" (the numpy reference runs "auto" only)."""
+    return [b if a == "auto" else f"{b}:{a}" for b in backends for a in algorithms
+            if a == "auto" or b != "numpy"]
 
 
 def quick_workload(w):
@@ -335,7 +345,8 @@ def _make_estimator(spec, init, max_iter):
         return KMeans(algorithm="lloyd", **kw)
     import fastem
 
-    return fastem.KMeans(backend=spec["backend"], n_threads=spec["n_threads"], **kw)
+    return fastem.KMeans(backend=spec["backend"], n_threads=spec["n_threads"],
+                         algorithm=spec.get("algorithm", "auto"), **kw)
 
 
 def _make_gmm(spec, means, max_iter):
@@ -856,20 +867,27 @@ def run_workload(w, args, backends, tmpdir):
         label, spec, _ = KMEANS_PEERS[name]
         fits[name] = _measure(dict(base, kind="fit", iters=args.iters, **spec), args,
                               args.repeats, f"{label} fit")
-    for b in backends:
+    runs = _fastem_runs(backends, args.algorithms)
+    for name in runs:
+        b, _, algorithm = name.partition(":")
         iters = iters_numpy if b == "numpy" else args.iters
-        fits[b] = _measure(dict(base, kind="fit", library="fastem", backend=b, iters=iters),
-                           args, args.repeats, f"fastem {b} fit",
-                           budget=NUMPY_REPEAT_BUDGET_S if b == "numpy" and not args.quick
-                           else None)
+        fits[name] = _measure(dict(base, kind="fit", library="fastem", backend=b, iters=iters,
+                                   algorithm=algorithm or "auto"),
+                              args, args.repeats, f"{_kmeans_label(name)} fit",
+                              budget=NUMPY_REPEAT_BUDGET_S if b == "numpy" and not args.quick
+                              else None)
     summ = {name: _summary(runs) for name, runs in fits.items()}
     raw["fit"] = fits
     ref = summ["sklearn"]
     labels_same = {True: [], False: []}  # backends whose labels_ do / do not equal sklearn's
     f64_diffs = []  # rel. diff of the float64-recomputed inertia, per backend
-    for name in ["sklearn", *args.peers, *backends]:
+    from fastem.kmeans import _auto_algorithm
+
+    for name in ["sklearn", *args.peers, *runs]:
         s = summ[name]
         who = _kmeans_label(name)
+        if name in backends:
+            who += f" (auto: {_auto_algorithm(w.n_features, w.n_clusters, True)})"
         if "error" in s:
             rows.append([w.label, who, "failed", "—", "—", "—", "—", "—", "—"])
             notes.append(f"{who} failed: {s['error']}")
@@ -898,7 +916,8 @@ def run_workload(w, args, backends, tmpdir):
             if "labels_crc" in same_ref:
                 labels_same[s["labels_crc"] == same_ref["labels_crc"]].append(name)
                 f64_diffs.append(f"{name} {_rel(s['inertia_f64'], same_ref['inertia_f64'])}")
-            expected = KMEANS_PEERS[name][1]["library"] if name in KMEANS_PEERS else name
+            expected = (KMEANS_PEERS[name][1]["library"] if name in KMEANS_PEERS
+                        else name.partition(":")[0])
             if s["backend_used"] != expected:
                 notes.append(f"{who} actually ran on backend {s['backend_used']}!")
         if not s["deterministic"]:
@@ -1116,6 +1135,9 @@ def parse_args(argv=None):
     p.add_argument("--backends", default=",".join(FASTEM_BACKENDS),
                    help="comma-separated fastem backends (default: every usable one); "
                    "scikit-learn always runs as the reference")
+    p.add_argument("--algorithms", default="auto",
+                   help="comma-separated fastem K-means algorithms to time (default: auto; "
+                        "e.g. auto,lloyd,hamerly,yinyang,elkan)")
     p.add_argument("--skip-numpy", action="store_true", help="leave out the numpy reference backend")
     p.add_argument("--numpy-iters", type=int, default=None,
                    help="iterations for the numpy backend (default: min(--iters, "
@@ -1175,6 +1197,11 @@ def _run(args, tmpdir):
 
     status = fastem.available_backends()
     wanted = [b.strip() for b in args.backends.split(",") if b.strip()]
+    args.algorithms = [a.strip() for a in args.algorithms.split(",") if a.strip()]
+    bad = sorted(set(args.algorithms) - {"auto", "lloyd", "hamerly", "yinyang", "elkan"})
+    if bad:
+        raise SystemExit(f"--algorithms: unknown {bad}; choose from auto, lloyd, hamerly, "
+                         "yinyang, elkan")
     unknown = sorted(set(wanted) - set(FASTEM_BACKENDS))
     if unknown:
         sys.exit(f"unknown backend(s) {unknown}; choose from {FASTEM_BACKENDS}")
