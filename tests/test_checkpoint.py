@@ -58,18 +58,22 @@ def test_callback_sees_every_iteration_and_can_stop_the_fit():
     assert seen[1]["change"] == pytest.approx(gm.lower_bounds_[1] - gm.lower_bounds_[0])
 
 
-@pytest.mark.parametrize("model", ["gmm", "categorical", "kmeans"])
+@pytest.mark.parametrize("model", ["gmm", "categorical", "kmeans", "kmeans-hamerly"])
 def test_resumed_fit_equals_uninterrupted_fit(tmp_path, model):
     if model == "gmm":
         make, X = (lambda: fastem.GaussianMixture(**KW)), blobs()
-    elif model == "kmeans":
+    elif model.startswith("kmeans"):
         X = np.random.default_rng(2).standard_normal((3000, 4)).astype(np.float32)
+        algorithm = "hamerly" if model == "kmeans-hamerly" else "lloyd"
         make = lambda: fastem.KMeans(8, n_init=3, max_iter=40, tol=0.0,  # noqa: E731
-                                     random_state=0)
+                                     random_state=0, algorithm=algorithm)
     else:
         X = np.random.default_rng(1).integers(-1, 4, (600, 5))
         make = lambda: fastem.CategoricalMixture(**KW)  # noqa: E731
     reference = _fit(make(), X)
+    if model == "kmeans-hamerly":  # a resumed bounded run rebuilds its bounds: still Lloyd's
+        _same_model(reference, _fit(fastem.KMeans(8, n_init=3, max_iter=40, tol=0.0,
+                                                  random_state=0, algorithm="lloyd"), X))
     path = tmp_path / "fit.ckpt"
     iterations = []
 
