@@ -173,6 +173,8 @@ def _estimator(args, X):
         if args.model == "minibatch":
             return fastem.MiniBatchKMeans(n_clusters=k, batch_size=args.batch_size, **common,
                                           **extra)
+        if args.algorithm:
+            extra["algorithm"] = args.algorithm
         return fastem.KMeans(n_clusters=k, **common, **extra)
     if args.init:
         common["init_params"] = args.init
@@ -480,6 +482,9 @@ def build_parser():
     fit.add_argument("--random-state", type=int, default=0)
     fit.add_argument("--init", default=None,
                      help="kmeans: k-means++ or random; mixtures: their init_params")
+    fit.add_argument("--algorithm", default=None,
+                     choices=["auto", "lloyd", "hamerly", "yinyang", "elkan"],
+                     help="kmeans only (default auto); every choice gives the same model")
     fit.add_argument("--covariance-type", default="full",
                      choices=["full", "tied", "diag", "spherical"], help="gmm only")
     fit.add_argument("--alpha", type=float, default=None,

@@ -32,6 +32,7 @@ def files(tmp_path_factory):
 
 @pytest.mark.parametrize("model, data, options", [
     ("kmeans", "gauss.npy", []),
+    ("kmeans", "gauss.npy", ["--algorithm", "hamerly"]),
     ("gmm", "gauss.npy", ["--covariance-type", "diag"]),
     ("bernoulli", "binary.csv", ["--alpha", "0.5"]),
     ("multinomial", "counts.npz", []),
@@ -45,6 +46,8 @@ def test_fit_save_predict_round_trip(files, tmp_path, model, data, options):
     est = fastem.load(tmp_path / "m.npz")
     if model == "bernoulli":
         assert est.alpha == 0.5
+    if "--algorithm" in options:
+        assert est.algorithm == "hamerly"
     X = {"gauss.npy": lambda: np.load(files / data),
          "binary.csv": lambda: np.loadtxt(files / data, delimiter=",", skiprows=1),
          "counts.npz": lambda: sp.load_npz(files / data),
