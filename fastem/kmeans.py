@@ -200,7 +200,6 @@ class _Bounds:
         self.half_sep = _half_separation(centers)
         self.full = True  # the bounds are not built yet
         self.reach = 0.0
-        self.n_distances = 0.0
 
     def moved(self, old, new):
         """The centers moved from ``old`` to ``new``: the drifts for the next step."""
@@ -267,7 +266,6 @@ def _lloyd(rows, centers_init, *, max_iter, tol, verbose, kern, n_threads,
                                   stats, n_threads)
                 n_changed += int(stats[0])
                 bounds.reach = max(bounds.reach, float(stats[1]))
-                bounds.n_distances += float(stats[2])
             sums += chunk_sums
             weight_sums += chunk_weights
         _relocate_empty_clusters(rows, centers, sums, weight_sums, labels)

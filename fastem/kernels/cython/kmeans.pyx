@@ -75,7 +75,7 @@ cdef void* _half_sq_norms(const floating[:, ::1] centers) except NULL:
 
 
 cdef double _error_scale(const floating[:, ::1] centers):
-    """The largest ``||c||^2 / 2`` in float64, slightly inflated (numba's _error_scales)."""
+    """The largest ``||c||^2 / 2`` in float64, slightly inflated (numba's _error_scale)."""
     cdef Py_ssize_t k, j
     cdef double acc, h_max = 0.0
     for k in range(centers.shape[0]):

@@ -251,7 +251,7 @@ def _row_sq_norm(X, i):
 
 
 @helper
-def _error_scales(centers):
+def _error_scale(centers):
     """The largest ||c||^2/2 in float64, slightly inflated."""
     h_max = 0.0
     for k in range(centers.shape[0]):
@@ -276,7 +276,7 @@ def assign_labels(X, centers, labels, min_sq_dist, n_threads):
     n_clusters = centers.shape[0]
     centers_t = np.ascontiguousarray(centers.T)
     half_sq_norms = _half_sq_norms(centers)
-    h_max = _error_scales(centers)
+    h_max = _error_scale(centers)
     unit = _unit_roundoff(X)
     rel = _rel_error(n_features)
     n_blocks = (n_samples + BLOCK_SIZE - 1) // BLOCK_SIZE
@@ -321,7 +321,7 @@ def lloyd_step(X, sample_weight, centers, labels, sums, weight_sums, n_threads):
     n_clusters = centers.shape[0]
     centers_t = np.ascontiguousarray(centers.T)
     half_sq_norms = _half_sq_norms(centers)
-    h_max = _error_scales(centers)
+    h_max = _error_scale(centers)
     unit = _unit_roundoff(X)
     rel = _rel_error(n_features)
     n_blocks = (n_samples + BLOCK_SIZE - 1) // BLOCK_SIZE
@@ -536,8 +536,8 @@ ROWWISE_MAX_FRACTION = 0.25
 
 @helper
 def _settle_from_gemm(X, i, ii, m, buf, centers, half_sq_norms, best_idx, best_vals,
-                      second_vals, h_max, unit, rel, group_of, group_start, group_members,
-                      lower, upper, dist, group_min):
+                      second_vals, h_max, unit, rel, group_start, group_members, lower,
+                      upper, dist, group_min):
     """Row i's label from its GEMM row ``ii`` (certified, else exact), and all its bounds
     rebuilt: from the GEMM values widened by their error bound, or from the exact
     distances.  ``group_min`` is a scratch of one value per group."""
@@ -598,7 +598,7 @@ def bounded_step(X, sample_weight, centers, drift, half_sep, group_of, group_sta
     n_groups = group_start.shape[0] - 1
     centers_t = np.ascontiguousarray(centers.T)
     half_sq_norms = _half_sq_norms(centers)
-    h_max = _error_scales(centers)
+    h_max = _error_scale(centers)
     unit = _unit_roundoff(X)
     rel = _rel_error(n_features)
     top, top_center, runner_up = _group_drifts(drift, group_start, group_members)
@@ -682,8 +682,8 @@ def bounded_step(X, sample_weight, centers, drift, half_sep, group_of, group_sta
                     i = b_start + pending[p]
                     new_labels[pending[p]] = _settle_from_gemm(
                         X, i, p, n_pending, buf, centers, half_sq_norms, best_idx, best_vals,
-                        second_vals, h_max, unit, rel, group_of, group_start, group_members,
-                        lower, upper, dist, group_min)
+                        second_vals, h_max, unit, rel, group_start, group_members, lower,
+                        upper, dist, group_min)
                     largest = max(largest, upper[i])
                 n_dist += n_pending * n_clusters
             for ii in range(m):
