@@ -77,7 +77,8 @@ def _run_all(kern, X, w, centers, n_threads):
 SHAPES = [  # (n_samples, n_features, n_clusters): below / at / around one block, K=1, D=1
     (1, 3, 1), (7, 2, 3), (255, 4, 5), (256, 4, 5), (257, 4, 5), (1000, 5, 7),
     (3000, 1, 4), (600, 6, 1), (20000, 3, 2),
-    (2000, 8, 40), (700, 3, 70),  # K >= 32: the vectorised (integer-key) argmin
+    (2000, 8, 40), (700, 3, 70),  # K >= 32, D <= 8: exact distances computed directly
+    (1500, 12, 40),  # K >= 32, more features: GEMM and the vectorised (integer-key) argmin
 ]
 
 
@@ -135,11 +136,27 @@ def test_backend_accepts_readonly_inputs(fast_backend):
     np.testing.assert_array_equal(got["labels"], ref["labels"])
 
 
+@pytest.mark.parametrize("n_features", [2, 12])  # direct distances; GEMM
+def test_lloyd_step_returns_the_number_of_changed_labels(backend, n_features):
+    X, centers = blobs(3000, n_features, 5, seed=4, spread=3.0)
+    kern = get_kernels(backend, "kmeans")
+    truth = np.empty(3000, np.int32)
+    REF.assign_labels(X, centers, truth, np.empty(3000), 1)
+    labels = truth.copy()
+    labels[::7] = (labels[::7] + 1) % 5  # 429 wrong labels on entry
+    labels[1::7] = -1  # and 429 rows with none
+    sums, wsum = np.empty((5, n_features)), np.empty(5)
+    assert kern.lloyd_step(X, np.ones(3000), centers, labels, sums, wsum, 2) == 858
+    np.testing.assert_array_equal(labels, truth)
+    assert kern.lloyd_step(X, np.ones(3000), centers, labels, sums, wsum, 2) == 0
+
+
 # ----------------------------------------------------------------- thread invariance
 @pytest.mark.parametrize("backend_name", FAST_BACKENDS)
-def test_kernels_bit_identical_for_any_thread_count(backend_name, dtype):
+@pytest.mark.parametrize("n_features", [2, 6])  # direct distances; GEMM
+def test_kernels_bit_identical_for_any_thread_count(backend_name, dtype, n_features):
     # large enough for many blocks and slots, with an uneven last block
-    X, centers = blobs(40_000 + 77, 6, 9, seed=3, spread=3.0, dtype=dtype)
+    X, centers = blobs(40_000 + 77, n_features, 9, seed=3, spread=3.0, dtype=dtype)
     w = np.random.default_rng(2).uniform(0, 3, X.shape[0])
     kern = get_kernels(backend_name, "kmeans")
     runs = [_run_all(kern, X, w, centers, t) for t in (1, 2, 3)]

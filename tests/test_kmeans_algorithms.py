@@ -5,6 +5,8 @@ backend must find those labels even where its fast GEMM distances round the othe
 and every algorithm must give Lloyd's labels and centers at every iteration.
 """
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 from conftest import FAST_BACKENDS, blobs
@@ -66,6 +68,39 @@ def test_gemm_rounding_never_decides_a_near_tie(backend):
         sums, wsum = np.empty((3, X.shape[1])), np.empty(3)
         kern.lloyd_step(X[t:t + 1], np.ones(1), c, labels, sums, wsum, 1)
         assert labels[0] == expected, t
+
+
+def _fma(a, b, c):
+    """a * b + c rounded once, as a fused multiply-add computes it."""
+    return float(Fraction(a) * Fraction(b) + Fraction(c))
+
+
+@pytest.mark.parametrize("n_clusters", [2, 40])  # direct distances for few / many clusters
+def test_exact_distance_is_never_fused(backend, n_clusters):
+    # x = (v, v) and the centers (v + a, v + b), (v + b, v + a): the defining distances
+    # round(round(a^2) + round(b^2)) and round(round(b^2) + round(a^2)) tie, so label 0.
+    # Fused into fma(b, b, round(a^2)) and fma(a, a, round(b^2)) they differ; keep the
+    # rows where the second center would then win.  (Far centers fill K up to 40.)
+    rng = np.random.default_rng(5)
+    X, centers = [], []
+    while len(X) < 12:
+        v = np.float32(rng.uniform(-4, 4))
+        a, b = (np.float32(v + rng.uniform(-1, 1)) for _ in range(2))
+        da, db = float(v) - float(a), float(v) - float(b)
+        if _fma(db, db, da * da) < _fma(da, da, db * db):
+            X.append([v, v])
+            centers.append([[b, a], [a, b]])
+    X = np.array(X, np.float32)
+    kern = get_kernels(backend, "kmeans")
+    for t in range(len(X)):
+        c = np.full((n_clusters, 2), 1e4, np.float32)
+        c[:2] = centers[t]
+        labels, d2 = np.empty(1, np.int32), np.empty(1)
+        kern.assign_labels(X[t:t + 1], c, labels, d2, 1)
+        assert labels[0] == 0 and d2[0] == _exact_sq(X[t], c[0]), t
+        kern.lloyd_step(X[t:t + 1], np.ones(1), c, labels, np.empty((n_clusters, 2)),
+                        np.empty(n_clusters), 1)
+        assert labels[0] == 0, t
 
 
 def _overlapping(n, d, k, dtype, seed=0):

@@ -110,6 +110,28 @@ cdef inline double _rel_error(Py_ssize_t n_features) noexcept nogil:
 #: flags); below, it scans the clusters with all rows of the block at once.
 cdef enum:
     _KEYED_ARGMIN_MIN_CLUSTERS = 32
+    # up to this many features the exact distances are computed directly, for fewer /
+    # more than _KEYED_ARGMIN_MIN_CLUSTERS clusters (numba's DIRECT_MAX_FEATURES_*)
+    _DIRECT_MAX_FEATURES_FEW = 2
+    _DIRECT_MAX_FEATURES_MANY = 8
+
+
+cdef inline bint _direct(Py_ssize_t n_features, Py_ssize_t n_clusters) noexcept nogil:
+    """True where ``_direct_block`` beats gemm + certification (numba's ``_direct``)."""
+    if n_clusters < _KEYED_ARGMIN_MIN_CLUSTERS:
+        return n_features <= _DIRECT_MAX_FEATURES_FEW
+    return n_features <= _DIRECT_MAX_FEATURES_MANY
+
+
+cdef double* _transposed_f64(const floating[:, ::1] centers) except NULL:
+    """centers^T as a (D, K) float64 array (freed by the caller)."""
+    cdef Py_ssize_t n_clusters = centers.shape[0], n_features = centers.shape[1]
+    cdef double* out = <double*>_alloc(n_clusters * n_features, sizeof(double), False)
+    cdef Py_ssize_t k, j
+    for k in range(n_clusters):
+        for j in range(n_features):
+            out[j * n_clusters + k] = <double>centers[k, j]
+    return out
 
 
 cdef inline void _block_dots(const floating* xb, const floating* centers, floating* dots,
@@ -172,6 +194,43 @@ cdef extern from *:
     float fastem_unkey_f32(int v) noexcept nogil
     double fastem_unkey_f64(long long v) noexcept nogil
     double fastem_rounded(double v) noexcept nogil
+
+
+cdef extern from *:
+    """
+    /* The exact distance's loops across the rows of a block, for _direct_block:
+       row[i] = (x[i] - c)^2, and row[i] = row[i] + (x[i] - c)^2, every operation rounded
+       on its own.  Contraction into fused multiply-adds is switched off for these two
+       functions alone (gcc's optimize attribute, clang's fp pragma), so the loops still
+       vectorise; fastem_rounded's barrier would keep them scalar. */
+    #if defined(__GNUC__) && !defined(__clang__)
+    #define FASTEM_NO_CONTRACT __attribute__((optimize("fp-contract=off")))
+    #else
+    #define FASTEM_NO_CONTRACT
+    #endif
+    static FASTEM_NO_CONTRACT void fastem_sq_diff(double* row, const double* x, double c,
+                                                  Py_ssize_t m) {
+    #if defined(__clang__)
+    #pragma clang fp contract(off)
+    #endif
+        for (Py_ssize_t i = 0; i < m; i++) {
+            double d = x[i] - c;
+            row[i] = d * d;
+        }
+    }
+    static FASTEM_NO_CONTRACT void fastem_add_sq_diff(double* row, const double* x,
+                                                      double c, Py_ssize_t m) {
+    #if defined(__clang__)
+    #pragma clang fp contract(off)
+    #endif
+        for (Py_ssize_t i = 0; i < m; i++) {
+            double d = x[i] - c;
+            row[i] = row[i] + d * d;
+        }
+    }
+    """
+    void fastem_sq_diff(double* row, const double* x, double c, Py_ssize_t m) noexcept nogil
+    void fastem_add_sq_diff(double* row, const double* x, double c, Py_ssize_t m) noexcept nogil
 
 cdef inline void _argmin_scan(const floating* half_sq_norms, const floating* dots,
                               Py_ssize_t m, Py_ssize_t n_clusters, int* best_idx,
@@ -388,20 +447,62 @@ cdef inline void _add_sample(double* part_sums, double* part_weights, const floa
         row[j] += w * <double>x[j]
 
 
+cdef void _direct_block(const floating* X, const double* centers_t64, double* xt,
+                        Py_ssize_t start, Py_ssize_t m, Py_ssize_t n_clusters,
+                        Py_ssize_t n_features, int* best_idx, double* best_dist) noexcept nogil:
+    """Exact nearest center of the m samples from ``start``, computed directly (numba's
+    ``_direct_block``): the defining distance to every center, ties to the lowest index,
+    into ``best_idx`` and ``best_dist``.  The block is transposed into ``xt`` (D x BLOCK
+    float64, then one BLOCK row of scratch for a center's distances), so every loop runs
+    across rows and vectorises."""
+    cdef Py_ssize_t i, j, k
+    cdef const floating* x = X + start * n_features
+    cdef double* row = xt + n_features * _BLOCK
+    cdef double val, low
+    cdef int kk, idx
+    for i in range(m):
+        for j in range(n_features):
+            xt[j * _BLOCK + i] = <double>x[i * n_features + j]
+    for k in range(n_clusters):
+        fastem_sq_diff(row, xt, centers_t64[k], m)
+        for j in range(1, n_features):
+            fastem_add_sq_diff(row, xt + j * _BLOCK, centers_t64[j * n_clusters + k], m)
+        if k == 0:
+            for i in range(m):
+                best_idx[i] = 0
+                best_dist[i] = row[i]
+        else:
+            kk = <int>k
+            for i in range(m):  # branch-free, as in _argmin_scan
+                val = row[i]
+                low = best_dist[i]
+                idx = best_idx[i]
+                best_idx[i] = kk if val < low else idx
+                best_dist[i] = low if val > low else val
+
+
 cdef void _nearest_block(const floating* X, const floating* centers,
-                         const floating* half_sq_norms, floating* dots, double* dist,
+                         const floating* half_sq_norms, const double* centers_t64,
+                         floating* dots, double* dist, double* xt,
                          Py_ssize_t start, Py_ssize_t m, Py_ssize_t n_clusters,
                          Py_ssize_t n_features, double h_max, double unit, double rel,
                          int* best_idx, double* min_sq_dist) noexcept nogil:
     """Exact nearest center of the m samples from ``start`` into ``best_idx`` and, if
-    ``min_sq_dist`` is not NULL, the squared distance to it: from the gemm when its
-    choice is certified (clipped at 0 against cancellation), else the exact one.
-    ``dots`` (BLOCK x K) and ``dist`` (K) are this thread's scratch."""
+    ``min_sq_dist`` is not NULL, the squared distance to it.  With a direct scratch
+    ``xt`` (not NULL: few features) by ``_direct_block``; otherwise from the gemm when
+    its choice is certified (distance clipped at 0 against cancellation), else the
+    exact one.  ``dots`` (BLOCK x K), ``dist`` (K) and ``xt`` are this thread's
+    scratch."""
     cdef floating best_vals[_BLOCK]
     cdef floating second_vals[_BLOCK]
+    cdef double best_dist[_BLOCK]
     cdef Py_ssize_t i
     cdef const floating* x
     cdef double x_sq, err, d2
+    if xt != NULL:
+        _direct_block(X, centers_t64, xt, start, m, n_clusters, n_features, best_idx,
+                      min_sq_dist if min_sq_dist != NULL else best_dist)
+        return
     _block_dots(X + start * n_features, centers, dots, <int>m, <int>n_clusters,
                 <int>n_features)
     _block_argmin(half_sq_norms, dots, m, n_clusters, best_idx, best_vals, second_vals)
@@ -421,7 +522,8 @@ cdef void _nearest_block(const floating* X, const floating* centers,
 
 
 cdef void _assign_block(const floating* X, const floating* centers,
-                        const floating* half_sq_norms, floating* dots, double* dist,
+                        const floating* half_sq_norms, const double* centers_t64,
+                        floating* dots, double* dist, double* xt,
                         int* labels, double* min_sq_dist,
                         Py_ssize_t start, Py_ssize_t stop,
                         Py_ssize_t n_clusters, Py_ssize_t n_features,
@@ -429,32 +531,38 @@ cdef void _assign_block(const floating* X, const floating* centers,
     """Labels and squared distances of samples [start, stop) (one block)."""
     cdef Py_ssize_t i
     cdef int best_idx[_BLOCK]
-    _nearest_block(X, centers, half_sq_norms, dots, dist, start, stop - start, n_clusters,
-                   n_features, h_max, unit, rel, best_idx, min_sq_dist + start)
+    _nearest_block(X, centers, half_sq_norms, centers_t64, dots, dist, xt, start,
+                   stop - start, n_clusters, n_features, h_max, unit, rel, best_idx,
+                   min_sq_dist + start)
     for i in range(stop - start):
         labels[start + i] = <int>best_idx[i]
 
 
-cdef void _lloyd_slot(const floating* X, const double* sample_weight,
-                      const floating* centers, const floating* half_sq_norms,
-                      floating* dots, double* dist, int* labels, double* part_sums,
-                      double* part_weights, Py_ssize_t start, Py_ssize_t stop,
-                      Py_ssize_t n_clusters, Py_ssize_t n_features,
-                      double h_max, double unit, double rel) noexcept nogil:
-    """Assign samples [start, stop) and add w_i x_i into this slot's (zeroed) partial rows."""
-    cdef Py_ssize_t b_start, b_stop, i, best
+cdef Py_ssize_t _lloyd_slot(const floating* X, const double* sample_weight,
+                            const floating* centers, const floating* half_sq_norms,
+                            const double* centers_t64, floating* dots, double* dist,
+                            double* xt, int* labels, double* part_sums,
+                            double* part_weights, Py_ssize_t start, Py_ssize_t stop,
+                            Py_ssize_t n_clusters, Py_ssize_t n_features,
+                            double h_max, double unit, double rel) noexcept nogil:
+    """Assign samples [start, stop) and add w_i x_i into this slot's (zeroed) partial
+    rows; returns how many labels changed."""
+    cdef Py_ssize_t b_start, b_stop, i, best, n_changed = 0
     cdef int best_idx[_BLOCK]
     b_start = start
     while b_start < stop:
         b_stop = _block_stop(b_start, stop)
-        _nearest_block(X, centers, half_sq_norms, dots, dist, b_start, b_stop - b_start,
-                       n_clusters, n_features, h_max, unit, rel, best_idx, NULL)
+        _nearest_block(X, centers, half_sq_norms, centers_t64, dots, dist, xt, b_start,
+                       b_stop - b_start, n_clusters, n_features, h_max, unit, rel,
+                       best_idx, NULL)
         for i in range(b_stop - b_start):
             best = best_idx[i]
+            n_changed += labels[b_start + i] != best
             labels[b_start + i] = <int>best
             _add_sample(part_sums, part_weights, X + (b_start + i) * n_features,
                         sample_weight[b_start + i], best, n_features)
         b_start = b_stop
+    return n_changed
 
 
 # ---------------------------------------------------------------------------
@@ -800,24 +908,37 @@ def assign_labels(const floating[:, ::1] X, const floating[:, ::1] centers,
     cdef double unit = _unit_roundoff(&X[0, 0])
     cdef double rel = _rel_error(n_features)
     cdef floating* half_sq_norms = <floating*>_half_sq_norms(centers)
+    cdef bint direct = _direct(n_features, n_clusters)
+    cdef Py_ssize_t xt_len = (n_features + 1) * _BLOCK
     cdef floating* dots = NULL
     cdef double* dist = NULL
+    cdef double* centers_t64 = NULL
+    cdef double* xt = NULL
     try:
-        # per-thread scratch indexed by threadid(): a (BLOCK x K) gemm output and the
-        # K exact distances of a row
-        dots = <floating*>_alloc(<size_t>n_team * _BLOCK * n_clusters, sizeof(floating), False)
-        dist = <double*>_alloc(<size_t>n_team * n_clusters, sizeof(double), False)
+        # per-thread scratch indexed by threadid(): either the direct path's transposed
+        # block, or a (BLOCK x K) gemm output and the K exact distances of a row
+        if direct:
+            centers_t64 = _transposed_f64(centers)
+            xt = <double*>_alloc(<size_t>n_team * xt_len, sizeof(double), False)
+        else:
+            dots = <floating*>_alloc(<size_t>n_team * _BLOCK * n_clusters, sizeof(floating),
+                                     False)
+            dist = <double*>_alloc(<size_t>n_team * n_clusters, sizeof(double), False)
         for b in prange(n_blocks, nogil=True, schedule='static', num_threads=n_team):
             tid = threadid()
             start = b * _BLOCK
             stop = _block_stop(start, n_samples)
-            _assign_block(&X[0, 0], &centers[0, 0], half_sq_norms,
-                          dots + tid * _BLOCK * n_clusters, dist + tid * n_clusters,
+            _assign_block(&X[0, 0], &centers[0, 0], half_sq_norms, centers_t64,
+                          dots + tid * _BLOCK * n_clusters if not direct else NULL,
+                          dist + tid * n_clusters if not direct else NULL,
+                          xt + tid * xt_len if direct else NULL,
                           &labels[0], &min_sq_dist[0], start, stop, n_clusters, n_features,
                           h_max, unit, rel)
     finally:
         free(dots)
         free(dist)
+        free(centers_t64)
+        free(xt)
         free(half_sq_norms)
 
 
@@ -838,13 +959,19 @@ def lloyd_step(const floating[:, ::1] X, const double[::1] sample_weight,
     centers : ndarray of shape (n_clusters, n_features), X's dtype, C-contiguous
         Centers, read.
     labels : ndarray of shape (n_samples,), int32
-        Written: nearest center of each sample under ``centers``.
+        Read and written: the previous labels on entry (any value where there are
+        none), the nearest center of each sample under ``centers`` on return.
     sums : ndarray of shape (n_clusters, n_features), float64
         Written: ``sum_{i: label_i = k} w_i x_i``.
     weight_sums : ndarray of shape (n_clusters,), float64
         Written: ``sum_{i: label_i = k} w_i``.
     n_threads : int
         Number of OpenMP threads (results do not depend on it).
+
+    Returns
+    -------
+    n_changed : int
+        The number of samples whose label differs from the one on entry.
     """
     cdef Py_ssize_t n_samples = X.shape[0], n_features = X.shape[1]
     cdef Py_ssize_t n_clusters = centers.shape[0]
@@ -864,42 +991,61 @@ def lloyd_step(const floating[:, ::1] X, const double[::1] sample_weight,
     cdef Py_ssize_t slot_len = n_clusters * n_features
     cdef double h_max = 0.0, unit = 0.0
     cdef double rel = _rel_error(n_features)
+    cdef bint direct = _direct(n_features, n_clusters)
+    cdef Py_ssize_t xt_len = (n_features + 1) * _BLOCK
+    cdef Py_ssize_t n_changed = 0
     cdef floating* half_sq_norms = NULL
     cdef floating* dots = NULL
     cdef double* dist = NULL
+    cdef double* centers_t64 = NULL
+    cdef double* xt = NULL
     cdef double* part_sums = NULL
     cdef double* part_weights = NULL
+    cdef Py_ssize_t* part_changed = NULL
     try:
         # per-slot partial results, zeroed: slot s owns rows [s*K, (s+1)*K)
         part_sums = <double*>_alloc(<size_t>n_slots * slot_len, sizeof(double), True)
         part_weights = <double*>_alloc(<size_t>n_slots * n_clusters, sizeof(double), True)
+        part_changed = <Py_ssize_t*>_alloc(n_slots, sizeof(Py_ssize_t), True)
         if n_samples > 0:
             h_max = _error_scale(centers)
             unit = _unit_roundoff(&X[0, 0])
             half_sq_norms = <floating*>_half_sq_norms(centers)
-            dots = <floating*>_alloc(<size_t>n_team * _BLOCK * n_clusters,
-                                     sizeof(floating), False)
-            dist = <double*>_alloc(<size_t>n_team * n_clusters, sizeof(double), False)
+            if direct:
+                centers_t64 = _transposed_f64(centers)
+                xt = <double*>_alloc(<size_t>n_team * xt_len, sizeof(double), False)
+            else:
+                dots = <floating*>_alloc(<size_t>n_team * _BLOCK * n_clusters,
+                                         sizeof(floating), False)
+                dist = <double*>_alloc(<size_t>n_team * n_clusters, sizeof(double), False)
             for slot in prange(n_slots, nogil=True, schedule='static', num_threads=n_team):
                 tid = threadid()
                 start = _slot_start(slot, n_slots, n_blocks)
                 stop = _slot_stop(slot, n_slots, n_blocks, n_samples)
-                _lloyd_slot(&X[0, 0], &sample_weight[0], &centers[0, 0], half_sq_norms,
-                            dots + tid * _BLOCK * n_clusters, dist + tid * n_clusters,
-                            &labels[0], part_sums + slot * slot_len,
-                            part_weights + slot * n_clusters,
-                            start, stop, n_clusters, n_features, h_max, unit, rel)
+                part_changed[slot] = _lloyd_slot(
+                    &X[0, 0], &sample_weight[0], &centers[0, 0], half_sq_norms, centers_t64,
+                    dots + tid * _BLOCK * n_clusters if not direct else NULL,
+                    dist + tid * n_clusters if not direct else NULL,
+                    xt + tid * xt_len if direct else NULL,
+                    &labels[0], part_sums + slot * slot_len, part_weights + slot * n_clusters,
+                    start, stop, n_clusters, n_features, h_max, unit, rel)
         # fixed slot order: bit-identical for any thread count
         with nogil:
             _sum_slots(part_weights, n_slots, n_clusters,
                        &weight_sums[0] if n_clusters > 0 else NULL)
             _sum_slots(part_sums, n_slots, slot_len, &sums[0, 0] if slot_len > 0 else NULL)
+            for slot in range(n_slots):
+                n_changed += part_changed[slot]
     finally:
         free(part_sums)
         free(part_weights)
+        free(part_changed)
         free(dots)
         free(dist)
+        free(centers_t64)
+        free(xt)
         free(half_sq_norms)
+    return n_changed
 
 
 def bounded_step(const floating[:, ::1] X, const double[::1] sample_weight,

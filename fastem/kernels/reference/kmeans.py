@@ -58,11 +58,18 @@ def lloyd_step(X, sample_weight, centers, labels, sums, weight_sums, n_threads):
     ----------
     X, centers : read (see module docstring).
     sample_weight : (n_samples,) float64, read.
-    labels : (n_samples,) int32, written: nearest center of each sample under ``centers``.
+    labels : (n_samples,) int32, read and written: the previous labels on entry (any
+        value, e.g. -1, where there are none), the nearest center of each sample under
+        ``centers`` on return.
     sums : (n_clusters, n_features) float64, written: ``sum_{i: label_i = k} w_i x_i``.
     weight_sums : (n_clusters,) float64, written: ``sum_{i: label_i = k} w_i``.
     n_threads : int, ignored.
+
+    Returns
+    -------
+    n_changed : int, the number of samples whose label differs from the one on entry.
     """
+    old = labels.copy()
     min_sq_dist = np.empty(X.shape[0], dtype=np.float64)
     assign_labels(X, centers, labels, min_sq_dist, n_threads)
     X64 = X.astype(np.float64)
@@ -71,6 +78,7 @@ def lloyd_step(X, sample_weight, centers, labels, sums, weight_sums, n_threads):
         w = sample_weight[members]
         weight_sums[k] = w.sum()
         sums[k] = (w[:, None] * X64[members]).sum(axis=0)
+    return int(np.count_nonzero(labels != old))
 
 
 def inertia(X, sample_weight, centers, labels, n_threads):
