@@ -296,11 +296,13 @@ def _lloyd(rows, centers_init, *, max_iter, tol, verbose, kern, n_threads,
 
 def _auto_algorithm(n_features, n_clusters, in_memory):
     """algorithm="auto", by the crossovers measured with benchmarks/algorithms.py
-    (benchmarks/RESULTS.md): Hamerly's bounds pay for their upkeep from K = 32 on at
-    D <= 16 and from K = 128 on at any D; below that, and for data read in chunks
-    (whose fit keeps no per-row state but the labels), Lloyd.  Yinyang and Elkan never
-    won there on 2 cores and stay available by name."""
-    if in_memory and n_clusters >= 32 and (n_features <= 16 or n_clusters >= 128):
+    (benchmarks/RESULTS.md): Hamerly's bounds pay for their upkeep from K = 128 on with
+    D >= 4 (0.66-1.0x of Lloyd's time where clusters overlap, 1.4-2.3x faster where they
+    are separated).  With fewer clusters, or D <= 3 where Lloyd computes the exact
+    distances directly, and for data read in chunks (whose fit keeps no per-row state
+    but the labels), Lloyd.  Yinyang and Elkan never won there on 2 cores and stay
+    available by name."""
+    if in_memory and n_clusters >= 128 and n_features >= 4:
         return "hamerly"
     return "lloyd"
 
@@ -487,14 +489,16 @@ class KMeans(FastEMEstimator):
     algorithm : {"auto", "lloyd", "hamerly", "yinyang", "elkan"}, default="auto"
         How each iteration finds the nearest centers.  Every choice gives the same
         labels and centers at every iteration, bit for bit: they differ only in speed
-        and memory.  "lloyd" computes every distance (a GEMM per block of rows).  The
+        and memory.  "lloyd" computes every distance (a GEMM per block of rows, or the
+        exact distances directly when there are few features).  The
         others keep, per row, an upper bound on the distance to its center and lower
         bounds on the distances to the others, move them by how far the centers moved,
         and skip the rows the bounds settle: "hamerly" keeps one lower bound (16 bytes a
         row in all), "yinyang" one per group of about ten centers, "elkan" one per
         center (8 (K + 1) bytes a row).  "auto" picks by the crossovers measured in
-        benchmarks/RESULTS.md.  Bounds win when clusters are well separated or K is
-        large; on heavily overlapping clusters Lloyd is as fast.
+        benchmarks/RESULTS.md: "hamerly" from K = 128 with D >= 4 for data in memory,
+        else "lloyd".  Bounds win when clusters are well separated or K is large; on
+        heavily overlapping clusters Lloyd is as fast.
     backend : {"auto", "numba", "cython", "numpy"}, default=None
         Kernel implementation; None uses ``fastem.config_context`` / ``FASTEM_BACKEND``
         ("auto" unless set): numba, else cython, else numpy.
