@@ -460,8 +460,8 @@ cdef void _direct_block(const floating* X, const double* centers_t64, double* xt
     cdef double* row = xt + n_features * _BLOCK
     cdef double val, low
     cdef int kk, idx
-    for i in range(m):
-        for j in range(n_features):
+    for j in range(n_features):  # feature-major: numba measured 1.8 -> 1.0 ms (1M x 2)
+        for i in range(m):
             xt[j * _BLOCK + i] = <double>x[i * n_features + j]
     for k in range(n_clusters):
         fastem_sq_diff(row, xt, centers_t64[k], m)
