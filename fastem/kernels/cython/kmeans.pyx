@@ -662,16 +662,31 @@ cdef int _settle_from_gemm(const floating* x, Py_ssize_t p, Py_ssize_t n_rows,
     distances (numba's ``_settle_from_gemm``)."""
     cdef double x_sq = _sq_norm_f64(x, n_features)
     cdef double err = _gemm_error(x_sq, n_features, h_max, unit)
-    cdef Py_ssize_t best, k
-    cdef double r
+    cdef Py_ssize_t best, k, g, q
+    cdef double r, low
+    cdef floating v
     if n_clusters == 1 or _gemm_settles(best_vals[p], second_vals[p], x_sq, err, rel):
         best = best_idx[p]
-        for k in range(n_clusters):  # the gemm's r_k lie within err of the exact ones
-            r = x_sq + 2.0 * <double>(half_sq_norms[k] - dots[p * n_clusters + k])
-            dist[k] = r - err
-        dist[best] += 2.0 * err
-        upper_i[0] = _bounds_from(dist, best, 0.0, group_start, group_members, n_groups,
-                                  lower_row)
+        for g in range(n_groups):
+            # the group's smallest v_k = h_k - x.c_k among its other centers, kept in a
+            # register (one group: the runner-up, already known); r_k = ||x||^2 + 2 v_k
+            # lies within err of the exact squared distance
+            if n_groups == 1:
+                low = <double>second_vals[p]
+            else:
+                low = INFINITY
+                for q in range(group_start[g], group_start[g + 1]):
+                    k = group_members[q]
+                    v = half_sq_norms[k] - dots[p * n_clusters + k]
+                    if k != best and v < low:
+                        low = <double>v
+            if low == INFINITY:
+                lower_row[g] = _FAR
+            else:
+                r = x_sq + 2.0 * low - err
+                lower_row[g] = sqrt(r if r > 0.0 else 0.0)
+        r = x_sq + 2.0 * <double>best_vals[p] + err
+        upper_i[0] = sqrt(r if r > 0.0 else 0.0)
     else:
         best = _exact_row(x, centers, n_clusters, n_features, dist)
         upper_i[0] = _bounds_from(dist, best, rel, group_start, group_members, n_groups,
