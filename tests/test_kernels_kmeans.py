@@ -116,11 +116,14 @@ def test_backend_duplicate_points_and_single_cluster(fast_backend, dtype):
 
 
 @pytest.mark.parametrize("n_clusters", [3, 40])
-def test_backend_ties_go_to_lowest_index(fast_backend, dtype, n_clusters):
-    X = np.array([[0.0, 0.0], [2.0, 2.0], [9.0, 9.0]], dtype=dtype)
-    centers = np.full((n_clusters, 2), 50.0, dtype=dtype)
-    centers[1] = centers[2] = 1.0  # two identical nearest centers for the first two rows
-    centers[-1] = centers[-2] = 9.0  # and two for the last row, at the far end
+@pytest.mark.parametrize("n_features", [2, 12])  # direct distances; GEMM (+ keyed argmin)
+def test_backend_ties_go_to_lowest_index(fast_backend, dtype, n_clusters, n_features):
+    X = np.zeros((3, n_features), dtype=dtype)
+    X[:, :2] = [[0.0, 0.0], [2.0, 2.0], [9.0, 9.0]]
+    centers = np.zeros((n_clusters, n_features), dtype=dtype)
+    centers[:, :2] = 50.0
+    centers[1, :2] = centers[2, :2] = 1.0  # two identical nearest centers for rows 0, 1
+    centers[-1, :2] = centers[-2, :2] = 9.0  # and two for the last row, at the far end
     labels = np.empty(3, np.int32)
     get_kernels(fast_backend, "kmeans").assign_labels(X, centers, labels, np.empty(3), 1)
     assert labels.tolist() == [1, 1, n_clusters - 2]

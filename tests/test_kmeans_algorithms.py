@@ -55,17 +55,21 @@ def test_reference_distance_is_the_written_out_definition():
         assert d2[0] == min(_exact_sq(X[t], ck) for ck in c)
 
 
-def test_gemm_rounding_never_decides_a_near_tie(backend):
+@pytest.mark.parametrize("n_clusters", [3, 40])  # K >= 32: the keyed argmin
+def test_gemm_rounding_never_decides_a_near_tie(backend, n_clusters):
     # With ||x|| ~ 1000 in float32, the GEMM's values ||c||^2/2 - x.c carry errors far
     # larger than the gap between the two nearest centers' squared distances; taking
     # the GEMM's argmin as is, the fast backends got 13 of the first 20 rows wrong.
+    # (12 features: the GEMM path for any K; far centers fill K up to 40.)
     kern = get_kernels(backend, "kmeans")
-    X, cases = _near_ties()
+    X, cases = _near_ties(n_features=12)
     for t, (c, expected) in enumerate(cases):
+        far = X[t] + np.float32(300.0) * (1 + np.arange(n_clusters - 3, dtype=np.float32))[:, None]
+        c = np.concatenate([c, far.astype(np.float32)])
         labels = np.empty(1, np.int32)
         kern.assign_labels(X[t:t + 1], c, labels, np.empty(1), 1)
         assert labels[0] == expected, t
-        sums, wsum = np.empty((3, X.shape[1])), np.empty(3)
+        sums, wsum = np.empty((n_clusters, X.shape[1])), np.empty(n_clusters)
         kern.lloyd_step(X[t:t + 1], np.ones(1), c, labels, sums, wsum, 1)
         assert labels[0] == expected, t
 
