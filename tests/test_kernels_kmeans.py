@@ -77,6 +77,7 @@ def _run_all(kern, X, w, centers, n_threads):
 SHAPES = [  # (n_samples, n_features, n_clusters): below / at / around one block, K=1, D=1
     (1, 3, 1), (7, 2, 3), (255, 4, 5), (256, 4, 5), (257, 4, 5), (1000, 5, 7),
     (3000, 1, 4), (600, 6, 1), (20000, 3, 2),
+    (900, 2, 5), (500, 1, 37),  # D <= 2: centers four at a time, K not a multiple of 4
     (2000, 8, 40), (700, 3, 70),  # K >= 32, D <= 8: exact distances computed directly
     (1500, 12, 40),  # K >= 32, more features: GEMM and the vectorised (integer-key) argmin
 ]

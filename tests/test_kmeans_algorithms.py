@@ -79,8 +79,10 @@ def _fma(a, b, c):
     return float(Fraction(a) * Fraction(b) + Fraction(c))
 
 
-@pytest.mark.parametrize("n_clusters", [2, 40])  # direct distances for few / many clusters
-def test_exact_distance_is_never_fused(backend, n_clusters):
+@pytest.mark.parametrize("n_clusters, n_features", [(2, 2), (40, 2), (40, 3), (2, 3)])
+def test_exact_distance_is_never_fused(backend, n_clusters, n_features):
+    # (the direct distances for two features, few and many clusters; for more features
+    # and many clusters; and the GEMM path's exact fallback)
     # x = (v, v) and the centers (v + a, v + b), (v + b, v + a): the defining distances
     # round(round(a^2) + round(b^2)) and round(round(b^2) + round(a^2)) tie, so label 0.
     # Fused into fma(b, b, round(a^2)) and fma(a, a, round(b^2)) they differ; keep the
@@ -92,17 +94,18 @@ def test_exact_distance_is_never_fused(backend, n_clusters):
         a, b = (np.float32(v + rng.uniform(-1, 1)) for _ in range(2))
         da, db = float(v) - float(a), float(v) - float(b)
         if _fma(db, db, da * da) < _fma(da, da, db * db):
-            X.append([v, v])
+            X.append([v, v] + [0.0] * (n_features - 2))  # more features add 0, exactly
             centers.append([[b, a], [a, b]])
     X = np.array(X, np.float32)
     kern = get_kernels(backend, "kmeans")
     for t in range(len(X)):
-        c = np.full((n_clusters, 2), 1e4, np.float32)
-        c[:2] = centers[t]
+        c = np.full((n_clusters, n_features), 1e4, np.float32)
+        c[:2, 2:] = 0.0
+        c[:2, :2] = centers[t]
         labels, d2 = np.empty(1, np.int32), np.empty(1)
         kern.assign_labels(X[t:t + 1], c, labels, d2, 1)
         assert labels[0] == 0 and d2[0] == _exact_sq(X[t], c[0]), t
-        kern.lloyd_step(X[t:t + 1], np.ones(1), c, labels, np.empty((n_clusters, 2)),
+        kern.lloyd_step(X[t:t + 1], np.ones(1), c, labels, np.empty((n_clusters, n_features)),
                         np.empty(n_clusters), 1)
         assert labels[0] == 0, t
 

@@ -123,10 +123,17 @@ cdef inline bint _direct(Py_ssize_t n_features, Py_ssize_t n_clusters) noexcept 
     return n_features <= _DIRECT_MAX_FEATURES_MANY
 
 
+cdef inline Py_ssize_t _direct_rows(Py_ssize_t n_features) noexcept nogil:
+    """Rows of ``_direct_block``'s transposed block and centers: at least two."""
+    return n_features if n_features > 2 else 2
+
+
 cdef double* _transposed_f64(const floating[:, ::1] centers) except NULL:
-    """centers^T as a (D, K) float64 array (freed by the caller)."""
+    """centers^T as a (max(D, 2), K) float64 array, a second row of zeros for D = 1
+    (freed by the caller)."""
     cdef Py_ssize_t n_clusters = centers.shape[0], n_features = centers.shape[1]
-    cdef double* out = <double*>_alloc(n_clusters * n_features, sizeof(double), False)
+    cdef double* out = <double*>_alloc(n_clusters * _direct_rows(n_features), sizeof(double),
+                                       True)
     cdef Py_ssize_t k, j
     for k in range(n_clusters):
         for j in range(n_features):
@@ -228,9 +235,51 @@ cdef extern from *:
             row[i] = row[i] + d * d;
         }
     }
+    /* _direct_block's search for one or two features (numba's _nearest_of_pairs): four
+       centers per pass over the rows, each distance written out, so the running minimum
+       stays in registers across them; centers in index order, so ties go to the lowest.
+       c0, c1: the centers' two coordinates (zeros, with x1 zeros, for one feature). */
+    static FASTEM_NO_CONTRACT void fastem_nearest_of_pairs(
+            const double* x0, const double* x1, const double* c0, const double* c1,
+            Py_ssize_t n_clusters, Py_ssize_t m, int* best_idx, double* best_dist) {
+    #if defined(__clang__)
+    #pragma clang fp contract(off)
+    #endif
+        for (Py_ssize_t i = 0; i < m; i++) {
+            best_idx[i] = 0;
+            best_dist[i] = INFINITY;
+        }
+        for (Py_ssize_t k = 0; k < n_clusters; k += 4) {
+            /* past the end, the block repeats the last center: it cannot win a strict
+               comparison against itself */
+            Py_ssize_t last = n_clusters - 1;
+            int ka = (int)k, kb = (int)(k + 1 < last ? k + 1 : last);
+            int kc = (int)(k + 2 < last ? k + 2 : last), kd = (int)(k + 3 < last ? k + 3 : last);
+            double a0 = c0[ka], b0 = c0[kb], e0 = c0[kc], d0 = c0[kd];
+            double a1 = c1[ka], b1 = c1[kb], e1 = c1[kc], d1 = c1[kd];
+            for (Py_ssize_t i = 0; i < m; i++) {
+                double u = x0[i], v = x1[i], p, q, va, vb, vc, vd;
+                p = u - a0; q = v - a1; va = p * p; va = va + q * q;
+                p = u - b0; q = v - b1; vb = p * p; vb = vb + q * q;
+                p = u - e0; q = v - e1; vc = p * p; vc = vc + q * q;
+                p = u - d0; q = v - d1; vd = p * p; vd = vd + q * q;
+                double low = best_dist[i];
+                int idx = best_idx[i];
+                idx = va < low ? ka : idx; low = va < low ? va : low;
+                idx = vb < low ? kb : idx; low = vb < low ? vb : low;
+                idx = vc < low ? kc : idx; low = vc < low ? vc : low;
+                idx = vd < low ? kd : idx; low = vd < low ? vd : low;
+                best_idx[i] = idx;
+                best_dist[i] = low;
+            }
+        }
+    }
     """
     void fastem_sq_diff(double* row, const double* x, double c, Py_ssize_t m) noexcept nogil
     void fastem_add_sq_diff(double* row, const double* x, double c, Py_ssize_t m) noexcept nogil
+    void fastem_nearest_of_pairs(const double* x0, const double* x1, const double* c0,
+                                 const double* c1, Py_ssize_t n_clusters, Py_ssize_t m,
+                                 int* best_idx, double* best_dist) noexcept nogil
 
 cdef inline void _argmin_scan(const floating* half_sq_norms, const floating* dots,
                               Py_ssize_t m, Py_ssize_t n_clusters, int* best_idx,
@@ -453,16 +502,24 @@ cdef void _direct_block(const floating* X, const double* centers_t64, double* xt
     """Exact nearest center of the m samples from ``start``, computed directly (numba's
     ``_direct_block``): the defining distance to every center, ties to the lowest index,
     into ``best_idx`` and ``best_dist``.  The block is transposed into ``xt`` (D x BLOCK
-    float64, then one BLOCK row of scratch for a center's distances), so every loop runs
-    across rows and vectorises."""
+    float64, at least two rows, then one BLOCK row of scratch for a center's distances;
+    then ``centers_t64``'s second row of zeros for one feature), so every loop runs across
+    rows and vectorises.  One or two features: ``fastem_nearest_of_pairs``."""
     cdef Py_ssize_t i, j, k
     cdef const floating* x = X + start * n_features
-    cdef double* row = xt + n_features * _BLOCK
+    cdef double* row = xt + _direct_rows(n_features) * _BLOCK
     cdef double val, low
     cdef int kk, idx
     for j in range(n_features):  # feature-major: numba measured 1.8 -> 1.0 ms (1M x 2)
         for i in range(m):
             xt[j * _BLOCK + i] = <double>x[i * n_features + j]
+    if n_features <= 2:
+        if n_features == 1:  # (0 - 0)^2 = 0 adds nothing, exactly
+            for i in range(m):
+                xt[_BLOCK + i] = 0.0
+        fastem_nearest_of_pairs(xt, xt + _BLOCK, centers_t64, centers_t64 + n_clusters,
+                                n_clusters, m, best_idx, best_dist)
+        return
     for k in range(n_clusters):
         fastem_sq_diff(row, xt, centers_t64[k], m)
         for j in range(1, n_features):
@@ -924,7 +981,7 @@ def assign_labels(const floating[:, ::1] X, const floating[:, ::1] centers,
     cdef double rel = _rel_error(n_features)
     cdef floating* half_sq_norms = <floating*>_half_sq_norms(centers)
     cdef bint direct = _direct(n_features, n_clusters)
-    cdef Py_ssize_t xt_len = (n_features + 1) * _BLOCK
+    cdef Py_ssize_t xt_len = (_direct_rows(n_features) + 1) * _BLOCK
     cdef floating* dots = NULL
     cdef double* dist = NULL
     cdef double* centers_t64 = NULL
@@ -1007,7 +1064,7 @@ def lloyd_step(const floating[:, ::1] X, const double[::1] sample_weight,
     cdef double h_max = 0.0, unit = 0.0
     cdef double rel = _rel_error(n_features)
     cdef bint direct = _direct(n_features, n_clusters)
-    cdef Py_ssize_t xt_len = (n_features + 1) * _BLOCK
+    cdef Py_ssize_t xt_len = (_direct_rows(n_features) + 1) * _BLOCK
     cdef Py_ssize_t n_changed = 0
     cdef floating* half_sq_norms = NULL
     cdef floating* dots = NULL
