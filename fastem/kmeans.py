@@ -296,13 +296,13 @@ def _lloyd(rows, centers_init, *, max_iter, tol, verbose, kern, n_threads,
 
 def _auto_algorithm(n_features, n_clusters, in_memory):
     """algorithm="auto", by the crossovers measured with benchmarks/algorithms.py
-    (benchmarks/RESULTS.md): Hamerly's bounds pay for their upkeep from K = 128 on with
-    D >= 4 (0.66-1.0x of Lloyd's time where clusters overlap, 1.4-2.3x faster where they
-    are separated).  With fewer clusters, or D <= 3 where Lloyd computes the exact
-    distances directly, and for data read in chunks (whose fit keeps no per-row state
-    but the labels), Lloyd.  Yinyang and Elkan never won there on 2 cores and stay
-    available by name."""
-    if in_memory and n_clusters >= 128 and n_features >= 4:
+    (benchmarks/RESULTS.md): Hamerly's bounds pay for their upkeep from K = 64 on with
+    D >= 4 (0.89-1.70x Lloyd's speed where clusters overlap, 1.3-3.3x where they are
+    separated).  With fewer clusters, or D <= 2 where Lloyd computes the exact distances
+    directly, and for data read in chunks (whose fit keeps no per-row state but the
+    labels), Lloyd.  Yinyang and Elkan never won there on 2 cores and stay available by
+    name."""
+    if in_memory and n_clusters >= 64 and n_features >= 4:
         return "hamerly"
     return "lloyd"
 
@@ -496,7 +496,7 @@ class KMeans(FastEMEstimator):
         and skip the rows the bounds settle: "hamerly" keeps one lower bound (16 bytes a
         row in all), "yinyang" one per group of about ten centers, "elkan" one per
         center (8 (K + 1) bytes a row).  "auto" picks by the crossovers measured in
-        benchmarks/RESULTS.md: "hamerly" from K = 128 with D >= 4 for data in memory,
+        benchmarks/RESULTS.md: "hamerly" from K = 64 with D >= 4 for data in memory,
         else "lloyd".  Bounds win when clusters are well separated or K is large; on
         heavily overlapping clusters Lloyd is as fast.
     backend : {"auto", "numba", "cython", "numpy"}, default=None

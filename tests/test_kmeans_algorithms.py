@@ -257,4 +257,5 @@ def test_auto_keeps_streamed_fits_free_of_per_row_bounds():
     assert _auto_algorithm(8, 256, in_memory=False) == "lloyd"  # only labels per row
     assert _auto_algorithm(16, 8, in_memory=True) == "lloyd"  # bounds do not pay off
     assert _auto_algorithm(16, 32, in_memory=True) == "lloyd"
+    assert _auto_algorithm(4, 64, in_memory=True) == "hamerly"
     assert _auto_algorithm(2, 256, in_memory=True) == "lloyd"  # direct exact distances
