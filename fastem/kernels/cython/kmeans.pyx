@@ -207,7 +207,7 @@ cdef extern from *:
     """
     /* The exact distance's loops across the rows of a block, for _direct_block:
        row[i] = (x[i] - c)^2, and row[i] = row[i] + (x[i] - c)^2, every operation rounded
-       on its own.  Contraction into fused multiply-adds is switched off for these two
+       on its own.  Contraction into fused multiply-adds is switched off for these
        functions alone (gcc's optimize attribute, clang's fp pragma), so the loops still
        vectorise; fastem_rounded's barrier would keep them scalar. */
     #if defined(__GNUC__) && !defined(__clang__)
@@ -501,10 +501,11 @@ cdef void _direct_block(const floating* X, const double* centers_t64, double* xt
                         Py_ssize_t n_features, int* best_idx, double* best_dist) noexcept nogil:
     """Exact nearest center of the m samples from ``start``, computed directly (numba's
     ``_direct_block``): the defining distance to every center, ties to the lowest index,
-    into ``best_idx`` and ``best_dist``.  The block is transposed into ``xt`` (D x BLOCK
-    float64, at least two rows, then one BLOCK row of scratch for a center's distances;
-    then ``centers_t64``'s second row of zeros for one feature), so every loop runs across
-    rows and vectorises.  One or two features: ``fastem_nearest_of_pairs``."""
+    into ``best_idx`` and ``best_dist``.  The block is transposed into ``xt`` (max(D, 2)
+    x BLOCK float64, then one BLOCK row of scratch for a center's distances), so every
+    loop runs across rows and vectorises.  One or two features:
+    ``fastem_nearest_of_pairs`` (for one, a second feature of zeros in ``xt`` and in
+    ``centers_t64``)."""
     cdef Py_ssize_t i, j, k
     cdef const floating* x = X + start * n_features
     cdef double* row = xt + _direct_rows(n_features) * _BLOCK
