@@ -9,10 +9,11 @@ any ``n_threads``.
 Labels are the reference's exactly: the nearest center by the exact float64 distance
 (``_exact_sq_dist``, compiled without fast-math), ties to the lowest index.  With few
 features (``_direct``) that distance is simply computed for every center, vectorised
-across the rows of a block (``_direct_block``).  Otherwise the fast path proposes a label from ``||x - c||^2 = ||x||^2 + 2 (||c||^2 / 2 - x.c)`` with the
-``x.c`` block computed by one single-threaded GEMM (numba calls BLAS for ``np.dot``)
-and keeps it only when the gap to the runner-up exceeds the GEMM's rounding error
-bound (``_gemm_settles``); the rare row that fails is recomputed exactly.  The bounded
+across the rows of a block (``_direct_block``).  Otherwise the fast path proposes a
+label from ``||x - c||^2 = ||x||^2 + 2 (||c||^2 / 2 - x.c)`` with the ``x.c`` block
+computed by one single-threaded GEMM (numba calls BLAS for ``np.dot``) and keeps it
+only when the gap to the runner-up exceeds the GEMM's rounding error bound
+(``_gemm_settles``); the rare row that fails is recomputed exactly.  The bounded
 algorithms (``bounded_step``) certify their fast distances the same way, so every
 algorithm gives the same labels.  Inertia and the k-means++ distances are computed
 directly as ``sum_j (x_j - c_j)^2`` in float64.
