@@ -900,7 +900,7 @@ cdef void _potentials_slot(const floating* X, const double* sample_weight,
     clamped at 0.  z and dots are this thread's BLOCK x D and BLOCK x T buffers.
     """
     cdef Py_ssize_t b, m, i, j, t
-    cdef double closest, w, d2, v, x_sq
+    cdef double closest, w, d2, x_sq
     cdef const floating* x
     cdef int ld = <int>(n_features if n_features > 1 else 1)
     b = start
@@ -915,10 +915,9 @@ cdef void _potentials_slot(const floating* X, const double* sample_weight,
         _gemm(c'N', c'N', <int>n_trials, <int>m, <int>n_features, cand_t, <int>n_trials,
               z, ld, 0.0, dots, <int>n_trials)
         for i in range(m):
-            x_sq = 0.0
-            for j in range(n_features):
-                v = z[i * n_features + j]
-                x_sq = x_sq + v * v
+            # four partial sums, not one serial chain of D dependent additions (200,000 x
+            # 64 float32, 7 candidates, 2 threads: 5.7 -> 4.7 ms a call)
+            x_sq = _sq_norm_f64(z + i * n_features, n_features)
             closest = closest_sq_dist[b + i]
             w = sample_weight[b + i]
             for t in range(n_trials):
@@ -929,15 +928,66 @@ cdef void _potentials_slot(const floating* X, const double* sample_weight,
         b += m
 
 
-cdef void _update_closest_block(const floating* X, const floating* center,
-                                double* closest_sq_dist, Py_ssize_t start, Py_ssize_t stop,
-                                Py_ssize_t n_features) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef double d2
-    for i in range(start, stop):
-        d2 = _sq_dist_f64(X + i * n_features, center, n_features)
-        if d2 < closest_sq_dist[i]:
-            closest_sq_dist[i] = d2
+cdef extern from *:
+    """
+    /* kmeanspp_update_closest's loop, for X of either dtype: closest[i] = min(closest[i],
+       sum_j (x_ij - c_j)^2) over rows [start, stop), each distance by four interleaved
+       float64 partial sums (the fast distance, as _sq_dist_f64), lane l summing the
+       features j = l mod 4.  With gcc the four sums are one vector of four doubles (it
+       would otherwise pair them into 2-wide vectors even for AVX2), and the loop is
+       compiled twice, for AVX2 and the baseline, one picked at load time: the baseline's
+       2-wide vectors made this pass 2.5x slower than numba's (200,000 x 64 float32;
+       3.2 -> 1.3 ms, numba 1.2). */
+    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+    #define FASTEM_CLONES __attribute__((target_clones("avx2", "default")))
+    #else
+    #define FASTEM_CLONES
+    #endif
+    #if defined(__GNUC__)
+    typedef double fastem_v4d __attribute__((vector_size(32)));
+    #define FASTEM_ACC4_DECL fastem_v4d acc = {0.0, 0.0, 0.0, 0.0};
+    #define FASTEM_ACC4_ADD(T, x, c, j) {                                                \
+        fastem_v4d xv = {(double)x[j], (double)x[j + 1], (double)x[j + 2], (double)x[j + 3]}; \
+        fastem_v4d cv = {(double)c[j], (double)c[j + 1], (double)c[j + 2], (double)c[j + 3]}; \
+        fastem_v4d dv = xv - cv;                                                        \
+        acc += dv * dv; }
+    #else
+    #define FASTEM_ACC4_DECL double acc[4] = {0.0, 0.0, 0.0, 0.0};
+    #define FASTEM_ACC4_ADD(T, x, c, j) {                                                \
+        for (int l = 0; l < 4; l++) {                                                   \
+            double dl = (double)x[j + l] - (double)c[j + l]; acc[l] += dl * dl; } }
+    #endif
+    #define FASTEM_UPDATE_CLOSEST(NAME, T)                                              \
+    static FASTEM_CLONES void NAME(const T* X, const T* c, double* closest,            \
+                                   Py_ssize_t start, Py_ssize_t stop, Py_ssize_t n) {  \
+        for (Py_ssize_t i = start; i < stop; i++) {                                     \
+            const T* x = X + i * n;                                                     \
+            FASTEM_ACC4_DECL                                                            \
+            double d, a0;                                                               \
+            Py_ssize_t j = 0;                                                           \
+            for (; j + 4 <= n; j += 4) FASTEM_ACC4_ADD(T, x, c, j)                      \
+            a0 = acc[0];                                                                \
+            for (; j < n; j++) { d = (double)x[j] - (double)c[j]; a0 += d * d; }        \
+            d = (a0 + acc[1]) + (acc[2] + acc[3]);                                      \
+            if (d < closest[i]) closest[i] = d;                                         \
+        }                                                                               \
+    }
+    FASTEM_UPDATE_CLOSEST(fastem_update_closest_f32, float)
+    FASTEM_UPDATE_CLOSEST(fastem_update_closest_f64, double)
+    """
+    void fastem_update_closest_f32(const float* X, const float* c, double* closest,
+                                   Py_ssize_t start, Py_ssize_t stop, Py_ssize_t n) noexcept nogil
+    void fastem_update_closest_f64(const double* X, const double* c, double* closest,
+                                   Py_ssize_t start, Py_ssize_t stop, Py_ssize_t n) noexcept nogil
+
+
+cdef inline void _update_closest_block(const floating* X, const floating* center,
+                                       double* closest_sq_dist, Py_ssize_t start,
+                                       Py_ssize_t stop, Py_ssize_t n_features) noexcept nogil:
+    if floating is float:
+        fastem_update_closest_f32(X, center, closest_sq_dist, start, stop, n_features)
+    else:
+        fastem_update_closest_f64(X, center, closest_sq_dist, start, stop, n_features)
 
 
 # ---------------------------------------------------------------------------
