@@ -143,8 +143,7 @@ def bounded_step(X, sample_weight, centers, drift, half_sep, group_of, group_sta
 
     This reference computes every distance and builds the bounds from scratch.
     """
-    old = labels.copy()
-    lloyd_step(X, sample_weight, centers, labels, sums, weight_sums, n_threads)
+    n_changed = lloyd_step(X, sample_weight, centers, labels, sums, weight_sums, n_threads)
     d2 = _sq_distances(X, centers)
     rel = (X.shape[1] + 8) * 2.0 ** -53  # bound on the exact distance's relative error
     rows = np.arange(X.shape[0])
@@ -154,6 +153,6 @@ def bounded_step(X, sample_weight, centers, drift, half_sep, group_of, group_sta
         members = group_members[group_start[g]:group_start[g + 1]]
         low = d2[:, members].min(axis=1)
         lower[:, g] = np.where(np.isinf(low), 1e300, np.sqrt(low * (1.0 - rel)))
-    stats[0] = np.count_nonzero(labels != old)
+    stats[0] = n_changed
     stats[1] = upper.max(initial=0.0)
     stats[2] = d2.size
