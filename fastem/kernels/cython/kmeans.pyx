@@ -624,7 +624,8 @@ cdef Py_ssize_t _lloyd_slot(const floating* X, const double* sample_weight,
 
 
 # ---------------------------------------------------------------------------
-# bounded_step helpers (numba's _bounds_from, _bounded_row, _settle_from_gemm)
+# bounded_step helpers (numba's _bounds_from and _bounded_row; _settle_from_gemm is
+# written out in numba's bounded_step)
 # ---------------------------------------------------------------------------
 
 cdef double _bounds_from(const double* dist, Py_ssize_t best, double rel,
@@ -717,7 +718,7 @@ cdef int _settle_from_gemm(const floating* x, Py_ssize_t p, Py_ssize_t n_rows,
                            double* lower_row, double* upper_i, double* dist) noexcept nogil:
     """The label of x, row p of an n_rows-row gemm block (certified, else exact), and all
     its bounds rebuilt: from the gemm values with their error bound, or from the exact
-    distances (numba's ``_settle_from_gemm``)."""
+    distances (as numba's ``bounded_step`` writes out for its GEMM rows)."""
     cdef double x_sq = _sq_norm_f64(x, n_features)
     cdef double err = _gemm_error(x_sq, n_features, h_max, unit)
     cdef Py_ssize_t best, k, g, q

@@ -705,40 +705,6 @@ def _bounded_row(X, i, centers, old, r_old, up, rel, lower, group_of, group_star
 ROWWISE_MAX_FRACTION = 0.25
 
 
-@helper
-def _settle_from_gemm(X, i, ii, m, buf, centers, half_sq_norms, best_idx, best_vals,
-                      second_vals, h_max, unit, rel, group_start, group_members, lower,
-                      upper, dist, group_min):
-    """Row i's label from its GEMM row ``ii`` (certified, else exact), and all its bounds
-    rebuilt: from the GEMM values widened by their error bound, or from the exact
-    distances.  ``group_min`` is a scratch of one value per group."""
-    n_clusters, n_features = centers.shape
-    x_sq = _row_sq_norm(X, i)
-    err = _gemm_error(x_sq, n_features, h_max, unit)
-    if n_clusters == 1 or _gemm_settles(best_vals[ii], second_vals[ii], x_sq, err, rel):
-        best = best_idx[ii]
-        # each group's smallest value v_k = h_k - x.c_k among its other centers (one
-        # group: the runner-up, already known)
-        if group_min.shape[0] == 1:
-            group_min[0] = second_vals[ii]
-        else:  # the min of each group in a register (a scatter-min would serialise)
-            for g in range(group_min.shape[0]):
-                low = np.inf
-                for p in range(group_start[g], group_start[g + 1]):
-                    k = group_members[p]
-                    v = half_sq_norms[k] - _dot_at(buf, m, n_clusters, ii, k)
-                    low = min(low, v if k != best else np.inf)
-                group_min[g] = low
-        for g in range(group_min.shape[0]):  # r_k = ||x||^2 + 2 v_k lies within err
-            lower[i, g] = (FAR if group_min[g] == np.inf else
-                           np.sqrt(max(x_sq + 2.0 * np.float64(group_min[g]) - err, 0.0)))
-        upper[i] = np.sqrt(max(x_sq + 2.0 * np.float64(best_vals[ii]) + err, 0.0))
-    else:
-        best = _exact_row(X, i, centers, dist)
-        upper[i] = _bounds_from(dist, best, rel, group_start, group_members, lower, i)
-    return best
-
-
 @kernel
 def bounded_step(X, sample_weight, centers, drift, half_sep, group_of, group_start,
                  group_members, labels, upper, lower, full, sums, weight_sums, stats,
@@ -788,7 +754,6 @@ def bounded_step(X, sample_weight, centers, drift, half_sep, group_of, group_sta
         vals = np.empty(n_clusters, dtype=X.dtype)
         dist = np.empty(n_clusters)
         candidate = np.zeros(n_groups, dtype=np.bool_)
-        group_min = np.empty(n_groups, dtype=X.dtype)
         best_idx = np.empty(BLOCK_SIZE, dtype=np.int32)
         best_vals = np.empty(BLOCK_SIZE, dtype=X.dtype)
         second_vals = np.empty(BLOCK_SIZE, dtype=X.dtype)
@@ -850,26 +815,38 @@ def bounded_step(X, sample_weight, centers, drift, half_sep, group_of, group_sta
                 _block_argmin(half_sq_norms, buf, n_pending, best_idx, best_vals, second_vals,
                               vals)
                 for p in range(n_pending):
+                    # the row's label (certified, else exact) and all its bounds rebuilt,
+                    # written out here: a helper call per row with 19 arguments made
+                    # Hamerly's GEMM rows 2.5x slower than Cython's
                     i = b_start + pending[p]
-                    # _settle_from_gemm's common case written out (a call per row with
-                    # its 19 arguments made Hamerly's GEMM rows 2.5x slower than
-                    # Cython's): the GEMM's choice certified, the bounds from the
-                    # runner-up (one group) widened by the GEMM's error
                     x_sq = _row_sq_norm(X, i)
                     err = _gemm_error(x_sq, n_features, h_max, unit)
-                    if n_groups == 1 and (n_clusters == 1 or _gemm_settles(
-                            best_vals[p], second_vals[p], x_sq, err, rel)):
-                        new_labels[pending[p]] = best_idx[p]
-                        second = np.float64(second_vals[p])
-                        lower[i, 0] = (FAR if second == np.inf else
-                                       np.sqrt(max(x_sq + 2.0 * second - err, 0.0)))
+                    if n_clusters == 1 or _gemm_settles(best_vals[p], second_vals[p], x_sq,
+                                                        err, rel):
+                        best = best_idx[p]
+                        for g in range(n_groups):
+                            # the group's smallest v_k = h_k - x.c_k among its other
+                            # centers, in a register (a scatter-min would serialise); one
+                            # group: the runner-up, already known.  r_k = ||x||^2 + 2 v_k
+                            # lies within err of the exact squared distance.
+                            if n_groups == 1:
+                                low = np.float64(second_vals[p])
+                            else:
+                                low = np.inf
+                                for q in range(group_start[g], group_start[g + 1]):
+                                    k = group_members[q]
+                                    v = half_sq_norms[k] - _dot_at(buf, n_pending,
+                                                                   n_clusters, p, k)
+                                    low = min(low, np.float64(v) if k != best else np.inf)
+                            lower[i, g] = (FAR if low == np.inf else
+                                           np.sqrt(max(x_sq + 2.0 * low - err, 0.0)))
                         upper[i] = np.sqrt(max(x_sq + 2.0 * np.float64(best_vals[p]) + err,
                                                0.0))
                     else:
-                        new_labels[pending[p]] = _settle_from_gemm(
-                            X, i, p, n_pending, buf, centers, half_sq_norms, best_idx,
-                            best_vals, second_vals, h_max, unit, rel, group_start,
-                            group_members, lower, upper, dist, group_min)
+                        best = _exact_row(X, i, centers, dist)
+                        upper[i] = _bounds_from(dist, best, rel, group_start, group_members,
+                                                lower, i)
+                    new_labels[pending[p]] = best
                     largest = max(largest, upper[i])
                 n_dist += n_pending * n_clusters
             for ii in range(m):
