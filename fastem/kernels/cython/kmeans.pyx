@@ -938,7 +938,9 @@ cdef extern from *:
        would otherwise pair them into 2-wide vectors even for AVX2), and the loop is
        compiled twice, for AVX2 and the baseline, one picked at load time: the baseline's
        2-wide vectors made this pass 2.5x slower than numba's (200,000 x 64 float32;
-       3.2 -> 1.3 ms, numba 1.2). */
+       3.2 -> 1.3 ms, numba 1.2).  _sq_dist_f64 keeps its four scalar sums (the same
+       bits): this vector form, compiled for the baseline only, made the inertia pass
+       on 200,000 x 64 2.2x slower and Yinyang's step 9% slower. */
     #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
     #define FASTEM_CLONES __attribute__((target_clones("avx2", "default")))
     #else
@@ -947,14 +949,14 @@ cdef extern from *:
     #if defined(__GNUC__)
     typedef double fastem_v4d __attribute__((vector_size(32)));
     #define FASTEM_ACC4_DECL fastem_v4d acc = {0.0, 0.0, 0.0, 0.0};
-    #define FASTEM_ACC4_ADD(T, x, c, j) {                                                \
+    #define FASTEM_ACC4_ADD(x, c, j) {                                                \
         fastem_v4d xv = {(double)x[j], (double)x[j + 1], (double)x[j + 2], (double)x[j + 3]}; \
         fastem_v4d cv = {(double)c[j], (double)c[j + 1], (double)c[j + 2], (double)c[j + 3]}; \
         fastem_v4d dv = xv - cv;                                                        \
         acc += dv * dv; }
     #else
     #define FASTEM_ACC4_DECL double acc[4] = {0.0, 0.0, 0.0, 0.0};
-    #define FASTEM_ACC4_ADD(T, x, c, j) {                                                \
+    #define FASTEM_ACC4_ADD(x, c, j) {                                                \
         for (int l = 0; l < 4; l++) {                                                   \
             double dl = (double)x[j + l] - (double)c[j + l]; acc[l] += dl * dl; } }
     #endif
@@ -966,7 +968,7 @@ cdef extern from *:
             FASTEM_ACC4_DECL                                                            \
             double d, a0;                                                               \
             Py_ssize_t j = 0;                                                           \
-            for (; j + 4 <= n; j += 4) FASTEM_ACC4_ADD(T, x, c, j)                      \
+            for (; j + 4 <= n; j += 4) FASTEM_ACC4_ADD(x, c, j)                      \
             a0 = acc[0];                                                                \
             for (; j < n; j++) { d = (double)x[j] - (double)c[j]; a0 += d * d; }        \
             d = (a0 + acc[1]) + (acc[2] + acc[3]);                                      \
