@@ -74,6 +74,78 @@ def test_gemm_rounding_never_decides_a_near_tie(backend, n_clusters):
         assert labels[0] == expected, t
 
 
+@pytest.mark.parametrize("own_in_tile", [True, False], ids=["own-in-tile", "own-float64"])
+def test_bounded_step_certifies_a_near_tie_among_tile_candidates(fast_backend, own_in_tile):
+    # A Yinyang step where only the group of the three near-tie centers is open: the row
+    # goes through that group's own small GEMM (8 of 40 centers), whose float32 values
+    # cannot order the near-tie, and must end on the exact nearest.  With own-float64,
+    # the row's own center sits in another, closed group: it is a candidate at its
+    # float64 distance beside the GEMM's values.
+    kern = get_kernels(fast_backend, "kmeans")
+    X, cases = _near_ties(n_features=12)
+    k, size = 40, 8
+    group_of = np.repeat(np.arange(k // size), size)
+    group_start = np.arange(0, k + 1, size)
+    members = np.arange(k)
+    n_settled_exactly = 0
+    for t, (c, expected) in enumerate(cases):
+        far = X[t] + np.float32(300.0) * (1 + np.arange(k, dtype=np.float32))[:, None]
+        centers = far.astype(np.float32)
+        centers[[0, 1]] = c[:2]
+        own = 2 if own_in_tile else size  # group 0, else the first center of group 1
+        centers[own] = c[2]
+        d = np.sqrt(((centers.astype(np.float64) - X[t].astype(np.float64)) ** 2).sum(axis=1))
+        lower = np.empty((1, k // size))
+        for g in range(k // size):
+            others = [j for j in range(g * size, (g + 1) * size) if j != own]
+            lower[0, g] = d[others].min() * (1 - 1e-9)  # valid bounds: only group 0 is open
+        lower[0, 0] = 0.0
+        labels = np.array([own], np.int32)
+        upper = np.array([d[own] * (1 + 1e-9)])
+        stats = np.empty(3)
+        kern.bounded_step(X[t:t + 1], np.ones(1), centers, np.zeros(k), np.zeros(k),
+                          group_of, group_start, members, labels, upper, lower, False,
+                          np.empty((k, X.shape[1])), np.empty(k), stats, 1)
+        assert labels[0] == [0, 1, own][expected], t
+        # its own distance and the open group's: the tile path; then maybe all K exactly
+        assert stats[2] in (1 + size, 1 + size + k), stats[2]
+        n_settled_exactly += stats[2] == 1 + size + k
+        assert upper[0] >= d[labels[0]] * (1 - 1e-12)
+        rest = np.delete(np.arange(k), labels[0])
+        for g in range(k // size):
+            in_g = rest[(rest >= g * size) & (rest < (g + 1) * size)]
+            assert lower[0, g] <= d[in_g].min() * (1 + 1e-12), (t, g)
+    assert n_settled_exactly >= len(cases) // 4  # the GEMM really could not order them
+
+
+def test_bounded_step_bounds_the_old_center_after_a_tile_move(fast_backend, dtype):
+    # The row's own center (group 1, distance 3) is in a closed group; the open group 0
+    # holds a center at distance 1, which the tile's GEMM certifies.  The old center is
+    # then one of group 1's others, so group 1's bound must drop from ~19 to ~3.
+    kern = get_kernels(fast_backend, "kmeans")
+    k, size, n_features = 40, 8, 12
+    x = np.zeros((1, n_features), dtype)
+    centers = np.zeros((k, n_features), dtype)
+    centers[:, 2] = 10.0 + np.arange(k)  # far, yet not so far that float32 GEMM errors grow
+    centers[0] = 0.0
+    centers[0, 0] = 1.0
+    centers[size] = 0.0
+    centers[size, 1] = 3.0
+    d = np.sqrt((centers.astype(np.float64) ** 2).sum(axis=1))
+    lower = np.array([[0.0] + [d[g * size + 1:(g + 1) * size].min() * (1 - 1e-9)
+                               for g in range(1, k // size)]])
+    labels, upper, stats = np.array([size], np.int32), np.array([3.0 * (1 + 1e-9)]), np.empty(3)
+    kern.bounded_step(x, np.ones(1), centers, np.zeros(k), np.zeros(k),
+                      np.repeat(np.arange(k // size), size), np.arange(0, k + 1, size),
+                      np.arange(k), labels, upper, lower, False, np.empty((k, n_features)),
+                      np.empty(k), stats, 1)
+    assert labels[0] == 0 and stats[2] == 1 + size  # its own distance and group 0's
+    assert 1.0 <= upper[0] < 1.01
+    assert 2.99 < lower[0, 1] <= 3.0  # the old center, now an other
+    assert lower[0, 0] > 10.99  # group 0 without the new center
+    assert lower[0, 2] == pytest.approx(d[2 * size + 1:3 * size].min(), rel=1e-6)
+
+
 def _fma(a, b, c):
     """a * b + c rounded once, as a fused multiply-add computes it."""
     return float(Fraction(a) * Fraction(b) + Fraction(c))
@@ -130,7 +202,8 @@ def _history(rows, init, algorithm, kern, max_iter=15):
     return out, seen
 
 
-@pytest.mark.parametrize("shape", [(3000, 2, 8), (2500, 16, 16), (1200, 24, 45), (600, 3, 1)],
+@pytest.mark.parametrize("shape", [(3000, 2, 8), (2500, 16, 16), (1200, 24, 45), (1500, 12, 70),
+                                   (600, 3, 1)],
                          ids=lambda s: "x".join(map(str, s)))
 def test_every_algorithm_gives_lloyds_iterations_bit_for_bit(backend, dtype, shape):
     n, d, k = shape

@@ -470,19 +470,19 @@ cdef inline double _gemm_error(double x_sq, Py_ssize_t n_features, double h_max,
     return 2.0 * e_val + (n_features + 4) * 2.0 ** -53 * x_sq
 
 
+cdef inline bint _settles(double r_best, double r_second, double err,
+                          double rel) noexcept nogil:
+    """True if squared distances ``r_best`` < ``r_second``, each within ``err`` of the
+    true value, certainly order the two centers as the exact distance does: the gap
+    beats both errors plus the exact distance's own rounding (relative ``rel``)."""
+    return r_second - r_best > 2.0 * err + 2.0 * rel * (abs(r_best) + abs(r_second) + 2.0 * err)
+
+
 cdef inline bint _gemm_settles(double best_val, double second_val, double x_sq, double err,
                                double rel) noexcept nogil:
-    """True if the gemm's choice is certainly the exact nearest center: the gap to the
-    runner-up exceeds both values' gemm errors plus the exact distance's rounding."""
-    cdef double rb = x_sq + 2.0 * best_val
-    cdef double r2 = x_sq + 2.0 * second_val
-    return r2 - rb > 2.0 * err + 2.0 * rel * (abs(rb) + abs(r2) + 2.0 * err)
-
-
-cdef inline bint _fast_settles(double r_best, double r_second, double rel) noexcept nogil:
-    """True if fast squared distances (each within relative ``rel`` of the exact value)
-    certainly order the two centers as the exact distance does."""
-    return r_second - r_best > 4.0 * rel * (r_second + r_best)
+    """True if the gemm's choice is certainly the exact nearest center: its values give
+    r_k = ||x||^2 + 2 v_k within ``err`` (``_gemm_error``) of the true distances."""
+    return _settles(x_sq + 2.0 * best_val, x_sq + 2.0 * second_val, err, rel)
 
 
 cdef inline void _add_sample(double* part_sums, double* part_weights, const floating* x,
@@ -624,8 +624,8 @@ cdef Py_ssize_t _lloyd_slot(const floating* X, const double* sample_weight,
 
 
 # ---------------------------------------------------------------------------
-# bounded_step helpers (numba's _bounds_from and _bounded_row; _settle_from_gemm is
-# written out in numba's bounded_step)
+# bounded_step helpers (numba's _bounds_from, _tiles, _group_top2; the one-group rows'
+# settling, which numba's bounded_step writes out, is _settle_from_gemm)
 # ---------------------------------------------------------------------------
 
 cdef double _bounds_from(const double* dist, Py_ssize_t best, double rel,
@@ -648,217 +648,475 @@ cdef double _bounds_from(const double* dist, Py_ssize_t best, double rel,
     return sqrt((low if low > 0.0 else 0.0) * (1.0 + rel))
 
 
-cdef Py_ssize_t _bounded_row(const floating* x, const floating* centers, Py_ssize_t old,
-                             double r_old, double up, double rel, double* lower_row,
-                             const int64_t* group_of, const int64_t* group_start,
-                             const int64_t* group_members, Py_ssize_t n_groups,
-                             Py_ssize_t n_features, double* dist, char* candidate,
-                             Py_ssize_t* n_computed) noexcept nogil:
-    """The nearest center of x over the groups whose lower bound is not separated from
-    ``up``; updates those groups' bounds.  Returns the label, or -1 if the fast
-    distances cannot settle it (the caller then computes exactly); the number of
-    distances computed goes to ``n_computed``.  ``dist`` receives the fast squared
-    distances of the centers computed."""
-    cdef Py_ssize_t best = old, g, p, k, n = 0, g_old
-    cdef double r_best = r_old, r, second, low
-    for g in range(n_groups):
-        candidate[g] = not _separated(lower_row[g], up, rel)
-        if candidate[g]:
-            for p in range(group_start[g], group_start[g + 1]):
-                k = group_members[p]
-                if k != old:
-                    r = _sq_dist_f64(x, centers + k * n_features, n_features)
-                    dist[k] = r
-                    n += 1
-                    if r < r_best or (r == r_best and k < best):
-                        best = k
-                        r_best = r
-    n_computed[0] = n
-    dist[old] = r_old
-    second = _FAR
-    for g in range(n_groups):
-        if candidate[g]:
-            for p in range(group_start[g], group_start[g + 1]):
-                k = group_members[p]
-                if k != best and dist[k] < second:
-                    second = dist[k]
-    if best != old and r_old < second:
-        second = r_old
-    if second < _FAR and not _fast_settles(r_best, second, rel):
-        return -1
-    for g in range(n_groups):
-        if candidate[g]:
-            low = _FAR
-            for p in range(group_start[g], group_start[g + 1]):
-                k = group_members[p]
-                if k != best and dist[k] < low:
-                    low = dist[k]
-            lower_row[g] = _FAR if low == _FAR else sqrt(low * (1.0 - rel))
-    g_old = group_of[old]
-    if best != old and not candidate[g_old]:  # the old center is now one of the others
-        low = sqrt(r_old * (1.0 - rel))
-        if low < lower_row[g_old]:
-            lower_row[g_old] = low
-    return best
+cdef enum:
+    # centers per gemm tile of the bounded step with several groups (numba's
+    # MIN_TILE_CENTERS), and rows per block there (numba's GEMM_ROWS)
+    _MIN_TILE_CENTERS = 8
+    _TILE_ROWS = 4 * _BLOCK
+
+#: A row whose open groups' tiles hold more than this fraction of the centers goes
+#: through the gemm with all centers, the last tile (numba's TILED_MAX_FRACTION).
+cdef double _TILED_MAX_FRACTION = 0.5
+TILED_MAX_FRACTION = _TILED_MAX_FRACTION
 
 
-#: A row whose bounds leave more than this fraction of the centers as candidates joins
-#: the block's gemm (all centers) instead of computing its candidates one by one
-#: (numba's ROWWISE_MAX_FRACTION).
-ROWWISE_MAX_FRACTION = 0.25
+cdef Py_ssize_t _tiles(const int64_t[::1] group_start, int64_t* first, int64_t* tile_of):
+    """Tiles of consecutive groups, each of at least _MIN_TILE_CENTERS centers but the
+    last (numba's ``_tiles``): ``first`` (n_groups + 1) gets each tile's first group and
+    the end, ``tile_of`` (n_groups) each group's tile.  Returns the number of tiles."""
+    cdef Py_ssize_t n_groups = group_start.shape[0] - 1, n_tiles = 0, g = 0
+    cdef int64_t size
+    first[0] = 0
+    while g < n_groups:
+        size = 0
+        while g < n_groups and size < _MIN_TILE_CENTERS:
+            size += group_start[g + 1] - group_start[g]
+            tile_of[g] = n_tiles
+            g += 1
+        n_tiles += 1
+        first[n_tiles] = g
+    return n_tiles
 
 
-cdef int _settle_from_gemm(const floating* x, Py_ssize_t p, Py_ssize_t n_rows,
-                           const floating* dots, const floating* centers,
-                           const floating* half_sq_norms, const int* best_idx,
+cdef floating* _members_t(const floating[:, ::1] centers, const int64_t[::1] group_members,
+                          const int64_t[::1] group_start, const int64_t* tile_first,
+                          Py_ssize_t n_tiles) except NULL:
+    """The centers in group-member order, each tile's block transposed: tile t's (D, n_t)
+    block starts at D * (its first member); then, from D * K, all the centers as one
+    (D, K) block, the last tile (numba's ``_members_t``; freed by the caller).  The
+    transposed operand: with the centers as the transposed one, sgemm took 1.7x as long
+    for a tile of 10 (150 x 64 rows, one thread: 4.5 against 2.6 us)."""
+    cdef Py_ssize_t n_clusters = centers.shape[0], n_features = centers.shape[1]
+    cdef floating* out = <floating*>_alloc(2 * n_clusters * n_features, sizeof(floating),
+                                           False)
+    cdef Py_ssize_t t, q, j, k, base, n_t, offset
+    for t in range(n_tiles + 1):
+        base = 0 if t == n_tiles else group_start[tile_first[t]]
+        n_t = n_clusters if t == n_tiles else group_start[tile_first[t + 1]] - base
+        offset = n_features * (n_clusters if t == n_tiles else base)
+        for q in range(n_t):
+            k = group_members[base + q]
+            for j in range(n_features):
+                out[offset + j * n_t + q] = centers[k, j]
+    return out
+
+
+cdef extern from *:
+    """
+    /* bounded_step's tiled rows (_tiled_block).  fastem_transpose: a tile's gemm output,
+       row-major (c, n_t), into (n_t, c), in runs of 32 rows.  fastem_group_top2 (numba's
+       _group_top2): for the c rows, the two smallest v = h_q - dot over the columns
+       [q0, q1) of one group, and the first's center, across rows and branch-free.  In C
+       over __restrict pointers, so that gcc vectorises them (as Cython code, whose
+       pointers may alias, they stayed scalar), compiled for AVX2 and the baseline. */
+    #ifndef FASTEM_CLONES
+    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+    #define FASTEM_CLONES __attribute__((target_clones("avx2", "default")))
+    #else
+    #define FASTEM_CLONES
+    #endif
+    #endif
+    #define FASTEM_TILE_FUNCS(SUFFIX, T)                                                \
+    static FASTEM_CLONES void fastem_transpose_##SUFFIX(                                \
+            const T* __restrict in, T* __restrict out, Py_ssize_t c, Py_ssize_t n_t) {  \
+        for (Py_ssize_t p0 = 0; p0 < c; p0 += 32) {                                     \
+            Py_ssize_t p1 = p0 + 32 < c ? p0 + 32 : c;                                  \
+            for (Py_ssize_t q = 0; q < n_t; q++)                                        \
+                for (Py_ssize_t p = p0; p < p1; p++) out[q * c + p] = in[p * n_t + q];  \
+        }                                                                               \
+    }                                                                                   \
+    static FASTEM_CLONES void fastem_group_top2_##SUFFIX(                               \
+            const T* __restrict dots_t, Py_ssize_t c, const T* __restrict h,            \
+            const int64_t* __restrict members, Py_ssize_t q0, Py_ssize_t q1,            \
+            T* __restrict v1, int* __restrict k1, T* __restrict v2) {                   \
+        const T* col = dots_t + q0 * c;                                                 \
+        T hq = h[q0];                                                                   \
+        int k = (int)members[q0];                                                       \
+        for (Py_ssize_t p = 0; p < c; p++) {                                            \
+            v1[p] = hq - col[p]; k1[p] = k; v2[p] = (T)INFINITY; }                      \
+        for (Py_ssize_t q = q0 + 1; q < q1; q++) {                                      \
+            col = dots_t + q * c;                                                       \
+            hq = h[q];                                                                  \
+            k = (int)members[q];                                                        \
+            for (Py_ssize_t p = 0; p < c; p++) {                                        \
+                T v = hq - col[p], low = v1[p];                                         \
+                T high = v > low ? v : low;                                             \
+                v2[p] = high < v2[p] ? high : v2[p];                                    \
+                k1[p] = v < low ? k : k1[p];                                            \
+                v1[p] = v < low ? v : low;                                              \
+            }                                                                           \
+        }                                                                               \
+    }
+    FASTEM_TILE_FUNCS(f32, float)
+    FASTEM_TILE_FUNCS(f64, double)
+    """
+    void fastem_transpose_f32(const float* a, float* out, Py_ssize_t c,
+                              Py_ssize_t n_t) noexcept nogil
+    void fastem_transpose_f64(const double* a, double* out, Py_ssize_t c,
+                              Py_ssize_t n_t) noexcept nogil
+    void fastem_group_top2_f32(const float* dots_t, Py_ssize_t c, const float* h,
+                               const int64_t* members, Py_ssize_t q0, Py_ssize_t q1,
+                               float* v1, int* k1, float* v2) noexcept nogil
+    void fastem_group_top2_f64(const double* dots_t, Py_ssize_t c, const double* h,
+                               const int64_t* members, Py_ssize_t q0, Py_ssize_t q1,
+                               double* v1, int* k1, double* v2) noexcept nogil
+
+
+cdef inline void _group_top2(const floating* dots_t, Py_ssize_t c,
+                             const floating* half_sq_members, const int64_t* group_members,
+                             Py_ssize_t q0, Py_ssize_t q1, floating* v1, int* k1,
+                             floating* v2) noexcept nogil:
+    if floating is float:
+        fastem_group_top2_f32(dots_t, c, half_sq_members, group_members, q0, q1, v1, k1, v2)
+    else:
+        fastem_group_top2_f64(dots_t, c, half_sq_members, group_members, q0, q1, v1, k1, v2)
+
+
+cdef inline void _transpose(const floating* a, floating* out, Py_ssize_t c,
+                            Py_ssize_t n_t) noexcept nogil:
+    if floating is float:
+        fastem_transpose_f32(a, out, c, n_t)
+    else:
+        fastem_transpose_f64(a, out, c, n_t)
+
+
+cdef int _settle_from_gemm(const floating* x, Py_ssize_t p, const int* best_idx,
                            const floating* best_vals, const floating* second_vals,
-                           Py_ssize_t n_clusters, Py_ssize_t n_features, double h_max,
-                           double unit, double rel, const int64_t* group_start,
-                           const int64_t* group_members, Py_ssize_t n_groups,
+                           const floating* centers, Py_ssize_t n_clusters,
+                           Py_ssize_t n_features, double h_max, double unit, double rel,
+                           const int64_t* group_start, const int64_t* group_members,
                            double* lower_row, double* upper_i, double* dist) noexcept nogil:
-    """The label of x, row p of an n_rows-row gemm block (certified, else exact), and all
-    its bounds rebuilt: from the gemm values with their error bound, or from the exact
-    distances (as numba's ``bounded_step`` writes out for its GEMM rows)."""
+    """One group: the label of x, row p of a gemm block with all centers (certified,
+    else exact), and its two bounds rebuilt (as numba's ``bounded_step`` writes out)."""
     cdef double x_sq = _sq_norm_f64(x, n_features)
     cdef double err = _gemm_error(x_sq, n_features, h_max, unit)
-    cdef Py_ssize_t best, k, g, q
+    cdef Py_ssize_t best
     cdef double r, low
-    cdef floating v
     if n_clusters == 1 or _gemm_settles(best_vals[p], second_vals[p], x_sq, err, rel):
         best = best_idx[p]
-        for g in range(n_groups):
-            # the group's smallest v_k = h_k - x.c_k among its other centers, kept in a
-            # register (one group: the runner-up, already known); r_k = ||x||^2 + 2 v_k
-            # lies within err of the exact squared distance
-            if n_groups == 1:
-                low = <double>second_vals[p]
-            else:
-                low = INFINITY
-                for q in range(group_start[g], group_start[g + 1]):
-                    k = group_members[q]
-                    v = half_sq_norms[k] - dots[p * n_clusters + k]
-                    if k != best and v < low:
-                        low = <double>v
-            if low == INFINITY:
-                lower_row[g] = _FAR
-            else:
-                r = x_sq + 2.0 * low - err
-                lower_row[g] = sqrt(r if r > 0.0 else 0.0)
+        low = <double>second_vals[p]  # the runner-up: the other centers
+        if low == INFINITY:
+            lower_row[0] = _FAR
+        else:
+            r = x_sq + 2.0 * low - err
+            lower_row[0] = sqrt(r if r > 0.0 else 0.0)
         r = x_sq + 2.0 * <double>best_vals[p] + err
         upper_i[0] = sqrt(r if r > 0.0 else 0.0)
     else:
         best = _exact_row(x, centers, n_clusters, n_features, dist)
-        upper_i[0] = _bounds_from(dist, best, rel, group_start, group_members, n_groups,
-                                  lower_row)
+        upper_i[0] = _bounds_from(dist, best, rel, group_start, group_members, 1, lower_row)
     return <int>best
+
+
+cdef struct _TileScratch:
+    # one thread's scratch for the tiled rows (numba's bounded_step names them alike):
+    # each tile's rows, the rows' tile list, and per tiled row its candidates so far
+    int64_t* tile_rows     # (n_tiles + 1) x _TILE_ROWS
+    int64_t* tile_count    # n_tiles + 1, zero between blocks
+    int64_t* touched       # n_tiles
+    int64_t* tiled         # _TILE_ROWS: the block row of each tiled row
+    int64_t* k_best        # the nearest candidate's center,
+    int64_t* g_best        # its group (-1: the own center, at its float64 distance)
+    double* x_sqs
+    double* errs
+    double* r_olds
+    double* r_best         # the nearest candidate's squared distance,
+    double* r_next         # the runner-up in its group,
+    double* r_other        # the nearest candidate outside its group
+    void* tile_dots        # _TILE_ROWS x K of X's dtype, and transposed
+    void* tile_dots_t
+    void* v1               # _TILE_ROWS of X's dtype: _group_top2's outputs
+    void* v2
+    int* k1
+    char* own_f64          # the own center is not in the row's tiles
+
+
+cdef char* _tile_scratch(_TileScratch* ts, Py_ssize_t n_team, Py_ssize_t n_tiles,
+                         Py_ssize_t n_clusters, size_t itemsize) except NULL:
+    """One arena for every thread's ``_TileScratch`` (8-byte items first: aligned);
+    freed by the caller.  tile_count starts at zero."""
+    cdef size_t r = _TILE_ROWS, n8 = (n_tiles + 1) * r + (n_tiles + 1) + n_tiles + 3 * r + 6 * r
+    cdef size_t per = 8 * n8 + itemsize * (2 * r * n_clusters + 2 * r) + 4 * r + r
+    per = (per + 63) // 64 * 64
+    cdef char* arena = <char*>_alloc(<size_t>n_team * per, 1, True)
+    cdef char* at
+    cdef Py_ssize_t t
+    for t in range(n_team):
+        at = arena + t * per
+        ts[t].tile_rows = <int64_t*>at
+        at += 8 * (n_tiles + 1) * r
+        ts[t].tile_count = <int64_t*>at
+        at += 8 * (n_tiles + 1)
+        ts[t].touched = <int64_t*>at
+        at += 8 * n_tiles
+        ts[t].tiled = <int64_t*>at
+        ts[t].k_best = ts[t].tiled + r
+        ts[t].g_best = ts[t].k_best + r
+        at += 8 * 3 * r
+        ts[t].x_sqs = <double*>at
+        ts[t].errs = ts[t].x_sqs + r
+        ts[t].r_olds = ts[t].errs + r
+        ts[t].r_best = ts[t].r_olds + r
+        ts[t].r_next = ts[t].r_best + r
+        ts[t].r_other = ts[t].r_next + r
+        at += 8 * 6 * r
+        ts[t].tile_dots = at
+        at += itemsize * r * n_clusters
+        ts[t].tile_dots_t = at
+        at += itemsize * r * n_clusters
+        ts[t].v1 = at
+        at += itemsize * r
+        ts[t].v2 = at
+        at += itemsize * r
+        ts[t].k1 = <int*>at
+        at += 4 * r
+        ts[t].own_f64 = at
+    return arena
+
+
+cdef void _tiled_block(const floating* X, const floating* centers,
+                       const floating* members_t, const floating* half_sq_members,
+                       const int64_t* group_of, const int64_t* group_start,
+                       const int64_t* group_members, Py_ssize_t n_groups,
+                       const int64_t* tile_first, Py_ssize_t n_tiles, int* labels,
+                       double* upper, double* lower, Py_ssize_t b_start, Py_ssize_t m,
+                       Py_ssize_t n_tiled, _TileScratch* ts, floating* gathered,
+                       double* dist, int* new_labels, double* largest, double* n_dist,
+                       Py_ssize_t n_clusters, Py_ssize_t n_features,
+                       double rel) noexcept nogil:
+    """The tiled rows of a block (see ``bounded_step``): one gemm per tile for its rows,
+    each group's bounds and the rows' candidates from it, then each row's label,
+    certified (``_settles``) or else exact, into ``new_labels``."""
+    cdef int64_t* tile_rows = ts.tile_rows
+    cdef int64_t* tile_count = ts.tile_count
+    cdef int64_t* tiled = ts.tiled
+    cdef floating* tile_dots = <floating*>ts.tile_dots
+    cdef floating* tile_dots_t = <floating*>ts.tile_dots_t
+    cdef floating* v1 = <floating*>ts.v1
+    cdef floating* v2 = <floating*>ts.v2
+    cdef Py_ssize_t t, c, base, n_t, p, g, g0, g1, s, i, j, best, old
+    cdef const floating* src
+    cdef const floating* x
+    cdef double x_sq, r1, r, e, err
+    cdef bint last
+    for t in range(n_tiles + 1):
+        c = tile_count[t]
+        if c == 0:
+            continue
+        tile_count[t] = 0
+        last = t == n_tiles
+        base = 0 if last else group_start[tile_first[t]]
+        n_t = n_clusters if last else group_start[tile_first[t + 1]] - base
+        if c == m:  # every row of the block, in order: no need to gather
+            src = X + b_start * n_features
+        else:
+            for p in range(c):
+                x = X + (b_start + tiled[tile_rows[t * _TILE_ROWS + p]]) * n_features
+                for j in range(n_features):
+                    gathered[p * n_features + j] = x[j]
+            src = gathered
+        # row-major (c, n_t) = src (c, D) @ the tile's (D, n_t) block: in column-major
+        # terms (n_t, c) = block (n_t, D) @ src (D, c), neither transposed
+        _gemm(c'N', c'N', <int>n_t, <int>c, <int>n_features,
+              members_t + n_features * (n_clusters if last else base), <int>n_t, src,
+              <int>n_features, 0.0, tile_dots, <int>n_t)
+        _transpose(tile_dots, tile_dots_t, c, n_t)
+        g0 = 0 if last else tile_first[t]
+        g1 = n_groups if last else tile_first[t + 1]
+        for g in range(g0, g1):
+            if group_start[g + 1] == group_start[g]:
+                continue  # an empty group
+            _group_top2(tile_dots_t, c, half_sq_members + base, group_members + base,
+                        group_start[g] - base, group_start[g + 1] - base, v1, ts.k1, v2)
+            for p in range(c):
+                # r = ||x||^2 + 2 v lies within err of the exact squared distance
+                s = tile_rows[t * _TILE_ROWS + p]
+                x_sq = ts.x_sqs[s]
+                r1 = x_sq + 2.0 * <double>v1[p]
+                # the group's bound, which the nearest's group gets again below without
+                # the nearest
+                r = r1 - ts.errs[s]
+                lower[(b_start + tiled[s]) * n_groups + g] = sqrt(r if r > 0.0 else 0.0)
+                if r1 < ts.r_best[s]:
+                    if ts.r_best[s] < ts.r_other[s]:
+                        ts.r_other[s] = ts.r_best[s]
+                    ts.r_best[s] = r1
+                    ts.k_best[s] = ts.k1[p]
+                    ts.g_best[s] = g
+                    ts.r_next[s] = _FAR if v2[p] == INFINITY else x_sq + 2.0 * <double>v2[p]
+                elif r1 < ts.r_other[s]:
+                    ts.r_other[s] = r1
+    for s in range(n_tiled):
+        i = b_start + tiled[s]
+        old = labels[i]
+        err = ts.errs[s]
+        # the own center's float64 distance is within rel of the true one
+        e = err
+        if ts.own_f64[s] and rel * ts.r_olds[s] > e:
+            e = rel * ts.r_olds[s]
+        best = ts.k_best[s]
+        g = ts.g_best[s]
+        r = ts.r_other[s] if ts.r_other[s] < ts.r_next[s] else ts.r_next[s]
+        if _settles(ts.r_best[s], r, e, rel):
+            if g >= 0:
+                r = ts.r_next[s]
+                if r == _FAR:
+                    lower[i * n_groups + g] = _FAR
+                else:
+                    r = r - err
+                    lower[i * n_groups + g] = sqrt(r if r > 0.0 else 0.0)
+                r = ts.r_best[s] + err
+                upper[i] = sqrt(r if r > 0.0 else 0.0)
+            # (else the own center stays nearest: its upper bound is made)
+            if best != old and ts.own_f64[s]:  # the own center is now an other
+                g = group_of[old]
+                r = sqrt(ts.r_olds[s] * (1.0 - rel))
+                if r < lower[i * n_groups + g]:
+                    lower[i * n_groups + g] = r
+        else:  # near-tie among the fast distances: settle exactly
+            x = X + i * n_features
+            best = _exact_row(x, centers, n_clusters, n_features, dist)
+            n_dist[0] += n_clusters
+            upper[i] = _bounds_from(dist, best, rel, group_start, group_members, n_groups,
+                                    lower + i * n_groups)
+        new_labels[tiled[s]] = <int>best
+        if upper[i] > largest[0]:
+            largest[0] = upper[i]
 
 
 cdef void _bounded_slot(const floating* X, const double* sample_weight,
                         const floating* centers, const floating* half_sq_norms,
+                        const floating* members_t, const floating* half_sq_members,
                         const double* drift, const double* half_sep,
                         const int64_t* group_of, const int64_t* group_start,
                         const int64_t* group_members, Py_ssize_t n_groups,
-                        const double* top, const int64_t* top_center,
-                        const double* runner_up, Py_ssize_t rowwise_max, int* labels,
-                        double* upper, double* lower, bint full, double* part_sums,
-                        double* part_weights, double* part_stats, floating* dots,
-                        floating* gathered, double* dist, char* candidate,
-                        Py_ssize_t start, Py_ssize_t stop, Py_ssize_t n_clusters,
-                        Py_ssize_t n_features, double h_max, double unit,
-                        double rel) noexcept nogil:
+                        const int64_t* tile_first, const int64_t* tile_of,
+                        Py_ssize_t n_tiles, const double* top, const int64_t* top_center,
+                        const double* runner_up, int* labels, double* upper, double* lower,
+                        bint full, double* part_sums, double* part_weights,
+                        double* part_stats, floating* dots, floating* gathered,
+                        double* dist, _TileScratch* ts, Py_ssize_t start, Py_ssize_t stop,
+                        Py_ssize_t n_clusters, Py_ssize_t n_features, double h_max,
+                        double unit, double rel) noexcept nogil:
     """numba's ``bounded_step`` loop body for samples [start, stop): labels, bounds and
     this slot's partial sums and stats (labels changed, largest bound, distances).
 
-    Per block: each row is settled by its bounds, by tightening its upper bound, or by
-    its candidate centers one by one (``_bounded_row``); the rows left open with many
-    candidates (all rows when ``full``) go through one gemm with all centers
-    (``_settle_from_gemm``).  Then, in row order, labels are written and the rows added
-    to the slot's sums, as ``lloyd_step`` does."""
-    cdef Py_ssize_t b_start, m, ii, i, g, p, best, old, n, n_pending, n_open
-    cdef int new_labels[_BLOCK]
+    Per block: each row is settled by its bounds or by tightening its upper bound;
+    the rows still open (all rows when ``full``) go, with one group, through one gemm
+    with all centers (``_settle_from_gemm``), and with several through the gemms of the
+    tiles with an open group (``_tiled_block``).  Then, in row order, labels are written
+    and the rows added to the slot's sums, as ``lloyd_step`` does."""
+    cdef Py_ssize_t rows = _BLOCK if n_groups == 1 else _TILE_ROWS
+    cdef Py_ssize_t b_start, m, ii, i, g, p, q, t, best, old, n_pending, n_tiled
+    cdef Py_ssize_t n_touched, own_tile
+    cdef double tiled_max = _TILED_MAX_FRACTION * n_clusters, n_open
+    cdef int new_labels[_TILE_ROWS]
     cdef int pending[_BLOCK]
     cdef int best_idx[_BLOCK]
     cdef floating best_vals[_BLOCK]
     cdef floating second_vals[_BLOCK]
     cdef const floating* x
-    cdef const floating* rows
+    cdef const floating* block_rows
     cdef double* lower_row
-    cdef double up, low, low_all, r_old, sep, largest = 0.0
+    cdef double up, low, low_all, r_old, x_sq, sep, largest = 0.0
     cdef double n_changed = 0.0, n_dist = 0.0
+    cdef bint own
     b_start = start
     while b_start < stop:
-        m = _block_stop(b_start, stop) - b_start
+        m = (b_start + rows if b_start + rows < stop else stop) - b_start
         n_pending = 0
+        n_tiled = 0
         for ii in range(m):
             i = b_start + ii
             old = labels[i]
             new_labels[ii] = <int>old
-            if full:
-                pending[n_pending] = <int>ii
-                n_pending += 1
-                continue
             x = X + i * n_features
-            lower_row = lower + i * n_groups
-            up = upper[i] + drift[old]
-            low_all = _FAR
-            for g in range(n_groups):
-                low = lower_row[g] - (runner_up[g] if top_center[g] == old else top[g])
-                lower_row[g] = low
-                if low < low_all:
-                    low_all = low
-            upper[i] = up
-            sep = 2.0 * half_sep[old] - up
-            if _separated(low_all if low_all > sep else sep, up, rel):
-                continue
-            r_old = _sq_dist_f64(x, centers + old * n_features, n_features)
-            n_dist += 1
-            up = sqrt(r_old * (1.0 + rel))
-            upper[i] = up
-            if up > largest:
-                largest = up
-            sep = 2.0 * half_sep[old] - up
-            if _separated(low_all if low_all > sep else sep, up, rel):
-                continue
-            n_open = 0
-            for g in range(n_groups):
-                if not _separated(lower_row[g], up, rel):
-                    n_open += group_start[g + 1] - group_start[g]
-            if n_open > rowwise_max:
+            r_old = _FAR
+            n_open = n_clusters
+            n_touched = 0
+            if not full:
+                lower_row = lower + i * n_groups
+                up = upper[i] + drift[old]
+                low_all = _FAR
+                for g in range(n_groups):
+                    low = lower_row[g] - (runner_up[g] if top_center[g] == old else top[g])
+                    lower_row[g] = low
+                    if low < low_all:
+                        low_all = low
+                upper[i] = up
+                sep = 2.0 * half_sep[old] - up
+                if _separated(low_all if low_all > sep else sep, up, rel):
+                    continue
+                r_old = _sq_dist_f64(x, centers + old * n_features, n_features)
+                n_dist += 1
+                up = sqrt(r_old * (1.0 + rel))
+                upper[i] = up
+                if up > largest:
+                    largest = up
+                sep = 2.0 * half_sep[old] - up
+                if _separated(low_all if low_all > sep else sep, up, rel):
+                    continue
+                n_open = 0
+                if n_groups > 1:
+                    for g in range(n_groups):
+                        if not _separated(lower_row[g], up, rel):
+                            t = tile_of[g]  # a tile's groups are consecutive
+                            if n_touched == 0 or ts.touched[n_touched - 1] != t:
+                                ts.touched[n_touched] = t
+                                n_touched += 1
+                                n_open += group_start[tile_first[t + 1]] - group_start[tile_first[t]]
+            if n_groups == 1:
                 pending[n_pending] = <int>ii
                 n_pending += 1
                 continue
-            best = _bounded_row(x, centers, old, r_old, up, rel, lower_row, group_of,
-                                group_start, group_members, n_groups, n_features, dist,
-                                candidate, &n)
-            n_dist += n
-            if best < 0:  # near-tie among the fast distances: settle exactly
-                best = _exact_row(x, centers, n_clusters, n_features, dist)
-                n_dist += n_clusters
-                upper[i] = _bounds_from(dist, best, rel, group_start, group_members,
-                                        n_groups, lower_row)
-            else:
-                upper[i] = sqrt(dist[best] * (1.0 + rel))
-            new_labels[ii] = <int>best
-        if n_pending > 0:  # one gemm for the rows still open
+            x_sq = _sq_norm_f64(x, n_features)
+            own = n_open > tiled_max  # (always when full)
+            if own:  # the last tile: all centers
+                n_touched = 1
+                ts.touched[0] = n_tiles
+            own_tile = -1 if own else tile_of[group_of[old]]
+            for q in range(n_touched):
+                t = ts.touched[q]
+                if t == own_tile:
+                    own = True
+                ts.tile_rows[t * _TILE_ROWS + ts.tile_count[t]] = n_tiled
+                ts.tile_count[t] += 1
+            n_dist += n_open
+            ts.tiled[n_tiled] = ii
+            ts.x_sqs[n_tiled] = x_sq
+            ts.errs[n_tiled] = _gemm_error(x_sq, n_features, h_max, unit)
+            ts.r_olds[n_tiled] = r_old
+            ts.own_f64[n_tiled] = not own  # then the own center is a candidate as is
+            ts.r_best[n_tiled] = _FAR if own else r_old
+            ts.k_best[n_tiled] = old
+            ts.g_best[n_tiled] = -1
+            ts.r_next[n_tiled] = _FAR
+            ts.r_other[n_tiled] = _FAR
+            n_tiled += 1
+        if n_tiled > 0:
+            _tiled_block(X, centers, members_t, half_sq_members, group_of, group_start,
+                         group_members, n_groups, tile_first, n_tiles, labels, upper, lower,
+                         b_start, m, n_tiled, ts, gathered, dist, new_labels, &largest,
+                         &n_dist, n_clusters, n_features, rel)
+        if n_pending > 0:  # one group: one gemm with all centers for the open rows
             if n_pending == m:  # all of the block: no need to gather
-                rows = X + b_start * n_features
+                block_rows = X + b_start * n_features
             else:
                 for p in range(n_pending):
                     x = X + (b_start + pending[p]) * n_features
                     for g in range(n_features):
                         gathered[p * n_features + g] = x[g]
-                rows = gathered
-            _block_dots(rows, centers, dots, <int>n_pending, <int>n_clusters,
+                block_rows = gathered
+            _block_dots(block_rows, centers, dots, <int>n_pending, <int>n_clusters,
                         <int>n_features)
             _block_argmin(half_sq_norms, dots, n_pending, n_clusters, best_idx, best_vals,
                           second_vals)
             for p in range(n_pending):
                 i = b_start + pending[p]
                 new_labels[pending[p]] = _settle_from_gemm(
-                    X + i * n_features, p, n_pending, dots, centers, half_sq_norms, best_idx,
-                    best_vals, second_vals, n_clusters, n_features, h_max, unit, rel,
-                    group_start, group_members, n_groups, lower + i * n_groups, upper + i,
-                    dist)
+                    X + i * n_features, p, best_idx, best_vals, second_vals, centers,
+                    n_clusters, n_features, h_max, unit, rel, group_start, group_members,
+                    lower + i, upper + i, dist)
                 if upper[i] > largest:
                     largest = upper[i]
             n_dist += n_pending * n_clusters
@@ -941,10 +1199,12 @@ cdef extern from *:
        3.2 -> 1.3 ms, numba 1.2).  _sq_dist_f64 keeps its four scalar sums (the same
        bits): this vector form, compiled for the baseline only, made the inertia pass
        on 200,000 x 64 2.2x slower and Yinyang's step 9% slower. */
+    #ifndef FASTEM_CLONES
     #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
     #define FASTEM_CLONES __attribute__((target_clones("avx2", "default")))
     #else
     #define FASTEM_CLONES
+    #endif
     #endif
     #if defined(__GNUC__)
     typedef double fastem_v4d __attribute__((vector_size(32)));
@@ -1189,13 +1449,15 @@ def bounded_step(const floating[:, ::1] X, const double[::1] sample_weight,
     were made, so upper grows by the assigned center's drift and each lower shrinks by
     its group's largest drift (the runner-up drift if the largest is the row's own
     center).  A row whose bounds separate (also allowing ``2 half_sep[a] - upper``) keeps
-    its label without computing a distance; otherwise the upper bound is tightened and,
-    failing that, the distances to the centers of every group not separated are
-    computed, and the fast distances' nearest is kept when its margin over every rival
-    beats their rounding error bound, else the exact nearest is taken.  With ``full``
-    the bounds (and the labels, but for ``stats``) are ignored and rebuilt from the
-    block gemm, as in ``lloyd_step``.  Labels equal ``lloyd_step``'s bit for bit, and so
-    do ``sums`` and ``weight_sums`` (same slots, same order).
+    its label without computing a distance; otherwise the upper bound is tightened by
+    its float64 distance to its center.  The rows still open (all rows when ``full``, in
+    which case the bounds and, but for ``stats``, the labels are not trusted) go through
+    gemms: with one group, the block's gemm with all centers; with several, one gemm per
+    tile of groups for the rows with an open group there (or with all centers, for rows
+    with many).  A row's fast nearest is kept when its margin over every other candidate
+    beats their error bounds, else the exact nearest is taken.  Labels equal
+    ``lloyd_step``'s bit for bit, and so do ``sums`` and ``weight_sums`` (same slots,
+    same order).
 
     Parameters
     ----------
@@ -1253,7 +1515,7 @@ def bounded_step(const floating[:, ::1] X, const double[::1] sample_weight,
     cdef Py_ssize_t n_blocks = _n_blocks(n_samples)
     cdef Py_ssize_t n_slots = _n_slots(n_blocks, 8 * n_clusters * (n_features + 1))
     cdef int n_team = _team_size(n_threads, n_slots)
-    cdef Py_ssize_t slot, start, stop, tid
+    cdef Py_ssize_t slot, start, stop, tid, n_tiles = 0
     cdef Py_ssize_t slot_len = n_clusters * n_features
     cdef double h_max = 0.0, unit = 0.0, d
     cdef double rel = _rel_error(n_features)
@@ -1261,15 +1523,20 @@ def bounded_step(const floating[:, ::1] X, const double[::1] sample_weight,
     cdef floating* dots = NULL
     cdef floating* gathered = NULL
     cdef double* dist = NULL
-    cdef char* candidate = NULL
-    # rows with more candidate centers than this go through the gemm (Hamerly: all)
-    cdef Py_ssize_t rowwise_max = int(ROWWISE_MAX_FRACTION * n_clusters) if n_groups > 1 else -1
     cdef double* part_sums = NULL
     cdef double* part_weights = NULL
     cdef double* part_stats = NULL
     cdef double* top = NULL
     cdef double* runner_up = NULL
     cdef int64_t* top_center = NULL
+    # several groups: the tiles, the centers and their half norms in member order, and
+    # each thread's tile scratch
+    cdef int64_t* tile_first = NULL
+    cdef int64_t* tile_of = NULL
+    cdef floating* members_t = NULL
+    cdef floating* half_sq_members = NULL
+    cdef _TileScratch* scratch = NULL
+    cdef char* arena = NULL
     try:
         part_sums = <double*>_alloc(<size_t>n_slots * slot_len, sizeof(double), True)
         part_weights = <double*>_alloc(<size_t>n_slots * n_clusters, sizeof(double), True)
@@ -1295,25 +1562,39 @@ def bounded_step(const floating[:, ::1] X, const double[::1] sample_weight,
                     elif d > runner_up[g]:
                         runner_up[g] = d
             # per-thread scratch indexed by threadid()
-            dots = <floating*>_alloc(<size_t>n_team * _BLOCK * n_clusters,
-                                     sizeof(floating), False)
-            gathered = <floating*>_alloc(<size_t>n_team * _BLOCK * n_features,
-                                         sizeof(floating), False)
             dist = <double*>_alloc(<size_t>n_team * n_clusters, sizeof(double), False)
-            candidate = <char*>_alloc(<size_t>n_team * n_groups, sizeof(char), True)
+            gathered = <floating*>_alloc(<size_t>n_team * _TILE_ROWS * n_features,
+                                         sizeof(floating), False)
+            if n_groups == 1:
+                dots = <floating*>_alloc(<size_t>n_team * _BLOCK * n_clusters,
+                                         sizeof(floating), False)
+            else:
+                tile_first = <int64_t*>_alloc(n_groups + 1, sizeof(int64_t), False)
+                tile_of = <int64_t*>_alloc(n_groups, sizeof(int64_t), False)
+                n_tiles = _tiles(group_start, tile_first, tile_of)
+                members_t = _members_t(centers, group_members, group_start, tile_first,
+                                       n_tiles)
+                half_sq_members = <floating*>_alloc(n_clusters, sizeof(floating), False)
+                for p in range(n_clusters):
+                    half_sq_members[p] = half_sq_norms[group_members[p]]
+                scratch = <_TileScratch*>_alloc(n_team, sizeof(_TileScratch), True)
+                arena = _tile_scratch(scratch, n_team, n_tiles, n_clusters, sizeof(floating))
             for slot in prange(n_slots, nogil=True, schedule='static', num_threads=n_team):
                 tid = threadid()
                 start = _slot_start(slot, n_slots, n_blocks)
                 stop = _slot_stop(slot, n_slots, n_blocks, n_samples)
                 _bounded_slot(&X[0, 0], &sample_weight[0], &centers[0, 0], half_sq_norms,
-                              &drift[0], &half_sep[0], &group_of[0], &group_start[0],
-                              &group_members[0], n_groups, top, top_center, runner_up,
-                              rowwise_max, &labels[0], &upper[0], &lower[0, 0], full,
+                              members_t, half_sq_members, &drift[0], &half_sep[0],
+                              &group_of[0], &group_start[0], &group_members[0], n_groups,
+                              tile_first, tile_of, n_tiles, top, top_center, runner_up,
+                              &labels[0], &upper[0], &lower[0, 0], full,
                               part_sums + slot * slot_len, part_weights + slot * n_clusters,
-                              part_stats + slot * 3, dots + tid * _BLOCK * n_clusters,
-                              gathered + tid * _BLOCK * n_features, dist + tid * n_clusters,
-                              candidate + tid * n_groups, start, stop, n_clusters,
-                              n_features, h_max, unit, rel)
+                              part_stats + slot * 3,
+                              dots + tid * _BLOCK * n_clusters if dots != NULL else NULL,
+                              gathered + tid * _TILE_ROWS * n_features,
+                              dist + tid * n_clusters,
+                              scratch + tid if scratch != NULL else NULL, start, stop,
+                              n_clusters, n_features, h_max, unit, rel)
         # fixed slot order: bit-identical for any thread count
         with nogil:
             _sum_slots(part_weights, n_slots, n_clusters,
@@ -1338,7 +1619,12 @@ def bounded_step(const floating[:, ::1] X, const double[::1] sample_weight,
         free(dots)
         free(gathered)
         free(dist)
-        free(candidate)
+        free(tile_first)
+        free(tile_of)
+        free(members_t)
+        free(half_sq_members)
+        free(scratch)
+        free(arena)
 
 
 def inertia(const floating[:, ::1] X, const double[::1] sample_weight,

@@ -242,33 +242,21 @@ def _dot_at(buf, m, n_clusters, i, k):
 
 
 @helper
-def _block_argmin(half_sq_norms, buf, m, best_idx, best_val, second_val, vals):
+def _block_argmin(half_sq_norms, buf, m, best_idx, best_val, second_val, vals, columns):
     """For the m rows of a ``_block_dots`` block: the cluster minimising ||c||^2/2 - x.c
     (lowest index on ties) into ``best_idx[i]``, that value into ``best_val[i]`` and the
     smallest value of the other clusters into ``second_val[i]`` (inf if K = 1).
 
-    Few clusters: the scan runs over clusters in the outer loop and rows in the inner
-    one, branch-free (min, max and a select), so it vectorises across rows.  Many: a
-    float min-reduction only vectorises with the ``nnan`` flag we never use, so each
-    row's values are mapped to integers of the same order (``_keyed_top2``).  ``vals``
-    is a scratch row.
+    Few clusters: ``_group_top2`` over all the columns (``columns`` = 0, ..., K - 1),
+    clusters in the outer loop and rows in the inner one, so it vectorises across rows.
+    Many: a float min-reduction only vectorises with the ``nnan`` flag we never use, so
+    each row's values are mapped to integers of the same order (``_keyed_top2``).
+    ``vals`` is a scratch row.
     """
     n_clusters = half_sq_norms.shape[0]
     if n_clusters < KEYED_ARGMIN_MIN_CLUSTERS:
-        for i in range(m):
-            best_idx[i] = 0
-            best_val[i] = half_sq_norms[0] - buf[i]
-            second_val[i] = np.inf
-        for k in range(1, n_clusters):
-            h = half_sq_norms[k]
-            col = buf[k * m:(k + 1) * m]
-            kk = np.int32(k)  # same width as the floats' lanes helps vectorisation
-            for i in range(m):
-                val = h - col[i]
-                low = best_val[i]
-                second_val[i] = min(second_val[i], max(low, val))
-                best_idx[i] = kk if val < low else best_idx[i]
-                best_val[i] = min(low, val)
+        _group_top2(buf, m, half_sq_norms, columns, 0, n_clusters, best_val, best_idx,
+                    second_val)
         return
     if vals.itemsize == 4:
         _keyed_top2(half_sq_norms, buf, m, best_idx, best_val, second_val, vals,
@@ -276,6 +264,31 @@ def _block_argmin(half_sq_norms, buf, m, best_idx, best_val, second_val, vals):
     else:
         _keyed_top2(half_sq_norms, buf, m, best_idx, best_val, second_val, vals,
                     vals.view(np.int64), np.int64(63), np.int64(0x7FFFFFFFFFFFFFFF))
+
+
+@helper
+def _group_top2(out_t, c, half_sq, centers_of, q0, q1, v1, k1, v2):
+    """For c rows: the smallest and second smallest v = h_q - x.c_q over the columns
+    [q0, q1) of dots laid out (column, row), ``h_q = half_sq[q]``, and the first's center
+    ``centers_of[q]`` (ties to the first column).  Columns in the outer loop and rows in
+    the inner one, branch-free (min, max and a select), so it vectorises across rows."""
+    h = half_sq[q0]
+    k = np.int32(centers_of[q0])  # same width as the floats' lanes helps vectorisation
+    col = out_t[q0 * c:(q0 + 1) * c]
+    for p in range(c):
+        v1[p] = h - col[p]
+        k1[p] = k
+        v2[p] = np.inf
+    for q in range(q0 + 1, q1):
+        h = half_sq[q]
+        k = np.int32(centers_of[q])
+        col = out_t[q * c:(q + 1) * c]
+        for p in range(c):
+            v = h - col[p]
+            low = v1[p]
+            v2[p] = min(v2[p], max(low, v))
+            k1[p] = k if v < low else k1[p]
+            v1[p] = min(low, v)
 
 
 @helper
@@ -381,12 +394,19 @@ def _gemm_error(x_sq, n_features, h_max, unit):
 
 
 @helper
+def _settles(r_best, r_second, err, rel):
+    """True if squared distances ``r_best`` < ``r_second``, each within ``err`` of the
+    true value, certainly order the two centers as the exact distance does: the gap
+    beats both errors plus the exact distance's own rounding (relative ``rel``)."""
+    return r_second - r_best > 2.0 * err + 2.0 * rel * (abs(r_best) + abs(r_second) + 2.0 * err)
+
+
+@helper
 def _gemm_settles(best_val, second_val, x_sq, err, rel):
-    """True if the GEMM's choice is certainly the exact nearest center: the gap to the
-    runner-up exceeds both values' GEMM errors plus the exact distance's rounding."""
-    rb = x_sq + 2.0 * np.float64(best_val)
-    r2 = x_sq + 2.0 * np.float64(second_val)
-    return r2 - rb > 2.0 * err + 2.0 * rel * (abs(rb) + abs(r2) + 2.0 * err)
+    """True if the GEMM's choice is certainly the exact nearest center: its values
+    give r_k = ||x||^2 + 2 v_k within ``err`` (``_gemm_error``) of the true distances."""
+    return _settles(x_sq + 2.0 * np.float64(best_val), x_sq + 2.0 * np.float64(second_val),
+                    err, rel)
 
 
 @helper
@@ -427,6 +447,7 @@ def assign_labels(X, centers, labels, min_sq_dist, n_threads):
     centers_t = np.ascontiguousarray(centers.T)
     centers_t64 = _transposed_f64(centers)
     half_sq_norms = _half_sq_norms(centers)
+    columns = np.arange(n_clusters)  # the center of each column of a GEMM block
     h_max = _error_scale(centers)
     unit = _unit_roundoff(X)
     rel = _rel_error(n_features)
@@ -447,7 +468,7 @@ def assign_labels(X, centers, labels, min_sq_dist, n_threads):
         best_vals = np.empty(BLOCK_SIZE, dtype=X.dtype)
         second_vals = np.empty(BLOCK_SIZE, dtype=X.dtype)
         _block_dots(X, start, m, centers, centers_t, buf)
-        _block_argmin(half_sq_norms, buf, m, best_idx, best_vals, second_vals, vals)
+        _block_argmin(half_sq_norms, buf, m, best_idx, best_vals, second_vals, vals, columns)
         for i in range(m):
             x_sq = _row_sq_norm(X, start + i)
             err = _gemm_error(x_sq, n_features, h_max, unit)
@@ -480,6 +501,7 @@ def lloyd_step(X, sample_weight, centers, labels, sums, weight_sums, n_threads):
     centers_t = np.ascontiguousarray(centers.T)
     centers_t64 = _transposed_f64(centers)
     half_sq_norms = _half_sq_norms(centers)
+    columns = np.arange(n_clusters)  # the center of each column of a GEMM block
     h_max = _error_scale(centers)
     unit = _unit_roundoff(X)
     rel = _rel_error(n_features)
@@ -511,7 +533,8 @@ def lloyd_step(X, sample_weight, centers, labels, sums, weight_sums, n_threads):
                 _direct_block(X, b_start, m, centers_t64, xt, row, best_idx, best_dist)
             else:
                 _block_dots(X, b_start, m, centers, centers_t, buf)
-                _block_argmin(half_sq_norms, buf, m, best_idx, best_vals, second_vals, vals)
+                _block_argmin(half_sq_norms, buf, m, best_idx, best_vals, second_vals, vals,
+                              columns)
             for i in range(m):
                 best = best_idx[i]
                 if not direct and n_clusters > 1:
@@ -644,65 +667,56 @@ def _bounds_from(dist, best, rel, group_start, group_members, lower, i):
     return np.sqrt(max(dist[best], 0.0) * (1.0 + rel))
 
 
-@helper
-def _fast_settles(r_best, r_second, rel):
-    """True if fast squared distances (each within relative ``rel`` of the exact value)
-    certainly order the two centers as the exact distance does."""
-    return r_second - r_best > 4.0 * rel * (r_second + r_best)
+#: Centers per GEMM tile of the bounded step with several groups: consecutive groups
+#: are merged until a tile holds this many (Yinyang's groups of about 32 stay whole;
+#: Elkan's single centers go eight at a time), as a narrower GEMM costs more per
+#: distance (float32, 1024 x 64 rows, one thread: 1.6 ns a distance for 8-10 centers,
+#: 1.1 for 32, 0.8 for 256).
+MIN_TILE_CENTERS = 8
+#: A row whose open groups' tiles hold more than this fraction of the centers (and
+#: every row of a ``full`` step) goes through the GEMM with all centers instead, the
+#: last "tile" (a wide GEMM costs half as much per distance, and there is no gather).
+TILED_MAX_FRACTION = 0.5
 
 
 @helper
-def _bounded_row(X, i, centers, old, r_old, up, rel, lower, group_of, group_start,
-                 group_members, dist, candidate):
-    """Row i's nearest center over the groups whose lower bound is not separated from
-    ``up``; updates those groups' bounds.  Returns (label, distances computed), with
-    label -1 if the fast distances cannot settle it (the caller then computes exactly).
-    ``dist`` receives the fast squared distances of the centers computed."""
+def _tiles(group_start, min_size):
+    """Tiles of consecutive groups, each of at least ``min_size`` centers but the last.
+    Returns (first group of each tile and the end, (n_tiles + 1,); tile of each group)."""
     n_groups = group_start.shape[0] - 1
-    best = old
-    r_best = r_old
-    n = 0
-    for g in range(n_groups):
-        candidate[g] = not _separated(lower[i, g], up, rel)
-        if candidate[g]:
-            for p in range(group_start[g], group_start[g + 1]):
-                k = group_members[p]
-                if k != old:
-                    r = _sq_dist_f64(X, i, centers[k])
-                    dist[k] = r
-                    n += 1
-                    if r < r_best or (r == r_best and k < best):
-                        best = k
-                        r_best = r
-    dist[old] = r_old
-    second = FAR
-    for g in range(n_groups):
-        if candidate[g]:
-            for p in range(group_start[g], group_start[g + 1]):
-                k = group_members[p]
-                if k != best:
-                    second = min(second, dist[k])
-    if best != old:
-        second = min(second, r_old)
-    if second < FAR and not _fast_settles(r_best, second, rel):
-        return -1, n
-    for g in range(n_groups):
-        if candidate[g]:
-            low = FAR
-            for p in range(group_start[g], group_start[g + 1]):
-                k = group_members[p]
-                if k != best:
-                    low = min(low, dist[k])
-            lower[i, g] = FAR if low == FAR else np.sqrt(low * (1.0 - rel))
-    g_old = group_of[old]
-    if best != old and not candidate[g_old]:  # the old center is now one of the others
-        lower[i, g_old] = min(lower[i, g_old], np.sqrt(r_old * (1.0 - rel)))
-    return best, n
+    first = np.empty(n_groups + 1, dtype=np.int64)
+    tile_of = np.empty(n_groups, dtype=np.int64)
+    n_tiles = 0
+    first[0] = 0
+    g = 0
+    while g < n_groups:
+        size = 0
+        while g < n_groups and size < min_size:
+            size += group_start[g + 1] - group_start[g]
+            tile_of[g] = n_tiles
+            g += 1
+        n_tiles += 1
+        first[n_tiles] = g
+    return first[:n_tiles + 1], tile_of
 
 
-#: A row whose bounds leave more than this fraction of the centers as candidates joins
-#: the block's GEMM (all centers) instead of computing its candidates one by one.
-ROWWISE_MAX_FRACTION = 0.25
+@helper
+def _members_t(centers, group_members, group_start, tile_first):
+    """The centers in group-member order, each tile's block transposed: tile t's
+    (D, n_t) block starts at D * (its first member).  Then, from D * K, all the centers
+    as one (D, K) block: the last tile."""
+    n_clusters, n_features = centers.shape
+    out = np.empty(2 * n_features * n_clusters, dtype=centers.dtype)
+    n_tiles = tile_first.shape[0] - 1
+    for t in range(n_tiles + 1):
+        base = 0 if t == n_tiles else group_start[tile_first[t]]
+        n_t = n_clusters if t == n_tiles else group_start[tile_first[t + 1]] - base
+        offset = n_features * (n_clusters if t == n_tiles else base)
+        for q in range(n_t):
+            k = group_members[base + q]
+            for j in range(n_features):
+                out[offset + j * n_t + q] = centers[k, j]
+    return out
 
 
 @kernel
@@ -713,19 +727,24 @@ def bounded_step(X, sample_weight, centers, drift, half_sep, group_of, group_sta
 
     Per row: ``upper`` bounds the exact distance to the assigned center and
     ``lower[:, g]`` the exact distance to every other center of group g (one group:
-    Hamerly; about K/10: Yinyang; one per center: Elkan).  Centers moved by at most
+    Hamerly; about K/32: Yinyang; one per center: Elkan).  Centers moved by at most
     ``drift`` since the bounds were made, so upper grows by the assigned center's drift
     and each lower shrinks by its group's largest drift (of the other centers).  A row
     whose bounds separate (also allowing ``2 half_sep[a] - upper``: no other center is
     nearer than that) keeps its label without computing a distance; otherwise its upper
-    bound is tightened.  A row still not separated either computes its distances to
-    the centers of the groups its bounds leave open, one by one, or, when those are
-    many, joins the rows of its block that go through one GEMM with all centers.
+    bound is tightened by its float64 distance to its center.  The rows still open
+    (every row when ``full``) go, block by block, through GEMMs:
 
-    Labels are certified as in ``lloyd_step`` (fast distances, accepted when their
-    margin beats their rounding error bound, else the exact distance), so they equal
-    ``lloyd_step``'s bit for bit, and so do the sums (same slots, same row order).
-    With ``full`` the bounds are ignored and rebuilt (first iteration, or a resume).
+    - one group (Hamerly): the block's GEMM with all centers, and the top two values;
+    - several: for each tile of groups (``_tiles``) the GEMM of the block's rows with
+      an open group there, gathered, against the tile's centers.  A row's candidates
+      are those tiles' centers and, if its own center is not among them, that center at
+      its float64 distance.  The bounds of every group of those tiles are rebuilt.
+
+    Labels are certified as in ``lloyd_step``: the fast nearest is kept when its margin
+    over every other candidate beats their error bounds (``_settles``), else the row is
+    settled by the exact distance.  So they equal ``lloyd_step``'s bit for bit, and so
+    do the sums (same slots, same row order).
 
     ``stats`` (float64, 3) is written: labels changed, the largest upper bound made,
     point-center distances computed.
@@ -739,7 +758,13 @@ def bounded_step(X, sample_weight, centers, drift, half_sep, group_of, group_sta
     unit = _unit_roundoff(X)
     rel = _rel_error(n_features)
     top, top_center, runner_up = _group_drifts(drift, group_start, group_members)
-    rowwise_max = int(ROWWISE_MAX_FRACTION * n_clusters) if n_groups > 1 else -1
+    tile_first, tile_of = _tiles(group_start, MIN_TILE_CENTERS)
+    n_tiles = tile_first.shape[0] - 1
+    members_t = _members_t(centers, group_members, group_start, tile_first)
+    half_sq_members = half_sq_norms[group_members]
+    columns = np.arange(n_clusters)  # the center of each column of the one-group GEMM
+    tiled_max = TILED_MAX_FRACTION * n_clusters
+    rows = _gemm_rows(n_clusters)
     n_blocks = (n_samples + BLOCK_SIZE - 1) // BLOCK_SIZE
     n_slots = _n_slots(n_blocks, 8 * n_clusters * (n_features + 1))
     part_sums = np.zeros((n_slots, n_clusters, n_features), dtype=np.float64)
@@ -747,99 +772,200 @@ def bounded_step(X, sample_weight, centers, drift, half_sep, group_of, group_sta
     part_stats = np.zeros((n_slots, 3))
     for slot in prange(n_slots):
         start, stop = _slot_samples(slot, n_slots, n_blocks, n_samples)
-        buf = np.empty(_dots_size(n_clusters), dtype=X.dtype)
-        gathered = np.empty((BLOCK_SIZE, n_features), dtype=X.dtype)
-        pending = np.empty(BLOCK_SIZE, dtype=np.int64)
-        new_labels = np.empty(BLOCK_SIZE, dtype=np.int32)
-        vals = np.empty(n_clusters, dtype=X.dtype)
+        gathered = np.empty((rows, n_features), dtype=X.dtype)
+        new_labels = np.empty(rows, dtype=np.int32)
         dist = np.empty(n_clusters)
-        candidate = np.zeros(n_groups, dtype=np.bool_)
-        best_idx = np.empty(BLOCK_SIZE, dtype=np.int32)
-        best_vals = np.empty(BLOCK_SIZE, dtype=X.dtype)
-        second_vals = np.empty(BLOCK_SIZE, dtype=X.dtype)
+        # one group: the rows of the block's GEMM
+        buf = np.empty(_dots_size(n_clusters) if n_groups == 1 else 0, dtype=X.dtype)
+        pending = np.empty(rows, dtype=np.int64)
+        vals = np.empty(n_clusters, dtype=X.dtype)
+        best_idx = np.empty(rows, dtype=np.int32)
+        best_vals = np.empty(rows, dtype=X.dtype)
+        second_vals = np.empty(rows, dtype=X.dtype)
+        # several: each tile's rows, the tile's dots, per row its candidates so far
+        n_tiled_max = 0 if n_groups == 1 else rows
+        tile_rows = np.empty((n_tiles + 1, n_tiled_max), dtype=np.int64)
+        tile_count = np.zeros(n_tiles + 1, dtype=np.int64)
+        touched = np.empty(n_tiles, dtype=np.int64)
+        tile_dots = np.empty(n_tiled_max * n_clusters, dtype=X.dtype)
+        tile_dots_t = np.empty(n_tiled_max * n_clusters, dtype=X.dtype)
+        v1 = np.empty(n_tiled_max, dtype=X.dtype)
+        v2 = np.empty(n_tiled_max, dtype=X.dtype)
+        k1 = np.empty(n_tiled_max, dtype=np.int32)
+        tiled = np.empty(n_tiled_max, dtype=np.int64)
+        x_sqs = np.empty(n_tiled_max)
+        errs = np.empty(n_tiled_max)
+        r_olds = np.empty(n_tiled_max)
+        own_f64 = np.empty(n_tiled_max, dtype=np.bool_)  # own center not in the tiles
+        r_best = np.empty(n_tiled_max)  # the nearest candidate: squared distance,
+        k_best = np.empty(n_tiled_max, dtype=np.int64)  # center,
+        g_best = np.empty(n_tiled_max, dtype=np.int64)  # group (-1: own, float64),
+        r_next = np.empty(n_tiled_max)  # runner-up in that group
+        r_other = np.empty(n_tiled_max)  # nearest candidate outside that group
         n_changed = 0
         largest = 0.0
         n_dist = 0
         slot_sums = part_sums[slot]
         slot_weights = part_weights[slot]
-        for b_start in range(start, stop, BLOCK_SIZE):
-            m = min(b_start + BLOCK_SIZE, stop) - b_start
+        for b_start in range(start, stop, rows):
+            m = min(b_start + rows, stop) - b_start
             n_pending = 0
+            n_tiled = 0
             for ii in range(m):
                 i = b_start + ii
                 old = labels[i]
                 new_labels[ii] = old
-                if full:
+                r_old = FAR
+                n_open = n_clusters
+                n_touched = 0
+                if not full:
+                    up = upper[i] + drift[old]
+                    low_all = FAR
+                    for g in range(n_groups):
+                        low = lower[i, g] - (runner_up[g] if top_center[g] == old else top[g])
+                        lower[i, g] = low
+                        low_all = min(low_all, low)
+                    upper[i] = up
+                    if _separated(max(low_all, 2.0 * half_sep[old] - up), up, rel):
+                        continue
+                    r_old = _sq_dist_f64(X, i, centers[old])
+                    n_dist += 1
+                    up = np.sqrt(r_old * (1.0 + rel))
+                    upper[i] = up
+                    largest = max(largest, up)
+                    if _separated(max(low_all, 2.0 * half_sep[old] - up), up, rel):
+                        continue
+                    n_open = 0
+                    if n_groups > 1:
+                        for g in range(n_groups):
+                            if not _separated(lower[i, g], up, rel):
+                                t = tile_of[g]  # a tile's groups are consecutive
+                                if n_touched == 0 or touched[n_touched - 1] != t:
+                                    touched[n_touched] = t
+                                    n_touched += 1
+                                    n_open += (group_start[tile_first[t + 1]]
+                                               - group_start[tile_first[t]])
+                if n_groups == 1:
                     pending[n_pending] = ii
                     n_pending += 1
                     continue
-                up = upper[i] + drift[old]
-                low_all = FAR
-                for g in range(n_groups):
-                    low = lower[i, g] - (runner_up[g] if top_center[g] == old else top[g])
-                    lower[i, g] = low
-                    low_all = min(low_all, low)
-                upper[i] = up
-                if _separated(max(low_all, 2.0 * half_sep[old] - up), up, rel):
+                x_sq = _row_sq_norm(X, i)
+                own = n_open > tiled_max  # (always when full)
+                if own:  # the last tile: all centers
+                    n_touched = 1
+                    touched[0] = n_tiles
+                own_tile = -1 if own else tile_of[group_of[old]]
+                for q in range(n_touched):
+                    t = touched[q]
+                    own = own or t == own_tile
+                    tile_rows[t, tile_count[t]] = n_tiled
+                    tile_count[t] += 1
+                n_dist += n_open
+                tiled[n_tiled] = ii
+                x_sqs[n_tiled] = x_sq
+                errs[n_tiled] = _gemm_error(x_sq, n_features, h_max, unit)
+                r_olds[n_tiled] = r_old
+                own_f64[n_tiled] = not own  # then the own center is a candidate as is
+                r_best[n_tiled] = FAR if own else r_old
+                k_best[n_tiled] = old
+                g_best[n_tiled] = -1
+                r_next[n_tiled] = FAR
+                r_other[n_tiled] = FAR
+                n_tiled += 1
+            for t in range(n_tiles + 1):  # one GEMM per tile for its rows
+                c = tile_count[t]
+                if c == 0:
                     continue
-                r_old = _sq_dist_f64(X, i, centers[old])
-                n_dist += 1
-                up = np.sqrt(r_old * (1.0 + rel))
-                upper[i] = up
-                largest = max(largest, up)
-                if _separated(max(low_all, 2.0 * half_sep[old] - up), up, rel):
-                    continue
-                n_open = 0
-                for g in range(n_groups):
-                    if not _separated(lower[i, g], up, rel):
-                        n_open += group_start[g + 1] - group_start[g]
-                if n_open > rowwise_max:
-                    pending[n_pending] = ii
-                    n_pending += 1
-                    continue
-                best, n = _bounded_row(X, i, centers, old, r_old, up, rel, lower, group_of,
-                                       group_start, group_members, dist, candidate)
-                n_dist += n
-                if best < 0:  # near-tie among the fast distances: settle exactly
+                tile_count[t] = 0
+                last = t == n_tiles
+                base = 0 if last else group_start[tile_first[t]]
+                n_t = n_clusters if last else group_start[tile_first[t + 1]] - base
+                offset = n_features * (n_clusters if last else base)
+                block = members_t[offset:offset + n_features * n_t].reshape((n_features, n_t))
+                out = tile_dots[:c * n_t].reshape((c, n_t))
+                if c == m:  # every row of the block, in order: no need to gather
+                    np.dot(X[b_start:b_start + m], block, out)
+                else:
+                    for p in range(c):
+                        gathered[p] = X[b_start + tiled[tile_rows[t, p]]]
+                    np.dot(gathered[:c], block, out)
+                full_32 = c - c % 32  # transposed in tiles of 32 rows (as _block_dots)
+                for p0 in range(0, full_32, 32):
+                    for q in range(n_t):
+                        for p in range(p0, p0 + 32):
+                            tile_dots_t[q * c + p] = out[p, q]
+                for q in range(n_t):
+                    for p in range(full_32, c):
+                        tile_dots_t[q * c + p] = out[p, q]
+                for g in range(0 if last else tile_first[t],
+                               n_groups if last else tile_first[t + 1]):
+                    if group_start[g + 1] == group_start[g]:
+                        continue  # an empty group
+                    _group_top2(tile_dots_t, c, half_sq_members[base:], group_members[base:],
+                                group_start[g] - base, group_start[g + 1] - base, v1, k1, v2)
+                    for p in range(c):
+                        # r = ||x||^2 + 2 v lies within err of the exact squared distance
+                        s = tile_rows[t, p]
+                        x_sq = x_sqs[s]
+                        r1 = x_sq + 2.0 * np.float64(v1[p])
+                        # the group's bound, which the nearest's group gets again below
+                        # without the nearest
+                        lower[b_start + tiled[s], g] = np.sqrt(max(r1 - errs[s], 0.0))
+                        if r1 < r_best[s]:
+                            r_other[s] = min(r_other[s], r_best[s])
+                            r_best[s] = r1
+                            k_best[s] = k1[p]
+                            g_best[s] = g
+                            r_next[s] = FAR if v2[p] == np.inf else x_sq + 2.0 * np.float64(v2[p])
+                        else:
+                            r_other[s] = min(r_other[s], r1)
+            for s in range(n_tiled):
+                ii = tiled[s]
+                i = b_start + ii
+                old = labels[i]
+                err = errs[s]
+                # the own center's float64 distance is within rel of the true one
+                e = max(err, rel * r_olds[s]) if own_f64[s] else err
+                best = k_best[s]
+                g = g_best[s]
+                if _settles(r_best[s], min(r_other[s], r_next[s]), e, rel):
+                    if g >= 0:
+                        r = r_next[s]
+                        lower[i, g] = FAR if r == FAR else np.sqrt(max(r - err, 0.0))
+                        upper[i] = np.sqrt(max(r_best[s] + err, 0.0))
+                    # (else the own center stays nearest: its upper bound is made)
+                    if best != old and own_f64[s]:  # the own center is now an other
+                        g_old = group_of[old]
+                        lower[i, g_old] = min(lower[i, g_old],
+                                              np.sqrt(r_olds[s] * (1.0 - rel)))
+                else:  # near-tie among the fast distances: settle exactly
                     best = _exact_row(X, i, centers, dist)
                     n_dist += n_clusters
                     upper[i] = _bounds_from(dist, best, rel, group_start, group_members,
                                             lower, i)
-                else:
-                    upper[i] = np.sqrt(dist[best] * (1.0 + rel))
                 new_labels[ii] = best
-            if n_pending > 0:  # one GEMM for the rows still open
-                for p in range(n_pending):
-                    gathered[p] = X[b_start + pending[p]]
-                _block_dots(gathered, 0, n_pending, centers, centers_t, buf)
+                largest = max(largest, upper[i])
+            if n_pending > 0:  # one group: one GEMM with all centers for the open rows
+                if n_pending == m:  # the whole block: no need to gather
+                    _block_dots(X, b_start, m, centers, centers_t, buf)
+                else:
+                    for p in range(n_pending):
+                        gathered[p] = X[b_start + pending[p]]
+                    _block_dots(gathered, 0, n_pending, centers, centers_t, buf)
                 _block_argmin(half_sq_norms, buf, n_pending, best_idx, best_vals, second_vals,
-                              vals)
+                              vals, columns)
                 for p in range(n_pending):
-                    # the row's label (certified, else exact) and all its bounds rebuilt,
-                    # written out here: a helper call per row with 19 arguments made
-                    # Hamerly's GEMM rows 2.5x slower than Cython's
+                    # the label (certified, else exact) and the bounds, written out here:
+                    # a helper call per row with 19 arguments made these rows 2.5x slower
                     i = b_start + pending[p]
                     x_sq = _row_sq_norm(X, i)
                     err = _gemm_error(x_sq, n_features, h_max, unit)
                     if n_clusters == 1 or _gemm_settles(best_vals[p], second_vals[p], x_sq,
                                                         err, rel):
                         best = best_idx[p]
-                        for g in range(n_groups):
-                            # the group's smallest v_k = h_k - x.c_k among its other
-                            # centers, in a register (a scatter-min would serialise); one
-                            # group: the runner-up, already known.  r_k = ||x||^2 + 2 v_k
-                            # lies within err of the exact squared distance.
-                            if n_groups == 1:
-                                low = np.float64(second_vals[p])
-                            else:
-                                low = np.inf
-                                for q in range(group_start[g], group_start[g + 1]):
-                                    k = group_members[q]
-                                    v = half_sq_norms[k] - _dot_at(buf, n_pending,
-                                                                   n_clusters, p, k)
-                                    low = min(low, np.float64(v) if k != best else np.inf)
-                            lower[i, g] = (FAR if low == np.inf else
-                                           np.sqrt(max(x_sq + 2.0 * low - err, 0.0)))
+                        low = np.float64(second_vals[p])  # the runner-up: the other centers
+                        lower[i, 0] = (FAR if low == np.inf else
+                                       np.sqrt(max(x_sq + 2.0 * low - err, 0.0)))
                         upper[i] = np.sqrt(max(x_sq + 2.0 * np.float64(best_vals[p]) + err,
                                                0.0))
                     else:
