@@ -116,6 +116,18 @@ cdef enum:
     _DIRECT_MAX_FEATURES_MANY = 8
 
 
+cdef enum:
+    # rows per gemm for many clusters, and for the bounded step's tiles (numba's
+    # GEMM_ROWS): a 256-row sgemm for K = 256 pays BLAS's per-call cost 4 times as often
+    _GEMM_ROWS = 4 * _BLOCK
+
+
+cdef inline Py_ssize_t _gemm_rows(Py_ssize_t n_clusters) noexcept nogil:
+    """Rows per gemm (numba's ``_gemm_rows``): _GEMM_ROWS from _KEYED_ARGMIN_MIN_CLUSTERS
+    clusters on, else one block."""
+    return _BLOCK if n_clusters < _KEYED_ARGMIN_MIN_CLUSTERS else _GEMM_ROWS
+
+
 cdef inline bint _direct(Py_ssize_t n_features, Py_ssize_t n_clusters) noexcept nogil:
     """True where ``_direct_block`` beats gemm + certification (numba's ``_direct``)."""
     if n_clusters < _KEYED_ARGMIN_MIN_CLUSTERS:
@@ -314,51 +326,60 @@ cdef inline void _argmin_scan(const floating* half_sq_norms, const floating* dot
             best_val[i] = low if val > low else val
 
 
-cdef inline int _argmin_keyed(const floating* half_sq_norms, const floating* dots_row,
-                              Py_ssize_t n_clusters, floating* best_val,
-                              floating* second_val) noexcept nogil:
-    """One row of ``_block_argmin`` for many clusters (n_clusters >= 2), by branch-free
-    integer min-reductions over keys that order like the floats: the smallest key, then
-    in one more pass its lowest index, how many clusters share it, and the smallest of
-    the other keys.  The runner-up is the smallest key again if shared, else that one.
-
-    Written so that gcc vectorises both passes: the second pass's exclusion of the
-    smallest key is an arithmetic select (``key ^ (mask & (key ^ MAX))``); a
-    conditional expression there keeps it scalar."""
-    cdef int k, n = <int>n_clusters  # 32-bit indices: the lanes of the float32 keys
-    cdef int best = n, n_small = 0, cand, mask32
-    cdef int small32 = 2147483647, above32 = 2147483647, key32
-    cdef long long small64 = 9223372036854775807, above64 = 9223372036854775807, key64
-    cdef long long mask64, max64 = 9223372036854775807
-    if floating is float:
-        for k in range(n):
-            key32 = fastem_key_f32(half_sq_norms[k] - dots_row[k])
-            small32 = key32 if key32 < small32 else small32
-        for k in range(n):
-            key32 = fastem_key_f32(half_sq_norms[k] - dots_row[k])
-            cand = k if key32 == small32 else n
-            best = cand if cand < best else best
-            mask32 = -(<int>(key32 == small32))
-            n_small = n_small - mask32
-            key32 = key32 ^ (mask32 & (key32 ^ 2147483647))
-            above32 = key32 if key32 < above32 else above32
-        best_val[0] = fastem_unkey_f32(small32)
-        second_val[0] = fastem_unkey_f32(small32 if n_small > 1 else above32)
-    else:
-        for k in range(n):
-            key64 = fastem_key_f64(half_sq_norms[k] - dots_row[k])
-            small64 = key64 if key64 < small64 else small64
-        for k in range(n):
-            key64 = fastem_key_f64(half_sq_norms[k] - dots_row[k])
-            cand = k if key64 == small64 else n
-            best = cand if cand < best else best
-            mask64 = -(<long long>(key64 == small64))
-            n_small = n_small - <int>mask64
-            key64 = key64 ^ (mask64 & (key64 ^ max64))
-            above64 = key64 if key64 < above64 else above64
-        best_val[0] = fastem_unkey_f64(small64)
-        second_val[0] = fastem_unkey_f64(small64 if n_small > 1 else above64)
-    return best
+cdef extern from *:
+    """
+    /* _block_argmin for many clusters (n >= 2), row by row, by branch-free integer
+       min-reductions over keys that order like the floats (fastem_key_*): the smallest
+       key, then in one more pass its lowest index, how many clusters share it, and the
+       smallest of the other keys; the runner-up is the smallest key again if shared,
+       else that one.  The second pass excludes the smallest key by an arithmetic select
+       (key ^ (mask & (key ^ MAX))): a conditional expression there keeps gcc scalar.
+       Compiled for AVX2 and the baseline, one picked at load time: the baseline's 4-lane
+       integer vectors made this argmin 1.6x numba's (200,000 x 64 x 256 float32). */
+    #ifndef FASTEM_CLONES
+    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+    #define FASTEM_CLONES __attribute__((target_clones("avx2", "default")))
+    #else
+    #define FASTEM_CLONES
+    #endif
+    #endif
+    #define FASTEM_ARGMIN_KEYED(NAME, T, KT, KEY, UNKEY, KMAX)                           \
+    static FASTEM_CLONES void NAME(const T* __restrict h, const T* __restrict dots,     \
+                                   Py_ssize_t m, int n, int* __restrict best_idx,       \
+                                   T* __restrict best_val, T* __restrict second_val) {  \
+        for (Py_ssize_t i = 0; i < m; i++) {                                            \
+            const T* row = dots + i * n;                                                \
+            KT small = KMAX, above = KMAX, key, mask;                                   \
+            int best = n, n_small = 0, cand, k;                                         \
+            for (k = 0; k < n; k++) {                                                   \
+                key = KEY(h[k] - row[k]);                                               \
+                small = key < small ? key : small;                                      \
+            }                                                                           \
+            for (k = 0; k < n; k++) {                                                   \
+                key = KEY(h[k] - row[k]);                                               \
+                cand = key == small ? k : n;                                            \
+                best = cand < best ? cand : best;                                       \
+                mask = -(KT)(key == small);                                             \
+                n_small -= (int)mask;                                                   \
+                key = key ^ (mask & (key ^ KMAX));                                      \
+                above = key < above ? key : above;                                      \
+            }                                                                           \
+            best_idx[i] = best;                                                         \
+            best_val[i] = UNKEY(small);                                                 \
+            second_val[i] = UNKEY(n_small > 1 ? small : above);                         \
+        }                                                                               \
+    }
+    FASTEM_ARGMIN_KEYED(fastem_argmin_keyed_f32, float, int32_t, fastem_key_f32,
+                        fastem_unkey_f32, INT32_MAX)
+    FASTEM_ARGMIN_KEYED(fastem_argmin_keyed_f64, double, int64_t, fastem_key_f64,
+                        fastem_unkey_f64, INT64_MAX)
+    """
+    void fastem_argmin_keyed_f32(const float* h, const float* dots, Py_ssize_t m, int n,
+                                 int* best_idx, float* best_val,
+                                 float* second_val) noexcept nogil
+    void fastem_argmin_keyed_f64(const double* h, const double* dots, Py_ssize_t m, int n,
+                                 int* best_idx, double* best_val,
+                                 double* second_val) noexcept nogil
 
 
 cdef inline void _block_argmin(const floating* half_sq_norms, const floating* dots,
@@ -371,13 +392,14 @@ cdef inline void _block_argmin(const floating* half_sq_norms, const floating* do
     The scan or keyed path is chosen once per block: choosing inside the row loop
     keeps the compiler from optimising either.
     """
-    cdef Py_ssize_t i
     if n_clusters < _KEYED_ARGMIN_MIN_CLUSTERS:
         _argmin_scan(half_sq_norms, dots, m, n_clusters, best_idx, best_val, second_val)
+    elif floating is float:
+        fastem_argmin_keyed_f32(half_sq_norms, dots, m, <int>n_clusters, best_idx, best_val,
+                                second_val)
     else:
-        for i in range(m):
-            best_idx[i] = _argmin_keyed(half_sq_norms, dots + i * n_clusters, n_clusters,
-                                        best_val + i, second_val + i)
+        fastem_argmin_keyed_f64(half_sq_norms, dots, m, <int>n_clusters, best_idx, best_val,
+                                second_val)
 
 
 cdef inline double _sq_dist_f64(const floating* x, const floating* point,
@@ -551,8 +573,8 @@ cdef void _nearest_block(const floating* X, const floating* centers,
     its choice is certified (distance clipped at 0 against cancellation), else the
     exact one.  ``dots`` (BLOCK x K), ``dist`` (K) and ``xt`` are this thread's
     scratch."""
-    cdef floating best_vals[_BLOCK]
-    cdef floating second_vals[_BLOCK]
+    cdef floating best_vals[_GEMM_ROWS]
+    cdef floating second_vals[_GEMM_ROWS]
     cdef double best_dist[_BLOCK]
     cdef Py_ssize_t i
     cdef const floating* x
@@ -606,10 +628,11 @@ cdef Py_ssize_t _lloyd_slot(const floating* X, const double* sample_weight,
     """Assign samples [start, stop) and add w_i x_i into this slot's (zeroed) partial
     rows; returns how many labels changed."""
     cdef Py_ssize_t b_start, b_stop, i, best, n_changed = 0
-    cdef int best_idx[_BLOCK]
+    cdef Py_ssize_t rows = _BLOCK if xt != NULL else _gemm_rows(n_clusters)
+    cdef int best_idx[_GEMM_ROWS]
     b_start = start
     while b_start < stop:
-        b_stop = _block_stop(b_start, stop)
+        b_stop = b_start + rows if b_start + rows < stop else stop
         _nearest_block(X, centers, half_sq_norms, centers_t64, dots, dist, xt, b_start,
                        b_stop - b_start, n_clusters, n_features, h_max, unit, rel,
                        best_idx, NULL)
@@ -650,9 +673,8 @@ cdef double _bounds_from(const double* dist, Py_ssize_t best, double rel,
 
 cdef enum:
     # centers per gemm tile of the bounded step with several groups (numba's
-    # MIN_TILE_CENTERS), and rows per block there (numba's GEMM_ROWS)
+    # MIN_TILE_CENTERS)
     _MIN_TILE_CENTERS = 8
-    _TILE_ROWS = 4 * _BLOCK
 
 #: A row whose open groups' tiles hold more than this fraction of the centers goes
 #: through the gemm with all centers, the last tile (numba's TILED_MAX_FRACTION).
@@ -811,10 +833,10 @@ cdef int _settle_from_gemm(const floating* x, Py_ssize_t p, const int* best_idx,
 cdef struct _TileScratch:
     # one thread's scratch for the tiled rows (numba's bounded_step names them alike):
     # each tile's rows, the rows' tile list, and per tiled row its candidates so far
-    int64_t* tile_rows     # (n_tiles + 1) x _TILE_ROWS
+    int64_t* tile_rows     # (n_tiles + 1) x _GEMM_ROWS
     int64_t* tile_count    # n_tiles + 1, zero between blocks
     int64_t* touched       # n_tiles
-    int64_t* tiled         # _TILE_ROWS: the block row of each tiled row
+    int64_t* tiled         # _GEMM_ROWS: the block row of each tiled row
     int64_t* k_best        # the nearest candidate's center,
     int64_t* g_best        # its group (-1: the own center, at its float64 distance)
     double* x_sqs
@@ -823,9 +845,9 @@ cdef struct _TileScratch:
     double* r_best         # the nearest candidate's squared distance,
     double* r_next         # the runner-up in its group,
     double* r_other        # the nearest candidate outside its group
-    void* tile_dots        # _TILE_ROWS x K of X's dtype, and transposed
+    void* tile_dots        # _GEMM_ROWS x K of X's dtype, and transposed
     void* tile_dots_t
-    void* v1               # _TILE_ROWS of X's dtype: _group_top2's outputs
+    void* v1               # _GEMM_ROWS of X's dtype: _group_top2's outputs
     void* v2
     int* k1
     char* own_f64          # the own center is not in the row's tiles
@@ -835,7 +857,7 @@ cdef char* _tile_scratch(_TileScratch* ts, Py_ssize_t n_team, Py_ssize_t n_tiles
                          Py_ssize_t n_clusters, size_t itemsize) except NULL:
     """One arena for every thread's ``_TileScratch`` (8-byte items first: aligned);
     freed by the caller.  tile_count starts at zero."""
-    cdef size_t r = _TILE_ROWS, n8 = (n_tiles + 1) * r + (n_tiles + 1) + n_tiles + 3 * r + 6 * r
+    cdef size_t r = _GEMM_ROWS, n8 = (n_tiles + 1) * r + (n_tiles + 1) + n_tiles + 3 * r + 6 * r
     cdef size_t per = 8 * n8 + itemsize * (2 * r * n_clusters + 2 * r) + 4 * r + r
     per = (per + 63) // 64 * 64
     cdef char* arena = <char*>_alloc(<size_t>n_team * per, 1, True)
@@ -911,7 +933,7 @@ cdef void _tiled_block(const floating* X, const floating* centers,
             src = X + b_start * n_features
         else:
             for p in range(c):
-                x = X + (b_start + tiled[tile_rows[t * _TILE_ROWS + p]]) * n_features
+                x = X + (b_start + tiled[tile_rows[t * _GEMM_ROWS + p]]) * n_features
                 for j in range(n_features):
                     gathered[p * n_features + j] = x[j]
             src = gathered
@@ -930,7 +952,7 @@ cdef void _tiled_block(const floating* X, const floating* centers,
                         group_start[g] - base, group_start[g + 1] - base, v1, ts.k1, v2)
             for p in range(c):
                 # r = ||x||^2 + 2 v lies within err of the exact squared distance
-                s = tile_rows[t * _TILE_ROWS + p]
+                s = tile_rows[t * _GEMM_ROWS + p]
                 x_sq = ts.x_sqs[s]
                 r1 = x_sq + 2.0 * <double>v1[p]
                 # the group's bound, which the nearest's group gets again below without
@@ -1006,15 +1028,15 @@ cdef void _bounded_slot(const floating* X, const double* sample_weight,
     with all centers (``_settle_from_gemm``), and with several through the gemms of the
     tiles with an open group (``_tiled_block``).  Then, in row order, labels are written
     and the rows added to the slot's sums, as ``lloyd_step`` does."""
-    cdef Py_ssize_t rows = _BLOCK if n_groups == 1 else _TILE_ROWS
+    cdef Py_ssize_t rows = _gemm_rows(n_clusters) if n_groups == 1 else _GEMM_ROWS
     cdef Py_ssize_t b_start, m, ii, i, g, p, q, t, best, old, n_pending, n_tiled
     cdef Py_ssize_t n_touched, own_tile
     cdef double tiled_max = _TILED_MAX_FRACTION * n_clusters, n_open
-    cdef int new_labels[_TILE_ROWS]
-    cdef int pending[_BLOCK]
-    cdef int best_idx[_BLOCK]
-    cdef floating best_vals[_BLOCK]
-    cdef floating second_vals[_BLOCK]
+    cdef int new_labels[_GEMM_ROWS]
+    cdef int pending[_GEMM_ROWS]
+    cdef int best_idx[_GEMM_ROWS]
+    cdef floating best_vals[_GEMM_ROWS]
+    cdef floating second_vals[_GEMM_ROWS]
     cdef const floating* x
     cdef const floating* block_rows
     cdef double* lower_row
@@ -1079,7 +1101,7 @@ cdef void _bounded_slot(const floating* X, const double* sample_weight,
                 t = ts.touched[q]
                 if t == own_tile:
                     own = True
-                ts.tile_rows[t * _TILE_ROWS + ts.tile_count[t]] = n_tiled
+                ts.tile_rows[t * _GEMM_ROWS + ts.tile_count[t]] = n_tiled
                 ts.tile_count[t] += 1
             n_dist += n_open
             ts.tiled[n_tiled] = ii
@@ -1401,7 +1423,7 @@ def lloyd_step(const floating[:, ::1] X, const double[::1] sample_weight,
                 centers_t64 = _transposed_f64(centers)
                 xt = <double*>_alloc(<size_t>n_team * xt_len, sizeof(double), False)
             else:
-                dots = <floating*>_alloc(<size_t>n_team * _BLOCK * n_clusters,
+                dots = <floating*>_alloc(<size_t>n_team * _gemm_rows(n_clusters) * n_clusters,
                                          sizeof(floating), False)
                 dist = <double*>_alloc(<size_t>n_team * n_clusters, sizeof(double), False)
             for slot in prange(n_slots, nogil=True, schedule='static', num_threads=n_team):
@@ -1410,7 +1432,7 @@ def lloyd_step(const floating[:, ::1] X, const double[::1] sample_weight,
                 stop = _slot_stop(slot, n_slots, n_blocks, n_samples)
                 part_changed[slot] = _lloyd_slot(
                     &X[0, 0], &sample_weight[0], &centers[0, 0], half_sq_norms, centers_t64,
-                    dots + tid * _BLOCK * n_clusters if not direct else NULL,
+                    dots + tid * _gemm_rows(n_clusters) * n_clusters if not direct else NULL,
                     dist + tid * n_clusters if not direct else NULL,
                     xt + tid * xt_len if direct else NULL,
                     &labels[0], part_sums + slot * slot_len, part_weights + slot * n_clusters,
@@ -1563,10 +1585,10 @@ def bounded_step(const floating[:, ::1] X, const double[::1] sample_weight,
                         runner_up[g] = d
             # per-thread scratch indexed by threadid()
             dist = <double*>_alloc(<size_t>n_team * n_clusters, sizeof(double), False)
-            gathered = <floating*>_alloc(<size_t>n_team * _TILE_ROWS * n_features,
+            gathered = <floating*>_alloc(<size_t>n_team * _GEMM_ROWS * n_features,
                                          sizeof(floating), False)
             if n_groups == 1:
-                dots = <floating*>_alloc(<size_t>n_team * _BLOCK * n_clusters,
+                dots = <floating*>_alloc(<size_t>n_team * _gemm_rows(n_clusters) * n_clusters,
                                          sizeof(floating), False)
             else:
                 tile_first = <int64_t*>_alloc(n_groups + 1, sizeof(int64_t), False)
@@ -1590,8 +1612,9 @@ def bounded_step(const floating[:, ::1] X, const double[::1] sample_weight,
                               &labels[0], &upper[0], &lower[0, 0], full,
                               part_sums + slot * slot_len, part_weights + slot * n_clusters,
                               part_stats + slot * 3,
-                              dots + tid * _BLOCK * n_clusters if dots != NULL else NULL,
-                              gathered + tid * _TILE_ROWS * n_features,
+                              dots + tid * _gemm_rows(n_clusters) * n_clusters
+                              if dots != NULL else NULL,
+                              gathered + tid * _GEMM_ROWS * n_features,
                               dist + tid * n_clusters,
                               scratch + tid if scratch != NULL else NULL, start, stop,
                               n_clusters, n_features, h_max, unit, rel)
