@@ -195,8 +195,21 @@ class FastEMEstimator:
         """``_validate_data`` for fitting: X (an array, a memory map or ``Chunks``) and
         its sample weights as ``fastem._stream.Rows``."""
         from ._stream import Chunks, rows_from
+        from .dask import is_dask_array
 
         owner = type(self).__name__
+        if is_dask_array(X):
+            from .dask import dask_rows
+
+            rows = dask_rows(X, lambda a, name, cp: self._check_input(a, owner=owner, copy=cp,
+                                                                      name=name),
+                             owner=owner, sample_weight=sample_weight,
+                             backend=resolve_backend(self.backend, self._kernel_family))
+            if reset and hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
+            self._check_n_features(rows.n_features, reset)
+            self._check_rows(rows, reset)
+            return rows
         if not isinstance(X, Chunks):
             mapped = isinstance(X, np.memmap)  # never copied whole
             X = self._validate_data(X, reset=reset, copy=copy and not mapped)

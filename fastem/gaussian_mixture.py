@@ -87,6 +87,127 @@ def _xx_shape(cov_type, n_components, n_features):
             "diag": (n_components, n_features), "spherical": (n_components,)}[cov_type]
 
 
+def _distinct_rows(chunk, k):
+    """Distinct rows of positive weight of a chunk, collected a few rows at a time (never
+    the whole chunk) until there are ``k`` of them."""
+    step = max(100 * k, 1000)
+    distinct = np.empty((0, chunk.X.shape[1]), dtype=chunk.X.dtype)
+    positive = np.flatnonzero(chunk.w > 0)
+    for lo in range(0, positive.size, step):
+        distinct = np.unique(np.concatenate([distinct, chunk.X[positive[lo:lo + step]]]), axis=0)
+        if distinct.shape[0] >= k:
+            break
+    return distinct
+
+
+def _accumulate_chunk(chunk, kern, cov, means, prec_chol, log_consts):
+    """The E-step and the shifted M-step statistics of a chunk, in one kernel pass:
+    (log-likelihood, (nk, sum_x, sum_xx))."""
+    k, d = means.shape
+    part = (np.empty(k), np.empty((k, d)), np.empty(_xx_shape(cov, k, d)))
+    ll = getattr(kern, f"accumulate_stats_{cov}")(chunk.X, chunk.w, means, prec_chol, log_consts,
+                                                  means, *part, chunk.n_threads)
+    return ll, part
+
+
+def _log_norm(model, X, n_threads):
+    """(log p(x), most probable component) of every row of X under ``model``
+    (``GaussianMixture._model``)."""
+    kern, cov, means, prec_chol, log_consts = model
+    log_norm = np.empty(X.shape[0])
+    labels = np.empty(X.shape[0], dtype=np.int32)
+    getattr(kern, f"estimate_log_norm_{cov}")(X, means, prec_chol, log_consts, log_norm, labels,
+                                              n_threads)
+    return log_norm, labels
+
+
+def _labels_of_chunk(chunk, model):
+    return _log_norm(model, chunk.X, chunk.n_threads)[1]
+
+
+def _worst_explained(chunk, model, m, total):
+    """The chunk's ``m`` rows of lowest log-likelihood (zero-weight rows never): their
+    log-likelihoods, global indices and values, and the chunk's share of the weighted
+    mean of the data."""
+    log_norm = _log_norm(model, chunk.X, chunk.n_threads)[0]
+    log_norm[chunk.w == 0] = np.inf
+    top = np.argsort(log_norm, kind="stable")[:m]
+    return (log_norm[top], top + chunk.start, chunk.X[top],
+            (chunk.w / total) @ chunk.X.astype(np.float64))
+
+
+def _spread_of_chunk(chunk, center, total):
+    centered = chunk.X - center  # float64, since center is
+    return np.einsum("i,ij,ik->jk", chunk.w / total, centered, centered)
+
+
+def _label_rows(chunk, indices):
+    """Label the chunk's rows among ``indices`` with their position there."""
+    inside = np.flatnonzero((indices >= chunk.start) & (indices < chunk.stop))
+    chunk.state[0][indices[inside] - chunk.start] = inside
+
+
+def _init_blocks(chunk):
+    """(rows, weights, labels) of the chunk in blocks of _INIT_CHUNK rows."""
+    for lo in range(0, chunk.X.shape[0], _INIT_CHUNK):
+        hi = lo + _INIT_CHUNK
+        yield chunk.X[lo:hi], chunk.w[lo:hi], chunk.state[0][lo:hi]
+
+
+def _one_hot(labels, k):
+    block = np.zeros((labels.size, k))
+    hit = labels >= 0
+    block[np.flatnonzero(hit), labels[hit]] = 1.0
+    return block
+
+
+def _random_resp_blocks(rows, k, random_state):
+    """(rows, normalised uniform responsibilities, weights) in blocks of _INIT_CHUNK rows:
+    the same stream as one uniform(size=(n, k)) call, drawn block by block.  Drawn in
+    the caller's process, in row order."""
+    for a, b, chunk in rows.chunks():
+        for lo in range(0, b - a, _INIT_CHUNK):
+            hi = min(lo + _INIT_CHUNK, b - a)
+            block = random_state.uniform(size=(hi - lo, k))
+            yield chunk[lo:hi], block / block.sum(axis=1)[:, None], rows.weight(a + lo, a + hi)
+
+
+def _first_moments(xb, resp, w):
+    """(sum_i w_i r_ik, sum_i w_i r_ik x_i) of one block."""
+    wr = resp * w[:, None]
+    return wr.sum(axis=0), wr.T @ xb.astype(np.float64)
+
+
+def _second_moments(xb, resp, labels, w, shift, cov):
+    """[(k, sum_i w_i r_ik (x_i - s_k), its second moment)] of one block, component by
+    component (hard ``labels``: only the components present, each from its own rows)."""
+    if labels is None:
+        members = [(k, slice(None), resp[:, k] * w) for k in range(resp.shape[1])]
+    else:  # hard labels: component k only sees its own rows (resp 1, others 0)
+        members = [(k, idx, w[idx]) for k in np.unique(labels[labels >= 0])
+                   for idx in [np.flatnonzero(labels == k)]]
+    out = []
+    for k, idx, wk in members:
+        y = xb[idx].astype(np.float64) - shift[k]
+        wy = y * wk[:, None]
+        if cov in ("full", "tied"):
+            xx = wy.T @ y
+        elif cov == "diag":
+            xx = np.einsum("ij,ij->j", wy, y)
+        else:
+            xx = np.einsum("ij,ij->", wy, y)
+        out.append((k, wy.sum(axis=0), xx))
+    return out
+
+
+def _initial_first_moments(chunk, k):
+    return [_first_moments(xb, _one_hot(lab, k), w) for xb, w, lab in _init_blocks(chunk)]
+
+
+def _initial_second_moments(chunk, k, shift, cov):
+    return [_second_moments(xb, None, lab, w, shift, cov) for xb, w, lab in _init_blocks(chunk)]
+
+
 class GaussianMixture(BaseMixture):
     """Gaussian mixture model fitted by EM, a drop-in for ``sklearn.mixture.GaussianMixture``.
 
@@ -228,15 +349,11 @@ class GaussianMixture(BaseMixture):
         Distinct rows of positive weight are collected chunk by chunk until there are
         n_components of them (on all but degenerate data, within the first rows)."""
         k = self.n_components
-        step = max(100 * k, 1000)
         distinct = np.empty((0, rows.n_features), dtype=rows.dtype)
-        for a, b, block in rows.chunks():
-            positive = np.flatnonzero(rows.weight(a, b) > 0)
-            for lo in range(0, positive.size, step):
-                part = block[positive[lo:lo + step]]  # a few rows at a time, never all of X
-                distinct = np.unique(np.concatenate([distinct, part]), axis=0)
-                if distinct.shape[0] >= k:
-                    return
+        for part in rows.map(_distinct_rows, k):
+            distinct = np.unique(np.concatenate([distinct, part]), axis=0)
+            if distinct.shape[0] >= k:
+                return
         raise ValueError(
             f"X has only {distinct.shape[0]} distinct points (with positive weight) but "
             f"n_components={k}; use at most {distinct.shape[0]} components.")
@@ -261,39 +378,33 @@ class GaussianMixture(BaseMixture):
 
     def _em_pass(self, rows, _):
         """Mean log-likelihood and the shifted statistics, summed over the chunks."""
-        kern = self._kern()
         cov = self.covariance_type
         n_components, n_features = self.means_.shape
         means, prec_chol = self._params_for(rows)
-        log_consts = self._log_consts()
         stats = (np.zeros(n_components), np.zeros((n_components, n_features)),
                  np.zeros(_xx_shape(cov, n_components, n_features)))
-        part = tuple(np.empty_like(a) for a in stats)
         ll = 0.0
-        accumulate = getattr(kern, f"accumulate_stats_{cov}")
         with limit_blas_threads():
-            for a, b, block in rows.chunks():
-                ll += accumulate(block, rows.weight(a, b), means, prec_chol, log_consts, means,
-                                 *part, self._runtime[1])
+            for chunk_ll, part in rows.map(_accumulate_chunk, self._kern(), cov, means, prec_chol,
+                                           self._log_consts(), n_threads=self._runtime[1]):
+                ll += chunk_ll
                 for total, p in zip(stats, part):
                     total += p
         return ll / rows.total_weight, (means.astype(np.float64), *stats)
 
+    def _model(self, dtype):
+        """(kernels, covariance type, means, prec_chol, log constants): what the per-chunk
+        functions need of the current parameters, for data of ``dtype``."""
+        means, prec_chol = self._params_for(np.empty(0, dtype))
+        return self._kern(), self.covariance_type, means, prec_chol, self._log_consts()
+
     def _fit_labels(self, rows):
-        labels = np.empty(rows.n_rows, dtype=np.int32)
-        for a, b, block in rows.chunks():
-            labels[a:b] = self._estimate_log_norm(block)[1]
-        return labels
+        return np.concatenate(list(rows.map(_labels_of_chunk, self._model(rows.dtype),
+                                            n_threads=self._runtime[1])))
 
     def _estimate_log_norm(self, X):
-        kern = self._kern()
-        means, prec_chol = self._params_for(X)
-        log_norm = np.empty(X.shape[0])
-        labels = np.empty(X.shape[0], dtype=np.int32)
         with limit_blas_threads():
-            getattr(kern, f"estimate_log_norm_{self.covariance_type}")(
-                X, means, prec_chol, self._log_consts(), log_norm, labels, self._runtime[1])
-        return log_norm, labels
+            return _log_norm(self._model(X.dtype), X, self._runtime[1])
 
     def _estimate_log_prob(self, X):
         kern = self._kern()
@@ -394,21 +505,17 @@ class GaussianMixture(BaseMixture):
         keep_x = np.empty((0, rows.n_features), dtype=rows.dtype)
         total = rows.total_weight
         center = np.zeros(rows.n_features)  # the weighted mean of the data
-        for a, b, block in rows.chunks():
-            log_norm = self._estimate_log_norm(block)[0]
-            w = rows.weight(a, b)
-            log_norm[w == 0] = np.inf
-            top = np.argsort(log_norm, kind="stable")[:m]
-            v = np.concatenate([keep_v, log_norm[top]])
-            i = np.concatenate([keep_i, top + a])
-            x = np.concatenate([keep_x, block[top]])
+        for v, i, x, part in rows.map(_worst_explained, self._model(rows.dtype), m, total,
+                                      n_threads=self._runtime[1]):
+            v = np.concatenate([keep_v, v])
+            i = np.concatenate([keep_i, i])
+            x = np.concatenate([keep_x, x])
             order = np.lexsort((i, v))[:m]  # lowest log-likelihood first, then index
             keep_v, keep_i, keep_x = v[order], i[order], x[order]
-            center += (w / total) @ block.astype(np.float64)
+            center += part
         spread = np.zeros((rows.n_features, rows.n_features))
-        for a, b, block in rows.chunks():
-            centered = block - center  # float64, since center is
-            spread += np.einsum("i,ij,ik->jk", rows.weight(a, b) / total, centered, centered)
+        for part in rows.map(_spread_of_chunk, center, total):
+            spread += part
         spread[np.diag_indices_from(spread)] += self.reg_covar
         for j, k in enumerate(collapsed):
             means[k] = keep_x[j % keep_x.shape[0]]
@@ -474,8 +581,8 @@ class GaussianMixture(BaseMixture):
 
     # ------------------------------------------------------------------ initialization
     def _initial_labels(self, rows, random_state):
-        """Hard initial assignment (-1: no component) for every ``init_params`` but
-        "random", with scikit-learn's draws; None for "random"."""
+        """Hard initial assignment (-1: no component), as per-row state of ``rows``, for
+        every ``init_params`` but "random", with scikit-learn's draws; None for "random"."""
         n_samples, k = rows.n_rows, self.n_components
         if self.init_params == "random":
             return None
@@ -484,7 +591,7 @@ class GaussianMixture(BaseMixture):
 
             km = KMeans(n_clusters=k, n_init=1, random_state=random_state,
                         backend=self._runtime[0], n_threads=self._runtime[1])
-            return km._fit_rows(rows.copy()).labels_
+            return rows.state_from(km._fit_rows(rows.copy()).labels_)
         if self.init_params == "k-means++":
             from .kmeans import _kmeans_plusplus
 
@@ -493,28 +600,10 @@ class GaussianMixture(BaseMixture):
                                           self._runtime[1])
         else:
             indices = random_state.choice(n_samples, size=k, replace=False)
-        labels = np.full(n_samples, -1, dtype=np.int32)
-        labels[indices] = np.arange(k)
+        labels = rows.new_state(-1, np.int32)
+        for _ in rows.map(_label_rows, indices, state=(labels,)):
+            pass
         return labels
-
-    def _initial_resp_blocks(self, rows, labels, random_state):
-        """Yield (start, rows block, resp block) of initial responsibilities: one-hot rows
-        of ``labels``, or for "random" (``labels`` None) normalised uniform draws."""
-        k = self.n_components
-        for a, b, chunk in rows.chunks():
-            for lo in range(0, b - a, _INIT_CHUNK):
-                hi = min(lo + _INIT_CHUNK, b - a)
-                start, xb = a + lo, chunk[lo:hi]
-                if labels is None:
-                    # the same stream as one uniform(size=(n, k)) call, drawn block by block
-                    block = random_state.uniform(size=(hi - lo, k))
-                    yield start, xb, block / block.sum(axis=1)[:, None]
-                    continue
-                lab = labels[start:start + hi - lo]
-                block = np.zeros((lab.size, k))
-                hit = lab >= 0
-                block[np.flatnonzero(hit), lab[hit]] = 1.0
-                yield start, xb, block
 
     def _initial_moments(self, rows, random_state):
         """Two passes over the initial responsibilities: means, then shifted moments.
@@ -522,41 +611,41 @@ class GaussianMixture(BaseMixture):
         The hard labels are computed once; only the "random" draws are replayed for the
         second pass (the random state ends as after drawing them once).
         """
-        n_components, n_features = self.n_components, rows.n_features
+        n_components, n_features, cov = self.n_components, rows.n_features, self.covariance_type
         labels = self._initial_labels(rows, random_state)
         nk = np.zeros(n_components)
         sums = np.zeros((n_components, n_features))
-        state = random_state.get_state()
-        for start, xb, resp in self._initial_resp_blocks(rows, labels, random_state):
-            wr = resp * rows.weight(start, start + resp.shape[0])[:, None]
-            nk += wr.sum(axis=0)
-            sums += wr.T @ xb.astype(np.float64)
+        if labels is None:
+            state = random_state.get_state()
+            first = ([_first_moments(xb, resp, w)] for xb, resp, w in
+                     _random_resp_blocks(rows, n_components, random_state))
+        else:
+            first = rows.map(_initial_first_moments, n_components, state=(labels,))
+        for parts in first:
+            for part_nk, part_sums in parts:
+                nk += part_nk
+                sums += part_sums
         shift = sums / (nk + _EPS)[:, None]
-        end_state = random_state.get_state()
-        random_state.set_state(state)  # replay the same draws for the second pass
+        if labels is None:
+            end_state = random_state.get_state()
+            random_state.set_state(state)  # replay the same draws for the second pass
+            second = ([_second_moments(xb, resp, None, w, shift, cov)] for xb, resp, w in
+                      _random_resp_blocks(rows, n_components, random_state))
+        else:
+            second = rows.map(_initial_second_moments, n_components, shift, cov,
+                              state=(labels,))
         sum_x = np.zeros_like(sums)
-        sum_xx = np.zeros(_xx_shape(self.covariance_type, n_components, n_features))
-        for start, xb, resp in self._initial_resp_blocks(rows, labels, random_state):
-            w = rows.weight(start, start + resp.shape[0])
-            if labels is None:
-                members = [(k, slice(None), resp[:, k] * w) for k in range(n_components)]
-            else:  # hard labels: component k only sees its own rows (resp 1, others 0)
-                lab = labels[start:start + resp.shape[0]]
-                members = [(k, idx, w[idx]) for k in np.unique(lab[lab >= 0])
-                           for idx in [np.flatnonzero(lab == k)]]
-            for k, idx, wk in members:
-                y = xb[idx].astype(np.float64) - shift[k]
-                wy = y * wk[:, None]
-                sum_x[k] += wy.sum(axis=0)
-                if self.covariance_type == "full":
-                    sum_xx[k] += wy.T @ y
-                elif self.covariance_type == "tied":
-                    sum_xx += wy.T @ y
-                elif self.covariance_type == "diag":
-                    sum_xx[k] += np.einsum("ij,ij->j", wy, y)
-                else:
-                    sum_xx[k] += np.einsum("ij,ij->", wy, y)
-        random_state.set_state(end_state)
+        sum_xx = np.zeros(_xx_shape(cov, n_components, n_features))
+        for parts in second:
+            for members in parts:
+                for k, part_x, part_xx in members:
+                    sum_x[k] += part_x
+                    if cov == "tied":
+                        sum_xx += part_xx
+                    else:
+                        sum_xx[k] += part_xx
+        if labels is None:
+            random_state.set_state(end_state)
         return nk, shift, sum_x, sum_xx
 
     def _initialize_parameters(self, rows, _, random_state):

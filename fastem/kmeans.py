@@ -29,19 +29,35 @@ from ._validation import (
     row_blocks,
     validate_params,
 )
+from ._stream import cumulative_search
 from .base import FastEMEstimator
 from .exceptions import ConvergenceWarning
 
 _RELOCATION_CHUNK = 65536
 
 
+def _column_sums(chunk):
+    """Per-feature sums of a chunk (float64).  (``einsum`` sums down the columns in one
+    pass: ``sum(axis=0)`` took 5x longer on 1,000,000 x 2 float64.)"""
+    return np.einsum("ij->j", chunk.X, dtype=np.float64)
+
+
 def _mean(rows):
-    """Per-feature mean (float64), summed chunk by chunk.  (``einsum`` sums down the
-    columns in one pass: ``sum(axis=0)`` took 5x longer on 1,000,000 x 2 float64.)"""
+    """Per-feature mean (float64), summed chunk by chunk."""
     total = np.zeros(rows.n_features)
-    for _, _, block in rows.chunks():
-        total += np.einsum("ij->j", block, dtype=np.float64)
+    for part in rows.map(_column_sums):
+        total += part
     return total / rows.n_rows
+
+
+def _moment_parts(chunk):
+    """(sum x, sum x^2) of each small block of a chunk, float64: the caller adds them in
+    order, as one running sum over the blocks of every chunk."""
+    parts = []
+    for a, b in row_blocks(*chunk.X.shape, elements=2**18):  # small float64 temporaries
+        block = chunk.X[a:b].astype(np.float64)
+        parts.append((block.sum(axis=0), np.einsum("ij,ij->j", block, block)))
+    return parts
 
 
 def _tolerance(rows, tol):
@@ -50,11 +66,10 @@ def _tolerance(rows, tol):
         return 0.0
     s1 = np.zeros(rows.n_features)
     s2 = np.zeros(rows.n_features)
-    for _, _, chunk in rows.chunks():
-        for a, b in row_blocks(*chunk.shape, elements=2**18):  # small float64 temporaries
-            block = chunk[a:b].astype(np.float64)
-            s1 += block.sum(axis=0)
-            s2 += np.einsum("ij,ij->j", block, block)
+    for parts in rows.map(_moment_parts):
+        for p1, p2 in parts:
+            s1 += p1
+            s2 += p2
     mean = s1 / rows.n_rows
     return float(np.mean(np.maximum(s2 / rows.n_rows - mean * mean, 0.0)) * tol)
 
@@ -69,19 +84,25 @@ def _sq_dist_to_assigned(X, centers, labels):
     return out
 
 
+def _farthest_in_chunk(chunk, centers, m):
+    """The chunk's ``m`` rows farthest from their assigned centers (``chunk.state[0]``):
+    (squared distances, global indices, rows), zero-weight rows at distance -1."""
+    dist = _sq_dist_to_assigned(chunk.X, centers, chunk.state[0])
+    dist[chunk.w == 0] = -1.0
+    top = np.argsort(-dist, kind="stable")[:m]
+    return dist[top], top + chunk.start, chunk.X[top]
+
+
 def _farthest(rows, centers, labels, m):
     """The ``m`` samples farthest from their assigned centers, farthest first, ties to the
     lowest index, zero-weight samples last: (indices, their rows), in one pass."""
     keep_d = np.empty(0)
     keep_i = np.empty(0, dtype=np.intp)
     keep_x = np.empty((0, rows.n_features), dtype=rows.dtype)
-    for start, stop, block in rows.chunks():
-        dist = _sq_dist_to_assigned(block, centers, labels[start:stop])
-        dist[rows.weight(start, stop) == 0] = -1.0
-        top = np.argsort(-dist, kind="stable")[:m]
-        d = np.concatenate([keep_d, dist[top]])
-        i = np.concatenate([keep_i, top + start])
-        x = np.concatenate([keep_x, block[top]])
+    for dist, idx, x in rows.map(_farthest_in_chunk, centers, m, state=(labels,)):
+        d = np.concatenate([keep_d, dist])
+        i = np.concatenate([keep_i, idx])
+        x = np.concatenate([keep_x, x])
         order = np.lexsort((i, -d))[:m]  # by distance descending, then index
         keep_d, keep_i, keep_x = d[order], i[order], x[order]
     return keep_i, keep_x
@@ -119,16 +140,24 @@ def _average_centers(sums, weight_sums, centers_old, dtype):
     return np.ascontiguousarray(centers, dtype=dtype)
 
 
+def _inertia_of_chunk(chunk, kern, centers):
+    return kern.inertia(chunk.X, chunk.w, centers, chunk.state[0], chunk.n_threads)
+
+
 def _inertia(rows, centers, labels, kern, n_threads):
     """Weighted inertia of the assignment ``labels``, summed chunk by chunk."""
-    return sum(kern.inertia(block, rows.weight(a, b), centers, labels[a:b], n_threads)
-               for a, b, block in rows.chunks())
+    return sum(rows.map(_inertia_of_chunk, kern, centers, state=(labels,), n_threads=n_threads))
+
+
+def _assign_chunk(chunk, kern, centers):
+    kern.assign_labels(chunk.X, centers, chunk.state[0], np.empty(chunk.X.shape[0], np.float64),
+                       chunk.n_threads)
 
 
 def _assign(rows, centers, labels, kern, n_threads):
     """Nearest center of every sample, into ``labels``."""
-    for a, b, block in rows.chunks():
-        kern.assign_labels(block, centers, labels[a:b], np.empty(b - a, np.float64), n_threads)
+    for _ in rows.map(_assign_chunk, kern, centers, state=(labels,), n_threads=n_threads):
+        pass
 
 
 #: The bounded algorithms and their number of center groups for K clusters: one lower
@@ -193,16 +222,21 @@ class _Bounds:
     ``l - drift`` round by at most ``2^-53 reach``, so the bounds stay rigorous.
     """
 
-    def __init__(self, n_samples, centers, algorithm):
+    def __init__(self, rows, centers, algorithm):
         n_groups = BOUNDED[algorithm](centers.shape[0])
         self.group_of, self.group_start, self.group_members = _group_centers(centers, n_groups)
         n_groups = self.group_start.size - 1
-        self.upper = np.zeros(n_samples)
-        self.lower = np.zeros((n_samples, n_groups))
+        self.upper = rows.new_state(0.0, np.float64)
+        self.lower = rows.new_state(0.0, np.float64, width=n_groups)
         self.drift = np.zeros(centers.shape[0])
         self.half_sep = _half_separation(centers)
         self.full = True  # the bounds are not built yet
         self.reach = 0.0
+
+    def geometry(self):
+        """What ``bounded_step`` reads of the centers besides them: drifts, half
+        separations and the grouping."""
+        return (self.drift, self.half_sep, self.group_of, self.group_start, self.group_members)
 
     def moved(self, old, new):
         """The centers moved from ``old`` to ``new``: the drifts for the next step."""
@@ -213,6 +247,29 @@ class _Bounds:
         self.reach += float(self.drift.max(initial=0.0))
         self.half_sep = _half_separation(new)
         self.full = False
+
+
+def _lloyd_chunk(chunk, kern, centers):
+    """One Lloyd step on a chunk (labels in ``chunk.state[0]`` updated in place):
+    (per-cluster sums, per-cluster weights, labels changed)."""
+    sums = np.empty((centers.shape[0], centers.shape[1]), dtype=np.float64)
+    weights = np.empty(centers.shape[0], dtype=np.float64)
+    n_changed = kern.lloyd_step(chunk.X, chunk.w, centers, chunk.state[0], sums, weights,
+                                chunk.n_threads)
+    return sums, weights, int(n_changed), 0.0
+
+
+def _bounded_chunk(chunk, kern, centers, geometry, full):
+    """One bounded step on a chunk (labels, upper and lower bounds in ``chunk.state``;
+    ``geometry``: ``_Bounds.geometry()``): (sums, weights, labels changed, the largest
+    bound made)."""
+    sums = np.empty((centers.shape[0], centers.shape[1]), dtype=np.float64)
+    weights = np.empty(centers.shape[0], dtype=np.float64)
+    stats = np.zeros(3)
+    labels, upper, lower = chunk.state
+    kern.bounded_step(chunk.X, chunk.w, centers, *geometry, labels, upper, lower, full, sums,
+                      weights, stats, chunk.n_threads)
+    return sums, weights, int(stats[0]), float(stats[1])
 
 
 def _lloyd(rows, centers_init, *, max_iter, tol, verbose, kern, n_threads,
@@ -233,38 +290,33 @@ def _lloyd(rows, centers_init, *, max_iter, tol, verbose, kern, n_threads,
     called after each iteration's update (``i`` counted from 0); a true return value
     stops the run there.
     """
-    n_samples, n_features = rows.shape
+    n_features = rows.n_features
     n_clusters = centers_init.shape[0]
     centers = np.ascontiguousarray(centers_init, dtype=rows.dtype).copy()
-    labels = np.full(n_samples, -1, dtype=np.int32)
-    first = 0
-    if resume is not None:
-        first = resume[0]
+    if resume is None:
+        labels = rows.new_state(-1, np.int32)
+    else:
         centers = np.ascontiguousarray(resume[1], dtype=rows.dtype).copy()
-        labels[:] = resume[2]
-    bounds = None if algorithm == "lloyd" else _Bounds(n_samples, centers, algorithm)
+        labels = np.array(resume[2], dtype=np.int32)
+    first = 0 if resume is None else resume[0]
+    bounds = None if algorithm == "lloyd" else _Bounds(rows, centers, algorithm)
     sums = np.empty((n_clusters, n_features), dtype=np.float64)
     weight_sums = np.empty(n_clusters, dtype=np.float64)
-    chunk_sums, chunk_weights = np.empty_like(sums), np.empty_like(weight_sums)
-    stats = np.zeros(3)
     strict_convergence = False
     i = first - 1
     for i in range(first, max_iter):
         sums[:] = 0.0
         weight_sums[:] = 0.0
         n_changed = 0
-        for a, b, block in rows.chunks():
-            if bounds is None:
-                n_changed += int(kern.lloyd_step(block, rows.weight(a, b), centers, labels[a:b],
-                                                 chunk_sums, chunk_weights, n_threads))
-            else:
-                kern.bounded_step(block, rows.weight(a, b), centers, bounds.drift,
-                                  bounds.half_sep, bounds.group_of, bounds.group_start,
-                                  bounds.group_members, labels[a:b], bounds.upper[a:b],
-                                  bounds.lower[a:b], bounds.full, chunk_sums, chunk_weights,
-                                  stats, n_threads)
-                n_changed += int(stats[0])
-                bounds.reach = max(bounds.reach, float(stats[1]))
+        if bounds is None:
+            steps = rows.map(_lloyd_chunk, kern, centers, state=(labels,), n_threads=n_threads)
+        else:
+            steps = rows.map(_bounded_chunk, kern, centers, bounds.geometry(), bounds.full,
+                             state=(labels, bounds.upper, bounds.lower), n_threads=n_threads)
+        for chunk_sums, chunk_weights, chunk_changed, reach in steps:
+            n_changed += chunk_changed
+            if bounds is not None:
+                bounds.reach = max(bounds.reach, reach)
             sums += chunk_sums
             weight_sums += chunk_weights
         _relocate_empty_clusters(rows, centers, sums, weight_sums, labels)
@@ -310,48 +362,21 @@ def _auto_algorithm(n_features, n_clusters, in_memory):
     return "lloyd"
 
 
-def _is_same_clustering(labels1, labels2, n_clusters):
+def _label_pairs(chunk, n_clusters):
+    """The distinct (label1, label2) pairs of a chunk, and each labeling's distinct labels."""
+    a, b = chunk.state
+    return np.unique(a.astype(np.int64) * n_clusters + b), np.unique(a), np.unique(b)
+
+
+def _is_same_clustering(rows, labels1, labels2, n_clusters):
     """True if the two labelings are equal up to a permutation of the cluster ids."""
-    pairs = np.unique(labels1.astype(np.int64) * n_clusters + labels2)
-    return pairs.size == np.unique(labels1).size == np.unique(labels2).size
+    pairs, one, two = (np.unique(np.concatenate(parts)) for parts in zip(
+        *rows.map(_label_pairs, n_clusters, state=(labels1, labels2))))
+    return pairs.size == one.size == two.size
 
 
-def cumulative_search(pieces, targets, side="left", normalize=False):
-    """``np.searchsorted(cumsum, targets, side)`` for ``cumsum`` the cumulative sum of the
-    concatenated ``pieces()`` (non-negative float64 arrays, in order), bit for bit,
-    without an N-long array: each piece's running sum starts from the previous piece's
-    last one, which is exactly how ``np.cumsum`` adds.  With ``normalize`` the search is
-    over ``cumsum / cumsum[-1]`` (``pieces`` is then called twice)."""
-    targets = np.asarray(targets, dtype=np.float64)
-
-    def running(v, carry):  # carry + v[0], (carry + v[0]) + v[1], ...: np.cumsum's adds
-        # 0 + v[0] is v[0] itself: no need to prepend a zero carry (and copy v), which
-        # took 1.4 of a k-means++ draw's 1.8 ms on 200,000 rows
-        return np.cumsum(v) if carry == 0.0 else np.cumsum(np.concatenate([[carry], v]))[1:]
-
-    total = None
-    if normalize:
-        carry = 0.0
-        for v in pieces():
-            if v.size:
-                carry = running(v, carry)[-1]
-        total = carry
-    out = np.full(targets.shape, -1, dtype=np.intp)
-    carry, offset = 0.0, 0
-    for v in pieces():
-        if not v.size:
-            continue
-        c = running(v, carry)
-        carry = c[-1]
-        if normalize:
-            c /= total
-        pending = np.flatnonzero(out < 0)
-        hit = pending[(c[-1] >= targets[pending]) if side == "left" else
-                      (c[-1] > targets[pending])]
-        out[hit] = offset + np.searchsorted(c, targets[hit], side=side)
-        offset += v.size
-    out[out < 0] = offset
-    return out
+def _cluster_sizes(chunk, n_clusters):
+    return np.bincount(chunk.state[0], minlength=n_clusters)
 
 
 def _weighted_draw(rows, random_state):
@@ -362,6 +387,27 @@ def _weighted_draw(rows, random_state):
     pieces = lambda: (rows.weight(a, b) / total for a, b in rows.spans())  # noqa: E731
     u = random_state.random_sample()
     return int(cumulative_search(pieces, [u], side="right", normalize=True)[0])
+
+
+def _update_closest_chunk(chunk, kern, center):
+    kern.kmeanspp_update_closest(chunk.X, center, chunk.state[0], chunk.n_threads)
+
+
+def _potential_of_chunk(chunk):
+    return float(chunk.state[0] @ chunk.w)
+
+
+def _weighted_closest(chunk, unit_weights):
+    """w_i D(x_i)^2 of a chunk: the piece of k-means++'s cumulative sum (unit weights:
+    the distances as they are, not multiplied by ones)."""
+    return chunk.state[0] if unit_weights else chunk.state[0] * chunk.w
+
+
+def _trial_potentials_chunk(chunk, kern, candidates):
+    out = np.empty(candidates.shape[0], dtype=np.float64)
+    kern.kmeanspp_trial_potentials(chunk.X, chunk.w, candidates, chunk.state[0], out,
+                                   chunk.n_threads)
+    return out
 
 
 def _kmeans_plusplus(rows, n_clusters, random_state, n_local_trials, kern, n_threads):
@@ -382,33 +428,26 @@ def _kmeans_plusplus(rows, n_clusters, random_state, n_local_trials, kern, n_thr
     first = _weighted_draw(rows, random_state)
     centers[0] = rows.take([first])[0]
     indices[0] = first
-    closest = np.full(n_samples, np.inf, dtype=np.float64)
+    closest = rows.new_state(np.inf, np.float64)
 
     def update_closest(center):
-        for a, b, block in rows.chunks():
-            kern.kmeanspp_update_closest(block, center, closest[a:b], n_threads)
-
-    def potential():  # sum_i w_i closest_i, chunk by chunk (no N-long weight vector)
-        return sum(float(closest[a:b] @ rows.weight(a, b)) for a, b in rows.spans())
-
-    def weighted_closest():  # w_i closest_i, chunk by chunk (unit weights: closest as is)
-        if rows.weights is None:
-            return (closest[a:b] for a, b in rows.spans())
-        return (closest[a:b] * rows.weight(a, b) for a, b in rows.spans())
+        for _ in rows.map(_update_closest_chunk, kern, center, state=(closest,),
+                          n_threads=n_threads):
+            pass
 
     update_closest(centers[0])
-    current_pot = potential()
+    # sum_i w_i closest_i, chunk by chunk (no N-long weight vector)
+    current_pot = sum(rows.map(_potential_of_chunk, state=(closest,)))
     potentials = np.empty(n_local_trials, dtype=np.float64)
-    chunk_potentials = np.empty_like(potentials)
     for c in range(1, n_clusters):
         rand_vals = random_state.uniform(size=n_local_trials) * current_pot
-        candidate_ids = cumulative_search(weighted_closest, rand_vals)
+        candidate_ids = rows.cumulative_search(_weighted_closest, rand_vals,
+                                               rows.weights is None, state=(closest,))
         np.clip(candidate_ids, None, n_samples - 1, out=candidate_ids)
         candidates = rows.take(candidate_ids)
         potentials[:] = 0.0
-        for a, b, block in rows.chunks():
-            kern.kmeanspp_trial_potentials(block, rows.weight(a, b), candidates, closest[a:b],
-                                           chunk_potentials, n_threads)
+        for chunk_potentials in rows.map(_trial_potentials_chunk, kern, candidates,
+                                         state=(closest,), n_threads=n_threads):
             potentials += chunk_potentials
         best = int(np.argmin(potentials))
         current_pot = float(potentials[best])
@@ -745,7 +784,8 @@ class KMeans(FastEMEstimator):
                         algorithm=algorithm, resume=resume, after_iteration=after_iteration)
                     resume = None
                     if best is None or (inertia < best[1] and
-                                        not _is_same_clustering(labels, best[0], self.n_clusters)):
+                                        not _is_same_clustering(rows, labels, best[0],
+                                                                self.n_clusters)):
                         best = (labels, inertia, centers, n_iter)
                     if stopped:
                         break
@@ -755,14 +795,15 @@ class KMeans(FastEMEstimator):
             rows.shift = None
         labels, inertia, centers, n_iter = best
         centers += X_mean
-        distinct = int(np.count_nonzero(np.bincount(labels, minlength=self.n_clusters)))
+        sizes = sum(rows.map(_cluster_sizes, self.n_clusters, state=(labels,)))
+        distinct = int(np.count_nonzero(sizes))
         if distinct < self.n_clusters:
             warnings.warn(
                 f"Number of distinct clusters ({distinct}) found smaller than n_clusters "
                 f"({self.n_clusters}). Possibly due to duplicate points in X.",
                 ConvergenceWarning, stacklevel=2)
         self.cluster_centers_ = centers
-        self.labels_ = labels
+        self.labels_ = rows.gather(labels)
         self.inertia_ = float(inertia)
         self.n_iter_ = int(n_iter)
         self.backend_ = backend
