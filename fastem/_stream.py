@@ -191,6 +191,9 @@ class Rows:
     same result.  ``weights`` is None (all ones) or a float64 (n_rows,) array.
     """
 
+    #: The chunks are read on Dask workers (``fastem.dask.DaskRows``), not here.
+    distributed = False
+
     def __init__(self, *, array=None, in_memory=True, pieces=None, n_rows, n_features, dtype,
                  span, weights=None, row_bytes=None):
         self.array, self.in_memory, self._pieces = array, in_memory, pieces

@@ -8,6 +8,7 @@ feature-name consistency between ``fit`` and later calls, and backend/thread
 resolution.
 """
 
+import functools
 import inspect
 import sys
 
@@ -21,6 +22,31 @@ from ._validation import (
     check_array,
     validate_params,
 )
+
+
+def lazy_on_dask(dtype, columns=None):
+    """Make a per-row method (predict, transform, ...) lazy on a Dask array: it then
+    returns a Dask array of the method applied to every block on the workers.
+    ``dtype``: the output's dtype, or "X" for X's float dtype; ``columns``: None for one
+    value a row, else a function of the estimator giving the output's width."""
+    def decorate(method):
+        @functools.wraps(method)
+        def run(self, X, *args, **kwargs):
+            from .dask import is_dask_array
+
+            if not is_dask_array(X):
+                return method(self, X, *args, **kwargs)
+            from .dask import map_blocks
+
+            self._check_is_fitted()
+            if X.ndim != 2:
+                raise ValueError(f"Expected a 2-D Dask array, got {X.ndim} dimensions.")
+            self._check_n_features(X.shape[1], reset=False)
+            out = (np.float32 if X.dtype == np.float32 else np.float64) if dtype == "X" else dtype
+            return map_blocks(getattr(self, method.__name__), X, out,
+                              None if columns is None else columns(self))
+        return run
+    return decorate
 
 
 def _not_fitted_error_class():
@@ -50,6 +76,7 @@ class FastEMEstimator:
     _estimator_type = None
     _accepts_sparse = False  # scipy.sparse X (tags for scikit-learn's tooling)
     _allows_nan = False  # NaN entries in X (missing values)
+    _fits_dask = False  # fit takes a Dask array (its passes run on the workers)
 
     # ------------------------------------------------------------------ params protocol
     @classmethod
@@ -200,6 +227,12 @@ class FastEMEstimator:
         owner = type(self).__name__
         if is_dask_array(X):
             from .dask import dask_rows
+
+            if not self._fits_dask:
+                raise TypeError(
+                    f"{owner} does not fit Dask arrays yet (KMeans and GaussianMixture do): "
+                    "compute the array first (X.compute()), or give its blocks to "
+                    "partial_fit one by one.")
 
             rows = dask_rows(X, lambda a, name, cp: self._check_input(a, owner=owner, copy=cp,
                                                                       name=name),
@@ -369,10 +402,15 @@ class BaseMixture(FastEMEstimator):
             completes.  See ``fastem/_checkpoint.py``.
         """
         from ._threads import limit_blas_threads
+        from .dask import is_dask_array
 
         with limit_blas_threads():
-            return self._fit_predict(X, sample_weight, callback,
-                                     (checkpoint, checkpoint_every, checkpoint_seconds))
+            labels = self._fit_predict(X, sample_weight, callback,
+                                       (checkpoint, checkpoint_every, checkpoint_seconds),
+                                       labels=not is_dask_array(X))
+        # on a Dask array, the final E-step is predict's, lazily on the workers (the labels
+        # of every row come from the same kernel, whatever the chunks)
+        return self.predict(X) if labels is None else labels
 
     def _fit_predict(self, X, sample_weight, callback=None, checkpointing=(None, 10, None),
                      labels=True):
@@ -586,6 +624,7 @@ class BaseMixture(FastEMEstimator):
         self._runtime = self._resolve_runtime()
         return X
 
+    @lazy_on_dask(np.float64)
     def score_samples(self, X):
         """Log-likelihood ``log p(x)`` of each sample under the model."""
         return self._estimate_log_norm(self._prepare(X))[0]
@@ -595,13 +634,17 @@ class BaseMixture(FastEMEstimator):
         from ._validation import check_sample_weight
 
         log_norm = self.score_samples(X)
+        if not isinstance(log_norm, np.ndarray):  # a Dask array: the mean, computed there
+            log_norm = log_norm.compute()
         w = check_sample_weight(sample_weight, log_norm.shape[0], owner=type(self).__name__)
         return float(np.dot(w, log_norm) / w.sum())
 
+    @lazy_on_dask(np.int32)
     def predict(self, X):
         """Most probable component of each sample (int32)."""
         return self._estimate_log_norm(self._prepare(X))[1]
 
+    @lazy_on_dask(np.float64, lambda est: est.n_components)
     def predict_proba(self, X):
         """Posterior probability of each component for each sample, (n_samples, n_components)."""
         from .kernels.reference.gaussian_mixture import logsumexp_rows

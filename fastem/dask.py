@@ -142,7 +142,17 @@ def _warm_workers(client, backend):
 
 
 # ------------------------------------------------------------------ on the client
+#: dask's names of its local schedulers: set in dask's config, they win over a client
+_LOCAL = {"sync", "synchronous", "single-threaded", "threads", "threading", "processes",
+          "multiprocessing"}
+
+
 def _client():
+    """The distributed client the fit runs on, or None for dask's local schedulers."""
+    import dask
+
+    if dask.config.get("scheduler", None) in _LOCAL:
+        return None
     try:
         from distributed import get_client
 
@@ -151,8 +161,89 @@ def _client():
         return None
 
 
+def _pick(pair, j):
+    return pair[0][j] if j is not None else pair[1]
+
+
+class _Local:
+    """Runs the tasks with dask's local scheduler (threads, processes or synchronous): the
+    per-row state then lives in this process, as plain arrays."""
+
+    def __init__(self, blocks):
+        self.blocks = blocks
+
+    def run(self, calls):
+        import dask
+
+        return list(dask.compute(*[dask.delayed(f, pure=False)(*a) for f, *a in calls]))
+
+    def run_stateful(self, calls, n_state):
+        pairs = self.run(calls)
+        return [p[1] for p in pairs], [[p[0][j] for p in pairs] for j in range(n_state)]
+
+    def chain(self, fn, first, calls):
+        import dask
+
+        node = first
+        for args in calls:
+            node = dask.delayed(fn, pure=False)(node, *args)
+        return dask.compute(node)[0]
+
+    def full(self, shape, fill, dtype):
+        return np.full(shape, fill, dtype=dtype)
+
+    def to_array(self, parts, shapes, dtype):
+        import dask.array as da
+
+        return da.concatenate([da.from_array(p, chunks=p.shape) for p in parts])
+
+    def from_array(self, array):
+        import dask
+
+        return list(dask.compute(*array.to_delayed().ravel()))
+
+
+class _Distributed:
+    """Runs the tasks on a ``distributed`` cluster as futures: the data's blocks and the
+    per-row state stay on the workers, held for as long as the fit holds the futures."""
+
+    def __init__(self, client, blocks):
+        self.client = client
+        self.blocks = client.compute(list(blocks))  # X's blocks kept on the workers
+
+    def run(self, calls):
+        return self.client.gather([self.client.submit(f, *a, pure=False) for f, *a in calls])
+
+    def run_stateful(self, calls, n_state):
+        submit = self.client.submit
+        pairs = [submit(f, *a, pure=False) for f, *a in calls]
+        state = [[submit(_pick, p, j, pure=False) for p in pairs] for j in range(n_state)]
+        results = self.client.gather([submit(_pick, p, None, pure=False) for p in pairs])
+        return results, state
+
+    def chain(self, fn, first, calls):
+        node = first
+        for args in calls:
+            node = self.client.submit(fn, node, *args, pure=False)
+        return node.result()
+
+    def full(self, shape, fill, dtype):
+        return self.client.submit(np.full, shape, fill, dtype, pure=False)
+
+    def to_array(self, parts, shapes, dtype):
+        import dask
+        import dask.array as da
+
+        return da.concatenate([da.from_delayed(dask.delayed(p), shape=s, dtype=dtype)
+                               for p, s in zip(parts, shapes)])
+
+    def from_array(self, array):
+        return self.client.compute(list(array.to_delayed().ravel()))
+
+
 class BlockState:
-    """Per-row state of a Dask fit: one (persisted) block per chunk, on the workers."""
+    """Per-row state of a Dask fit: one block per chunk (futures on the workers, or arrays
+    here under a local scheduler)."""
 
     def __init__(self, blocks, dtype, width):
         self.blocks, self.dtype, self.width = list(blocks), np.dtype(dtype), width
@@ -161,26 +252,29 @@ class BlockState:
 class DaskRows(Rows):
     """``Rows`` whose chunks are the blocks of a Dask array (see the module docstring)."""
 
-    def __init__(self, X, *, n_rows, n_features, dtype, span, weights, backend):
-        import dask
+    distributed = True
 
+    def __init__(self, X, *, n_rows, n_features, dtype, span, weights, backend):
         super().__init__(array=None, in_memory=False, n_rows=n_rows, n_features=n_features,
                          dtype=dtype, span=span, weights=weights)
         if X.chunks[0] != tuple(b - a for a, b in self.spans()) or len(X.chunks[1]) != 1:
             X = X.rechunk((self.chunk_rows, n_features))
         self.dask_array = X
-        self._blocks = list(X.to_delayed().ravel())
-        delayed = dask.delayed
-        self._w_blocks = ([None] * len(self._blocks) if weights is None else
-                          list(dask.persist(*[delayed(np.ascontiguousarray)(weights[a:b])
-                                              for a, b in self.spans()])))
+        blocks = X.to_delayed().ravel()
         client = _client()
         self._host_threads = {}
-        if client is not None:
+        if client is None:
+            self._run = _Local(list(blocks))
+        else:
             _warm_workers(client, backend)
             for addr, info in client.scheduler_info()["workers"].items():
                 host = addr.rsplit(":", 1)[0]
                 self._host_threads[host] = self._host_threads.get(host, 0) + info["nthreads"]
+            self._run = _Distributed(client, blocks)
+        self._w_blocks = ([None] * len(blocks) if weights is None else
+                          [np.ascontiguousarray(weights[a:b]) for a, b in self.spans()])
+        if weights is not None and client is not None:
+            self._w_blocks = client.scatter(self._w_blocks)
 
     def chunks(self):
         raise TypeError("this step of the fit reads every row in the client process, which a "
@@ -189,73 +283,59 @@ class DaskRows(Rows):
 
     def _task_args(self, i, state):
         a, b = self.chunk_bounds(i)
-        return (a, b, self._blocks[i], self._w_blocks[i], tuple(s.blocks[i] for s in state),
-                self.shift, self.dtype, self._host_threads)
+        return (a, b, self._run.blocks[i], self._w_blocks[i],
+                tuple(s.blocks[i] for s in state), self.shift, self.dtype, self._host_threads)
 
     def chunk_bounds(self, i):
         a = i * self.chunk_rows
         return a, min(a + self.chunk_rows, self.n_rows)
 
     def map(self, fn, *args, state=(), n_threads=1):
-        import dask
-
-        task = dask.delayed(_run_chunk, pure=False)
-        tasks = [task(fn, args, *self._task_args(i, state)) for i in range(len(self._blocks))]
+        calls = [(_run_chunk, fn, args, *self._task_args(i, state))
+                 for i in range(len(self._run.blocks))]
         if not state:
-            return list(dask.compute(*tasks))
-        persisted = dask.persist(*tasks)
-        results = dask.compute(*[p[1] for p in persisted])
-        for j, s in enumerate(state):
-            s.blocks = [p[0][j] for p in persisted]
-        return list(results)
+            return self._run.run(calls)
+        results, blocks = self._run.run_stateful(calls, len(state))
+        for s, b in zip(state, blocks):
+            s.blocks = b
+        return results
 
     def cumulative_search(self, fn, targets, *args, state=(), side="left"):
-        import dask
-
         targets = np.asarray(targets, dtype=np.float64)
-        link = dask.delayed(_search_chunk, pure=False)
-        node = (0.0, np.full(targets.shape, -1, dtype=np.intp))
-        for i in range(len(self._blocks)):
-            node = link(node, fn, args, targets, side, *self._task_args(i, state))
-        _, out = dask.compute(node)[0]
+        first = (0.0, np.full(targets.shape, -1, dtype=np.intp))
+        calls = [(fn, args, targets, side, *self._task_args(i, state))
+                 for i in range(len(self._run.blocks))]
+        _, out = self._run.chain(_search_chunk, first, calls)
         out[out < 0] = self.n_rows
         return out
 
     def new_state(self, fill, dtype, width=None):
-        import dask
-
         shape = () if width is None else (width,)
-        full = dask.delayed(np.full, pure=True)
-        return BlockState([full((b - a, *shape), fill, dtype) for a, b in self.spans()],
+        return BlockState([self._run.full((b - a, *shape), fill, dtype) for a, b in self.spans()],
                           dtype, width)
 
     def gather(self, state):
-        """The state as a lazy Dask array (it stays on the workers)."""
-        import dask.array as da
-
+        """The state as a lazy Dask array (on the workers, when they hold it)."""
         shape = () if state.width is None else (state.width,)
-        return da.concatenate([da.from_delayed(blk, shape=(b - a, *shape), dtype=state.dtype)
-                               for blk, (a, b) in zip(state.blocks, self.spans())])
+        return self._run.to_array(state.blocks, [(b - a, *shape) for a, b in self.spans()],
+                                  state.dtype)
 
     def state_from(self, array):
         spans = tuple(b - a for a, b in self.spans())
         if array.chunks[0] != spans:
             array = array.rechunk({0: spans})
         width = None if array.ndim == 1 else array.shape[1]
-        return BlockState(array.to_delayed().ravel(), array.dtype, width)
+        return BlockState(self._run.from_array(array), array.dtype, width)
 
     def take(self, indices):
-        import dask
-
         indices = np.asarray(indices, dtype=np.intp)
         out = np.empty((indices.size, self.n_features), dtype=self.dtype)
         block_of = indices // self.chunk_rows
         wanted = np.unique(block_of)
-        pick = dask.delayed(_take_rows, pure=True)
-        parts = dask.compute(*[pick(self._blocks[i], indices[block_of == i] - i * self.chunk_rows)
-                               for i in wanted])
+        parts = self._run.run([(_take_rows, self._run.blocks[i],
+                                indices[block_of == i] - i * self.chunk_rows) for i in wanted])
         for i, rows in zip(wanted, parts):
-            out[block_of == i] = rows
+            out[block_of == i] = np.asarray(rows, dtype=self.dtype)
         return out if self.shift is None else out - self.shift
 
     def weight_vector(self):
@@ -304,3 +384,23 @@ def map_blocks(method, X, dtype, n_columns=None):
     if n_columns is None:
         return X.map_blocks(method, drop_axis=1, dtype=dtype)
     return X.map_blocks(method, chunks=(X.chunks[0], (n_columns,)), dtype=dtype)
+
+
+def sum_over_blocks(method, X, sample_weight=None):
+    """``method(block[, sample_weight=w])`` (a float per block) summed over the blocks of
+    X in block order, each computed on the workers."""
+    import dask
+
+    if len(X.chunks[1]) != 1:
+        X = X.rechunk({1: -1})
+    blocks = X.to_delayed().ravel()
+    if sample_weight is None:
+        parts = [dask.delayed(method)(b) for b in blocks]
+    else:
+        w = np.asarray(sample_weight, dtype=np.float64)
+        if w.shape != (X.shape[0],):
+            raise ValueError(f"sample_weight has shape {w.shape}, expected ({X.shape[0]},).")
+        bounds = np.cumsum((0,) + X.chunks[0])
+        parts = [dask.delayed(method)(b, sample_weight=w[lo:hi])
+                 for b, lo, hi in zip(blocks, bounds[:-1], bounds[1:])]
+    return float(sum(dask.compute(*parts)))

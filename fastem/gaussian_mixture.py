@@ -266,6 +266,7 @@ class GaussianMixture(BaseMixture):
     """
 
     _kernel_family = "gaussian_mixture"
+    _fits_dask = True
     _fitted_attributes = (*BaseMixture._fitted_attributes, "means_", "covariances_",
                           "precisions_", "precisions_cholesky_")
 
@@ -585,6 +586,10 @@ class GaussianMixture(BaseMixture):
         every ``init_params`` but "random", with scikit-learn's draws; None for "random"."""
         n_samples, k = rows.n_rows, self.n_components
         if self.init_params == "random":
+            if rows.distributed:
+                raise ValueError("init_params='random' draws every row's responsibilities in "
+                                 "the client, which a fit on a Dask array does not do; use "
+                                 "'kmeans', 'k-means++' or 'random_from_data'.")
             return None
         if self.init_params == "kmeans":
             from .kmeans import KMeans

@@ -30,7 +30,7 @@ from ._validation import (
     validate_params,
 )
 from ._stream import cumulative_search
-from .base import FastEMEstimator
+from .base import FastEMEstimator, lazy_on_dask
 from .exceptions import ConvergenceWarning
 
 _RELOCATION_CHUNK = 65536
@@ -86,26 +86,29 @@ def _sq_dist_to_assigned(X, centers, labels):
 
 def _farthest_in_chunk(chunk, centers, m):
     """The chunk's ``m`` rows farthest from their assigned centers (``chunk.state[0]``):
-    (squared distances, global indices, rows), zero-weight rows at distance -1."""
+    (squared distances, global indices, rows, labels), zero-weight rows at distance -1."""
     dist = _sq_dist_to_assigned(chunk.X, centers, chunk.state[0])
     dist[chunk.w == 0] = -1.0
     top = np.argsort(-dist, kind="stable")[:m]
-    return dist[top], top + chunk.start, chunk.X[top]
+    return dist[top], top + chunk.start, chunk.X[top], chunk.state[0][top]
 
 
 def _farthest(rows, centers, labels, m):
     """The ``m`` samples farthest from their assigned centers, farthest first, ties to the
-    lowest index, zero-weight samples last: (indices, their rows), in one pass."""
+    lowest index, zero-weight samples last: (indices, their rows, their labels), in one
+    pass."""
     keep_d = np.empty(0)
     keep_i = np.empty(0, dtype=np.intp)
     keep_x = np.empty((0, rows.n_features), dtype=rows.dtype)
-    for dist, idx, x in rows.map(_farthest_in_chunk, centers, m, state=(labels,)):
+    keep_l = np.empty(0, dtype=np.int32)
+    for dist, idx, x, lab in rows.map(_farthest_in_chunk, centers, m, state=(labels,)):
         d = np.concatenate([keep_d, dist])
         i = np.concatenate([keep_i, idx])
         x = np.concatenate([keep_x, x])
+        lab = np.concatenate([keep_l, lab])
         order = np.lexsort((i, -d))[:m]  # by distance descending, then index
-        keep_d, keep_i, keep_x = d[order], i[order], x[order]
-    return keep_i, keep_x
+        keep_d, keep_i, keep_x, keep_l = d[order], i[order], x[order], lab[order]
+    return keep_i, keep_x, keep_l
 
 
 def _relocate_empty_clusters(rows, centers_old, sums, weight_sums, labels):
@@ -120,9 +123,9 @@ def _relocate_empty_clusters(rows, centers_old, sums, weight_sums, labels):
     empty = np.flatnonzero(weight_sums == 0)
     if empty.size == 0:
         return 0
-    far, far_rows = _farthest(rows, centers_old.astype(np.float64), labels, empty.size)
-    for new_k, idx, x in zip(empty, far, far_rows):
-        old_k = labels[idx]
+    far, far_rows, far_labels = _farthest(rows, centers_old.astype(np.float64), labels,
+                                          empty.size)
+    for new_k, idx, x, old_k in zip(empty, far, far_rows, far_labels):
         w = 1.0 if rows.weights is None else rows.weights[idx]
         contribution = w * x.astype(np.float64)
         sums[old_k] -= contribution
@@ -572,6 +575,7 @@ class KMeans(FastEMEstimator):
     """
 
     _estimator_type = "clusterer"
+    _fits_dask = True
     _fitted_attributes = ("cluster_centers_", "labels_", "inertia_", "n_iter_", "backend_",
                           "_n_features_out")
 
@@ -659,8 +663,9 @@ class KMeans(FastEMEstimator):
             centers = rows.take(seeds)
         elif callable(init):
             if rows.array is None:
-                raise TypeError("a callable init needs the data as an array; with Chunks, pass "
-                                "the initial centers or use 'k-means++' or 'random'.")
+                raise TypeError("a callable init needs the data as an array; with Chunks or a "
+                                "Dask array, pass the initial centers or use 'k-means++' or "
+                                "'random'.")
             X = rows.array if rows.shift is None else rows.array - rows.shift
             centers = self._check_centers(init(X, self.n_clusters, random_state=random_state),
                                           rows, "the centers returned by the init callable")
@@ -703,6 +708,9 @@ class KMeans(FastEMEstimator):
         """
         self._validate_params()
         rows = self._validate_rows(X, sample_weight, reset=True, copy=self.copy_x)
+        if checkpoint is not None and rows.distributed:
+            raise ValueError("checkpoint is not supported for a KMeans fit on a Dask array "
+                             "(its labels stay on the workers); fit without it.")
         return self._fit_rows(rows, callback, (checkpoint, checkpoint_every, checkpoint_seconds))
 
     def _fit_rows(self, rows, callback=None, checkpointing=(None, 10, None)):
@@ -838,6 +846,7 @@ class KMeans(FastEMEstimator):
                        if sample_weight is not None else None)
         return labels, inertia
 
+    @lazy_on_dask(np.int32)
     def predict(self, X):
         """Index of the closest cluster center for each sample (int32)."""
         X, centers = self._prepared(X)
@@ -848,11 +857,17 @@ class KMeans(FastEMEstimator):
         return self.fit(X, sample_weight=sample_weight).labels_
 
     def score(self, X, y=None, sample_weight=None):
-        """Opposite of the weighted inertia of X under the fitted centers."""
+        """Opposite of the weighted inertia of X under the fitted centers (a Dask array:
+        summed over its blocks, which the workers score)."""
+        from .dask import is_dask_array, sum_over_blocks
+
+        if is_dask_array(X):
+            return sum_over_blocks(self.score, X, sample_weight)
         X, centers = self._prepared(X)
         sample_weight = check_sample_weight(sample_weight, X.shape[0], owner="KMeans.score")
         return -self._labels_inertia(X, centers, sample_weight)[1]
 
+    @lazy_on_dask("X", lambda est: est.n_clusters)
     def transform(self, X):
         """Euclidean distance of every sample to every center, shape (n_samples, n_clusters)."""
         X, centers = self._prepared(X)

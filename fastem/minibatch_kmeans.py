@@ -378,7 +378,13 @@ class MiniBatchKMeans(FastEMEstimator):
         """``_validate_data``, with a clear error for ``fastem.Chunks``: batches are drawn
         from anywhere in X, which needs random access to its rows."""
         from ._stream import Chunks
+        from .dask import is_dask_array
 
+        if is_dask_array(X):
+            raise TypeError(
+                f"{type(self).__name__}.fit does not take a Dask array yet: give its blocks "
+                "to partial_fit one by one (for block in X.blocks: est.partial_fit(block)), or "
+                "use fastem.KMeans, which fits Dask arrays on the workers.")
         if isinstance(X, Chunks):
             raise TypeError(
                 f"{type(self).__name__} needs random access to the rows of X, which "

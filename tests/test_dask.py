@@ -1,0 +1,187 @@
+"""Fits on Dask arrays equal the in-memory fits bit for bit.
+
+Every fit here runs twice: on a ``distributed.LocalCluster`` of 2 worker processes
+(one thread each), and under dask's local synchronous scheduler (one worker, in this
+process).  Both must give exactly the fitted attributes of the in-memory fit of the
+same rows under the same ``chunk_bytes``.  Blocks are deliberately not aligned to
+fastem's chunks (the fit re-chunks them).
+"""
+
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+dask = pytest.importorskip("dask")
+da = pytest.importorskip("dask.array")
+distributed = pytest.importorskip("distributed")
+
+import fastem  # noqa: E402
+from fingerprint_grid import fingerprint  # noqa: E402
+
+#: 1536 bytes: 64 float64 rows of 3 features per chunk, so 600 rows make 10 chunks
+CHUNK_BYTES = 1536
+
+
+@pytest.fixture(scope="module")
+def cluster_client():
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        with distributed.Client(cluster) as client:
+            yield client
+
+
+@pytest.fixture(params=["cluster", "sync"])
+def scheduler(request, cluster_client):
+    """Runs the test body on the 2-worker cluster, or with the synchronous scheduler (a
+    local scheduler set in dask's config wins over a running client)."""
+    if request.param == "cluster":
+        with cluster_client.as_current():
+            yield request.param
+    else:
+        with dask.config.set(scheduler="sync"):
+            yield request.param
+
+
+def _data(dtype, n=600, d=3, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = rng.uniform(-8, 8, size=(4, d))
+    X = centers[rng.integers(0, 4, n)] + rng.standard_normal((n, d))
+    return X.astype(dtype)
+
+
+def _fit_both(make, X, sample_weight=None, chunks=97):
+    """(in-memory fit, Dask fit) of the same rows under the same small chunks."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with fastem.config_context(chunk_bytes=CHUNK_BYTES):
+            ref = make().fit(X, sample_weight=sample_weight)
+            got = make().fit(da.from_array(X, chunks=(chunks, X.shape[1])),
+                             sample_weight=sample_weight)
+    return ref, got
+
+
+def _same(ref, got):
+    labels = getattr(got, "labels_", None)
+    if labels is not None and not isinstance(labels, np.ndarray):
+        assert isinstance(labels, da.Array)  # lazy, on the workers
+        got.labels_ = labels.compute()
+    assert fingerprint(got) == fingerprint(ref)
+    for name in ref._persisted_attributes():
+        if hasattr(ref, name) and name != "backend_":
+            a, b = getattr(ref, name), getattr(got, name)
+            if isinstance(a, np.ndarray):
+                np.testing.assert_array_equal(a, b, err_msg=name)
+                assert a.dtype == b.dtype, name
+
+
+@pytest.mark.parametrize("algorithm", ["lloyd", "hamerly", "elkan"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_kmeans_on_dask_equals_the_in_memory_fit(scheduler, algorithm, dtype):
+    X = _data(dtype)
+    w = np.random.default_rng(1).uniform(0.2, 3.0, X.shape[0])
+    ref, got = _fit_both(lambda: fastem.KMeans(5, random_state=0, algorithm=algorithm,
+                                               backend="numba"), X, sample_weight=w)
+    _same(ref, got)
+    assert got.n_iter_ > 1
+
+
+@pytest.mark.parametrize("init", ["random", "array"])
+def test_kmeans_random_and_array_inits_on_dask(scheduler, init):
+    X = _data(np.float64)
+    start = X[[0, 50, 100, 150]] if init == "array" else "random"
+    ref, got = _fit_both(lambda: fastem.KMeans(4, init=start, n_init=3 if init == "random" else 1,
+                                               random_state=3, backend="cython"), X)
+    _same(ref, got)
+
+
+def test_kmeans_on_dask_relocates_an_empty_cluster_as_in_memory(scheduler):
+    X = _data(np.float64)
+    far = np.vstack([X[:3], [[1e3, 1e3, 1e3]]])  # the last center gets no row at first
+    ref, got = _fit_both(lambda: fastem.KMeans(4, init=far, backend="numba"), X)
+    _same(ref, got)
+    assert np.abs(got.cluster_centers_).max() < 100  # relocated onto the data
+
+
+def test_kmeans_plusplus_on_dask_draws_the_same_rows(scheduler):
+    X = _data(np.float32)
+    with fastem.config_context(chunk_bytes=CHUNK_BYTES):
+        ref = fastem.KMeans(6, random_state=11, max_iter=1).fit(X)
+        got = fastem.KMeans(6, random_state=11, max_iter=1).fit(da.from_array(X, chunks=50))
+    np.testing.assert_array_equal(got.cluster_centers_, ref.cluster_centers_)
+
+
+@pytest.mark.parametrize("cov", ["full", "tied", "diag", "spherical"])
+def test_gaussian_mixture_on_dask_equals_the_in_memory_fit(scheduler, cov):
+    X = _data(np.float64)
+    w = np.random.default_rng(2).uniform(0.5, 2.0, X.shape[0])
+    ref, got = _fit_both(lambda: fastem.GaussianMixture(3, covariance_type=cov, random_state=0, tol=0.0,
+                                                        max_iter=15, backend="numba"),
+                         X, sample_weight=w)
+    _same(ref, got)
+    assert got.lower_bounds_ == ref.lower_bounds_ and len(got.lower_bounds_) > 2
+
+
+@pytest.mark.parametrize("init_params", ["k-means++", "random_from_data"])
+def test_gaussian_mixture_inits_on_dask(scheduler, init_params):
+    X = _data(np.float32)
+    ref, got = _fit_both(lambda: fastem.GaussianMixture(4, init_params=init_params, n_init=2,
+                                                        random_state=5, backend="cython"), X)
+    _same(ref, got)
+
+
+def test_gaussian_mixture_reseeds_on_dask_as_in_memory(scheduler):
+    rng = np.random.default_rng(9)
+    X = np.vstack([rng.normal(0, 1, (200, 2)), rng.normal(8, 1, (200, 2)), [[40.0, 40.0]]])
+    init = dict(means_init=np.array([[0.0, 0.0], [8.0, 8.0], [40.0, 40.0]]),
+                weights_init=np.array([0.45, 0.45, 0.1]))
+    ref, got = _fit_both(lambda: fastem.GaussianMixture(3, reg_covar=0.0, max_iter=30, random_state=0,
+                                                        backend="numba", **init), X)
+    assert ref.n_reseeded_ >= 1
+    _same(ref, got)
+
+
+def test_predictions_on_dask_are_lazy_and_equal(scheduler):
+    X = _data(np.float32)
+    dX = da.from_array(X, chunks=(128, 3))
+    km = fastem.KMeans(4, random_state=0).fit(X)
+    gm = fastem.GaussianMixture(4, random_state=0).fit(X)
+    for got, want in [(km.predict(dX), km.predict(X)), (km.transform(dX), km.transform(X)),
+                      (gm.predict(dX), gm.predict(X)), (gm.score_samples(dX), gm.score_samples(X)),
+                      (gm.predict_proba(dX), gm.predict_proba(X))]:
+        assert isinstance(got, da.Array)
+        np.testing.assert_array_equal(got.compute(), want)
+        assert got.dtype == want.dtype
+    assert gm.score(dX) == pytest.approx(gm.score(X), rel=1e-12)
+    assert km.score(dX) == pytest.approx(km.score(X), rel=1e-6)
+    labels = fastem.GaussianMixture(4, random_state=0).fit_predict(dX)
+    assert isinstance(labels, da.Array)
+    np.testing.assert_array_equal(labels.compute(), gm.predict(X))
+
+
+def test_an_error_in_a_worker_reaches_the_caller(scheduler):
+    X = _data(np.float64)
+    X[333, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        fastem.KMeans(3).fit(da.from_array(X, chunks=100))
+
+
+def test_models_without_dask_support_say_so(scheduler):
+    dX = da.from_array(_data(np.float64), chunks=100)
+    with pytest.raises(TypeError, match="partial_fit"):
+        fastem.MiniBatchKMeans(3).fit(dX)
+    with pytest.raises(ValueError, match="init_params='random'"):
+        fastem.GaussianMixture(2, init_params="random").fit(dX)
+    with pytest.raises(ValueError, match="checkpoint"):
+        fastem.KMeans(2).fit(dX, checkpoint="ckpt.npz")
+    with pytest.raises(ValueError, match="2 features"):
+        fastem.KMeans(2).fit(_data(np.float64)[:, :2]).predict(dX)
+
+
+def test_import_fastem_does_not_import_dask():
+    code = ("import sys, numpy as np, fastem; fastem.KMeans(2).fit(np.random.rand(20, 2)); "
+            "print('dask' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
