@@ -72,7 +72,16 @@ def _task_threads(host_threads):
     return max(1, available_cpus() // max(1, host_threads.get(host, 1)))
 
 
+#: Marks a state block held inside another task's result: (_HELD, (state, result), j).
+_HELD = "fastem-held-state"
+
+
+def _state_block(s):
+    return s[1][0][s[2]] if isinstance(s, tuple) and s and s[0] == _HELD else s
+
+
 def _chunk_of(start, stop, block, w, state, shift, dtype, host_threads):
+    state = tuple(_state_block(s) for s in state)
     X = np.require(np.asarray(block), dtype=dtype, requirements="C")
     if shift is not None:
         X = X - shift
@@ -165,6 +174,10 @@ def _pick(pair, j):
     return pair[0][j] if j is not None else pair[1]
 
 
+def _result_of(pair):
+    return pair[1]
+
+
 class _Local:
     """Runs the tasks with dask's local scheduler (threads, processes or synchronous): the
     per-row state then lives in this process, as plain arrays."""
@@ -215,11 +228,12 @@ class _Distributed:
         return self.client.gather([self.client.submit(f, *a, pure=False) for f, *a in calls])
 
     def run_stateful(self, calls, n_state):
+        # The new state stays inside each task's result on its worker; the next tasks
+        # read it there (one small task per block brings back only the result).
         submit = self.client.submit
         pairs = [submit(f, *a, pure=False) for f, *a in calls]
-        state = [[submit(_pick, p, j, pure=False) for p in pairs] for j in range(n_state)]
-        results = self.client.gather([submit(_pick, p, None, pure=False) for p in pairs])
-        return results, state
+        results = self.client.gather([submit(_result_of, p, pure=False) for p in pairs])
+        return results, [[(_HELD, p, j) for p in pairs] for j in range(n_state)]
 
     def chain(self, fn, first, calls):
         node = first
@@ -234,7 +248,11 @@ class _Distributed:
         import dask
         import dask.array as da
 
-        return da.concatenate([da.from_delayed(dask.delayed(p), shape=s, dtype=dtype)
+        def lazy(p):
+            return (dask.delayed(_pick)(p[1], p[2]) if isinstance(p, tuple) else
+                    dask.delayed(p))
+
+        return da.concatenate([da.from_delayed(lazy(p), shape=s, dtype=dtype)
                                for p, s in zip(parts, shapes)])
 
     def from_array(self, array):
