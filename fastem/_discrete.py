@@ -27,6 +27,7 @@ import numpy as np
 from ._config import BACKENDS
 from ._threads import limit_blas_threads
 from ._validation import Interval, Options, row_blocks
+from ._stream import Chunk
 from .base import BaseMixture
 
 _EPS = 10 * np.finfo(np.float64).eps
@@ -130,37 +131,95 @@ class EncodedParts:
         self.total_weight = rows.total_weight
         self._missing = None
         if whole is None:  # the encoding's width and layout, from the first row
-            _, _, block = next(iter(rows.chunks()))
-            whole = encode(block[:1])
+            first = rows.take([0]) if rows.distributed else next(iter(rows.chunks()))[2][:1]
+            whole = encode(first)
         elif whole.dense:
             self._missing = [bool(np.isnan(whole.X[a:b]).any()) for a, b in rows.spans()]
         self.n_features, self.dense = whole.n_features, whole.dense
 
-    def parts(self):
-        """(start, stop, Encoded of those rows, their weights), in order."""
+    def map(self, fn, *args, state=(), n_threads=1):
+        """``fn(enc, chunk, *args)`` for every part, in order: ``enc`` the part's
+        ``Encoded``, ``chunk`` its rows' ``Chunk`` (``X`` None when the whole array was
+        encoded once).  Streamed parts are encoded where they are read, which for a Dask
+        array is on the workers (``Rows.map``)."""
         if self.whole is None:
-            for a, b, block in self.rows.chunks():
-                yield a, b, self._encode(block), self.rows.weight(a, b)
-            return
+            return self.rows.map(_encoded, self._encode, fn, args, state=state,
+                                 n_threads=n_threads)
+        return self._map_whole(fn, args, state, n_threads)
+
+    def _map_whole(self, fn, args, state, n_threads):
         for i, (a, b) in enumerate(self.rows.spans()):
             missing = self._missing[i] if self._missing is not None else False
-            yield a, b, self.whole.rows(a, b, missing), self.rows.weight(a, b)
+            chunk = Chunk(a, b, None, self.rows.weight(a, b), tuple(s[a:b] for s in state),
+                          n_threads)
+            yield fn(self.whole.rows(a, b, missing), chunk, *args)
 
     def has_missing(self):
         """Whether any entry is missing (NaN in dense data): known for an encoding in
         memory; a scan of the chunks, not an encoding of each, when streamed."""
         if self.whole is not None:
             return self.whole.dense and self.whole.missing
-        return self.dense and any(np.isnan(block).any() for _, _, block in self.rows.chunks())
+        return self.dense and any(self.rows.map(_has_nan))
 
-    def weighted_sums(self, resp_blocks):
-        """``Encoded.weighted_sums`` over every part, in order (row indices global)."""
+    def weighted_sums(self, fn, *args, state=()):
+        """(nk, sum_x, sum_obs) of the weighted responsibilities that ``fn(chunk, *args)``
+        gives block by block (``Encoded.weighted_sums``), summed part by part in order."""
         nk = sum_x = sum_obs = 0.0
-        for a, _, enc, _ in self.parts():
-            part = enc.weighted_sums(lambda start, stop, a=a: resp_blocks(a + start, a + stop))
+        for part in self.map(_part_sums, fn, args, state=state):
             nk, sum_x = nk + part[0], sum_x + part[1]
             sum_obs = None if part[2] is None else sum_obs + part[2]
         return nk, sum_x, sum_obs
+
+
+def _encoded(chunk, encode, fn, args):
+    return fn(encode(chunk.X), chunk, *args)
+
+
+def _has_nan(chunk):
+    return bool(np.isnan(chunk.X).any())
+
+
+def _part_sums(enc, chunk, fn, args):
+    """``Encoded.weighted_sums`` of a part, with ``fn(chunk, start, stop, *args)`` giving
+    w_i r_ik of rows [start, stop) of the chunk (local indices)."""
+    return enc.weighted_sums(lambda start, stop: fn(chunk, start, stop, *args))
+
+
+def _random_resp(chunk, start, stop, k, random_state):
+    """Normalised uniform responsibilities times the weights: the same stream as one
+    uniform(size=(n, k)) call, drawn block by block in row order (in this process)."""
+    block = random_state.uniform(size=(stop - start, k))
+    return block / block.sum(axis=1)[:, None] * chunk.w[start:stop, None]
+
+
+def _one_hot_resp(chunk, start, stop, k, chosen):
+    """One-hot responsibilities times the weights: rows ``chosen`` (global indices) for
+    their components, or each row for its label in ``chunk.state[0]`` (-1: none)."""
+    block = np.zeros((stop - start, k))
+    if chosen is not None:  # the k chosen rows only
+        lo, hi = chunk.start + start, chunk.start + stop
+        comp = np.flatnonzero((chosen >= lo) & (chosen < hi))
+        hit = chosen[comp] - lo
+    else:
+        lab = chunk.state[0][start:stop]
+        hit = np.flatnonzero(lab >= 0)
+        comp = lab[hit]
+    block[hit, comp] = chunk.w[start:stop][hit]
+    return block
+
+
+def _part_stats(enc, chunk, est):
+    """The E-step and M-step statistics of a part: (kernel log-likelihood, the part's
+    sum_i w_i log_base_i or None, (nk, sum_x[, sum_obs]))."""
+    k, d = est.n_components, enc.n_features
+    part = (np.empty(k), np.empty((d, k)), np.empty((d, k)))[:3 if enc.dense else 2]
+    ll = est._call("accumulate_stats", enc, chunk.w, *part, n_threads=chunk.n_threads)
+    base = None if enc.log_base is None else float(chunk.w @ enc.log_base)
+    return ll, base, part
+
+
+def _part_labels(enc, chunk, est):
+    return est._estimate_log_norm(enc, n_threads=chunk.n_threads)[1]
 
 
 def smoothed_log_probs(counts, totals, n_outcomes, alpha):
@@ -262,18 +321,16 @@ class DiscreteMixture(BaseMixture):
                                 parts.rows.weight_vector())
 
     def _fit_labels(self, parts):
-        labels = np.empty(parts.shape[0], dtype=np.int32)
-        for a, b, enc, _ in parts.parts():
-            labels[a:b] = self._estimate_log_norm(enc)[1]
-        return labels
+        return np.concatenate(list(parts.map(_part_labels, self, n_threads=self._runtime[1])))
 
     # ------------------------------------------------------------------ kernels
     def _kern(self):
         return self._kernels(self._runtime[0], "discrete_mixture")
 
-    def _call(self, name, enc, weights, *outputs):
+    def _call(self, name, enc, weights, *outputs, n_threads=None):
         """Run kernel ``<name>_dense`` or ``<name>_csr`` on enc with the current parameters
         (``weights``: the sample weights of ``accumulate_stats``, else None)."""
+        n_threads = self._runtime[1] if n_threads is None else n_threads
         coef, obs_coef, offset = self._operands(enc)
         kern = self._kern()
         w = () if weights is None else (weights,)
@@ -282,32 +339,31 @@ class DiscreteMixture(BaseMixture):
                 if obs_coef is None:  # no missing entries: the kernels ignore obs_coef
                     obs_coef = coef
                 return getattr(kern, f"{name}_dense")(enc.X, *w, coef, obs_coef, offset,
-                                                      enc.missing, *outputs, self._runtime[1])
+                                                      enc.missing, *outputs, n_threads)
             c = enc.csr
             return getattr(kern, f"{name}_csr")(c.data, c.indices, c.indptr, *w, coef, offset,
-                                                *outputs, self._runtime[1])
+                                                *outputs, n_threads)
 
     def _em_pass(self, parts, _):
         """Log posterior per unit weight and the statistics, summed part by part."""
         k, d = self.n_components, parts.n_features
         nk, sum_x = np.zeros(k), np.zeros((d, k))
         sum_obs = np.zeros((d, k)) if parts.dense else None
-        part = np.empty(k), np.empty((d, k)), np.empty((d, k))
         ll = 0.0
-        for _, _, enc, w in parts.parts():
-            ll += self._call("accumulate_stats", enc, w, *part[:3 if enc.dense else 2])
+        for part_ll, base, part in parts.map(_part_stats, self, n_threads=self._runtime[1]):
+            ll += part_ll
             nk += part[0]
             sum_x += part[1]
             if sum_obs is not None:
                 sum_obs += part[2]
-            if enc.log_base is not None:
-                ll += float(w @ enc.log_base)
+            if base is not None:
+                ll += base
         return (ll + self._log_prior()) / parts.total_weight, (nk, sum_x, sum_obs)
 
-    def _estimate_log_norm(self, enc):
+    def _estimate_log_norm(self, enc, n_threads=None):
         n = enc.shape[0]
         log_norm, labels = np.empty(n), np.empty(n, dtype=np.int32)
-        self._call("estimate_log_norm", enc, None, log_norm, labels)
+        self._call("estimate_log_norm", enc, None, log_norm, labels, n_threads=n_threads)
         if enc.log_base is not None:
             log_norm += enc.log_base
         return log_norm, labels
@@ -331,41 +387,27 @@ class DiscreteMixture(BaseMixture):
         self.weights_ = nk / nk.sum()
 
     # ------------------------------------------------------------------ initialization
-    def _initial_resp(self, parts, random_state):
-        """A function (start, stop) -> w_i r_ik of the initial responsibilities, to be
-        called once per block, in order (so "random" never holds an N x K matrix)."""
+    def _initial_stats(self, parts, random_state):
+        """(nk, sum_x, sum_obs) of the initial responsibilities, one pass block by block
+        in order (so "random" never holds an N x K matrix)."""
         k, rows = self.n_components, parts.rows
         if self.init_params == "random":
-            def random_block(start, stop):
-                # the same stream as one uniform(size=(n, k)) call, drawn block by block
-                block = random_state.uniform(size=(stop - start, k))
-                return block / block.sum(axis=1)[:, None] * rows.weight(start, stop)[:, None]
-
-            return random_block
+            if rows.distributed:
+                raise ValueError("init_params='random' draws every row's responsibilities in "
+                                 "the client, which a fit on a Dask array does not do; use "
+                                 "'random_from_data' or 'kmeans'.")
+            return parts.weighted_sums(_random_resp, k, random_state)
         if self.init_params == "kmeans":
-            labels = self._kmeans_labels(parts, random_state)
-        else:  # random_from_data: k distinct rows of positive weight, one per component
-            candidates = np.flatnonzero(rows.weight_vector() > 0)
-            if candidates.size < k:
-                raise ValueError(
-                    f"n_components={k} but only {candidates.size} samples have positive "
-                    "weight; use fewer components.")
-            chosen = random_state.choice(candidates, size=k, replace=False)
-            labels = None
-
-        def one_hot_block(start, stop):
-            block = np.zeros((stop - start, k))
-            if labels is None:  # the k chosen rows only
-                comp = np.flatnonzero((chosen >= start) & (chosen < stop))
-                hit = chosen[comp] - start
-            else:
-                lab = labels[start:stop]
-                hit = np.flatnonzero(lab >= 0)
-                comp = lab[hit]
-            block[hit, comp] = rows.weight(start, stop)[hit]
-            return block
-
-        return one_hot_block
+            return parts.weighted_sums(_one_hot_resp, k, None,
+                                       state=(self._kmeans_labels(parts, random_state),))
+        # random_from_data: k distinct rows of positive weight, one per component
+        candidates = np.flatnonzero(rows.weight_vector() > 0)
+        if candidates.size < k:
+            raise ValueError(
+                f"n_components={k} but only {candidates.size} samples have positive "
+                "weight; use fewer components.")
+        return parts.weighted_sums(_one_hot_resp, k,
+                                   random_state.choice(candidates, size=k, replace=False))
 
     def _kmeans_labels(self, parts, random_state):
         from .kmeans import KMeans
@@ -376,14 +418,14 @@ class DiscreteMixture(BaseMixture):
                 f"init_params='random_from_data' for {type(self).__name__} on this input.")
         km = KMeans(n_clusters=self.n_components, n_init=1, random_state=random_state,
                     backend=self._runtime[0], n_threads=self._runtime[1])
-        return km._fit_rows(parts.rows.copy()).labels_
+        return parts.rows.state_from(km._fit_rows(parts.rows.copy()).labels_)
 
     def _initialize_parameters(self, parts, sample_weight, random_state):
         weights = self._checked_weights_init()
         if weights is None or self.means_init is None:
             # as GaussianMixture: what the user did not give comes from initial
             # responsibilities (a pass over the data, skipped when both are given)
-            stats = parts.weighted_sums(self._initial_resp(parts, random_state))
+            stats = self._initial_stats(parts, random_state)
             self._m_step(parts, sample_weight, stats)
         if weights is not None:
             self.weights_ = weights / weights.sum()

@@ -76,7 +76,6 @@ class FastEMEstimator:
     _estimator_type = None
     _accepts_sparse = False  # scipy.sparse X (tags for scikit-learn's tooling)
     _allows_nan = False  # NaN entries in X (missing values)
-    _fits_dask = False  # fit takes a Dask array (its passes run on the workers)
 
     # ------------------------------------------------------------------ params protocol
     @classmethod
@@ -227,12 +226,6 @@ class FastEMEstimator:
         owner = type(self).__name__
         if is_dask_array(X):
             from .dask import dask_rows
-
-            if not self._fits_dask:
-                raise TypeError(
-                    f"{owner} does not fit Dask arrays yet (KMeans and GaussianMixture do): "
-                    "compute the array first (X.compute()), or give its blocks to "
-                    "partial_fit one by one.")
 
             rows = dask_rows(X, lambda a, name, cp: self._check_input(a, owner=owner, copy=cp,
                                                                       name=name),
@@ -547,7 +540,10 @@ class BaseMixture(FastEMEstimator):
         """
         from ._threads import limit_blas_threads
         from ._validation import check_random_state
+        from .dask import is_dask_array, partial_fit_blocks
 
+        if is_dask_array(X):  # its blocks are the batches
+            return partial_fit_blocks(self, X, sample_weight)
         self._validate_params()
         fitted = hasattr(self, "converged_")
         rows, data, weights = self._start_fit(X, sample_weight, not fitted,

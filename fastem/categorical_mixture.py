@@ -22,8 +22,22 @@ import numbers
 
 import numpy as np
 
+from ._stream import Chunk
 from ._discrete import DiscreteMixture, Encoded, check_probability_table, smoothed_log_probs
 from ._validation import Interval, Options, _is_sparse, row_blocks
+
+
+def _column_max(chunk):
+    return chunk.X.max(axis=0)
+
+
+def _first_unknown_code(chunk, n_categories):
+    """(row, feature, code) of the chunk's first code beyond its feature's categories."""
+    too_big = chunk.X >= n_categories[None, :]
+    if not too_big.any():
+        return None
+    i, j = np.argwhere(too_big)[0]
+    return int(chunk.start + i), int(j), chunk.X[i, j]
 
 
 class CategoricalMixture(DiscreteMixture):
@@ -119,30 +133,29 @@ class CategoricalMixture(DiscreteMixture):
 
     def _validate_data(self, X, *, reset, copy=False):
         X = super()._validate_data(X, reset=reset, copy=copy)
-        self._check_codes(lambda: [(0, X)], X.shape[1], reset)
+        one = Chunk(0, X.shape[0], X, None, (), 1)
+        self._check_codes(lambda fn, *args: [fn(one, *args)], X.shape[1], reset)
         return X
 
     def _check_rows(self, rows, reset):
-        self._check_codes(lambda: ((a, block) for a, _, block in rows.chunks()),
-                          rows.n_features, reset)
+        self._check_codes(rows.map, rows.n_features, reset)
 
-    def _check_codes(self, blocks, d, reset):
-        """Set n_categories_ (on ``reset``) and refuse codes beyond it; ``blocks()`` yields
-        (first row, codes) over the data."""
+    def _check_codes(self, map_blocks, d, reset):
+        """Set n_categories_ (on ``reset``) and refuse codes beyond it; ``map_blocks(fn,
+        *args)`` gives ``fn(chunk, *args)`` over the data's chunks in order."""
         if reset:
             if self.n_categories is None:  # inferred: max code + 1, nothing to refuse
                 top = np.full(d, -1, dtype=np.int64)
-                for _, block in blocks():
-                    np.maximum(top, block.max(axis=0), out=top)
+                for block_top in map_blocks(_column_max):
+                    np.maximum(top, block_top, out=top)
                 self.n_categories_ = np.maximum(top + 1, 1)
                 return
             self.n_categories_ = self._declared_categories(d)
-        for start, block in blocks():
-            too_big = block >= self.n_categories_[None, :]
-            if too_big.any():
-                i, j = np.argwhere(too_big)[0]
+        for bad in map_blocks(_first_unknown_code, self.n_categories_):
+            if bad is not None:
+                i, j, code = bad
                 raise ValueError(
-                    f"X[{start + i}, {j}] = {block[i, j]} but feature {j} has "
+                    f"X[{i}, {j}] = {code} but feature {j} has "
                     f"{self.n_categories_[j]} categories (codes 0..{self.n_categories_[j] - 1}); "
                     + ("pass n_categories to declare more." if reset else
                        "this code was not seen (or declared) when the model was fitted."))

@@ -422,3 +422,22 @@ def sum_over_blocks(method, X, sample_weight=None):
         parts = [dask.delayed(method)(b, sample_weight=w[lo:hi])
                  for b, lo, hi in zip(blocks, bounds[:-1], bounds[1:])]
     return float(sum(dask.compute(*parts)))
+
+
+def partial_fit_blocks(est, X, sample_weight=None):
+    """``est.partial_fit`` on every row block of the Dask array X, in order: each block is
+    one batch, computed when its turn comes (one block in this process at a time)."""
+    if len(X.chunks[1]) != 1:
+        X = X.rechunk({1: -1})
+    bounds = np.cumsum((0,) + X.chunks[0])
+    if sample_weight is not None and not is_dask_array(sample_weight):
+        sample_weight = np.asarray(sample_weight)
+        if sample_weight.shape != (X.shape[0],):
+            raise ValueError(f"sample_weight has shape {sample_weight.shape}, expected "
+                             f"({X.shape[0]},).")
+    for block, lo, hi in zip(X.to_delayed().ravel(), bounds[:-1], bounds[1:]):
+        w = None if sample_weight is None else sample_weight[lo:hi]
+        if is_dask_array(w):
+            w = w.compute()
+        est.partial_fit(np.asarray(block.compute()), sample_weight=w)
+    return est

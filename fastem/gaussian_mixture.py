@@ -266,7 +266,6 @@ class GaussianMixture(BaseMixture):
     """
 
     _kernel_family = "gaussian_mixture"
-    _fits_dask = True
     _fitted_attributes = (*BaseMixture._fitted_attributes, "means_", "covariances_",
                           "precisions_", "precisions_cholesky_")
 

@@ -575,7 +575,6 @@ class KMeans(FastEMEstimator):
     """
 
     _estimator_type = "clusterer"
-    _fits_dask = True
     _fitted_attributes = ("cluster_centers_", "labels_", "inertia_", "n_iter_", "backend_",
                           "_n_features_out")
 

@@ -587,6 +587,10 @@ class MiniBatchKMeans(FastEMEstimator):
         -------
         self
         """
+        from .dask import is_dask_array, partial_fit_blocks
+
+        if is_dask_array(X):  # its blocks are the batches
+            return partial_fit_blocks(self, X, sample_weight)
         self._validate_params()
         first = not hasattr(self, "cluster_centers_")
         X = self._validated(X, reset=first)

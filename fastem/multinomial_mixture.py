@@ -51,6 +51,10 @@ def _check_csr(X, owner):
     return sp.csr_matrix((data, X.indices, X.indptr), shape=X.shape)
 
 
+def _weighted_total(enc, chunk):
+    return float(chunk.w @ enc.totals)
+
+
 class MultinomialMixture(DiscreteMixture):
     """Mixture of multinomials over count vectors, fitted by EM.
 
@@ -141,8 +145,7 @@ class MultinomialMixture(DiscreteMixture):
         return Encoded(X=X, log_base=log_base, totals=totals)
 
     def _initialize_parameters(self, parts, sample_weight, random_state):
-        self.mean_total_ = sum(float(w @ enc.totals) for _, _, enc, w in parts.parts()) \
-            / parts.total_weight
+        self.mean_total_ = sum(parts.map(_weighted_total)) / parts.total_weight
         super()._initialize_parameters(parts, sample_weight, random_state)
 
     # ------------------------------------------------------------------ parameters

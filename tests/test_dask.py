@@ -143,6 +143,45 @@ def test_gaussian_mixture_reseeds_on_dask_as_in_memory(scheduler):
     _same(ref, got)
 
 
+@pytest.mark.parametrize("init_params", ["random_from_data", "kmeans"])
+@pytest.mark.parametrize("model", ["bernoulli", "multinomial", "categorical"])
+def test_discrete_mixtures_on_dask_equal_the_in_memory_fit(scheduler, model, init_params):
+    from fingerprint_grid import _binary_data, _categorical_data, _count_data
+
+    cls, data = {"bernoulli": (fastem.BernoulliMixture, _binary_data),
+                 "multinomial": (fastem.MultinomialMixture, _count_data),
+                 "categorical": (fastem.CategoricalMixture, _categorical_data)}[model]
+    if model == "categorical" and init_params == "kmeans":
+        pytest.skip("kmeans initialization needs float features, not category codes")
+    X = data(np.float64)
+    w = np.random.default_rng(4).uniform(0.5, 2.0, X.shape[0])
+    ref, got = _fit_both(lambda: cls(3, init_params=init_params, random_state=0, tol=0.0,
+                                     max_iter=8, backend="numba"), X, sample_weight=w, chunks=77)
+    _same(ref, got)
+
+
+def test_bernoulli_with_missing_entries_and_trials_on_dask(scheduler):
+    rng = np.random.default_rng(6)
+    X = rng.binomial(4, rng.uniform(0.1, 0.9, (3, 5))[rng.integers(0, 3, 600)]).astype(float)
+    X[rng.uniform(size=X.shape) < 0.1] = np.nan
+    ref, got = _fit_both(lambda: fastem.BernoulliMixture(3, n_trials=4, random_state=1,
+                                                         backend="cython"), X)
+    _same(ref, got)
+    np.testing.assert_array_equal(got.predict(da.from_array(X, chunks=100)).compute(),
+                                  ref.predict(X))
+
+
+def test_partial_fit_takes_the_blocks_of_a_dask_array_as_batches(scheduler):
+    X = _data(np.float32)
+    dX = da.from_array(X, chunks=(150, 3))
+    for make in (lambda: fastem.GaussianMixture(3, random_state=0),
+                 lambda: fastem.MiniBatchKMeans(3, random_state=0)):
+        got, ref = make().partial_fit(dX), make()
+        for a in range(0, 600, 150):
+            ref.partial_fit(X[a:a + 150])
+        assert fingerprint(got) == fingerprint(ref)
+
+
 def test_predictions_on_dask_are_lazy_and_equal(scheduler):
     X = _data(np.float32)
     dX = da.from_array(X, chunks=(128, 3))
@@ -172,8 +211,10 @@ def test_models_without_dask_support_say_so(scheduler):
     dX = da.from_array(_data(np.float64), chunks=100)
     with pytest.raises(TypeError, match="partial_fit"):
         fastem.MiniBatchKMeans(3).fit(dX)
-    with pytest.raises(ValueError, match="init_params='random'"):
-        fastem.GaussianMixture(2, init_params="random").fit(dX)
+    for model in (fastem.GaussianMixture, fastem.BernoulliMixture):
+        with pytest.raises(ValueError, match="init_params='random'"):
+            model(2, init_params="random").fit(dX if model is fastem.GaussianMixture else
+                                               (dX > 0).astype(float))
     with pytest.raises(ValueError, match="checkpoint"):
         fastem.KMeans(2).fit(dX, checkpoint="ckpt.npz")
     with pytest.raises(ValueError, match="2 features"):
