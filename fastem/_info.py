@@ -29,6 +29,13 @@ def _exercise_kmeans(kern, dtype, n_threads=1):
     kern.inertia(X, w, centers, labels, n_threads)
     kern.kmeanspp_trial_potentials(X, w, centers, dist, np.empty(2), n_threads)
     kern.kmeanspp_update_closest(X, centers[0], dist, n_threads)
+    # the bounded algorithms' step ("auto" runs Hamerly from K = 64): one group of both
+    # centers, building the bounds and then using them
+    groups = np.zeros(2, np.int64), np.array([0, 2], np.int64), np.arange(2, dtype=np.int64)
+    upper, lower = np.zeros(8), np.zeros((8, 1))
+    for full in (True, False):
+        kern.bounded_step(X, w, centers, np.zeros(2), np.ones(2), *groups, labels, upper, lower,
+                          full, np.empty((2, 3)), np.empty(2), np.zeros(3), n_threads)
 
 
 def _exercise_gaussian_mixture(kern, dtype, n_threads=1):
