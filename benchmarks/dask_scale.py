@@ -122,12 +122,15 @@ def main(argv=None):
                     per_iter, est = _slope(lambda n: gmm(n, data), short, long)
                     results.setdefault(f"fastem gmm {cov} ({where})", []).append(
                         (per_iter, float(est.lower_bound_)))
-            drows = dask_rows(dX, lambda a, name, cp: np.asarray(a), owner="bench",
-                              sample_weight=None, backend="numba")
-            t0 = time.perf_counter()
-            for _ in range(10):
-                drows.map(_noop)
-            results.setdefault("empty pass", []).append(((time.perf_counter() - t0) / 10, 0.0))
+            for label, size in (("empty pass", chunk_bytes), ("empty pass, one block", 2**40)):
+                with fastem.config_context(chunk_bytes=size):
+                    drows = dask_rows(dX, lambda a, name, cp: np.asarray(a), owner="bench",
+                                      sample_weight=None, backend="numba")
+                    drows.map(_noop)
+                    t0 = time.perf_counter()
+                    for _ in range(10):
+                        drows.map(_noop)
+                results.setdefault(label, []).append(((time.perf_counter() - t0) / 10, 0.0))
             print(f"repeat {repeat + 1}/{args.repeats} done")
         n_blocks = -(-args.rows // block_rows)
     med = {k: (float(np.median([v[0] for v in vals])), vals[-1][1]) for k, vals in results.items()}
@@ -135,19 +138,25 @@ def main(argv=None):
     print(f"\n| run | s/iter (median of {args.repeats}) | dask-ml / this | quality |")
     print("|---|---|---|---|")
     for name, (t, q) in med.items():
-        quality = "" if name == "empty pass" else (
+        quality = "" if name.startswith("empty pass") else (
             f"inertia {q:.6g}" if "kmeans" in name else f"lower bound {q:.6g}")
         print(f"| {name} | {t:.4f} | {base / t:.1f}x | {quality} |")
-    overhead = med["empty pass"][0]
-    work = max(med["fastem kmeans (dask)"][0] - overhead, 0.0) * args.workers
-    print(f"\nper-iteration overhead (a pass of {n_blocks} empty tasks): {overhead * 1e3:.1f} ms; "
-          f"KMeans work per iteration, all workers: {work * 1e3:.1f} ms of worker time")
+    # a pass of n tasks costs about L + c n (round trip L, c per task), from n = 1 and
+    # n = n_blocks; a stateful pass (K-means: labels kept) runs 2 tasks a block
+    one, many = med["empty pass, one block"][0], med["empty pass"][0]
+    c = (many - one) / max(n_blocks - 1, 1)
+    latency = one - c
+    compute = max(med["fastem kmeans (dask)"][0] - latency - 2 * c * n_blocks, 0.0)
+    print(f"\nan empty pass: {latency * 1e3:.1f} ms round trip + {c * 1e3:.2f} ms a task "
+          f"(fitted from 1 and {n_blocks} blocks); a KMeans iteration here: "
+          f"{compute * 1e3:.1f} ms of kernels per worker + {2 * n_blocks} tasks")
+    per_worker = n_blocks / args.workers
     for w in (10, 100):
-        blocks = max(n_blocks, w)
-        est = work / w + overhead * blocks / n_blocks
-        print(f"on paper, {w} workers (>= {blocks} blocks, the same rows per worker-second, "
-              f"overhead growing with the block count): {est * 1e3:.1f} ms an iteration")
-
+        tasks = 2 * per_worker * w
+        est = compute + latency + c * tasks
+        print(f"on paper, {w} workers with {per_worker:g} such blocks each ({w * args.rows // args.workers:,} "
+              f"rows): {est * 1e3:.0f} ms an iteration ({c * tasks * 1e3:.0f} ms of it the "
+              f"scheduler's {tasks:g} tasks at this machine's per-task cost)")
 
 if __name__ == "__main__":
     main()
