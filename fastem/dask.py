@@ -184,7 +184,8 @@ def _client():
 
 
 def _pick(pair, j):
-    return pair[0][j] if j is not None else pair[1]
+    """State block j kept inside a task's (state, result)."""
+    return pair[0][j]
 
 
 def _result_of(pair):
@@ -369,9 +370,6 @@ class DaskRows(Rows):
             out[block_of == i] = np.asarray(rows, dtype=self.dtype)
         return out if self.shift is None else out - self.shift
 
-    def weight_vector(self):
-        return np.ones(self.n_rows) if self.weights is None else self.weights
-
 
 def dask_rows(X, check, *, owner, sample_weight, backend):
     """Validate a Dask array X into ``DaskRows``: ``check(block, name, copy)`` (the
@@ -395,16 +393,11 @@ def dask_rows(X, check, *, owner, sample_weight, backend):
     n_rows = sum(r[0] for r in results)
     dtype = np.result_type(*[np.dtype(r[1]) for r in results])
     span = max(r[2] for r in results)
-    if isinstance(sample_weight, tuple(_dask_array_types())):
+    if is_dask_array(sample_weight):
         sample_weight = sample_weight.compute()
     weights = _weights(sample_weight, n_rows, owner)
     return DaskRows(X, n_rows=n_rows, n_features=X.shape[1], dtype=dtype, span=span,
                     weights=weights, backend=backend)
-
-
-def _dask_array_types():
-    module = sys.modules.get("dask.array")
-    return () if module is None else (module.Array,)
 
 
 def map_blocks(method, X, dtype, n_columns=None):
