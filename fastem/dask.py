@@ -188,8 +188,8 @@ def _pick(pair, j):
     return pair[0][j]
 
 
-def _result_of(pair):
-    return pair[1]
+def _results_of(*pairs):
+    return [p[1] for p in pairs]
 
 
 class _Local:
@@ -235,18 +235,36 @@ class _Distributed:
     per-row state stay on the workers, held for as long as the fit holds the futures."""
 
     def __init__(self, client, blocks):
+        from distributed import wait
+
         self.client = client
         self.blocks = client.compute(list(blocks))  # X's blocks kept on the workers
+        wait(self.blocks)
+        # where each block is: a block's tasks run there (X is their largest input)
+        where = client.who_has(self.blocks)
+        self.home = [(where.get(b.key) or [None])[0] for b in self.blocks]
 
     def run(self, calls):
         return self.client.gather([self.client.submit(f, *a, pure=False) for f, *a in calls])
 
     def run_stateful(self, calls, n_state):
         # The new state stays inside each task's result on its worker; the next tasks
-        # read it there (one small task per block brings back only the result).
+        # read it there.  One small task per worker brings back the results of the
+        # blocks kept there (placed by hint only: were a block elsewhere, its state
+        # would be fetched, never waited for).
         submit = self.client.submit
         pairs = [submit(f, *a, pure=False) for f, *a in calls]
-        results = self.client.gather([submit(_result_of, p, pure=False) for p in pairs])
+        groups = {}
+        for i, home in enumerate(self.home):
+            groups.setdefault(home, []).append(i)
+        collect = [(idx, submit(_results_of, *[pairs[i] for i in idx], pure=False,
+                                workers=None if home is None else [home],
+                                allow_other_workers=True))
+                   for home, idx in groups.items()]
+        results = [None] * len(pairs)
+        for (idx, _), part in zip(collect, self.client.gather([c for _, c in collect])):
+            for i, r in zip(idx, part):
+                results[i] = r
         return results, [[(_HELD, p, j) for p in pairs] for j in range(n_state)]
 
     def chain(self, fn, first, calls):
