@@ -142,17 +142,19 @@ def main(argv=None):
             f"inertia {q:.6g}" if "kmeans" in name else f"lower bound {q:.6g}")
         print(f"| {name} | {t:.4f} | {base / t:.1f}x | {quality} |")
     # a pass of n tasks costs about L + c n (round trip L, c per task), from n = 1 and
-    # n = n_blocks; a stateful pass (K-means: labels kept) runs 2 tasks a block
+    # n = n_blocks; a stateful pass (K-means: labels kept) runs a task a block and one a
+    # worker to bring back the results
     one, many = med["empty pass, one block"][0], med["empty pass"][0]
     c = (many - one) / max(n_blocks - 1, 1)
     latency = one - c
-    compute = max(med["fastem kmeans (dask)"][0] - latency - 2 * c * n_blocks, 0.0)
+    pass_tasks = n_blocks + args.workers
+    compute = max(med["fastem kmeans (dask)"][0] - latency - c * pass_tasks, 0.0)
     print(f"\nan empty pass: {latency * 1e3:.1f} ms round trip + {c * 1e3:.2f} ms a task "
           f"(fitted from 1 and {n_blocks} blocks); a KMeans iteration here: "
-          f"{compute * 1e3:.1f} ms of kernels per worker + {2 * n_blocks} tasks")
+          f"{compute * 1e3:.1f} ms of kernels per worker + {pass_tasks} tasks")
     per_worker = n_blocks / args.workers
     for w in (10, 100):
-        tasks = 2 * per_worker * w
+        tasks = (per_worker + 1) * w
         est = compute + latency + c * tasks
         print(f"on paper, {w} workers with {per_worker:g} such blocks each ({w * args.rows // args.workers:,} "
               f"rows): {est * 1e3:.0f} ms an iteration ({c * tasks * 1e3:.0f} ms of it the "
