@@ -392,10 +392,6 @@ class DiscreteMixture(BaseMixture):
         in order (so "random" never holds an N x K matrix)."""
         k, rows = self.n_components, parts.rows
         if self.init_params == "random":
-            if rows.distributed:
-                raise ValueError("init_params='random' draws every row's responsibilities in "
-                                 "the client, which a fit on a Dask array does not do; use "
-                                 "'random_from_data' or 'kmeans'.")
             return parts.weighted_sums(_random_resp, k, random_state)
         if self.init_params == "kmeans":
             return parts.weighted_sums(_one_hot_resp, k, None,

@@ -224,26 +224,22 @@ class FastEMEstimator:
         from .dask import is_dask_array
 
         owner = type(self).__name__
-        if is_dask_array(X):
-            from .dask import dask_rows
-
-            rows = dask_rows(X, lambda a, name, cp: self._check_input(a, owner=owner, copy=cp,
-                                                                      name=name),
-                             owner=owner, sample_weight=sample_weight,
-                             backend=resolve_backend(self.backend, self._kernel_family))
-            if reset and hasattr(self, "feature_names_in_"):
-                del self.feature_names_in_
-            self._check_n_features(rows.n_features, reset)
-            self._check_rows(rows, reset)
-            return rows
-        if not isinstance(X, Chunks):
+        if not isinstance(X, Chunks) and not is_dask_array(X):
             mapped = isinstance(X, np.memmap)  # never copied whole
             X = self._validate_data(X, reset=reset, copy=copy and not mapped)
             return rows_from(X, lambda a, name, cp: a, owner=owner, sample_weight=sample_weight,
                              mapped=mapped)
-        rows = rows_from(X, lambda a, name, cp: self._check_input(a, owner=owner, copy=cp,
-                                                                  name=name),
-                         owner=owner, sample_weight=sample_weight)
+
+        def check(a, name, cp):  # one piece or block of streamed data
+            return self._check_input(a, owner=owner, copy=cp, name=name)
+
+        if is_dask_array(X):
+            from .dask import dask_rows
+
+            rows = dask_rows(X, check, owner=owner, sample_weight=sample_weight,
+                             backend=resolve_backend(self.backend, self._kernel_family))
+        else:
+            rows = rows_from(X, check, owner=owner, sample_weight=sample_weight)
         if reset and hasattr(self, "feature_names_in_"):
             del self.feature_names_in_
         self._check_n_features(rows.n_features, reset)
@@ -501,6 +497,11 @@ class BaseMixture(FastEMEstimator):
         """Validate the data of a fit (rows, data, weights; see ``_fit_data``) and resolve
         the backend; a model to initialize needs n_components samples."""
         rows = self._validate_rows(X, sample_weight, reset=initialize)
+        if initialize and rows.distributed and self.init_params == "random":
+            raise ValueError("init_params='random' draws every row's responsibilities in the "
+                             "client, which a fit on a Dask array does not do; use "
+                             "'random_from_data', 'kmeans' (or, for GaussianMixture, "
+                             "'k-means++').")
         if initialize and rows.n_rows < self.n_components:
             raise ValueError(
                 f"Expected n_samples >= n_components{context} but got n_components = "

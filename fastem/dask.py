@@ -94,12 +94,11 @@ def _unit_weights(n):
 
 
 def _chunk_of(start, stop, block, w, state, shift, dtype, host_threads):
-    state = tuple(_state_block(s) for s in state)
     X = np.require(np.asarray(block), dtype=dtype, requirements="C")
     if shift is not None:
         X = X - shift
     w = _unit_weights(stop - start) if w is None else w
-    state = tuple(np.array(s, copy=True) for s in state)  # inputs are never changed
+    state = tuple(np.array(_state_block(s), copy=True) for s in state)  # inputs stay as they are
     return Chunk(start, stop, X, w, state, _task_threads(host_threads))
 
 
@@ -402,8 +401,7 @@ def dask_rows(X, check, *, owner, sample_weight, backend):
     if any(np.isnan(c) for c in X.shape):
         raise ValueError(f"{owner} needs a Dask array of known shape; call "
                          "X.compute_chunk_sizes() first.")
-    if len(X.chunks[1]) != 1:
-        X = X.rechunk({1: -1})
+    X = _whole_rows(X)
     blocks = X.to_delayed().ravel()
     named = dask.delayed(_check_block, pure=True)
     results = dask.compute(*[named(check, f"block {i} of X", blk)
@@ -418,11 +416,29 @@ def dask_rows(X, check, *, owner, sample_weight, backend):
                     weights=weights, backend=backend)
 
 
+def _whole_rows(X):
+    """X with every row in one block (a block spans all the columns)."""
+    return X if len(X.chunks[1]) == 1 else X.rechunk({1: -1})
+
+
+def _blocks_and_weights(X, sample_weight):
+    """(block, its rows' sample weights or None) over the row blocks of X, in order: the
+    blocks as delayed arrays, the weights as slices of ``sample_weight``."""
+    X = _whole_rows(X)
+    if sample_weight is not None and not is_dask_array(sample_weight):
+        sample_weight = np.asarray(sample_weight, dtype=np.float64)
+        if sample_weight.shape != (X.shape[0],):
+            raise ValueError(f"sample_weight has shape {sample_weight.shape}, expected "
+                             f"({X.shape[0]},).")
+    bounds = np.cumsum((0,) + X.chunks[0])
+    for block, lo, hi in zip(X.to_delayed().ravel(), bounds[:-1], bounds[1:]):
+        yield block, None if sample_weight is None else sample_weight[lo:hi]
+
+
 def map_blocks(method, X, dtype, n_columns=None):
     """``method`` applied lazily to every block of X (a Dask array): one label or value
     per row (``n_columns`` None) or ``n_columns`` per row."""
-    if len(X.chunks[1]) != 1:
-        X = X.rechunk({1: -1})
+    X = _whole_rows(X)
     if n_columns is None:
         return X.map_blocks(method, drop_axis=1, dtype=dtype)
     return X.map_blocks(method, chunks=(X.chunks[0], (n_columns,)), dtype=dtype)
@@ -433,34 +449,15 @@ def sum_over_blocks(method, X, sample_weight=None):
     X in block order, each computed on the workers."""
     import dask
 
-    if len(X.chunks[1]) != 1:
-        X = X.rechunk({1: -1})
-    blocks = X.to_delayed().ravel()
-    if sample_weight is None:
-        parts = [dask.delayed(method)(b) for b in blocks]
-    else:
-        w = np.asarray(sample_weight, dtype=np.float64)
-        if w.shape != (X.shape[0],):
-            raise ValueError(f"sample_weight has shape {w.shape}, expected ({X.shape[0]},).")
-        bounds = np.cumsum((0,) + X.chunks[0])
-        parts = [dask.delayed(method)(b, sample_weight=w[lo:hi])
-                 for b, lo, hi in zip(blocks, bounds[:-1], bounds[1:])]
+    parts = [dask.delayed(method)(b) if w is None else dask.delayed(method)(b, sample_weight=w)
+             for b, w in _blocks_and_weights(X, sample_weight)]
     return float(sum(dask.compute(*parts)))
 
 
 def partial_fit_blocks(est, X, sample_weight=None):
     """``est.partial_fit`` on every row block of the Dask array X, in order: each block is
     one batch, computed when its turn comes (one block in this process at a time)."""
-    if len(X.chunks[1]) != 1:
-        X = X.rechunk({1: -1})
-    bounds = np.cumsum((0,) + X.chunks[0])
-    if sample_weight is not None and not is_dask_array(sample_weight):
-        sample_weight = np.asarray(sample_weight)
-        if sample_weight.shape != (X.shape[0],):
-            raise ValueError(f"sample_weight has shape {sample_weight.shape}, expected "
-                             f"({X.shape[0]},).")
-    for block, lo, hi in zip(X.to_delayed().ravel(), bounds[:-1], bounds[1:]):
-        w = None if sample_weight is None else sample_weight[lo:hi]
+    for block, w in _blocks_and_weights(X, sample_weight):
         if is_dask_array(w):
             w = w.compute()
         est.partial_fit(np.asarray(block.compute()), sample_weight=w)

@@ -371,16 +371,16 @@ class GaussianMixture(BaseMixture):
             log_w = np.log(self.weights_.astype(np.float64))
         return np.ascontiguousarray(log_w + log_det - 0.5 * n_features * np.log(2 * np.pi))
 
-    def _params_for(self, X):
-        """means and prec_chol in X's dtype (X: an array or Rows), C-contiguous."""
-        return (np.ascontiguousarray(self.means_, dtype=X.dtype),
-                np.ascontiguousarray(self.precisions_cholesky_, dtype=X.dtype))
+    def _params_for(self, dtype):
+        """means and prec_chol in the data's dtype, C-contiguous."""
+        return (np.ascontiguousarray(self.means_, dtype=dtype),
+                np.ascontiguousarray(self.precisions_cholesky_, dtype=dtype))
 
     def _em_pass(self, rows, _):
         """Mean log-likelihood and the shifted statistics, summed over the chunks."""
         cov = self.covariance_type
         n_components, n_features = self.means_.shape
-        means, prec_chol = self._params_for(rows)
+        means, prec_chol = self._params_for(rows.dtype)
         stats = (np.zeros(n_components), np.zeros((n_components, n_features)),
                  np.zeros(_xx_shape(cov, n_components, n_features)))
         ll = 0.0
@@ -395,7 +395,7 @@ class GaussianMixture(BaseMixture):
     def _model(self, dtype):
         """(kernels, covariance type, means, prec_chol, log constants): what the per-chunk
         functions need of the current parameters, for data of ``dtype``."""
-        means, prec_chol = self._params_for(np.empty(0, dtype))
+        means, prec_chol = self._params_for(dtype)
         return self._kern(), self.covariance_type, means, prec_chol, self._log_consts()
 
     def _fit_labels(self, rows):
@@ -408,7 +408,7 @@ class GaussianMixture(BaseMixture):
 
     def _estimate_log_prob(self, X):
         kern = self._kern()
-        means, prec_chol = self._params_for(X)
+        means, prec_chol = self._params_for(X.dtype)
         out = np.empty((X.shape[0], self.n_components))
         with limit_blas_threads():
             getattr(kern, f"estimate_log_prob_{self.covariance_type}")(
@@ -585,10 +585,6 @@ class GaussianMixture(BaseMixture):
         every ``init_params`` but "random", with scikit-learn's draws; None for "random"."""
         n_samples, k = rows.n_rows, self.n_components
         if self.init_params == "random":
-            if rows.distributed:
-                raise ValueError("init_params='random' draws every row's responsibilities in "
-                                 "the client, which a fit on a Dask array does not do; use "
-                                 "'kmeans', 'k-means++' or 'random_from_data'.")
             return None
         if self.init_params == "kmeans":
             from .kmeans import KMeans

@@ -195,6 +195,10 @@ def test_predictions_on_dask_are_lazy_and_equal(scheduler):
         assert got.dtype == want.dtype
     assert gm.score(dX) == pytest.approx(gm.score(X), rel=1e-12)
     assert km.score(dX) == pytest.approx(km.score(X), rel=1e-6)
+    w = np.random.default_rng(3).uniform(0.5, 2.0, X.shape[0])
+    assert km.score(dX, sample_weight=w) == pytest.approx(km.score(X, sample_weight=w), rel=1e-6)
+    with pytest.raises(ValueError, match=r"sample_weight has shape \(5,\), expected \(600,\)"):
+        km.score(dX, sample_weight=w[:5])
     labels = fastem.GaussianMixture(4, random_state=0).fit_predict(dX)
     assert isinstance(labels, da.Array)
     np.testing.assert_array_equal(labels.compute(), gm.predict(X))
