@@ -51,7 +51,7 @@ def _params(est):
 class Checkpointer:
     """Writes and reads the checkpoint of one fit (a no-op without a path)."""
 
-    def __init__(self, est, X, sample_weight, path, every=10, seconds=None):
+    def __init__(self, est, data, path, every=10, seconds=None):
         self.path = None if path is None else os.fspath(path)
         if self.path is None:
             return
@@ -64,7 +64,7 @@ class Checkpointer:
             raise ValueError(f"cannot write checkpoints to {self.path!r}: {directory!r} is not "
                              "a writable directory")
         self.est, self.every, self.seconds = est, int(every), seconds
-        self.fingerprint = est._data_fingerprint(X, sample_weight)
+        self.fingerprint = est._data_fingerprint(data)
         self.last = time.monotonic()
 
     def resume(self, random_state):

@@ -300,17 +300,17 @@ class DiscreteMixture(BaseMixture):
         self.learning_offset = learning_offset
 
     # ------------------------------------------------------------------ data
-    def _check_data(self, X, sample_weight):
+    def _check_data(self, X):
         return X if isinstance(X, Encoded) else self._encode(X)
 
     def _fit_data(self, rows):
         """Fits run over ``EncodedParts``: an array in memory is encoded once, streamed
         data chunk by chunk at every pass."""
         if rows.in_memory:
-            return EncodedParts(rows, None, whole=self._encode(rows.array)), None
-        return EncodedParts(rows, self._encode), None
+            return EncodedParts(rows, None, whole=self._encode(rows.array))
+        return EncodedParts(rows, self._encode)
 
-    def _data_fingerprint(self, parts, sample_weight):
+    def _data_fingerprint(self, parts):
         from ._checkpoint import data_fingerprint
 
         whole = parts.whole
@@ -344,7 +344,7 @@ class DiscreteMixture(BaseMixture):
             return getattr(kern, f"{name}_csr")(c.data, c.indices, c.indptr, *w, coef, offset,
                                                 *outputs, n_threads)
 
-    def _em_pass(self, parts, _):
+    def _summarize(self, parts):
         """Log posterior per unit weight and the statistics, summed part by part."""
         k, d = self.n_components, parts.n_features
         nk, sum_x = np.zeros(k), np.zeros((d, k))
@@ -376,7 +376,7 @@ class DiscreteMixture(BaseMixture):
         return out
 
     # ------------------------------------------------------------------ M-step
-    def _m_step(self, enc, sample_weight, stats):
+    def _from_summaries(self, parts, stats):
         nk, sum_x, sum_obs = stats
         self._set_weights(nk)
         self._set_from_stats(nk, sum_x, sum_obs)
@@ -406,23 +406,21 @@ class DiscreteMixture(BaseMixture):
                                    random_state.choice(candidates, size=k, replace=False))
 
     def _kmeans_labels(self, parts, random_state):
-        from .kmeans import KMeans
+        from .kmeans import kmeans_labels
 
         if not parts.dense or parts.has_missing():
             raise ValueError(
                 f"init_params='kmeans' needs dense data without missing entries; use "
                 f"init_params='random_from_data' for {type(self).__name__} on this input.")
-        km = KMeans(n_clusters=self.n_components, n_init=1, random_state=random_state,
-                    backend=self._runtime[0], n_threads=self._runtime[1])
-        return parts.rows.state_from(km._fit_rows(parts.rows.copy()).labels_)
+        return kmeans_labels(parts.rows, self.n_components, random_state, *self._runtime)
 
-    def _initialize_parameters(self, parts, sample_weight, random_state):
+    def _em_initialize(self, parts, random_state):
         weights = self._checked_weights_init()
         if weights is None or self.means_init is None:
             # as GaussianMixture: what the user did not give comes from initial
             # responsibilities (a pass over the data, skipped when both are given)
             stats = self._initial_stats(parts, random_state)
-            self._m_step(parts, sample_weight, stats)
+            self._from_summaries(parts, stats)
         if weights is not None:
             self.weights_ = weights / weights.sum()
         if self.means_init is not None:

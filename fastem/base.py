@@ -11,6 +11,7 @@ resolution.
 import functools
 import inspect
 import sys
+from typing import NamedTuple, Optional
 
 import numpy as np
 
@@ -134,7 +135,7 @@ class FastEMEstimator:
 
         return save(self, path)
 
-    def _data_fingerprint(self, X, sample_weight):
+    def _data_fingerprint(self, X):
         """What a checkpoint records of the data (see ``fastem/_checkpoint.py``)."""
         return X.fingerprint()  # X: fastem._stream.Rows
 
@@ -298,24 +299,191 @@ class FastEMEstimator:
         return get_kernels(backend, family)
 
 
-class BaseMixture(FastEMEstimator):
-    """The EM loop shared by every mixture model (scikit-learn's semantics).
+class Iteration(NamedTuple):
+    """What one EM iteration (``_em_iterate``) tells the engine."""
+    #: the lower bound under the parameters *before* this iteration's update (None: the
+    #: model has no bound per iteration, as K-means, whose run ends with its inertia)
+    bound: Optional[float]
+    #: None: converged when the bound changed by less than tol (and nothing was re-seeded)
+    converged: Optional[bool] = None
+    #: the update re-seeded collapsed components (a jump of the bound is then expected)
+    reseeded: bool = False
+    #: the model's own fields for the callback (e.g. K-means' center_shift, n_changed)
+    report: dict = {}
 
-    One iteration is one fused pass over the data (``_em_pass``) that evaluates the
+
+class Run(NamedTuple):
+    """One finished run of the EM loop (one initialization)."""
+    score: float  # higher is better: the final lower bound (K-means: -inertia)
+    params: tuple  # the model's parameters (``_get_parameters``)
+    n_iter: int
+    converged: bool
+    bounds: list  # the lower bound of every iteration (empty without per-iteration bounds)
+
+
+class EMEstimator(FastEMEstimator):
+    """The EM engine: one loop for every model (mixtures, K-means, and the models to come).
+
+    The engine owns ``n_init`` (the best run is kept), ``max_iter``, ``tol`` (through
+    the convergence test), the convergence monitor (the history of the bound and a
+    warning if EM ever makes it decrease), warm starts, the callback, checkpoints and
+    the choice of the best run.  A model supplies, on the data its ``fit`` prepared:
+
+    - ``_em_initialize(data, random_state)``: starting parameters of a new run;
+    - ``_em_iterate(data) -> Iteration``: one E+M iteration.  By default that is
+      ``_summarize(data) -> (bound, stats)``, one fused pass giving the bound under the
+      current parameters and the additive float64 sufficient statistics (summed over the
+      chunks in chunk order), then ``_from_summaries(data, stats)``, the closed-form
+      M-step, which returns whether it re-seeded collapsed components;
+    - ``_get_parameters()`` / ``_set_parameters(params)``: the parameters as a tuple of
+      arrays (what a run's result and a checkpoint hold);
+    - optionally ``_em_begin(data, init, n_done)`` (a run starts or resumes), ``_em_end(data,
+      bound, converged) -> score`` (a run ended: its score, higher is better; by default
+      its last bound) and ``_em_improves(data, run, best)`` (by default a higher score).
+
+    The callback gets a dict after every iteration: ``init``, ``iteration`` (from 1),
+    ``converged``, ``elapsed`` (seconds since the fit started), ``lower_bound`` and
+    ``change`` (models with a bound per iteration) and the model's own fields; a true
+    return value stops the fit (the best run so far is kept).
+    """
+
+    #: Fitted counters that add up over the runs of a fit (kept by checkpoints)
+    _em_counters = ()
+
+    def _em_iterate(self, data):
+        bound, stats = self._summarize(data)
+        return Iteration(bound, reseeded=bool(self._from_summaries(data, stats)))
+
+    def _em_begin(self, data, init, n_done):
+        """Run ``init`` starts (or resumes after ``n_done`` iterations) from the current
+        parameters."""
+
+    def _em_end(self, data, bound, converged):
+        return bound
+
+    def _em_improves(self, data, run, best):
+        return run.score > best.score
+
+    def _run_em(self, data, *, n_init, initialize, random_state, callback, ckpt):
+        """Run the loop ``n_init`` times (once from the current parameters when not
+        ``initialize``); returns (the best Run, whether the callback stopped the fit),
+        with the best run's parameters set."""
+        import time
+        import warnings
+
+        state = self._unpack_checkpoint(ckpt.resume(random_state))  # a killed run's state
+        best = state["best"] if state else None
+        for name in self._em_counters:
+            setattr(self, name, state["counters"][name] if state else
+                    0 if initialize else getattr(self, name, 0))
+        started = time.perf_counter()
+        stopped = False
+        for init in range(state["init"] if state else 0, n_init):
+            if state is not None:  # resuming: parameters and history from the checkpoint
+                lower_bound, bounds = state["lower_bound"], list(state["bounds"])
+                first_iter, reseeded_last = state["n_iter"] + 1, state["reseeded_last"]
+                state = None
+            else:
+                if initialize:
+                    self._em_initialize(data, random_state)
+                lower_bound = -np.inf if initialize else getattr(self, "lower_bound_", -np.inf)
+                bounds, first_iter = [], 1
+                reseeded_last = True  # the first change is from -inf (or a warm start)
+            self._em_begin(data, init, first_iter - 1)
+            converged, n_iter = False, first_iter - 1
+            if self.max_iter == 0:
+                lower_bound = self._summarize(data)[0]
+                bounds.append(lower_bound)
+            for n_iter in range(first_iter, self.max_iter + 1):
+                it = self._em_iterate(data)
+                info = dict(init=init, iteration=n_iter)
+                converged = it.converged
+                if it.bound is not None:
+                    previous, lower_bound = lower_bound, it.bound
+                    bounds.append(lower_bound)
+                    change = lower_bound - previous
+                    if change < -1e-9 * max(1.0, abs(lower_bound)) and not reseeded_last:
+                        # EM cannot decrease the lower bound: this is a bug, say so loudly
+                        warnings.warn(
+                            f"{type(self).__name__}: the lower bound decreased by "
+                            f"{-change:.3g} at iteration {n_iter}; EM guarantees it cannot. "
+                            "Please report this.", RuntimeWarning, stacklevel=4)
+                    if self.verbose and n_iter % self.verbose_interval == 0:
+                        print(f"  Iteration {n_iter}\t lower bound change {change:.5g}"
+                              if self.verbose >= 2 else f"  Iteration {n_iter}")
+                    if converged is None:
+                        converged = not it.reseeded and abs(change) < self.tol
+                    info.update(lower_bound=float(lower_bound), change=float(change))
+                reseeded_last = it.reseeded
+                if callback is not None and callback(dict(
+                        info, **it.report, converged=converged,
+                        elapsed=time.perf_counter() - started)):
+                    stopped, converged = True, False
+                    break
+                if converged:
+                    break
+                if n_iter < self.max_iter:
+                    ckpt.maybe_save(n_iter, *self._pack_checkpoint(
+                        init, n_iter, lower_bound, bounds, reseeded_last, best), random_state)
+            run = Run(self._em_end(data, lower_bound, converged), self._get_parameters(),
+                      n_iter, converged, bounds)
+            if best is None or self._em_improves(data, run, best):
+                best = run
+            if stopped:
+                break
+        self._set_parameters(best.params)
+        return best, stopped
+
+    def _pack_checkpoint(self, init, n_iter, lower_bound, bounds, reseeded_last, best):
+        """(JSON state, arrays function) of the EM loop after iteration ``n_iter``."""
+        def arrays():
+            out = {f"cur_{i}": np.asarray(a) for i, a in enumerate(self._get_parameters())}
+            if best is not None:
+                out.update({f"best_{i}": np.asarray(a) for i, a in enumerate(best.params)})
+            return out
+
+        state = {"init": init, "n_iter": n_iter, "lower_bound": float(lower_bound),
+                 "bounds": [float(v) for v in bounds], "n_params": len(self._get_parameters()),
+                 "reseeded_last": bool(reseeded_last),
+                 "counters": {name: int(getattr(self, name)) for name in self._em_counters},
+                 "best": None if best is None else {
+                     "score": float(best.score), "n_iter": int(best.n_iter),
+                     "converged": bool(best.converged), "bounds": [float(v) for v in best.bounds]}}
+        return state, arrays
+
+    def _unpack_checkpoint(self, saved):
+        """Install a checkpoint's parameters; return the loop state (None: no checkpoint)."""
+        if saved is None:
+            return None
+        state, files = saved
+        n = state["n_params"]
+        self._set_parameters(tuple(files[f"cur_{i}"] for i in range(n)))
+        b = state["best"]
+        best = None if b is None else Run(
+            b["score"], tuple(files[f"best_{i}"] for i in range(n)), b["n_iter"],
+            b["converged"], b["bounds"])
+        return dict(state, best=best)
+
+
+class BaseMixture(EMEstimator):
+    """What every mixture model shares, on the EM engine (scikit-learn's semantics).
+
+    One iteration is one fused pass over the data (``_summarize``) that evaluates the
     lower bound under the current parameters and accumulates the sufficient
-    statistics, followed by the closed-form update (``_m_step``).  The lower bound
-    recorded for iteration ``n`` is therefore that of the parameters *before* its
-    M-step, exactly as scikit-learn reports it, and EM guarantees it never
-    decreases.  This class owns ``n_init``, ``max_iter``, ``tol``, ``warm_start``,
-    ``verbose``/``verbose_interval``, the convergence history ``lower_bounds_`` and
-    the final E-step that makes ``fit_predict(X)`` equal ``fit(X).predict(X)``.
+    statistics, followed by the closed-form update (``_from_summaries``).  The lower
+    bound recorded for iteration ``n`` is therefore that of the parameters *before*
+    its M-step, exactly as scikit-learn reports it.  This class adds the mixtures'
+    attributes (``converged_``, ``lower_bound_``, ``lower_bounds_``, ``n_reseeded_``),
+    ``partial_fit`` (stepwise EM on the statistics), the final E-step that makes
+    ``fit_predict(X)`` equal ``fit(X).predict(X)`` and the inference methods.
 
-    Subclasses implement ``_check_data``, ``_initialize_parameters``, ``_em_pass``,
-    ``_m_step``, ``_estimate_log_norm``, ``_estimate_log_prob``,
+    Subclasses implement ``_fit_data``, ``_check_data``, ``_em_initialize``,
+    ``_summarize``, ``_from_summaries``, ``_estimate_log_norm``, ``_estimate_log_prob``,
     ``_get_parameters``, ``_set_parameters`` and ``_n_parameters``.
     """
 
     _estimator_type = "density_estimator"
+    _em_counters = ("n_reseeded_",)
     _fitted_attributes = ("weights_", "converged_", "n_iter_", "lower_bound_", "lower_bounds_",
                           "n_reseeded_", "backend_")
 
@@ -403,7 +571,6 @@ class BaseMixture(FastEMEstimator):
 
     def _fit_predict(self, X, sample_weight, callback=None, checkpointing=(None, 10, None),
                      labels=True):
-        import time
         import warnings
 
         from ._checkpoint import Checkpointer
@@ -411,91 +578,39 @@ class BaseMixture(FastEMEstimator):
         from .exceptions import ConvergenceWarning
 
         self._validate_params()
-        do_init = not (self.warm_start and hasattr(self, "converged_"))
-        rows, X, sample_weight = self._start_fit(X, sample_weight, do_init, "")
-        backend = self._runtime[0]
-        n_init = self.n_init if do_init else 1
-        random_state = check_random_state(self.random_state)
-        ckpt = Checkpointer(self, X, sample_weight, *checkpointing)
-        state = self._unpack_checkpoint(ckpt.resume(random_state))  # where a killed run stopped
-        best = state["best"] if state else None
-        first_init = state["init"] if state else 0
-        self.n_reseeded_ = (state["n_reseeded"] if state else
-                            0 if do_init else getattr(self, "n_reseeded_", 0))
-        started = time.perf_counter()
-        stopped = False
-        for init in range(first_init, n_init):
-            if self.verbose:
-                print(f"Initialization {init}")
-            if state is not None:  # resuming: parameters and history from the checkpoint
-                lower_bound, bounds = state["lower_bound"], list(state["bounds"])
-                first_iter, self._reseeded_last = state["n_iter"] + 1, state["reseeded_last"]
-                state = None
-            else:
-                if do_init:
-                    self._initialize_parameters(X, sample_weight, random_state)
-                lower_bound = -np.inf if do_init else self.lower_bound_
-                bounds, first_iter = [], 1
-                self._reseeded_last = True  # the first change is from -inf (or a warm start)
-            converged, n_iter = False, first_iter - 1
-            if self.max_iter == 0:
-                lower_bound, _ = self._em_pass(X, sample_weight)
-                bounds.append(lower_bound)
-            for n_iter in range(first_iter, self.max_iter + 1):
-                previous = lower_bound
-                lower_bound, stats = self._em_pass(X, sample_weight)
-                reseeded = self._m_step(X, sample_weight, stats)
-                bounds.append(lower_bound)
-                change = lower_bound - previous
-                if change < -1e-9 * max(1.0, abs(lower_bound)) and not self._reseeded_last:
-                    # EM cannot decrease the lower bound: this is a bug, say so loudly
-                    warnings.warn(
-                        f"{type(self).__name__}: the lower bound decreased by {-change:.3g} at "
-                        f"iteration {n_iter}; EM guarantees it cannot. Please report this.",
-                        RuntimeWarning, stacklevel=3)
-                self._reseeded_last = reseeded
-                if self.verbose >= 2 and n_iter % self.verbose_interval == 0:
-                    print(f"  Iteration {n_iter}\t lower bound change {change:.5g}")
-                elif self.verbose == 1 and n_iter % self.verbose_interval == 0:
-                    print(f"  Iteration {n_iter}")
-                converged = not reseeded and abs(change) < self.tol
-                if callback is not None and callback(dict(
-                        init=init, iteration=n_iter, lower_bound=float(lower_bound),
-                        change=float(change), converged=converged,
-                        elapsed=time.perf_counter() - started)):
-                    stopped, converged = True, False
-                    break
-                if converged:
-                    break
-                if n_iter < self.max_iter:
-                    ckpt.maybe_save(n_iter, *self._pack_checkpoint(
-                        init, n_iter, lower_bound, bounds, best), random_state)
-            if self.verbose:
-                print(f"Initialization {'converged' if converged else 'did not converge'}. "
-                      f"lower bound {lower_bound:.5g}")
-            if best is None or lower_bound > best[0]:
-                best = (lower_bound, self._get_parameters(), n_iter, converged, bounds)
-            if stopped:
-                break
-        lower_bound, params, n_iter, converged, bounds = best
-        if not converged and self.max_iter > 0 and not stopped:
+        initialize = not (self.warm_start and hasattr(self, "converged_"))
+        data = self._start_fit(X, sample_weight, initialize, "")
+        ckpt = Checkpointer(self, data, *checkpointing)
+        best, stopped = self._run_em(
+            data, n_init=self.n_init if initialize else 1, initialize=initialize,
+            random_state=check_random_state(self.random_state), callback=callback, ckpt=ckpt)
+        if not best.converged and self.max_iter > 0 and not stopped:
             warnings.warn(
                 "Best performing initialization did not converge. Try different init "
                 "parameters, or increase max_iter, tol, or check for degenerate data.",
-                ConvergenceWarning, stacklevel=2)
-        self._set_parameters(params)
-        self.n_iter_ = n_iter
-        self.converged_ = converged
-        self.lower_bound_ = float(lower_bound)
-        self.lower_bounds_ = [float(b) for b in bounds]
-        self.backend_ = backend
+                ConvergenceWarning, stacklevel=3)
+        self.n_iter_ = best.n_iter
+        self.converged_ = best.converged
+        self.lower_bound_ = float(best.score)
+        self.lower_bounds_ = [float(b) for b in best.bounds]
+        self.backend_ = self._runtime[0]
         ckpt.finish()
         # Final E-step: labels consistent with the fitted parameters (fit_predict only).
-        return self._fit_labels(X) if labels else None
+        return self._fit_labels(data) if labels else None
+
+    def _em_begin(self, data, init, n_done):
+        if self.verbose:
+            print(f"Initialization {init}")
+
+    def _em_end(self, data, bound, converged):
+        if self.verbose:
+            print(f"Initialization {'converged' if converged else 'did not converge'}. "
+                  f"lower bound {bound:.5g}")
+        return bound
 
     def _start_fit(self, X, sample_weight, initialize, context):
-        """Validate the data of a fit (rows, data, weights; see ``_fit_data``) and resolve
-        the backend; a model to initialize needs n_components samples."""
+        """The data of a fit, validated (see ``_fit_data``), with the backend resolved; a
+        model to initialize needs n_components samples."""
         rows = self._validate_rows(X, sample_weight, reset=initialize)
         if initialize and rows.distributed and self.init_params == "random":
             raise ValueError("init_params='random' draws every row's responsibilities in the "
@@ -506,15 +621,9 @@ class BaseMixture(FastEMEstimator):
             raise ValueError(
                 f"Expected n_samples >= n_components{context} but got n_components = "
                 f"{self.n_components}, n_samples = {rows.n_rows}")
-        data, weights = self._fit_data(rows)
+        data = self._fit_data(rows)
         self._runtime = self._resolve_runtime()
-        return rows, data, weights
-
-    def _fit_data(self, rows):
-        """(data, sample weights) that the EM loop passes to ``_em_pass`` and friends, from
-        the validated ``rows``: by default the whole array and a weight vector."""
-        sample_weight = rows.weight_vector()
-        return self._check_data(rows.array, sample_weight), sample_weight
+        return data
 
     def _fit_labels(self, data):
         return self._estimate_log_norm(data)[1]
@@ -547,15 +656,14 @@ class BaseMixture(FastEMEstimator):
             return partial_fit_blocks(self, X, sample_weight)
         self._validate_params()
         fitted = hasattr(self, "converged_")
-        rows, data, weights = self._start_fit(X, sample_weight, not fitted,
-                                              " in the first batch of partial_fit")
+        data = self._start_fit(X, sample_weight, not fitted, " in the first batch of partial_fit")
         backend = self._runtime[0]
         with limit_blas_threads():
             if not fitted:
                 self.n_reseeded_ = 0
-                self._initialize_parameters(data, weights, check_random_state(self.random_state))
-            lower_bound, stats = self._em_pass(data, weights)
-            batch = self._stats_per_weight(stats, rows.total_weight)
+                self._em_initialize(data, check_random_state(self.random_state))
+            lower_bound, stats = self._summarize(data)
+            batch = self._stats_per_weight(stats, data.total_weight)
             running = getattr(self, "_running_stats", None)
             steps = getattr(self, "n_steps_", 0) if running is not None else 0
             if running is None:
@@ -565,7 +673,7 @@ class BaseMixture(FastEMEstimator):
                 running = tuple(None if r is None else (1 - eta) * r + eta * b
                                 for r, b in zip(running, batch))
             self._running_stats = running
-            self._m_step(data, weights, self._stats_for_batch(running, rows.total_weight))
+            self._from_summaries(data, self._stats_for_batch(running, data.total_weight))
         self.n_steps_ = steps + 1
         self.n_iter_ = self.n_steps_
         self.lower_bound_ = float(lower_bound)
@@ -581,43 +689,14 @@ class BaseMixture(FastEMEstimator):
 
     def _stats_for_batch(self, running, total_weight):
         """The running average as the statistics of a batch of ``total_weight`` (what
-        ``_m_step`` takes)."""
+        ``_from_summaries`` takes)."""
         return tuple(None if s is None else s * total_weight for s in running)
-
-    def _pack_checkpoint(self, init, n_iter, lower_bound, bounds, best):
-        """(JSON state, arrays function) of the EM loop after iteration ``n_iter``."""
-        def arrays():
-            out = {f"cur_{i}": np.asarray(a) for i, a in enumerate(self._get_parameters())}
-            if best is not None:
-                out.update({f"best_{i}": np.asarray(a) for i, a in enumerate(best[1])})
-            return out
-
-        state = {"init": init, "n_iter": n_iter, "lower_bound": float(lower_bound),
-                 "bounds": [float(v) for v in bounds], "n_params": len(self._get_parameters()),
-                 "reseeded_last": bool(self._reseeded_last), "n_reseeded": int(self.n_reseeded_),
-                 "best": None if best is None else {
-                     "lower_bound": float(best[0]), "n_iter": int(best[2]),
-                     "converged": bool(best[3]), "bounds": [float(v) for v in best[4]]}}
-        return state, arrays
-
-    def _unpack_checkpoint(self, saved):
-        """Install a checkpoint's parameters; return the loop state (None: no checkpoint)."""
-        if saved is None:
-            return None
-        state, files = saved
-        n = state["n_params"]
-        self._set_parameters(tuple(files[f"cur_{i}"] for i in range(n)))
-        b = state["best"]
-        best = None if b is None else (
-            b["lower_bound"], tuple(files[f"best_{i}"] for i in range(n)), b["n_iter"],
-            b["converged"], b["bounds"])
-        return dict(state, best=best)
 
     # ------------------------------------------------------------------ inference
     def _prepare(self, X):
         self._check_is_fitted()
         X = self._validate_data(X, reset=False)
-        X = self._check_data(X, None)
+        X = self._check_data(X)
         self._runtime = self._resolve_runtime()
         return X
 

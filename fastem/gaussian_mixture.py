@@ -333,15 +333,15 @@ class GaussianMixture(BaseMixture):
         self.learning_offset = learning_offset
 
     # ------------------------------------------------------------------ data checks
-    def _check_data(self, X, sample_weight):
-        check_magnitude(X, sample_weight)
+    def _check_data(self, X):
+        check_magnitude(X, None)
         return X
 
     def _fit_data(self, rows):
         """The EM loop runs on the rows themselves, chunk by chunk (no weight vector)."""
         rows.check_magnitude()
         self._check_distinct_points(rows)
-        return rows, None
+        return rows
 
     def _check_distinct_points(self, rows):
         """Only data with fewer distinct points than components cannot support the model.
@@ -376,7 +376,7 @@ class GaussianMixture(BaseMixture):
         return (np.ascontiguousarray(self.means_, dtype=dtype),
                 np.ascontiguousarray(self.precisions_cholesky_, dtype=dtype))
 
-    def _em_pass(self, rows, _):
+    def _summarize(self, rows):
         """Mean log-likelihood and the shifted statistics, summed over the chunks."""
         cov = self.covariance_type
         n_components, n_features = self.means_.shape
@@ -575,7 +575,7 @@ class GaussianMixture(BaseMixture):
         shift = np.broadcast_to(self._online_center, sum_x.shape)
         return shift, nk * total_weight, sum_x * total_weight, sum_xx * total_weight
 
-    def _m_step(self, rows, _, stats):
+    def _from_summaries(self, rows, stats):
         means_shift, nk, sum_x, sum_xx = stats
         return self._set_from_moments(rows, nk, means_shift, sum_x, sum_xx)
 
@@ -587,11 +587,9 @@ class GaussianMixture(BaseMixture):
         if self.init_params == "random":
             return None
         if self.init_params == "kmeans":
-            from .kmeans import KMeans
+            from .kmeans import kmeans_labels
 
-            km = KMeans(n_clusters=k, n_init=1, random_state=random_state,
-                        backend=self._runtime[0], n_threads=self._runtime[1])
-            return rows.state_from(km._fit_rows(rows.copy()).labels_)
+            return kmeans_labels(rows, k, random_state, *self._runtime)
         if self.init_params == "k-means++":
             from .kmeans import _kmeans_plusplus
 
@@ -648,7 +646,7 @@ class GaussianMixture(BaseMixture):
             random_state.set_state(end_state)
         return nk, shift, sum_x, sum_xx
 
-    def _initialize_parameters(self, rows, _, random_state):
+    def _em_initialize(self, rows, random_state):
         n_components, n_features = self.n_components, rows.n_features
         user = self._checked_user_init(rows)
         if any(v is None for v in user.values()):

@@ -12,7 +12,6 @@ and a final assignment makes ``labels_`` consistent with ``cluster_centers_``.
 """
 
 import numbers
-import time
 import warnings
 
 import numpy as np
@@ -30,7 +29,7 @@ from ._validation import (
     validate_params,
 )
 from ._stream import cumulative_search
-from .base import FastEMEstimator, lazy_on_dask
+from .base import EMEstimator, Iteration, lazy_on_dask
 from .exceptions import ConvergenceWarning
 
 _RELOCATION_CHUNK = 65536
@@ -275,80 +274,78 @@ def _bounded_chunk(chunk, kern, centers, geometry, full):
     return sums, weights, int(stats[0]), float(stats[1])
 
 
-def _lloyd(rows, centers_init, *, max_iter, tol, verbose, kern, n_threads,
-           algorithm="lloyd", resume=None, after_iteration=None):
-    """One Lloyd run from ``centers_init``; returns labels, inertia, centers, n_iter.
+class _LloydRun:
+    """One Lloyd run (hard EM) from ``centers``: ``step()`` is one iteration, ``finish()``
+    the final assignment and inertia.
 
     Each iteration is one pass over the chunks of ``rows``: ``lloyd_step`` assigns a
-    chunk and gives its per-cluster sums, which are added in chunk order.  The
-    labels are the only per-row state (4 bytes a row); the kernel overwrites them in
-    place and returns how many changed.
+    chunk and gives its per-cluster sums, which are added in chunk order (the additive
+    statistics), then the centers move to the means (``_average_centers``, with empty
+    clusters relocated).  The labels are the only per-row state (4 bytes a row); the
+    kernel overwrites them in place and returns how many changed.
 
     A bounded ``algorithm`` ("hamerly", "yinyang", "elkan") runs ``bounded_step``
     instead, which keeps distance bounds per row to skip most distance computations
-    and gives the same labels, sums and centers bit for bit.
-
-    ``resume`` = (iterations done, centers, previous labels) continues a run from a
-    checkpoint.  ``after_iteration(i, converged, centers, labels, shift, n_changed)`` is
-    called after each iteration's update (``i`` counted from 0); a true return value
-    stops the run there.
+    and gives the same labels, sums and centers bit for bit.  ``labels`` (from a
+    checkpoint) continues a run; None starts with every row unassigned.
     """
-    n_features = rows.n_features
-    n_clusters = centers_init.shape[0]
-    centers = np.ascontiguousarray(centers_init, dtype=rows.dtype).copy()
-    if resume is None:
-        labels = rows.new_state(-1, np.int32)
-    else:
-        centers = np.ascontiguousarray(resume[1], dtype=rows.dtype).copy()
-        labels = np.array(resume[2], dtype=np.int32)
-    first = 0 if resume is None else resume[0]
-    bounds = None if algorithm == "lloyd" else _Bounds(rows, centers, algorithm)
-    sums = np.empty((n_clusters, n_features), dtype=np.float64)
-    weight_sums = np.empty(n_clusters, dtype=np.float64)
-    strict_convergence = False
-    i = first - 1
-    for i in range(first, max_iter):
-        sums[:] = 0.0
-        weight_sums[:] = 0.0
+
+    def __init__(self, rows, centers, labels, n_done=0, *, algorithm, tol, verbose, kern,
+                 n_threads):
+        self.rows, self.kern, self.n_threads, self.n_done = rows, kern, n_threads, n_done
+        self.tol, self.verbose = tol, verbose
+        self.centers = np.ascontiguousarray(centers, dtype=rows.dtype).copy()
+        self.labels = (rows.new_state(-1, np.int32) if labels is None else
+                       np.array(labels, dtype=np.int32))
+        self.bounds = None if algorithm == "lloyd" else _Bounds(rows, self.centers, algorithm)
+        self.strict = False  # the last step changed no label
+
+    def step(self):
+        """One iteration: (converged, squared center shift, labels changed)."""
+        i = self.n_done  # (counted from 0 in the messages, as scikit-learn does)
+        self.n_done += 1
+        rows, kern, bounds, centers = self.rows, self.kern, self.bounds, self.centers
+        n_clusters, n_features = centers.shape
+        sums = np.zeros((n_clusters, n_features), dtype=np.float64)
+        weight_sums = np.zeros(n_clusters, dtype=np.float64)
         n_changed = 0
         if bounds is None:
-            steps = rows.map(_lloyd_chunk, kern, centers, state=(labels,), n_threads=n_threads)
+            steps = rows.map(_lloyd_chunk, kern, centers, state=(self.labels,),
+                             n_threads=self.n_threads)
         else:
             steps = rows.map(_bounded_chunk, kern, centers, bounds.geometry(), bounds.full,
-                             state=(labels, bounds.upper, bounds.lower), n_threads=n_threads)
+                             state=(self.labels, bounds.upper, bounds.lower),
+                             n_threads=self.n_threads)
         for chunk_sums, chunk_weights, chunk_changed, reach in steps:
             n_changed += chunk_changed
             if bounds is not None:
                 bounds.reach = max(bounds.reach, reach)
             sums += chunk_sums
             weight_sums += chunk_weights
-        _relocate_empty_clusters(rows, centers, sums, weight_sums, labels)
+        _relocate_empty_clusters(rows, centers, sums, weight_sums, self.labels)
         centers_new = _average_centers(sums, weight_sums, centers, rows.dtype)
         # squared total center shift, compared with tol as scikit-learn does
         shift = float(np.sum((centers_new.astype(np.float64) - centers) ** 2))
-        if verbose:
-            print(f"Iteration {i}, inertia {_inertia(rows, centers, labels, kern, n_threads)}.")
+        if self.verbose:
+            print(f"Iteration {i}, inertia "
+                  f"{_inertia(rows, centers, self.labels, kern, self.n_threads)}.")
         if bounds is not None:
             bounds.moved(centers, centers_new)
-        centers = centers_new
-        strict, converged = n_changed == 0, n_changed == 0 or shift <= tol
-        if after_iteration is not None and after_iteration(i, converged, centers, labels, shift,
-                                                           n_changed):
-            strict_convergence = strict
-            break
-        if strict:
-            if verbose:
-                print(f"Converged at iteration {i}: strict convergence.")
-            strict_convergence = True
-            break
-        if shift <= tol:
-            if verbose:
-                print(f"Converged at iteration {i}: center shift {shift} within tolerance {tol}.")
-            break
-    if not strict_convergence:
-        # the centers moved after the last assignment: reassign so labels match them
-        _assign(rows, centers, labels, kern, n_threads)
-    return labels, _inertia(rows, centers, labels, kern, n_threads), centers, i + 1
+        self.centers = centers_new
+        self.strict = n_changed == 0
+        if self.verbose and self.strict:
+            print(f"Converged at iteration {i}: strict convergence.")
+        elif self.verbose and shift <= self.tol:
+            print(f"Converged at iteration {i}: center shift {shift} within "
+                  f"tolerance {self.tol}.")
+        return self.strict or shift <= self.tol, shift, n_changed
+
+    def finish(self):
+        """The run's inertia, after a final assignment if the centers moved since the last
+        one (so that the labels match them)."""
+        if not self.strict:
+            _assign(self.rows, self.centers, self.labels, self.kern, self.n_threads)
+        return _inertia(self.rows, self.centers, self.labels, self.kern, self.n_threads)
 
 
 def _auto_algorithm(n_features, n_clusters, in_memory):
@@ -510,7 +507,84 @@ def kmeans_plusplus(X, n_clusters, *, sample_weight=None, x_squared_norms=None,
                                 n_local_trials, kern, resolve_n_threads(n_threads))
 
 
-class KMeans(FastEMEstimator):
+class _KMeansBase(EMEstimator):
+    """What KMeans and MiniBatchKMeans share: the centers' checks, predict, transform,
+    score, the output feature names and scikit-learn's tags."""
+
+    _estimator_type = "clusterer"
+
+    def _check_centers(self, centers, rows, what):
+        centers = check_array(centers, name=what, owner=type(self).__name__, dtype=rows.dtype,
+                              copy=True)
+        if centers.shape != (self.n_clusters, rows.n_features):
+            raise ValueError(
+                f"The shape of {what} {centers.shape} does not match (n_clusters, n_features) = "
+                f"({self.n_clusters}, {rows.n_features}).")
+        return centers
+
+    def _prepared(self, X):
+        """Validated X and the centers in X's dtype, for predict / score / transform."""
+        self._check_is_fitted()
+        X = self._validate_data(X, reset=False)
+        centers = np.ascontiguousarray(self.cluster_centers_, dtype=X.dtype)
+        check_magnitude(X, None, also=centers)
+        return X, centers
+
+    def _labels_inertia(self, X, centers, sample_weight):
+        backend, n_threads = self._resolve_runtime()
+        kern = self._kernels(backend, "kmeans")
+        labels = np.empty(X.shape[0], dtype=np.int32)
+        with limit_blas_threads():
+            kern.assign_labels(X, centers, labels, np.empty(X.shape[0], np.float64), n_threads)
+            inertia = (kern.inertia(X, sample_weight, centers, labels, n_threads)
+                       if sample_weight is not None else None)
+        return labels, inertia
+
+    @lazy_on_dask(np.int32)
+    def predict(self, X):
+        """Index of the closest cluster center for each sample (int32)."""
+        X, centers = self._prepared(X)
+        return self._labels_inertia(X, centers, None)[0]
+
+    def score(self, X, y=None, sample_weight=None):
+        """Opposite of the weighted inertia of X under the fitted centers (a Dask array:
+        summed over its blocks, which the workers score)."""
+        from .dask import is_dask_array, sum_over_blocks
+
+        if is_dask_array(X):
+            return sum_over_blocks(self.score, X, sample_weight)
+        X, centers = self._prepared(X)
+        sample_weight = check_sample_weight(sample_weight, X.shape[0],
+                                            owner=f"{type(self).__name__}.score")
+        return -self._labels_inertia(X, centers, sample_weight)[1]
+
+    @lazy_on_dask("X", lambda est: est.n_clusters)
+    def transform(self, X):
+        """Euclidean distance of every sample to every center, shape (n_samples, n_clusters)."""
+        X, centers = self._prepared(X)
+        return _euclidean_distances(X, centers)
+
+    def get_feature_names_out(self, input_features=None):
+        """Output feature names of ``transform``, as scikit-learn's: the class name in lower
+        case and the cluster number (``kmeans0``, ``kmeans1``, ...)."""
+        self._check_is_fitted()
+        prefix = type(self).__name__.lower()
+        return np.asarray([f"{prefix}{i}" for i in range(self._n_features_out)], dtype=object)
+
+    def __sklearn_tags__(self):
+        from sklearn.utils import TransformerTags
+
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags = TransformerTags(preserves_dtype=["float64", "float32"])
+        return tags
+
+
+    def fit_transform(self, X, y=None, sample_weight=None):
+        """Fit, then return the distances of X to the fitted centers."""
+        return self.fit(X, sample_weight=sample_weight).transform(X)
+
+
+class KMeans(_KMeansBase):
     """K-means clustering (Lloyd's algorithm), a drop-in for ``sklearn.cluster.KMeans``.
 
     Labels are exact: each sample goes to the center at the smallest float64 distance
@@ -574,7 +648,6 @@ class KMeans(FastEMEstimator):
         Backend that ran the fit.
     """
 
-    _estimator_type = "clusterer"
     _fitted_attributes = ("cluster_centers_", "labels_", "inertia_", "n_iter_", "backend_",
                           "_n_features_out")
 
@@ -641,15 +714,6 @@ class KMeans(FastEMEstimator):
                 f"{type(self).__name__} instead of n_init={n_init}.", RuntimeWarning, stacklevel=3)
             n_init = 1
         return n_init
-
-    def _check_centers(self, centers, rows, what):
-        centers = check_array(centers, name=what, owner=type(self).__name__, dtype=rows.dtype,
-                              copy=True)
-        if centers.shape != (self.n_clusters, rows.n_features):
-            raise ValueError(
-                f"The shape of {what} {centers.shape} does not match (n_clusters, n_features) = "
-                f"({self.n_clusters}, {rows.n_features}).")
-        return centers
 
     def _init_centroids(self, rows, init, random_state, kern, n_threads):
         if isinstance(init, str) and init == "k-means++":
@@ -730,14 +794,9 @@ class KMeans(FastEMEstimator):
             init = self._check_centers(init, rows, "the initial centers (init)")
             rows.check_magnitude(name="init", also=init)
         backend, n_threads = self._resolve_runtime()
-        kern = self._kernels(backend, "kmeans")
-        random_state = check_random_state(self.random_state)
-        algorithm = self._resolve_algorithm(rows)
         from ._checkpoint import Checkpointer
 
-        ckpt = Checkpointer(self, rows, None, *checkpointing)
-        saved = ckpt.resume(random_state)  # None, or where a killed run stopped
-
+        ckpt = Checkpointer(self, rows, *checkpointing)
         # Center the data: the expansion ||x||^2 - 2 x.c + ||c||^2 loses precision far
         # from the origin.  An array in memory is centered in place (with copy_x=False
         # this is the caller's array: restore it); streamed chunks as they are read.
@@ -748,60 +807,24 @@ class KMeans(FastEMEstimator):
             rows.array -= X_mean
         else:
             rows.shift = X_mean
-        tol = _tolerance(rows, self.tol)
         if not isinstance(init, str) and not callable(init):
             init = init - X_mean
+        # what the engine's hooks below read
+        self._fit_state = dict(init=init, kern=self._kernels(backend, "kmeans"),
+                               n_threads=n_threads, tol=_tolerance(rows, self.tol),
+                               algorithm=self._resolve_algorithm(rows))
         try:
-            best, first_init, resume = None, 0, None
-            if saved is not None:
-                state, arrays = saved
-                first_init = state["init"]
-                resume = (state["n_iter"], arrays["centers"], arrays["labels"])
-                if state["best"] is not None:
-                    best = (arrays["best_labels"], state["best"]["inertia"],
-                            arrays["best_centers"], state["best"]["n_iter"])
-            started = time.perf_counter()
-            stopped = []
             with limit_blas_threads():
-                for init_no in range(first_init, n_init):
-                    if resume is None:
-                        centers_init = self._init_centroids(rows, init, random_state, kern,
-                                                            n_threads)
-                        if self.verbose:
-                            print("Initialization complete")
-                    else:
-                        centers_init = resume[1]
-
-                    def after_iteration(i, converged, centers, labels, shift, n_changed,
-                                        init_no=init_no, best=best):
-                        if callback is not None and callback(dict(
-                                init=init_no, iteration=i + 1, center_shift=shift,
-                                n_changed=n_changed, converged=converged,
-                                elapsed=time.perf_counter() - started)):
-                            stopped.append(True)
-                            return True
-                        if not converged and i + 1 < self.max_iter:
-                            ckpt.maybe_save(i + 1, *self._pack_checkpoint(
-                                init_no, i + 1, centers, labels, best), random_state)
-                        return False
-
-                    labels, inertia, centers, n_iter = _lloyd(
-                        rows, centers_init, max_iter=self.max_iter, tol=tol,
-                        verbose=self.verbose, kern=kern, n_threads=n_threads,
-                        algorithm=algorithm, resume=resume, after_iteration=after_iteration)
-                    resume = None
-                    if best is None or (inertia < best[1] and
-                                        not _is_same_clustering(rows, labels, best[0],
-                                                                self.n_clusters)):
-                        best = (labels, inertia, centers, n_iter)
-                    if stopped:
-                        break
+                best, _ = self._run_em(rows, n_init=n_init, initialize=True,
+                                       random_state=check_random_state(self.random_state),
+                                       callback=callback, ckpt=ckpt)
         finally:
             if rows.in_memory and not self.copy_x:
                 rows.array += X_mean
             rows.shift = None
-        labels, inertia, centers, n_iter = best
-        centers += X_mean
+            for name in ("_fit_state", "_start", "_run"):  # nothing of the data stays
+                self.__dict__.pop(name, None)
+        centers, labels = best.params
         sizes = sum(rows.map(_cluster_sizes, self.n_clusters, state=(labels,)))
         distinct = int(np.count_nonzero(sizes))
         if distinct < self.n_clusters:
@@ -809,84 +832,59 @@ class KMeans(FastEMEstimator):
                 f"Number of distinct clusters ({distinct}) found smaller than n_clusters "
                 f"({self.n_clusters}). Possibly due to duplicate points in X.",
                 ConvergenceWarning, stacklevel=2)
-        self.cluster_centers_ = centers
+        self.cluster_centers_ = centers + X_mean
         self.labels_ = rows.gather(labels)
-        self.inertia_ = float(inertia)
-        self.n_iter_ = int(n_iter)
+        self.inertia_ = float(-best.score)
+        self.n_iter_ = int(best.n_iter)
         self.backend_ = backend
         self._n_features_out = self.n_clusters
         ckpt.finish()
         return self
 
-    def _pack_checkpoint(self, init_no, n_iter, centers, labels, best):
-        """(JSON state, arrays) of Lloyd after iteration ``n_iter`` (X centered)."""
-        state = {"init": init_no, "n_iter": n_iter, "best": None if best is None else
-                 {"inertia": float(best[1]), "n_iter": int(best[3])}}
-        arrays = {"centers": centers, "labels": labels}
-        if best is not None:
-            arrays.update(best_labels=best[0], best_centers=best[2])
-        return state, arrays
+    # ------------------------------------------------------------------ the engine's hooks
+    # Parameters: (centers, labels), X centered; the labels are per-row state of the rows.
+    def _em_initialize(self, rows, random_state):
+        s = self._fit_state
+        self._start = (self._init_centroids(rows, s["init"], random_state, s["kern"],
+                                            s["n_threads"]), None)
+        if self.verbose:
+            print("Initialization complete")
 
-    def _prepared(self, X):
-        """Validated X and the centers in X's dtype, for predict / score / transform."""
-        self._check_is_fitted()
-        X = self._validate_data(X, reset=False)
-        centers = np.ascontiguousarray(self.cluster_centers_, dtype=X.dtype)
-        check_magnitude(X, None, also=centers)
-        return X, centers
+    def _em_begin(self, rows, init, n_done):
+        s = self._fit_state
+        self._run = _LloydRun(rows, *self._start, n_done, algorithm=s["algorithm"],
+                              tol=s["tol"], verbose=self.verbose, kern=s["kern"],
+                              n_threads=s["n_threads"])
 
-    def _labels_inertia(self, X, centers, sample_weight):
-        backend, n_threads = self._resolve_runtime()
-        kern = self._kernels(backend, "kmeans")
-        labels = np.empty(X.shape[0], dtype=np.int32)
-        with limit_blas_threads():
-            kern.assign_labels(X, centers, labels, np.empty(X.shape[0], np.float64), n_threads)
-            inertia = (kern.inertia(X, sample_weight, centers, labels, n_threads)
-                       if sample_weight is not None else None)
-        return labels, inertia
+    def _em_iterate(self, rows):
+        converged, shift, n_changed = self._run.step()
+        return Iteration(None, converged, report=dict(center_shift=shift, n_changed=n_changed))
 
-    @lazy_on_dask(np.int32)
-    def predict(self, X):
-        """Index of the closest cluster center for each sample (int32)."""
-        X, centers = self._prepared(X)
-        return self._labels_inertia(X, centers, None)[0]
+    def _em_end(self, rows, bound, converged):
+        return -self._run.finish()  # the score of a run: its inertia, negated
+
+    def _em_improves(self, rows, run, best):
+        # as scikit-learn: a lower inertia, unless it is the same clustering
+        return run.score > best.score and not _is_same_clustering(
+            rows, run.params[1], best.params[1], self.n_clusters)
+
+    def _get_parameters(self):
+        return self._run.centers, self._run.labels
+
+    def _set_parameters(self, params):
+        self._start = params  # a run begins from them (_em_begin)
 
     def fit_predict(self, X, y=None, sample_weight=None):
         """Fit, then return ``labels_`` (equal to ``fit(X).predict(X)``)."""
         return self.fit(X, sample_weight=sample_weight).labels_
 
-    def score(self, X, y=None, sample_weight=None):
-        """Opposite of the weighted inertia of X under the fitted centers (a Dask array:
-        summed over its blocks, which the workers score)."""
-        from .dask import is_dask_array, sum_over_blocks
 
-        if is_dask_array(X):
-            return sum_over_blocks(self.score, X, sample_weight)
-        X, centers = self._prepared(X)
-        sample_weight = check_sample_weight(sample_weight, X.shape[0], owner="KMeans.score")
-        return -self._labels_inertia(X, centers, sample_weight)[1]
-
-    @lazy_on_dask("X", lambda est: est.n_clusters)
-    def transform(self, X):
-        """Euclidean distance of every sample to every center, shape (n_samples, n_clusters)."""
-        X, centers = self._prepared(X)
-        return _euclidean_distances(X, centers)
-
-    def fit_transform(self, X, y=None, sample_weight=None):
-        """Fit, then return the distances of X to the fitted centers."""
-        return self.fit(X, sample_weight=sample_weight).transform(X)
-
-    def get_feature_names_out(self, input_features=None):
-        """Output feature names of ``transform``: ``kmeans0``, ``kmeans1``, ..."""
-        self._check_is_fitted()
-        return np.asarray([f"kmeans{i}" for i in range(self._n_features_out)], dtype=object)
-
-    def __sklearn_tags__(self):
-        from sklearn.utils import TransformerTags
-
-        tags = super().__sklearn_tags__()
-        tags.transformer_tags = TransformerTags(preserves_dtype=["float64", "float32"])
-        return tags
+def kmeans_labels(rows, n_clusters, random_state, backend, n_threads):
+    """The labels of one K-means fit (k-means++ seeding) of validated ``rows``, as per-row
+    state of ``rows``: how the mixtures' init_params="kmeans" starts."""
+    km = KMeans(n_clusters=n_clusters, n_init=1, random_state=random_state, backend=backend,
+                n_threads=n_threads)
+    return rows.state_from(km._fit_rows(rows.copy()).labels_)
 
 
 def _euclidean_distances(X, centers):

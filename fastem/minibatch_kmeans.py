@@ -44,8 +44,7 @@ from ._validation import (
     check_sample_weight,
     row_blocks,
 )
-from .base import FastEMEstimator
-from .kmeans import KMeans, _kmeans_plusplus, _tolerance
+from .kmeans import KMeans, _KMeansBase, _kmeans_plusplus, _tolerance
 
 
 #: Size in elements of the shifted copies of X made by ``predict``, ``score`` and ``labels_``.
@@ -211,7 +210,7 @@ class _EarlyStopping:
         return False
 
 
-class MiniBatchKMeans(FastEMEstimator):
+class MiniBatchKMeans(_KMeansBase):
     """Mini-batch K-means, a drop-in for ``sklearn.cluster.MiniBatchKMeans``.
 
     Parameters
@@ -279,7 +278,6 @@ class MiniBatchKMeans(FastEMEstimator):
         Backend that ran the last fit or step.
     """
 
-    _estimator_type = "clusterer"
     #: Always set after fit / partial_fit; a model file must hold them.
     _always_fitted = ("cluster_centers_", "n_steps_", "backend_", "_n_features_out", "_counts",
                       "_n_since_last_reassign", "_batch_size")
@@ -366,14 +364,6 @@ class MiniBatchKMeans(FastEMEstimator):
                                       float(words[626:].view(np.float64)[0])))
 
     # ------------------------------------------------------------------ helpers
-    # KMeans's methods that only use what both classes have (until the two share a base
-    # class): predict calls our _labels_inertia, transform our _prepared.
-    _check_centers = KMeans._check_centers
-    _prepared = KMeans._prepared
-    predict = KMeans.predict
-    transform = KMeans.transform
-    fit_transform = KMeans.fit_transform
-
     def _validated(self, X, reset):
         """``_validate_data``, with a clear error for ``fastem.Chunks``: batches are drawn
         from anywhere in X, which needs random access to its rows."""
@@ -637,29 +627,9 @@ class MiniBatchKMeans(FastEMEstimator):
         self.fit(X, sample_weight=sample_weight)
         return self.labels_ if self.compute_labels else self.predict(X)
 
-    def score(self, X, y=None, sample_weight=None):
-        """Opposite of the weighted inertia of X under the fitted centers."""
-        X, centers = self._prepared(X)
-        sample_weight = check_sample_weight(sample_weight, X.shape[0],
-                                            owner=f"{type(self).__name__}.score")
-        return -self._labels_inertia(X, centers, sample_weight)[1]
-
     def _labels_inertia(self, X, centers, sample_weight):
         """(labels, inertia) of X under ``centers``, computed as ``labels_`` is."""
         backend, n_threads = self._resolve_runtime()
         with limit_blas_threads():
             return _shifted_labels_inertia(X, centers, sample_weight,
                                            self._kernels(backend, "kmeans"), n_threads)
-
-    def get_feature_names_out(self, input_features=None):
-        """Output feature names of ``transform``: ``minibatchkmeans0``, ... (as scikit-learn)."""
-        self._check_is_fitted()
-        return np.asarray([f"minibatchkmeans{i}" for i in range(self._n_features_out)],
-                          dtype=object)
-
-    def __sklearn_tags__(self):
-        from sklearn.utils import TransformerTags
-
-        tags = super().__sklearn_tags__()
-        tags.transformer_tags = TransformerTags(preserves_dtype=["float64", "float32"])
-        return tags

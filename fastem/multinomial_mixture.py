@@ -144,9 +144,9 @@ class MultinomialMixture(DiscreteMixture):
             return Encoded(csr=X, n_features=X.shape[1], log_base=log_base, totals=totals)
         return Encoded(X=X, log_base=log_base, totals=totals)
 
-    def _initialize_parameters(self, parts, sample_weight, random_state):
+    def _em_initialize(self, parts, random_state):
         self.mean_total_ = sum(parts.map(_weighted_total)) / parts.total_weight
-        super()._initialize_parameters(parts, sample_weight, random_state)
+        super()._em_initialize(parts, random_state)
 
     # ------------------------------------------------------------------ parameters
     def _operands(self, enc):

@@ -14,7 +14,7 @@ from conftest import FAST_BACKENDS, blobs
 import fastem
 from fastem._dispatch import get_kernels
 from fastem._stream import Chunks, rows_from
-from fastem.kmeans import BOUNDED, _group_centers, _lloyd
+from fastem.kmeans import BOUNDED, _group_centers, _LloydRun
 
 REF = get_kernels("numpy", "kmeans")
 ALGORITHMS = ["lloyd", *BOUNDED]
@@ -191,15 +191,18 @@ def _overlapping(n, d, k, dtype, seed=0):
 
 
 def _history(rows, init, algorithm, kern, max_iter=15):
+    """(final labels, inertia, centers, iterations), and (centers, labels, labels changed)
+    after every iteration, of a run stopped at strict convergence or max_iter."""
+    run = _LloydRun(rows, init, None, algorithm=algorithm, tol=0.0, verbose=0, kern=kern,
+                    n_threads=2)
     seen = []
-
-    def after(i, converged, centers, labels, shift, n_changed):
-        seen.append((centers.copy(), labels.copy(), n_changed))
-        return False
-
-    out = _lloyd(rows, init, max_iter=max_iter, tol=0.0, verbose=0, kern=kern, n_threads=2,
-                 algorithm=algorithm, after_iteration=after)
-    return out, seen
+    for _ in range(max_iter):
+        converged, _, n_changed = run.step()
+        seen.append((run.centers.copy(), run.labels.copy(), n_changed))
+        if converged:
+            break
+    inertia = run.finish()
+    return (run.labels, inertia, run.centers, run.n_done), seen
 
 
 @pytest.mark.parametrize("shape", [(3000, 2, 8), (2500, 16, 16), (1200, 24, 45), (1500, 12, 70),
