@@ -11,6 +11,7 @@ Environment switches (for packagers and for testing the fallbacks):
 """
 
 import os
+import runpy
 import shutil
 import sys
 import tempfile
@@ -19,7 +20,9 @@ import textwrap
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
-KERNEL_MODULES = ["kmeans", "gaussian_mixture", "discrete_mixture"]
+# one extension per declared model family (fastem/_families.py imports nothing of fastem)
+KERNEL_MODULES = runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                             "fastem", "_families.py"))["NAMES"]
 
 _OPENMP_PROBE = textwrap.dedent(
     """

@@ -22,6 +22,8 @@ import os
 import sys
 import time
 
+from ._families import CLI_NAMES
+
 
 class CLIError(Exception):
     """A problem the user can fix; printed without a traceback."""
@@ -155,7 +157,7 @@ def _load_parquet(path):
 
 
 # ----------------------------------------------------------------- models
-MODELS = ("kmeans", "minibatch", "gmm", "bernoulli", "multinomial", "categorical")
+MODELS = CLI_NAMES
 
 
 def _estimator(args, X):

@@ -249,7 +249,6 @@ class DiscreteMixture(BaseMixture):
     checked ``means_init``, or None) and the parameter accessors.
     """
 
-    _kernel_family = "discrete_mixture"
     _common_constraints = {
         "n_components": [Interval(numbers.Integral, 1, None)],
         "alpha": [Interval(numbers.Real, 0.0, None, closed="neither")],

@@ -9,10 +9,10 @@ import importlib
 import warnings
 
 from ._config import BACKENDS, get_config
+from ._families import NAMES as _FAMILIES
 
 KERNEL_BACKENDS = ("numba", "cython", "numpy")
 _AUTO_ORDER = ("numba", "cython", "numpy")
-_FAMILIES = ("kmeans", "gaussian_mixture", "discrete_mixture")
 
 _status = {}  # backend -> None (usable) or a string saying why not
 _warned_fallback = False

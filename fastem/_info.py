@@ -17,64 +17,15 @@ def _version(module):
         return None
 
 
-def _exercise_kmeans(kern, dtype, n_threads=1):
-    """Run every K-means kernel once on tiny data of ``dtype`` (compiles / loads the cache)."""
-    X = np.arange(24, dtype=dtype).reshape(8, 3)
-    centers = np.ascontiguousarray(X[:2])
-    w = np.ones(8)
-    labels = np.empty(8, np.int32)
-    dist = np.empty(8)
-    kern.assign_labels(X, centers, labels, dist, n_threads)
-    kern.lloyd_step(X, w, centers, labels, np.empty((2, 3)), np.empty(2), n_threads)
-    kern.inertia(X, w, centers, labels, n_threads)
-    kern.kmeanspp_trial_potentials(X, w, centers, dist, np.empty(2), n_threads)
-    kern.kmeanspp_update_closest(X, centers[0], dist, n_threads)
-    # the bounded algorithms' step ("auto" runs Hamerly from K = 64): one group of both
-    # centers, building the bounds and then using them
-    groups = np.zeros(2, np.int64), np.array([0, 2], np.int64), np.arange(2, dtype=np.int64)
-    upper, lower = np.zeros(8), np.zeros((8, 1))
-    for full in (True, False):
-        kern.bounded_step(X, w, centers, np.zeros(2), np.ones(2), *groups, labels, upper, lower,
-                          full, np.empty((2, 3)), np.empty(2), np.zeros(3), n_threads)
+def _exercise(family, kern, dtype, n_threads=1):
+    """Run every kernel of ``family`` once on a tiny case of ``dtype`` (compiles the
+    numba kernels, or loads them from the cache): the declared calls reach every
+    specialization a default fit uses (bounded_step, which "auto" runs from K = 64,
+    CSR with int32 and int64 indices, data with and without missing entries)."""
+    from ._families import family as declared, run_calls
 
-
-def _exercise_gaussian_mixture(kern, dtype, n_threads=1):
-    """The same for the twelve Gaussian-mixture kernels."""
-    X = np.arange(24, dtype=dtype).reshape(8, 3) / 10
-    means = np.ascontiguousarray(X[:2])
-    consts = np.zeros(2)
-    w = np.ones(8)
-    chols = {"full": np.stack([np.eye(3, dtype=dtype)] * 2), "tied": np.eye(3, dtype=dtype),
-             "diag": np.ones((2, 3), dtype=dtype), "spherical": np.ones(2, dtype=dtype)}
-    xx = {"full": (2, 3, 3), "tied": (3, 3), "diag": (2, 3), "spherical": (2,)}
-    for cov, pc in chols.items():
-        getattr(kern, f"estimate_log_prob_{cov}")(X, means, pc, consts, np.empty((8, 2)),
-                                                  n_threads)
-        getattr(kern, f"estimate_log_norm_{cov}")(X, means, pc, consts, np.empty(8),
-                                                  np.empty(8, np.int32), n_threads)
-        getattr(kern, f"accumulate_stats_{cov}")(X, w, means, pc, consts, means, np.empty(2),
-                                                 np.empty((2, 3)), np.empty(xx[cov]), n_threads)
-
-
-def _exercise_discrete_mixture(kern, dtype, n_threads=1):
-    """The same for the dense and CSR discrete-mixture kernels (int32 and int64 indices)."""
-    X = (np.arange(24).reshape(8, 3) % 2).astype(dtype)
-    coef, offset, w = np.zeros((3, 2)), np.zeros(2), np.ones(8)
-    kern.estimate_log_prob_dense(X, coef, coef, offset, True, np.empty((8, 2)), n_threads)
-    kern.estimate_log_norm_dense(X, coef, coef, offset, True, np.empty(8), np.empty(8, np.int32),
-                                 n_threads)
-    kern.accumulate_stats_dense(X, w, coef, coef, offset, True, np.empty(2), np.empty((3, 2)),
-                                np.empty((3, 2)), n_threads)
-    for index in (np.int32, np.int64):
-        csr = (X.ravel(), np.tile(np.arange(3, dtype=index), 8), np.arange(0, 25, 3, dtype=index))
-        kern.estimate_log_prob_csr(*csr, coef, offset, np.empty((8, 2)), n_threads)
-        kern.estimate_log_norm_csr(*csr, coef, offset, np.empty(8), np.empty(8, np.int32),
-                                   n_threads)
-        kern.accumulate_stats_csr(*csr, w, coef, offset, np.empty(2), np.empty((3, 2)), n_threads)
-
-
-_EXERCISE = {"kmeans": _exercise_kmeans, "gaussian_mixture": _exercise_gaussian_mixture,
-             "discrete_mixture": _exercise_discrete_mixture}
+    calls = declared(family).calls(dtype, 8, 3, 2, np.random.default_rng(0))
+    run_calls(kern, calls, n_threads)
 
 
 def warmup(backends=("numba",)):
@@ -91,7 +42,7 @@ def warmup(backends=("numba",)):
         for family in _FAMILIES:
             kern = get_kernels(backend, family)
             for dtype in (np.float32, np.float64):
-                _EXERCISE[family](kern, dtype)
+                _exercise(family, kern, dtype)
         done.append(backend)
     return done
 
@@ -115,7 +66,7 @@ def info():
     if status["numba"] is None:
         import numba
 
-        _exercise_kmeans(get_kernels("numba", "kmeans"), np.float64)
+        _exercise("kmeans", get_kernels("numba", "kmeans"), np.float64)
         out["numba_threading_layer"] = numba.threading_layer()
         out["numba_num_threads"] = numba.config.NUMBA_NUM_THREADS
         out["numba_cache_dir"] = numba.config.CACHE_DIR or "(next to the package, or user cache)"

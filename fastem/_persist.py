@@ -113,11 +113,9 @@ def save(est, path):
 
 
 def _model_classes():
-    from . import (BernoulliMixture, CategoricalMixture, GaussianMixture, KMeans,
-                   MiniBatchKMeans, MultinomialMixture)
+    from ._families import estimator_classes
 
-    return {c.__name__: c for c in (KMeans, MiniBatchKMeans, GaussianMixture, BernoulliMixture,
-                                    MultinomialMixture, CategoricalMixture)}
+    return {c.__name__: c for c in estimator_classes().values()}
 
 
 def load(path):

@@ -287,7 +287,12 @@ class FastEMEstimator:
             msg += "Feature names must be in the same order as they were in fit.\n"
         raise ValueError(msg)
 
-    _kernel_family = "kmeans"
+    @property
+    def _kernel_family(self):
+        """The kernel family this estimator runs on (declared in ``fastem/_families.py``)."""
+        from ._families import family_of
+
+        return family_of(type(self))
 
     def _resolve_runtime(self):
         """(backend name, n_threads) for this call, from the parameters and the config."""
@@ -326,8 +331,10 @@ class EMEstimator(FastEMEstimator):
 
     The engine owns ``n_init`` (the best run is kept), ``max_iter``, ``tol`` (through
     the convergence test), the convergence monitor (the history of the bound and a
-    warning if EM ever makes it decrease), warm starts, the callback, checkpoints and
-    the choice of the best run.  A model supplies, on the data its ``fit`` prepared:
+    warning if EM ever makes it decrease), warm starts, the callback, checkpoints, the
+    choice of the best run and stepwise EM for ``partial_fit`` (``_stepwise_em``).  The
+    data is whatever the model's ``fit`` prepared from memory, a memory map, ``Chunks``
+    or a Dask array (``fastem._stream.Rows`` and what is built on it); a model supplies:
 
     - ``_em_initialize(data, random_state)``: starting parameters of a new run;
     - ``_em_iterate(data) -> Iteration``: one E+M iteration.  By default that is
@@ -364,13 +371,20 @@ class EMEstimator(FastEMEstimator):
     def _em_improves(self, data, run, best):
         return run.score > best.score
 
-    def _run_em(self, data, *, n_init, initialize, random_state, callback, ckpt):
+    def _run_em(self, data, *, n_init, initialize, random_state, callback=None, ckpt=None,
+                max_iter=None):
         """Run the loop ``n_init`` times (once from the current parameters when not
-        ``initialize``); returns (the best Run, whether the callback stopped the fit),
-        with the best run's parameters set."""
+        ``initialize``), each for at most ``max_iter`` iterations (default: the
+        parameter); returns (the best Run, whether the callback stopped the fit), with
+        the best run's parameters set.  ``ckpt``: a ``fastem._checkpoint.Checkpointer``."""
         import time
         import warnings
 
+        from ._checkpoint import Checkpointer
+
+        max_iter = self.max_iter if max_iter is None else max_iter
+        if ckpt is None:
+            ckpt = Checkpointer(self, data, None)
         state = self._unpack_checkpoint(ckpt.resume(random_state))  # a killed run's state
         best = state["best"] if state else None
         for name in self._em_counters:
@@ -391,10 +405,10 @@ class EMEstimator(FastEMEstimator):
                 reseeded_last = True  # the first change is from -inf (or a warm start)
             self._em_begin(data, init, first_iter - 1)
             converged, n_iter = False, first_iter - 1
-            if self.max_iter == 0:
+            if max_iter == 0:
                 lower_bound = self._summarize(data)[0]
                 bounds.append(lower_bound)
-            for n_iter in range(first_iter, self.max_iter + 1):
+            for n_iter in range(first_iter, max_iter + 1):
                 it = self._em_iterate(data)
                 info = dict(init=init, iteration=n_iter)
                 converged = it.converged
@@ -422,7 +436,7 @@ class EMEstimator(FastEMEstimator):
                     break
                 if converged:
                     break
-                if n_iter < self.max_iter:
+                if n_iter < max_iter:
                     ckpt.maybe_save(n_iter, *self._pack_checkpoint(
                         init, n_iter, lower_bound, bounds, reseeded_last, best), random_state)
             run = Run(self._em_end(data, lower_bound, converged), self._get_parameters(),
@@ -433,6 +447,42 @@ class EMEstimator(FastEMEstimator):
                 break
         self._set_parameters(best.params)
         return best, stopped
+
+    # ------------------------------------------------------------------ stepwise EM
+    def _stepwise_em(self, data):
+        """One step of stepwise (online) EM on the batch ``data``: (the batch's lower bound
+        under the parameters before the step, the steps made so far).
+
+        The model keeps a running average of the sufficient statistics per unit weight,
+        ``s <- (1 - eta_t) s + eta_t s(batch)``, where ``s(batch)`` are the batch's
+        expected statistics under the current parameters (``_summarize``), and sets the
+        parameters from ``s`` (``_from_summaries``).  ``eta_t = (learning_offset + t) **
+        -learning_decay`` for the t-th step after the first, whose statistics start the
+        average (eta = 1); without a running average (a new fit) the count restarts.
+        """
+        lower_bound, stats = self._summarize(data)
+        batch = self._stats_per_weight(stats, data.total_weight)
+        running = getattr(self, "_running_stats", None)
+        steps = getattr(self, "n_steps_", 0) if running is not None else 0
+        if running is None:
+            running = batch
+        else:
+            eta = (self.learning_offset + steps) ** -self.learning_decay
+            running = tuple(None if r is None else (1 - eta) * r + eta * b
+                            for r, b in zip(running, batch))
+        self._running_stats = running
+        self._from_summaries(data, self._stats_for_batch(running, data.total_weight))
+        return lower_bound, steps + 1
+
+    def _stats_per_weight(self, stats, total_weight):
+        """A batch's statistics in the frame the running average keeps, per unit weight."""
+        return tuple(np.asarray(s, dtype=np.float64) / total_weight if s is not None else None
+                     for s in stats)
+
+    def _stats_for_batch(self, running, total_weight):
+        """The running average as the statistics of a batch of ``total_weight`` (what
+        ``_from_summaries`` takes)."""
+        return tuple(None if s is None else s * total_weight for s in running)
 
     def _pack_checkpoint(self, init, n_iter, lower_bound, bounds, reseeded_last, best):
         """(JSON state, arrays function) of the EM loop after iteration ``n_iter``."""
@@ -662,35 +712,13 @@ class BaseMixture(EMEstimator):
             if not fitted:
                 self.n_reseeded_ = 0
                 self._em_initialize(data, check_random_state(self.random_state))
-            lower_bound, stats = self._summarize(data)
-            batch = self._stats_per_weight(stats, data.total_weight)
-            running = getattr(self, "_running_stats", None)
-            steps = getattr(self, "n_steps_", 0) if running is not None else 0
-            if running is None:
-                running = batch
-            else:
-                eta = (self.learning_offset + steps) ** -self.learning_decay
-                running = tuple(None if r is None else (1 - eta) * r + eta * b
-                                for r, b in zip(running, batch))
-            self._running_stats = running
-            self._from_summaries(data, self._stats_for_batch(running, data.total_weight))
-        self.n_steps_ = steps + 1
+            lower_bound, self.n_steps_ = self._stepwise_em(data)
         self.n_iter_ = self.n_steps_
         self.lower_bound_ = float(lower_bound)
         self.lower_bounds_ = [self.lower_bound_]
         self.converged_ = False
         self.backend_ = backend
         return self
-
-    def _stats_per_weight(self, stats, total_weight):
-        """A batch's statistics in the frame the running average keeps, per unit weight."""
-        return tuple(np.asarray(s, dtype=np.float64) / total_weight if s is not None else None
-                     for s in stats)
-
-    def _stats_for_batch(self, running, total_weight):
-        """The running average as the statistics of a batch of ``total_weight`` (what
-        ``_from_summaries`` takes)."""
-        return tuple(None if s is None else s * total_weight for s in running)
 
     # ------------------------------------------------------------------ inference
     def _prepare(self, X):

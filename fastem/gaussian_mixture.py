@@ -265,7 +265,6 @@ class GaussianMixture(BaseMixture):
     n_features_in_, feature_names_in_
     """
 
-    _kernel_family = "gaussian_mixture"
     _fitted_attributes = (*BaseMixture._fitted_attributes, "means_", "covariances_",
                           "precisions_", "precisions_cholesky_")
 

@@ -44,6 +44,7 @@ from ._validation import (
     check_sample_weight,
     row_blocks,
 )
+from .base import Iteration
 from .kmeans import KMeans, _KMeansBase, _kmeans_plusplus, _tolerance
 
 
@@ -498,7 +499,7 @@ class MiniBatchKMeans(_KMeansBase):
             del self.labels_  # they would describe another X
 
     # ------------------------------------------------------------------ API
-    def fit(self, X, y=None, sample_weight=None):
+    def fit(self, X, y=None, sample_weight=None, *, callback=None):
         """Compute the centers on X by mini-batches.
 
         Parameters
@@ -509,6 +510,11 @@ class MiniBatchKMeans(_KMeansBase):
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative weights: batches are drawn with probability proportional to
             them.  Not used by a callable or array ``init``.
+        callback : callable, default=None
+            Called after every step with a dict: ``init`` (0), ``iteration`` (the step,
+            from 1), ``batch_inertia``, ``center_shift`` (squared; 0 unless tol > 0),
+            ``converged`` (the stopping rule fired), ``elapsed`` (seconds).  A true
+            return value stops the fit there.
 
         Returns
         -------
@@ -520,45 +526,77 @@ class MiniBatchKMeans(_KMeansBase):
         n_samples = X.shape[0]
         batch_size, init_size, n_init = self._sizes(n_samples)
         backend, n_threads = self._resolve_runtime()
-        kern = self._kernels(backend, "kmeans")
         tol = _tolerance(_rows(X), self.tol) if self.tol > 0 else 0.0
-        random_state = check_random_state(self.random_state)
-        with limit_blas_threads():
-            centers, ref = self._best_init(X, sample_weight, init, init_size, n_init,
-                                           random_state, kern, n_threads)
-            counts, n_since, stop = np.zeros(self.n_clusters), 0, _EarlyStopping(
-                batch_size, n_samples, tol, self.max_no_improvement, self.verbose)
-            n_steps = (self.max_iter * n_samples) // batch_size
-            # Batches are drawn as RandomState.choice(n_samples, batch_size, p=p) draws
-            # them (inverse CDF of one uniform per row: the same numbers), but with the
-            # cumulative distribution computed once instead of at every step.
-            cdf = np.cumsum(_sampling_probabilities(sample_weight, X.dtype))
-            cdf /= cdf[-1]
-            unit_weights = np.ones(batch_size)
-            for step in range(n_steps):
-                rows = cdf.searchsorted(random_state.random_sample(batch_size), side="right")
-                X_batch = X[rows]
-                X_batch -= ref
-                n_since, reassign = _reassign_due(counts, n_since, batch_size, self.n_clusters)
-                previous = centers.astype(np.float64) if tol > 0 else None
-                batch_inertia = _minibatch_step(
-                    X_batch, unit_weights, centers, counts, kern, n_threads, reassign=reassign,
-                    reassignment_ratio=self.reassignment_ratio, random_state=random_state,
-                    verbose=self.verbose)
-                shift = float(np.sum((centers - previous) ** 2)) if tol > 0 else 0.0
-                if stop(step, n_steps, shift, batch_inertia):
-                    break
-            self._counts, self._n_since_last_reassign = counts, n_since
-            self._batch_size = int(batch_size)
-            self.n_steps_ = step + 1
-            # passes over the data, rounded up: ceil(n_steps_ * batch_size / n_samples)
-            self.n_iter_ = -(-self.n_steps_ * batch_size // n_samples)
-            self._finish(X, sample_weight, centers + ref, backend, kern, n_threads)
+        # Batches are drawn as RandomState.choice(n_samples, batch_size, p=p) draws them
+        # (inverse CDF of one uniform per row: the same numbers), but with the cumulative
+        # distribution computed once instead of at every step.
+        cdf = np.cumsum(_sampling_probabilities(sample_weight, X.dtype))
+        cdf /= cdf[-1]
+        # what the engine's hooks below read (the random state is theirs too)
+        self._fit_state = s = dict(
+            sample_weight=sample_weight, init=init, init_size=init_size, n_init=n_init,
+            batch_size=batch_size, kern=self._kernels(backend, "kmeans"), n_threads=n_threads,
+            tol=tol, cdf=cdf, unit_weights=np.ones(batch_size),
+            stop=_EarlyStopping(batch_size, n_samples, tol, self.max_no_improvement,
+                                self.verbose), n_steps=(self.max_iter * n_samples) // batch_size)
+        try:
+            with limit_blas_threads():
+                best, _ = self._run_em(X, n_init=1, initialize=True, max_iter=s["n_steps"],
+                                       random_state=check_random_state(self.random_state),
+                                       callback=callback)
+                centers, self._counts, ref = best.params
+                self._n_since_last_reassign = s["n_since"]
+                self._batch_size = int(batch_size)
+                self.n_steps_ = best.n_iter
+                # passes over the data, rounded up: ceil(n_steps_ * batch_size / n_samples)
+                self.n_iter_ = -(-self.n_steps_ * batch_size // n_samples)
+                self._finish(X, sample_weight, centers + ref, backend, s["kern"], n_threads)
             if not self.compute_labels:
                 # scikit-learn fails when the fit made a single step (no average yet)
-                ewa = stop.ewa if stop.ewa is not None else batch_inertia / batch_size
+                ewa = s["stop"].ewa if s["stop"].ewa is not None else s["last"] / batch_size
                 self.inertia_ = float(ewa * np.sum(sample_weight))
+        finally:
+            self.__dict__.pop("_fit_state", None)
         return self
+
+    # ------------------------------------------------------------------ the engine's hooks
+    # fit's parameters: (centers relative to the reference point, their counts, the point)
+    def _em_initialize(self, X, random_state):
+        s = self._fit_state
+        centers, ref = self._best_init(X, s["sample_weight"], s["init"], s["init_size"],
+                                       s["n_init"], random_state, s["kern"], s["n_threads"])
+        s.update(params=(centers, np.zeros(self.n_clusters), ref), n_since=0, step=0,
+                 random_state=random_state)
+
+    def _em_iterate(self, X):
+        """One mini-batch step: a batch drawn by weight, assigned, and the centers moved."""
+        s = self._fit_state
+        centers, counts, ref = s["params"]
+        random_state, batch_size, tol = s["random_state"], s["batch_size"], s["tol"]
+        rows = s["cdf"].searchsorted(random_state.random_sample(batch_size), side="right")
+        X_batch = X[rows]
+        X_batch -= ref
+        s["n_since"], reassign = _reassign_due(counts, s["n_since"], batch_size,
+                                               self.n_clusters)
+        previous = centers.astype(np.float64) if tol > 0 else None
+        s["last"] = _minibatch_step(
+            X_batch, s["unit_weights"], centers, counts, s["kern"], s["n_threads"],
+            reassign=reassign, reassignment_ratio=self.reassignment_ratio,
+            random_state=random_state, verbose=self.verbose)
+        shift = float(np.sum((centers - previous) ** 2)) if tol > 0 else 0.0
+        step, s["step"] = s["step"], s["step"] + 1
+        stop = s["stop"](step, s["n_steps"], shift, s["last"])
+        return Iteration(None, stop, report=dict(batch_inertia=float(s["last"]),
+                                                 center_shift=shift))
+
+    def _em_end(self, X, bound, converged):
+        return 0.0  # one run: nothing to compare
+
+    def _get_parameters(self):
+        return self._fit_state["params"]
+
+    def _set_parameters(self, params):
+        self._fit_state["params"] = params
 
     def partial_fit(self, X, y=None, sample_weight=None):
         """Update the centers with one mini-batch X (initializing them on the first one).

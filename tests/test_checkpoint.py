@@ -183,3 +183,18 @@ def test_job_killed_with_sigkill_resumes_to_the_same_model(tmp_path):
     assert fresh.returncode == 0, fresh.stderr
     _same_model(fastem.load(tmp_path / "resumed.npz"), fastem.load(tmp_path / "fresh.npz"))
     assert not ckpt.exists()
+
+
+def test_minibatch_callback_sees_every_step_and_a_stop_equals_a_shorter_fit():
+    X = blobs()[:640]
+    params = dict(n_clusters=3, batch_size=64, random_state=0, max_no_improvement=None)
+    seen = []
+    stopped = fastem.MiniBatchKMeans(max_iter=3, **params).fit(
+        X, callback=lambda info: seen.append(info) or info["iteration"] == 10)
+    assert [i["iteration"] for i in seen] == list(range(1, 11))
+    assert all(i["batch_inertia"] > 0 and not i["converged"] for i in seen)
+    # 10 steps of 64 rows are one pass over the 640 rows: max_iter=1 makes the same draws
+    short = fastem.MiniBatchKMeans(max_iter=1, **params).fit(X)
+    assert stopped.n_steps_ == short.n_steps_ == 10
+    np.testing.assert_array_equal(stopped.cluster_centers_, short.cluster_centers_)
+    assert stopped.inertia_ == short.inertia_

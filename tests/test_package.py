@@ -157,27 +157,6 @@ def test_warmup_command():
         assert res["warmed"] == ["numba"]
 
 
-@pytest.mark.parametrize("family", ["kmeans", "gaussian_mixture", "discrete_mixture"])
-def test_warmup_compiles_every_numba_kernel_for_both_dtypes(family):
-    """Each parallel kernel of the family has a compiled float32 and float64 version
-    after warm-up's exercise (bounded_step, which "auto" runs from K = 64, included)."""
-    if fastem.available_backends()["numba"] is not None:
-        pytest.skip("numba unavailable")
-    from fastem._dispatch import get_kernels
-    from fastem._info import _EXERCISE
-
-    kern = get_kernels("numba", family)
-    for dtype in (np.float32, np.float64):
-        _EXERCISE[family](kern, dtype)
-    kernels = {n: f.jitted for n, f in vars(kern).items() if hasattr(f, "jitted")}
-    assert "bounded_step" in kernels or family != "kmeans"
-    for name, jitted in kernels.items():
-        # one signature per data dtype (parameters are float64 in some kernels)
-        args = {str(a) for sig in jitted.signatures for a in sig}
-        assert len(jitted.signatures) >= 2 and any("array(float32" in a for a in args), \
-            (name, jitted.signatures)
-
-
 @pytest.mark.parametrize("make", [lambda: fastem.KMeans(5), lambda: fastem.GaussianMixture(5),
                                   lambda: fastem.BernoulliMixture(5)])
 def test_a_failed_first_fit_leaves_the_model_unfitted(make):

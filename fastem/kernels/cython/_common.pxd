@@ -22,6 +22,8 @@ cdef extern from *:
     int FASTEM_COMPILED_WITH_OPENMP
 
 cdef enum:
+    # The determinism constants of fastem/kernels/_determinism.py (the one source; the
+    # contract tests check that these agree with it).
     # Samples per block. Blocks are fixed by the data size alone, never by the thread count.
     _BLOCK = 256
     # At most this many partial-result slots per reduction (the parallelism of reductions).

@@ -21,12 +21,14 @@ from libc.stdlib cimport free
 from libc.string cimport memcpy
 
 from fastem.kernels.cython._common cimport (
-    _BLOCK, FASTEM_COMPILED_WITH_OPENMP, _alloc, _block_responsibilities, _block_stop,
-    _check_arg, _gemm, _log_norm_rows, _n_blocks, _n_slots, _slot_start, _slot_stop,
-    _sum_slots, _team_size)
+    _BLOCK, _MAX_SLOTS, _SLOT_BUDGET_BYTES, FASTEM_COMPILED_WITH_OPENMP, _alloc,
+    _block_responsibilities, _block_stop, _check_arg, _gemm, _log_norm_rows, _n_blocks,
+    _n_slots, _slot_start, _slot_stop, _sum_slots, _team_size)
 
 #: True iff this module was compiled with OpenMP (otherwise every prange runs serially).
 OPENMP = bool(FASTEM_COMPILED_WITH_OPENMP)
+#: The determinism constants (see ``_common.pxd``).
+BLOCK_SIZE, MAX_SLOTS, SLOT_BUDGET_BYTES = _BLOCK, _MAX_SLOTS, _SLOT_BUDGET_BYTES
 
 ctypedef fused index_t:
     int32_t

@@ -22,13 +22,6 @@ from numba.core import config as numba_config
 
 FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
 
-#: Samples per block. Blocks are fixed by the data size alone, never by the thread count.
-BLOCK_SIZE = 256
-#: At most this many partial-result slots per reduction (the parallelism of reductions).
-MAX_SLOTS = 64
-#: Memory budget for all slots of one reduction, in bytes.
-SLOT_BUDGET_BYTES = 64 * 2**20
-
 
 def _fallback_cache_dir():
     uid = os.getuid() if hasattr(os, "getuid") else "user"

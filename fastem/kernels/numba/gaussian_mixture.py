@@ -16,9 +16,9 @@ import numpy as np
 from numba import prange
 
 from .._covariance import DIAG, FULL, SPHERICAL, TIED, export_kernels
-from ._jit import BLOCK_SIZE, helper, kernel
+from ._jit import helper, kernel
 from ._logspace import _block_responsibilities, _log_norm_rows
-from .kmeans import _n_slots, _slot_samples
+from ._slots import BLOCK_SIZE, MAX_SLOTS, SLOT_BUDGET_BYTES, _n_slots, _slot_samples  # noqa: F401
 
 @helper
 def _log_prob_block(kind, X, start, stop, means, pc, mu_u, log_consts, lp, ybuf, zbuf):

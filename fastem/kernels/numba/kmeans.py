@@ -22,22 +22,8 @@ directly as ``sum_j (x_j - c_j)^2`` in float64.
 import numpy as np
 from numba import prange
 
-from ._jit import BLOCK_SIZE, MAX_SLOTS, SLOT_BUDGET_BYTES, helper, kernel, strict_helper
-
-
-@helper
-def _n_slots(n_blocks, bytes_per_slot):
-    """Number of reduction slots: a function of the problem size only."""
-    by_budget = max(1, SLOT_BUDGET_BYTES // max(1, bytes_per_slot))
-    return max(1, min(n_blocks, MAX_SLOTS, by_budget))
-
-
-@helper
-def _slot_samples(slot, n_slots, n_blocks, n_samples):
-    """Sample range [start, stop) of a slot: a contiguous run of whole blocks."""
-    b0 = slot * n_blocks // n_slots
-    b1 = (slot + 1) * n_blocks // n_slots
-    return b0 * BLOCK_SIZE, min(b1 * BLOCK_SIZE, n_samples)
+from ._jit import helper, kernel, strict_helper
+from ._slots import BLOCK_SIZE, MAX_SLOTS, SLOT_BUDGET_BYTES, _n_slots, _slot_samples  # noqa: F401
 
 
 @helper
