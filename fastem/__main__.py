@@ -290,7 +290,7 @@ def _fit_minibatch(model, X, args):
             model.partial_fit(piece)
     labels, inertia = [], 0.0
     for piece in X:  # one assignment pass gives both (predict and score would make two)
-        Xp, centers = model._prepared(piece)
+        Xp, centers = model._predict_input(piece)
         lab, part = model._labels_inertia(Xp, centers, np.ones(Xp.shape[0]))
         labels.append(lab)
         inertia += part
@@ -483,7 +483,7 @@ def build_parser():
     fit.add_argument("--tol", type=float, default=None)
     fit.add_argument("--random-state", type=int, default=0)
     fit.add_argument("--init", default=None,
-                     help="kmeans: k-means++ or random; mixtures: their init_params")
+                     help="kmeans: k-means++, k-means|| or random; mixtures: their init_params")
     fit.add_argument("--algorithm", default=None,
                      choices=["auto", "lloyd", "hamerly", "yinyang", "elkan"],
                      help="kmeans only (default auto); every choice gives the same model")

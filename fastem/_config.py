@@ -13,7 +13,9 @@ import os
 import threading
 from contextlib import contextmanager
 
-BACKENDS = ("auto", "numba", "cython", "numpy")
+from ._validation import BACKENDS, check_backend_name, check_chunk_bytes, check_n_threads
+
+__all__ = ["BACKENDS", "config_context", "get_config", "set_config"]
 
 #: 64 MiB of data per chunk: large enough that per-chunk overhead is negligible, small
 #: enough that a streamed fit's working set stays a few hundred MiB.
@@ -51,17 +53,13 @@ def set_config(backend=None, n_threads=None, chunk_bytes=None):
     chunk_bytes : int, optional
         Bytes of data per row chunk of a fit (default 64 MiB), at least one row.
     """
-    from ._validation import check_backend_name, check_n_threads
-
     cfg = _config()
     if backend is not None:
         cfg["backend"] = check_backend_name(backend, "backend")
     if n_threads is not None:
         cfg["n_threads"] = check_n_threads(n_threads)
     if chunk_bytes is not None:
-        if not isinstance(chunk_bytes, int) or isinstance(chunk_bytes, bool) or chunk_bytes < 1:
-            raise ValueError(f"chunk_bytes must be an int >= 1; got {chunk_bytes!r}.")
-        cfg["chunk_bytes"] = chunk_bytes
+        cfg["chunk_bytes"] = check_chunk_bytes(chunk_bytes)
 
 
 @contextmanager

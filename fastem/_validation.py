@@ -10,6 +10,9 @@ import numbers
 
 import numpy as np
 
+#: The values of every ``backend`` parameter and setting.
+BACKENDS = ("auto", "numba", "cython", "numpy")
+
 
 class InvalidParameterError(ValueError, TypeError):
     """A constructor parameter has a bad value or type (a ValueError and a TypeError)."""
@@ -106,11 +109,16 @@ def validate_params(params, constraints, owner):
 
 
 def check_backend_name(backend, name="backend"):
-    from ._config import BACKENDS
-
     if isinstance(backend, str) and backend.strip().lower() in BACKENDS:
         return backend.strip().lower()
     raise InvalidParameterError(f"{name} must be one of {BACKENDS}; got {backend!r}.")
+
+
+def check_chunk_bytes(chunk_bytes):
+    if isinstance(chunk_bytes, numbers.Integral) and not isinstance(
+            chunk_bytes, (bool, np.bool_)) and chunk_bytes >= 1:
+        return int(chunk_bytes)
+    raise ValueError(f"chunk_bytes must be an int >= 1; got {chunk_bytes!r}.")
 
 
 def check_n_threads(n_threads, name="n_threads"):
@@ -271,6 +279,17 @@ def magnitude_error(span, n_features, dtype, total_weight, name="X"):
             f"distances in {np.dtype(dtype)}: they would overflow. Rescale {name}, e.g. divide "
             "by its standard deviation, or use float64.")
     return None
+
+
+def check_enough_samples(n_samples, n_positive, n_clusters):
+    """A clustering of ``n_clusters`` needs as many samples, each cluster one of positive
+    weight (``n_positive``: the samples of positive weight)."""
+    if n_samples < n_clusters:
+        raise ValueError(f"n_samples={n_samples} should be >= n_clusters={n_clusters}.")
+    if n_positive < n_clusters:
+        raise ValueError(
+            f"sample_weight has only {n_positive} positive entries but n_clusters={n_clusters}; "
+            "each cluster needs a sample of positive weight.")
 
 
 def check_sample_weight(sample_weight, n_samples, *, owner="this estimator"):

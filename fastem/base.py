@@ -629,7 +629,7 @@ class BaseMixture(EMEstimator):
 
         self._validate_params()
         initialize = not (self.warm_start and hasattr(self, "converged_"))
-        data = self._start_fit(X, sample_weight, initialize, "")
+        data = self._fit_input(X, sample_weight, initialize, "")
         ckpt = Checkpointer(self, data, *checkpointing)
         best, stopped = self._run_em(
             data, n_init=self.n_init if initialize else 1, initialize=initialize,
@@ -658,7 +658,7 @@ class BaseMixture(EMEstimator):
                   f"lower bound {bound:.5g}")
         return bound
 
-    def _start_fit(self, X, sample_weight, initialize, context):
+    def _fit_input(self, X, sample_weight, initialize, context):
         """The data of a fit, validated (see ``_fit_data``), with the backend resolved; a
         model to initialize needs n_components samples."""
         rows = self._validate_rows(X, sample_weight, reset=initialize)
@@ -706,7 +706,7 @@ class BaseMixture(EMEstimator):
             return partial_fit_blocks(self, X, sample_weight)
         self._validate_params()
         fitted = hasattr(self, "converged_")
-        data = self._start_fit(X, sample_weight, not fitted, " in the first batch of partial_fit")
+        data = self._fit_input(X, sample_weight, not fitted, " in the first batch of partial_fit")
         backend = self._runtime[0]
         with limit_blas_threads():
             if not fitted:
@@ -721,7 +721,7 @@ class BaseMixture(EMEstimator):
         return self
 
     # ------------------------------------------------------------------ inference
-    def _prepare(self, X):
+    def _predict_input(self, X):
         self._check_is_fitted()
         X = self._validate_data(X, reset=False)
         X = self._check_data(X)
@@ -731,7 +731,7 @@ class BaseMixture(EMEstimator):
     @lazy_on_dask(np.float64)
     def score_samples(self, X):
         """Log-likelihood ``log p(x)`` of each sample under the model."""
-        return self._estimate_log_norm(self._prepare(X))[0]
+        return self._estimate_log_norm(self._predict_input(X))[0]
 
     def score(self, X, y=None, sample_weight=None):
         """Mean (weighted) log-likelihood of X under the model."""
@@ -746,14 +746,14 @@ class BaseMixture(EMEstimator):
     @lazy_on_dask(np.int32)
     def predict(self, X):
         """Most probable component of each sample (int32)."""
-        return self._estimate_log_norm(self._prepare(X))[1]
+        return self._estimate_log_norm(self._predict_input(X))[1]
 
     @lazy_on_dask(np.float64, lambda est: est.n_components)
     def predict_proba(self, X):
         """Posterior probability of each component for each sample, (n_samples, n_components)."""
         from .kernels.reference.gaussian_mixture import logsumexp_rows
 
-        log_prob = self._estimate_log_prob(self._prepare(X))
+        log_prob = self._estimate_log_prob(self._predict_input(X))
         norm = logsumexp_rows(log_prob)
         with np.errstate(invalid="ignore"):
             resp = np.exp(log_prob - norm[:, None])
@@ -762,12 +762,12 @@ class BaseMixture(EMEstimator):
 
     def bic(self, X):
         """Bayesian information criterion (lower is better)."""
-        X_checked = self._prepare(X)
+        X_checked = self._predict_input(X)
         n = X_checked.shape[0]
         return float(-2 * self._estimate_log_norm(X_checked)[0].sum() + self._n_parameters()
                      * np.log(n))
 
     def aic(self, X):
         """Akaike information criterion (lower is better)."""
-        X_checked = self._prepare(X)
+        X_checked = self._predict_input(X)
         return float(-2 * self._estimate_log_norm(X_checked)[0].sum() + 2 * self._n_parameters())

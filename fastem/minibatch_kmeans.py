@@ -39,6 +39,8 @@ import numpy as np
 from ._threads import limit_blas_threads
 from ._validation import (
     Interval,
+    Options,
+    check_enough_samples,
     check_magnitude,
     check_random_state,
     check_sample_weight,
@@ -288,8 +290,9 @@ class MiniBatchKMeans(_KMeansBase):
 
     _parameter_constraints = {
         **{name: KMeans._parameter_constraints[name] for name in (
-            "n_clusters", "init", "n_init", "max_iter", "tol", "verbose", "random_state",
-            "backend", "n_threads")},
+            "n_clusters", "n_init", "max_iter", "tol", "verbose", "random_state", "backend",
+            "n_threads")},
+        "init": [Options("k-means++", "random"), "callable", "array-like"],
         "batch_size": [Interval(numbers.Integral, 1, None)],
         "compute_labels": ["boolean"],
         "max_no_improvement": [None, Interval(numbers.Integral, 0, None)],
@@ -365,24 +368,6 @@ class MiniBatchKMeans(_KMeansBase):
                                       float(words[626:].view(np.float64)[0])))
 
     # ------------------------------------------------------------------ helpers
-    def _validated(self, X, reset):
-        """``_validate_data``, with a clear error for ``fastem.Chunks``: batches are drawn
-        from anywhere in X, which needs random access to its rows."""
-        from ._stream import Chunks
-        from .dask import is_dask_array
-
-        if is_dask_array(X):
-            raise TypeError(
-                f"{type(self).__name__}.fit does not take a Dask array yet: give its blocks "
-                "to partial_fit one by one (for block in X.blocks: est.partial_fit(block)), or "
-                "use fastem.KMeans, which fits Dask arrays on the workers.")
-        if isinstance(X, Chunks):
-            raise TypeError(
-                f"{type(self).__name__} needs random access to the rows of X, which "
-                "fastem.Chunks does not give: pass an array or a memory map (np.load(path, "
-                "mmap_mode='r'), read batch by batch), or pass each piece to partial_fit.")
-        return self._validate_data(X, reset=reset)
-
     def _sizes(self, n_samples):
         """scikit-learn's effective batch size, init sample size and number of inits."""
         k = self.n_clusters
@@ -410,28 +395,40 @@ class MiniBatchKMeans(_KMeansBase):
             n_init = 1
         return batch_size, init_size, n_init
 
-    def _checked_input(self, X, sample_weight, first):
-        """sample_weight checked, the first call's requirements, and the validated init
-        (an array init as an array of X's dtype)."""
+    def _fit_input(self, X, sample_weight, first):
+        """(X, sample_weight, init) of ``fit`` / ``partial_fit`` checked: X validated (in
+        the dtype of the centers after the first call), the first call's requirements,
+        and an array init as an array of X's dtype.  ``fastem.Chunks`` and Dask arrays
+        get a clear error: batches are drawn from anywhere in X (random access)."""
+        from ._stream import Chunks
+        from .dask import is_dask_array
+
         owner = type(self).__name__
+        if is_dask_array(X):
+            raise TypeError(
+                f"{owner}.fit does not take a Dask array yet: give its blocks to partial_fit "
+                "one by one (for block in X.blocks: est.partial_fit(block)), or use "
+                "fastem.KMeans, which fits Dask arrays on the workers.")
+        if isinstance(X, Chunks):
+            raise TypeError(
+                f"{owner} needs random access to the rows of X, which fastem.Chunks does not "
+                "give: pass an array or a memory map (np.load(path, mmap_mode='r'), read batch "
+                "by batch), or pass each piece to partial_fit.")
+        X = self._validate_data(X, reset=first)
+        if not first and X.dtype != self.cluster_centers_.dtype:
+            X = X.astype(self.cluster_centers_.dtype)
         sample_weight = check_sample_weight(sample_weight, X.shape[0], owner=owner)
         init = self.init
         if first:
-            if X.shape[0] < self.n_clusters:
-                raise ValueError(
-                    f"n_samples={X.shape[0]} should be >= n_clusters={self.n_clusters}.")
-            n_positive = int(np.count_nonzero(sample_weight))
-            if n_positive < self.n_clusters:
-                raise ValueError(
-                    f"sample_weight has only {n_positive} positive entries but n_clusters="
-                    f"{self.n_clusters}; each cluster needs a sample of positive weight.")
+            check_enough_samples(X.shape[0], int(np.count_nonzero(sample_weight)),
+                                 self.n_clusters)
             if not isinstance(init, str) and not callable(init):
                 # (the one-row Rows gives the check X's dtype and width)
                 init = self._check_centers(init, _rows(X[:1]), "the initial centers (init)")
                 check_magnitude(X[:1], None, name="init", also=init)
         check_magnitude(X, sample_weight,
                         also=None if first else self.cluster_centers_.astype(X.dtype))
-        return sample_weight, init
+        return X, sample_weight, init
 
     def _initial_centers(self, X, sample_weight, init, ref, init_size, random_state, kern,
                          n_threads):
@@ -521,8 +518,7 @@ class MiniBatchKMeans(_KMeansBase):
         self
         """
         self._validate_params()
-        X = self._validated(X, reset=True)
-        sample_weight, init = self._checked_input(X, sample_weight, first=True)
+        X, sample_weight, init = self._fit_input(X, sample_weight, first=True)
         n_samples = X.shape[0]
         batch_size, init_size, n_init = self._sizes(n_samples)
         backend, n_threads = self._resolve_runtime()
@@ -621,10 +617,7 @@ class MiniBatchKMeans(_KMeansBase):
             return partial_fit_blocks(self, X, sample_weight)
         self._validate_params()
         first = not hasattr(self, "cluster_centers_")
-        X = self._validated(X, reset=first)
-        if not first and X.dtype != self.cluster_centers_.dtype:
-            X = X.astype(self.cluster_centers_.dtype)
-        sample_weight, init = self._checked_input(X, sample_weight, first=first)
+        X, sample_weight, init = self._fit_input(X, sample_weight, first=first)
         backend, n_threads = self._resolve_runtime()
         kern = self._kernels(backend, "kmeans")
         if "_random_state" not in self.__dict__:

@@ -171,3 +171,20 @@ def test_a_failed_first_fit_leaves_the_model_unfitted(make):
     assert est.n_features_in_ == 2
     with pytest.raises(NotFittedError, match="not fitted"):
         est.predict(X)
+
+
+def test_validation_is_the_bottom_layer():
+    """``_validation`` (every check) imports nothing of fastem, anywhere in its code, so
+    every module may use it and no import cycle can start there."""
+    import ast
+
+    import fastem._validation as validation
+
+    tree = ast.parse(open(validation.__file__).read())
+    imports = [node for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))]
+    assert imports  # (numpy, numbers)
+    for node in imports:
+        if isinstance(node, ast.ImportFrom):
+            assert node.level == 0 and not (node.module or "").startswith("fastem"), node.module
+        else:
+            assert not any(a.name.startswith("fastem") for a in node.names)
