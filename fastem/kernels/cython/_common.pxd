@@ -11,14 +11,7 @@ from libc.math cimport INFINITY, exp, log
 from libc.stdlib cimport calloc, malloc
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
-cdef extern from *:
-    """
-    #ifdef _OPENMP
-    #define FASTEM_COMPILED_WITH_OPENMP 1
-    #else
-    #define FASTEM_COMPILED_WITH_OPENMP 0
-    #endif
-    """
+cdef extern from "_fastem.h":  # the C macros of every kernel module (FASTEM_CLONES, ...)
     int FASTEM_COMPILED_WITH_OPENMP
 
 cdef enum:

@@ -222,11 +222,6 @@ cdef extern from *:
        on its own.  Contraction into fused multiply-adds is switched off for these
        functions alone (gcc's optimize attribute, clang's fp pragma), so the loops still
        vectorise; fastem_rounded's barrier would keep them scalar. */
-    #if defined(__GNUC__) && !defined(__clang__)
-    #define FASTEM_NO_CONTRACT __attribute__((optimize("fp-contract=off")))
-    #else
-    #define FASTEM_NO_CONTRACT
-    #endif
     static FASTEM_NO_CONTRACT void fastem_sq_diff(double* row, const double* x, double c,
                                                   Py_ssize_t m) {
     #if defined(__clang__)
@@ -336,13 +331,6 @@ cdef extern from *:
        (key ^ (mask & (key ^ MAX))): a conditional expression there keeps gcc scalar.
        Compiled for AVX2 and the baseline, one picked at load time: the baseline's 4-lane
        integer vectors made this argmin 1.6x numba's (200,000 x 64 x 256 float32). */
-    #ifndef FASTEM_CLONES
-    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-    #define FASTEM_CLONES __attribute__((target_clones("avx2", "default")))
-    #else
-    #define FASTEM_CLONES
-    #endif
-    #endif
     #define FASTEM_ARGMIN_KEYED(NAME, T, KT, KEY, UNKEY, KMAX)                           \
     static FASTEM_CLONES void NAME(const T* __restrict h, const T* __restrict dots,     \
                                    Py_ssize_t m, int n, int* __restrict best_idx,       \
@@ -731,13 +719,6 @@ cdef extern from *:
        [q0, q1) of one group, and the first's center, across rows and branch-free.  In C
        over __restrict pointers, so that gcc vectorises them (as Cython code, whose
        pointers may alias, they stayed scalar), compiled for AVX2 and the baseline. */
-    #ifndef FASTEM_CLONES
-    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-    #define FASTEM_CLONES __attribute__((target_clones("avx2", "default")))
-    #else
-    #define FASTEM_CLONES
-    #endif
-    #endif
     #define FASTEM_TILE_FUNCS(SUFFIX, T)                                                \
     static FASTEM_CLONES void fastem_transpose_##SUFFIX(                                \
             const T* __restrict in, T* __restrict out, Py_ssize_t c, Py_ssize_t n_t) {  \
@@ -1175,13 +1156,6 @@ cdef extern from *:
        compiled for AVX2 and the baseline (the baseline's 16-byte loads made the copy,
        which streams X from memory, 60% of a call: 200,000 x 64 float32, 7 candidates,
        one thread). */
-    #ifndef FASTEM_CLONES
-    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-    #define FASTEM_CLONES __attribute__((target_clones("avx2", "default")))
-    #else
-    #define FASTEM_CLONES
-    #endif
-    #endif
     static FASTEM_CLONES void fastem_widen_f32(const float* __restrict x,
                                                double* __restrict z, Py_ssize_t n) {
         for (Py_ssize_t j = 0; j < n; j++) z[j] = (double)x[j];
@@ -1245,13 +1219,6 @@ cdef extern from *:
        3.2 -> 1.3 ms, numba 1.2).  _sq_dist_f64 keeps its four scalar sums (the same
        bits): this vector form, compiled for the baseline only, made the inertia pass
        on 200,000 x 64 2.2x slower and Yinyang's step 9% slower. */
-    #ifndef FASTEM_CLONES
-    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-    #define FASTEM_CLONES __attribute__((target_clones("avx2", "default")))
-    #else
-    #define FASTEM_CLONES
-    #endif
-    #endif
     #if defined(__GNUC__)
     typedef double fastem_v4d __attribute__((vector_size(32)));
     #define FASTEM_ACC4_DECL fastem_v4d acc = {0.0, 0.0, 0.0, 0.0};
