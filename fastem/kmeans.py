@@ -22,13 +22,14 @@ from ._validation import (
     Interval,
     Options,
     check_array,
+    check_enough_samples,
     check_magnitude,
     check_random_state,
     check_sample_weight,
     row_blocks,
     validate_params,
 )
-from ._stream import cumulative_search
+from ._stream import cumulative_search, rows_from
 from .base import EMEstimator, Iteration, lazy_on_dask
 from .exceptions import ConvergenceWarning
 
@@ -457,6 +458,101 @@ def _kmeans_plusplus(rows, n_clusters, random_state, n_local_trials, kern, n_thr
     return centers, indices
 
 
+#: k-means|| (Bahmani et al. 2012): rounds of oversampling, and the expected number of
+#: rows drawn per round in multiples of n_clusters (the paper's r = 5 and l = 2k, with
+#: which it matched k-means++'s quality).
+_PARALLEL_ROUNDS = 5
+_OVERSAMPLING = 2.0
+
+
+def _row_uniforms(seed, start, stop):
+    """Uniform numbers in [0, 1) for rows [start, stop) of the draw ``seed``: splitmix64
+    (Steele et al. 2014) of the row's global index, so that every row gets the same
+    number however the rows are cut into chunks or spread over workers."""
+    z = np.arange(start, stop, dtype=np.uint64) + np.uint64(1)
+    z *= np.uint64(0x9E3779B97F4A7C15)
+    z += np.uint64(seed)
+    z ^= z >> np.uint64(30)
+    z *= np.uint64(0xBF58476D1CE4E5B9)
+    z ^= z >> np.uint64(27)
+    z *= np.uint64(0x94D049BB133111EB)
+    z ^= z >> np.uint64(31)
+    return (z >> np.uint64(11)).astype(np.float64) * 2.0 ** -53  # the top 53 bits
+
+
+def _parallel_update_chunk(chunk, kern, new_centers):
+    """D(x)^2 of a chunk's rows updated with ``new_centers`` (in ``chunk.state[0]``);
+    returns the chunk's share of the potential, sum_i w_i D(x_i)^2."""
+    closest = chunk.state[0]
+    n = chunk.stop - chunk.start
+    dist = np.empty(n)
+    kern.assign_labels(chunk.X, new_centers, np.empty(n, np.int32), dist, chunk.n_threads)
+    np.minimum(closest, np.maximum(dist, 0.0), out=closest)
+    return float(closest @ chunk.w)
+
+
+def _parallel_draw_chunk(chunk, seed, scale):
+    """The rows of a chunk that a k-means|| round draws, each independently with
+    probability min(1, scale w_i D(x_i)^2) (scale = l / potential)."""
+    p = scale * (chunk.w * chunk.state[0])
+    return chunk.X[_row_uniforms(seed, chunk.start, chunk.stop) < p]
+
+
+def _candidate_weights_chunk(chunk, kern, candidates):
+    """The weight of a chunk's rows nearest to each candidate."""
+    n = chunk.stop - chunk.start
+    labels = np.empty(n, np.int32)
+    kern.assign_labels(chunk.X, candidates, labels, np.empty(n), chunk.n_threads)
+    return np.bincount(labels, weights=chunk.w, minlength=candidates.shape[0])
+
+
+def _kmeans_parallel(rows, n_clusters, random_state, kern, n_threads, *, tol, max_iter):
+    """k-means|| seeding (Bahmani, Moseley, Vattani, Kumar & Vassilvitskii 2012).
+
+    A first center drawn with probability proportional to the weight; then
+    ``_PARALLEL_ROUNDS`` rounds, each one pass drawing every row independently with
+    probability ``min(1, l w_i D(x_i)^2 / phi)`` (``l = _OVERSAMPLING * n_clusters``,
+    ``phi = sum_i w_i D(x_i)^2``) and one pass adding the drawn rows to the candidates
+    (updating D and phi).  Each candidate is weighted by the weight of the rows nearest
+    to it, and the weighted candidates are clustered into ``n_clusters`` centers:
+    weighted k-means++, then weighted Lloyd iterations on them (the re-clustering step
+    of the paper, which dask-ml leaves unweighted), at most ``max_iter`` of them with
+    the fit's ``tol``.  2 r + 3 passes over the data whatever ``n_clusters`` (the first
+    draw takes two), where k-means++ makes three per center.  A row's draw depends on its
+    global index only, so the result does not depend on the chunks, the Dask blocks or
+    the thread count.
+    Returns (centers, the number of candidates).
+    """
+    closest = rows.new_state(np.inf, np.float64)
+    new = rows.take([_weighted_draw(rows, random_state)])
+    drawn = [new]
+    ell = _OVERSAMPLING * n_clusters
+    for _ in range(_PARALLEL_ROUNDS):
+        potential = sum(rows.map(_parallel_update_chunk, kern, new, state=(closest,),
+                                 n_threads=n_threads))
+        if not potential > 0:
+            break  # every row is on a candidate
+        seed = int(random_state.randint(0, 2**63 - 1, dtype=np.int64))
+        new = np.concatenate(list(rows.map(_parallel_draw_chunk, seed, ell / potential,
+                                           state=(closest,))))
+        drawn.append(new)
+        if new.shape[0] == 0:
+            break
+    del closest
+    candidates = np.ascontiguousarray(np.concatenate(drawn))
+    weights = sum(rows.map(_candidate_weights_chunk, kern, candidates, n_threads=n_threads))
+    # the weighted re-clustering, on the candidates alone
+    weighted = rows_from(candidates, lambda a, name, cp: a, owner="k-means||",
+                         sample_weight=weights)
+    seeds, _ = _kmeans_plusplus(weighted, n_clusters, random_state, None, kern, n_threads)
+    run = _LloydRun(weighted, seeds, None, algorithm="lloyd", tol=tol, verbose=0, kern=kern,
+                    n_threads=n_threads)
+    for _ in range(max_iter):
+        if run.step()[0]:
+            break
+    return run.centers, candidates.shape[0]
+
+
 def kmeans_plusplus(X, n_clusters, *, sample_weight=None, x_squared_norms=None,
                     random_state=None, n_local_trials=None, backend=None, n_threads=None):
     """Choose initial K-means centers with greedy k-means++ (drop-in for scikit-learn's).
@@ -493,8 +589,6 @@ def kmeans_plusplus(X, n_clusters, *, sample_weight=None, x_squared_norms=None,
              backend=[None, Options(*BACKENDS)], n_threads=[None, Interval(numbers.Integral, 1, None)]),
         "kmeans_plusplus",
     )
-    from ._stream import rows_from
-
     rows = rows_from(X, lambda a, name, cp: check_array(a, name=name, owner="kmeans_plusplus"),
                      owner="kmeans_plusplus", sample_weight=sample_weight)
     if rows.n_rows < n_clusters:
@@ -522,7 +616,7 @@ class _KMeansBase(EMEstimator):
                 f"({self.n_clusters}, {rows.n_features}).")
         return centers
 
-    def _prepared(self, X):
+    def _predict_input(self, X):
         """Validated X and the centers in X's dtype, for predict / score / transform."""
         self._check_is_fitted()
         X = self._validate_data(X, reset=False)
@@ -543,7 +637,7 @@ class _KMeansBase(EMEstimator):
     @lazy_on_dask(np.int32)
     def predict(self, X):
         """Index of the closest cluster center for each sample (int32)."""
-        X, centers = self._prepared(X)
+        X, centers = self._predict_input(X)
         return self._labels_inertia(X, centers, None)[0]
 
     def score(self, X, y=None, sample_weight=None):
@@ -553,7 +647,7 @@ class _KMeansBase(EMEstimator):
 
         if is_dask_array(X):
             return sum_over_blocks(self.score, X, sample_weight)
-        X, centers = self._prepared(X)
+        X, centers = self._predict_input(X)
         sample_weight = check_sample_weight(sample_weight, X.shape[0],
                                             owner=f"{type(self).__name__}.score")
         return -self._labels_inertia(X, centers, sample_weight)[1]
@@ -561,7 +655,7 @@ class _KMeansBase(EMEstimator):
     @lazy_on_dask("X", lambda est: est.n_clusters)
     def transform(self, X):
         """Euclidean distance of every sample to every center, shape (n_samples, n_clusters)."""
-        X, centers = self._prepared(X)
+        X, centers = self._predict_input(X)
         return _euclidean_distances(X, centers)
 
     def get_feature_names_out(self, input_features=None):
@@ -596,13 +690,20 @@ class KMeans(_KMeansBase):
     ----------
     n_clusters : int, default=8
         Number of clusters.
-    init : {"k-means++", "random"}, callable or array-like of shape (n_clusters, n_features)
-        "k-means++": greedy k-means++ seeding; "random": ``n_clusters`` rows drawn with
-        probability proportional to ``sample_weight``; a callable ``init(X, n_clusters,
-        random_state)`` returning centers; or the initial centers themselves.
+    init : {"k-means++", "k-means||", "random"}, callable or array-like of shape \
+            (n_clusters, n_features)
+        "k-means++": greedy k-means++ seeding (one pass over the data per center);
+        "k-means||": scalable k-means++ (Bahmani et al. 2012), 13 passes whatever
+        ``n_clusters``: five rounds each drawing about ``2 n_clusters`` rows in
+        proportion to their weighted squared distance to the candidates so far, then the
+        candidates, weighted by the rows nearest to them, clustered by weighted k-means++
+        and Lloyd; for large K, above all on a Dask cluster, where each pass is a round
+        trip; "random": ``n_clusters`` rows drawn with probability proportional to
+        ``sample_weight``; a callable ``init(X, n_clusters, random_state)`` returning
+        centers; or the initial centers themselves.
     n_init : "auto" or int, default="auto"
         Runs from different seeds; the one with the lowest inertia is kept.  "auto" is 1
-        for "k-means++" and an array, 10 for "random" and a callable.
+        for "k-means++", "k-means||" and an array, 10 for "random" and a callable.
     max_iter : int, default=300
         Maximum Lloyd iterations per run.
     tol : float, default=1e-4
@@ -666,7 +767,7 @@ class KMeans(_KMeansBase):
 
     _parameter_constraints = {
         "n_clusters": [Interval(numbers.Integral, 1, None)],
-        "init": [Options("k-means++", "random"), "callable", "array-like"],
+        "init": [Options("k-means++", "k-means||", "random"), "callable", "array-like"],
         "n_init": [Options("auto"), Interval(numbers.Integral, 1, None)],
         "max_iter": [Interval(numbers.Integral, 1, None)],
         "tol": [Interval(numbers.Real, 0, None)],
@@ -719,6 +820,9 @@ class KMeans(_KMeansBase):
         if isinstance(init, str) and init == "k-means++":
             centers, _ = _kmeans_plusplus(rows, self.n_clusters, random_state, None, kern,
                                           n_threads)
+        elif isinstance(init, str) and init == "k-means||":
+            centers, _ = _kmeans_parallel(rows, self.n_clusters, random_state, kern, n_threads,
+                                          tol=self._fit_state["tol"], max_iter=self.max_iter)
         elif isinstance(init, str) and init == "random":
             w = rows.weight_vector()
             seeds = random_state.choice(rows.n_rows, size=self.n_clusters, replace=False,
@@ -778,15 +882,8 @@ class KMeans(_KMeansBase):
 
     def _fit_rows(self, rows, callback=None, checkpointing=(None, 10, None)):
         """``fit`` on validated rows (an in-memory array is centered in place)."""
-        n_samples = rows.n_rows
-        if n_samples < self.n_clusters:
-            raise ValueError(f"n_samples={n_samples} should be >= n_clusters={self.n_clusters}.")
-        n_positive = (n_samples if rows.weights is None else
-                      int(np.count_nonzero(rows.weights)))
-        if n_positive < self.n_clusters:
-            raise ValueError(
-                f"sample_weight has only {n_positive} positive entries but n_clusters="
-                f"{self.n_clusters}; each cluster needs at least one sample of positive weight.")
+        check_enough_samples(rows.n_rows, rows.n_rows if rows.weights is None else
+                             int(np.count_nonzero(rows.weights)), self.n_clusters)
         rows.check_magnitude()
         n_init = self._resolve_n_init()
         init = self.init

@@ -97,6 +97,15 @@ def test_kmeans_random_and_array_inits_on_dask(scheduler, init):
     _same(ref, got)
 
 
+def test_kmeans_parallel_init_on_dask_equals_the_in_memory_fit(scheduler):
+    """k-means|| draws each row by its global index: the same candidates on the workers."""
+    X = _data(np.float32, n=900)
+    w = np.random.default_rng(2).uniform(0.2, 3.0, X.shape[0])
+    ref, got = _fit_both(lambda: fastem.KMeans(6, init="k-means||", random_state=4,
+                                               backend="numba"), X, sample_weight=w)
+    _same(ref, got)
+
+
 def test_kmeans_on_dask_relocates_an_empty_cluster_as_in_memory(scheduler):
     X = _data(np.float64)
     far = np.vstack([X[:3], [[1e3, 1e3, 1e3]]])  # the last center gets no row at first

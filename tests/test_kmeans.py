@@ -197,7 +197,7 @@ def test_duplicate_points_warn_and_stay_finite(backend):
     X = np.repeat(np.array([[0.0, 0.0], [1.0, 1.0]]), 50, axis=0)
     with pytest.warns(ConvergenceWarning, match="distinct clusters"):
         km = KMeans(4, random_state=0, backend=backend).fit(X)
-    assert np.isfinite(km.cluster_centers_).all() and km.inertia_ == 0.0
+    assert np.isfinite(km.cluster_centers_).all() and km.inertia_ < 1e-20
 
 
 def test_verbose_prints_iterations(capsys):
@@ -337,3 +337,58 @@ from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 @pytest.mark.filterwarnings("ignore:Estimator KMeans does not inherit")
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)
+
+
+# ----------------------------------------------------------------- k-means||
+def test_row_uniforms_depend_on_the_row_index_only_and_are_uniform():
+    from scipy import stats
+
+    from fastem.kmeans import _row_uniforms
+
+    u = _row_uniforms(12345, 0, 100_000)
+    np.testing.assert_array_equal(u[300:700], _row_uniforms(12345, 300, 700))
+    assert (u >= 0).all() and (u < 1).all()
+    assert stats.kstest(u, "uniform").pvalue > 1e-3
+    other = _row_uniforms(12346, 0, 100_000)  # another draw: independent numbers
+    assert abs(np.corrcoef(u, other)[0, 1]) < 0.02
+
+
+def _separated_blobs(n_clusters=20, n=6000, d=4, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = rng.uniform(-100, 100, (n_clusters, d))
+    X = centers[rng.integers(0, n_clusters, n)] + rng.standard_normal((n, d))
+    return X, centers
+
+
+def test_kmeans_parallel_init_finds_every_separated_blob():
+    X, centers = _separated_blobs()
+    init = fastem.KMeans(20, init="k-means||", random_state=0, max_iter=1).fit(X)
+    # after the seeding and one Lloyd step, each true center has a fitted center at
+    # about its blob's radius (a missed blob would leave one at least ~10 away)
+    d = np.sqrt(((centers[:, None, :] - init.cluster_centers_[None]) ** 2).sum(-1))
+    assert d.min(axis=1).max() < 0.5
+    full = fastem.KMeans(20, init="k-means||", random_state=0).fit(X)
+    best_pp = fastem.KMeans(20, init="k-means++", n_init=5, random_state=0).fit(X)
+    assert full.inertia_ <= best_pp.inertia_ * (1 + 1e-9)
+
+
+def test_kmeans_parallel_init_is_thread_and_chunk_invariant():
+    X, _ = _separated_blobs(n=3000, seed=1)
+    X += np.random.default_rng(2).standard_normal(X.shape) * 20  # overlapping: harder
+    w = np.random.default_rng(3).uniform(0, 2, X.shape[0])
+    fits = []
+    for n_threads in (1, 2):
+        with fastem.config_context(chunk_bytes=4096):
+            for data in (X, fastem.Chunks([X[:1000], X[1000:]])):
+                fits.append(fastem.KMeans(20, init="k-means||", random_state=5,
+                                          n_threads=n_threads).fit(data, sample_weight=w))
+    for other in fits[1:]:
+        np.testing.assert_array_equal(other.cluster_centers_, fits[0].cluster_centers_)
+        assert other.inertia_ == fits[0].inertia_
+
+
+def test_kmeans_parallel_init_on_fewer_distinct_points_than_clusters():
+    X = np.repeat(np.eye(3), 20, axis=0)  # 3 distinct points, 5 clusters
+    with pytest.warns(ConvergenceWarning, match="distinct clusters"):
+        km = fastem.KMeans(5, init="k-means||", random_state=0).fit(X)
+    assert np.isfinite(km.cluster_centers_).all() and km.inertia_ < 1e-20
