@@ -213,7 +213,8 @@ def _part_stats(enc, chunk, est):
     sum_i w_i log_base_i or None, (nk, sum_x[, sum_obs]))."""
     k, d = est.n_components, enc.n_features
     part = (np.empty(k), np.empty((d, k)), np.empty((d, k)))[:3 if enc.dense else 2]
-    ll = est._call("accumulate_stats", enc, chunk.w, *part, n_threads=chunk.n_threads)
+    ll = est._call(("accumulate_stats_dense", "accumulate_stats_csr"), enc, chunk.w, *part,
+                   n_threads=chunk.n_threads)
     base = None if enc.log_base is None else float(chunk.w @ enc.log_base)
     return ll, base, part
 
@@ -326,9 +327,11 @@ class DiscreteMixture(BaseMixture):
     def _kern(self):
         return self._kernels(self._runtime[0], "discrete_mixture")
 
-    def _call(self, name, enc, weights, *outputs, n_threads=None):
-        """Run kernel ``<name>_dense`` or ``<name>_csr`` on enc with the current parameters
-        (``weights``: the sample weights of ``accumulate_stats``, else None)."""
+    def _call(self, kernels, enc, weights, *outputs, n_threads=None):
+        """Run the kernel ``kernels`` = (dense name, CSR name) for enc's layout on enc with
+        the current parameters (``weights``: the sample weights of ``accumulate_stats``,
+        else None)."""
+        dense, csr = kernels
         n_threads = self._runtime[1] if n_threads is None else n_threads
         coef, obs_coef, offset = self._operands(enc)
         kern = self._kern()
@@ -337,11 +340,11 @@ class DiscreteMixture(BaseMixture):
             if enc.dense:
                 if obs_coef is None:  # no missing entries: the kernels ignore obs_coef
                     obs_coef = coef
-                return getattr(kern, f"{name}_dense")(enc.X, *w, coef, obs_coef, offset,
-                                                      enc.missing, *outputs, n_threads)
+                return getattr(kern, dense)(enc.X, *w, coef, obs_coef, offset, enc.missing,
+                                            *outputs, n_threads)
             c = enc.csr
-            return getattr(kern, f"{name}_csr")(c.data, c.indices, c.indptr, *w, coef, offset,
-                                                *outputs, n_threads)
+            return getattr(kern, csr)(c.data, c.indices, c.indptr, *w, coef, offset, *outputs,
+                                      n_threads)
 
     def _summarize(self, parts):
         """Log posterior per unit weight and the statistics, summed part by part."""
@@ -362,14 +365,15 @@ class DiscreteMixture(BaseMixture):
     def _estimate_log_norm(self, enc, n_threads=None):
         n = enc.shape[0]
         log_norm, labels = np.empty(n), np.empty(n, dtype=np.int32)
-        self._call("estimate_log_norm", enc, None, log_norm, labels, n_threads=n_threads)
+        self._call(("estimate_log_norm_dense", "estimate_log_norm_csr"), enc, None, log_norm,
+                   labels, n_threads=n_threads)
         if enc.log_base is not None:
             log_norm += enc.log_base
         return log_norm, labels
 
     def _estimate_log_prob(self, enc):
         out = np.empty((enc.shape[0], self.n_components))
-        self._call("estimate_log_prob", enc, None, out)
+        self._call(("estimate_log_prob_dense", "estimate_log_prob_csr"), enc, None, out)
         if enc.log_base is not None:
             out += enc.log_base[:, None]
         return out

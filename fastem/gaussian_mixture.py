@@ -28,6 +28,15 @@ from .base import BaseMixture
 from .exceptions import ConvergenceWarning
 from .kernels._covariance import COVARIANCE_TYPES
 _EPS = 10 * np.finfo(np.float64).eps
+#: Each covariance type's kernels (log densities, log norms and labels, the fused E+M
+#: statistics), named in full so that a search finds every caller.
+_KERNELS = {
+    "full": ("estimate_log_prob_full", "estimate_log_norm_full", "accumulate_stats_full"),
+    "tied": ("estimate_log_prob_tied", "estimate_log_norm_tied", "accumulate_stats_tied"),
+    "diag": ("estimate_log_prob_diag", "estimate_log_norm_diag", "accumulate_stats_diag"),
+    "spherical": ("estimate_log_prob_spherical", "estimate_log_norm_spherical",
+                  "accumulate_stats_spherical"),
+}
 #: A component whose weight falls below this many (average) samples has collapsed.
 _COLLAPSED_SAMPLES = 1e-6
 _INIT_CHUNK = 65536
@@ -105,8 +114,8 @@ def _accumulate_chunk(chunk, kern, cov, means, prec_chol, log_consts):
     (log-likelihood, (nk, sum_x, sum_xx))."""
     k, d = means.shape
     part = (np.empty(k), np.empty((k, d)), np.empty(_xx_shape(cov, k, d)))
-    ll = getattr(kern, f"accumulate_stats_{cov}")(chunk.X, chunk.w, means, prec_chol, log_consts,
-                                                  means, *part, chunk.n_threads)
+    ll = getattr(kern, _KERNELS[cov][2])(chunk.X, chunk.w, means, prec_chol, log_consts, means,
+                                         *part, chunk.n_threads)
     return ll, part
 
 
@@ -116,8 +125,8 @@ def _log_norm(model, X, n_threads):
     kern, cov, means, prec_chol, log_consts = model
     log_norm = np.empty(X.shape[0])
     labels = np.empty(X.shape[0], dtype=np.int32)
-    getattr(kern, f"estimate_log_norm_{cov}")(X, means, prec_chol, log_consts, log_norm, labels,
-                                              n_threads)
+    getattr(kern, _KERNELS[cov][1])(X, means, prec_chol, log_consts, log_norm, labels,
+                                    n_threads)
     return log_norm, labels
 
 
@@ -410,7 +419,7 @@ class GaussianMixture(BaseMixture):
         means, prec_chol = self._params_for(X.dtype)
         out = np.empty((X.shape[0], self.n_components))
         with limit_blas_threads():
-            getattr(kern, f"estimate_log_prob_{self.covariance_type}")(
+            getattr(kern, _KERNELS[self.covariance_type][0])(
                 X, means, prec_chol, self._log_consts(), out, self._runtime[1])
         return out
 

@@ -164,3 +164,11 @@ def test_warmup_compiles_every_kernel_a_default_fit_reaches():
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["compiled"] > 0 and result["missed"] == {}, result
+
+
+def test_the_gaussian_mixture_fetches_exactly_its_declared_kernels():
+    from fastem._families import family
+    from fastem.gaussian_mixture import _KERNELS
+
+    assert {n for names in _KERNELS.values() for n in names} == set(
+        family("gaussian_mixture").kernels)
