@@ -108,11 +108,6 @@ def _open_piece(item):
     return item
 
 
-def is_streamed(X):
-    """True for input a fit must not copy whole: a memory map or ``Chunks``."""
-    return isinstance(X, (Chunks, np.memmap))
-
-
 def chunk_rows(n_features, dtype, row_bytes=None):
     """Rows per chunk: ``chunk_bytes`` of data (at least one row); ``row_bytes`` overrides
     the dense size of a row (sparse data)."""

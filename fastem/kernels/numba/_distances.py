@@ -406,3 +406,12 @@ def _error_scale(centers):
 @helper
 def _unit_roundoff(X):
     return 2.0 ** -24 if X.itemsize == 4 else 2.0 ** -53
+
+
+@helper
+def _center_setup(centers):
+    """What the assignment kernels compute once of the centers: their transpose (for the
+    block GEMM) and its float64 copy (for the direct distances), ||c||^2 / 2, the
+    column -> center map of a GEMM block, and the error scale of the GEMM's bound."""
+    return (np.ascontiguousarray(centers.T), _transposed_f64(centers), _half_sq_norms(centers),
+            np.arange(centers.shape[0]), _error_scale(centers))

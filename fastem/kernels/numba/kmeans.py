@@ -31,11 +31,10 @@ from ._jit import kernel
 from ._slots import (BLOCK_SIZE, MAX_SLOTS, SLOT_BUDGET_BYTES, _n_slots, _reduce_slots,
                      _slot_samples)
 from ._distances import (
-    _half_sq_norms,
+    _center_setup,
     _dots_size,
     _gemm_rows,
     _direct,
-    _transposed_f64,
     _direct_block,
     _block_dots,
     _block_argmin,
@@ -45,7 +44,6 @@ from ._distances import (
     _gemm_error,
     _gemm_settles,
     _row_sq_norm,
-    _error_scale,
     _unit_roundoff,
 )
 from ._seeding import kmeanspp_trial_potentials, kmeanspp_update_closest
@@ -69,11 +67,7 @@ def assign_labels(X, centers, labels, min_sq_dist, n_threads):
     n_samples, n_features = X.shape
     n_clusters = centers.shape[0]
     direct = _direct(n_features, n_clusters)
-    centers_t = np.ascontiguousarray(centers.T)
-    centers_t64 = _transposed_f64(centers)
-    half_sq_norms = _half_sq_norms(centers)
-    columns = np.arange(n_clusters)  # the center of each column of a GEMM block
-    h_max = _error_scale(centers)
+    centers_t, centers_t64, half_sq_norms, columns, h_max = _center_setup(centers)
     unit = _unit_roundoff(X)
     rel = _rel_error(n_features)
     n_blocks = (n_samples + BLOCK_SIZE - 1) // BLOCK_SIZE
@@ -113,11 +107,7 @@ def lloyd_step(X, sample_weight, centers, labels, sums, weight_sums, n_threads):
     n_samples, n_features = X.shape
     n_clusters = centers.shape[0]
     direct = _direct(n_features, n_clusters)
-    centers_t = np.ascontiguousarray(centers.T)
-    centers_t64 = _transposed_f64(centers)
-    half_sq_norms = _half_sq_norms(centers)
-    columns = np.arange(n_clusters)  # the center of each column of a GEMM block
-    h_max = _error_scale(centers)
+    centers_t, centers_t64, half_sq_norms, columns, h_max = _center_setup(centers)
     unit = _unit_roundoff(X)
     rel = _rel_error(n_features)
     n_blocks = (n_samples + BLOCK_SIZE - 1) // BLOCK_SIZE
