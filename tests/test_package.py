@@ -125,10 +125,12 @@ import numpy as np, fastem
 km = fastem.KMeans(2, random_state=0, backend="numba").fit(np.random.rand(30, 2))
 print(cfg.CACHE_DIR)
 """
-    out = run(["-c", code], env={"NUMBA_CACHE_DIR": ""})
+    # (and no private per-user directory either: FASTEM_CACHE_DIR cannot be created)
+    out = run(["-c", code], env={"NUMBA_CACHE_DIR": "", "FASTEM_CACHE_DIR": "/dev/null/x"})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().startswith(str(tmp_path))
     assert any(p.name.endswith(".nbi") for p in tmp_path.rglob("*"))
+    assert oct((tmp_path / f"fastem-numba-cache-{os.getuid()}").stat().st_mode & 0o777) == "0o700"
 
 
 def test_numba_compiles_without_cache_when_nothing_is_writable():
@@ -144,9 +146,86 @@ with warnings.catch_warnings(record=True) as rec:
     km = fastem.KMeans(2, random_state=0, backend="numba").fit(np.random.rand(30, 2))
 print(km.inertia_ > 0, any("no writable numba cache" in str(w.message) for w in rec))
 """
-    out = run(["-c", code], env={"NUMBA_CACHE_DIR": ""})
+    out = run(["-c", code], env={"NUMBA_CACHE_DIR": "", "FASTEM_CACHE_DIR": "/dev/null/x"})
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True", "True"]
+
+
+_FIT = "import numpy as np, fastem; fastem.KMeans(2, random_state=0, backend='numba').fit(" \
+       "np.random.default_rng(0).random((30, 2)))"
+
+
+def _cache_files(root):
+    return [p for p in root.rglob("*") if p.suffix in (".nbi", ".nbc")]
+
+
+def test_kernels_are_cached_in_a_private_user_directory_not_in_the_package(tmp_path):
+    """A fit writes its compiled kernels under $XDG_CACHE_HOME/fastem/numba-<version>,
+    created 0700, and nothing into the installed package (files pip does not own)."""
+    pytest.importorskip("numba")
+    import time
+
+    package = os.path.dirname(fastem.__file__)
+    started = time.time()
+    out = run(["-c", _FIT], env={"NUMBA_CACHE_DIR": "", "FASTEM_CACHE_DIR": "",
+                                  "XDG_CACHE_HOME": str(tmp_path)})
+    assert out.returncode == 0, out.stderr
+    root = tmp_path / "fastem"
+    assert _cache_files(root / f"numba-{fastem.__version__}")
+    for d in (root, root / f"numba-{fastem.__version__}"):
+        assert d.stat().st_mode & 0o777 == 0o700, d
+    from pathlib import Path
+
+    written = [p for p in _cache_files(Path(package)) if p.stat().st_mtime >= started - 1]
+    assert written == []
+
+
+def test_numba_cache_dir_wins_when_set(tmp_path):
+    pytest.importorskip("numba")
+    out = run(["-c", _FIT], env={"NUMBA_CACHE_DIR": str(tmp_path / "numba"),
+                                  "FASTEM_CACHE_DIR": "", "XDG_CACHE_HOME": str(tmp_path / "x")})
+    assert out.returncode == 0, out.stderr
+    assert _cache_files(tmp_path / "numba") and not (tmp_path / "x" / "fastem").exists()
+
+
+@pytest.mark.skipif(not hasattr(os, "getuid"), reason="POSIX permissions")
+def test_a_cache_directory_others_can_write_to_is_not_used(tmp_path, monkeypatch):
+    from fastem.kernels.numba._jit import _cache_root
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)  # a predictable, world-writable place: another user could plant
+    monkeypatch.setenv("FASTEM_CACHE_DIR", str(shared))  # a pickled index there
+    assert _cache_root() is None
+    shared.chmod(0o700)
+    assert _cache_root() == str(shared / f"numba-{fastem.__version__}")
+
+
+def test_the_readme_commands_in_order_leave_the_fastem_command_working(tmp_path):
+    """The README's two commands in a fresh venv: ``pip install . && fastem fit``, then
+    ``pip install -e .`` (the test extra's packages are not needed here), then ``fastem
+    fit`` from another directory still works (the first install's numba cache once made
+    ``site-packages/fastem`` outlive the uninstall and shadow the editable install)."""
+    import shutil
+
+    clone = tmp_path / "clone"
+    shutil.copytree(ROOT, clone, ignore=shutil.ignore_patterns(
+        ".git", "__pycache__", "*.so", "*.c", "build", "*.egg-info"))
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    py, fastem_cmd = str(venv / "bin" / "python"), str(venv / "bin" / "fastem")
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "FASTEM_NO_CYTHON": "1",
+           "NUMBA_CACHE_DIR": "", "FASTEM_CACHE_DIR": "", "PYTHONPATH": ""}
+
+    def sh(*cmd, cwd=clone):
+        out = subprocess.run(list(cmd), cwd=cwd, env=env, capture_output=True, text=True)
+        assert out.returncode == 0, (cmd, out.stdout[-2000:], out.stderr[-2000:])
+        return out.stdout
+
+    sh(py, "-m", "pip", "install", "-q", ".")
+    assert "inertia" in sh(fastem_cmd, "fit")
+    sh(py, "-m", "pip", "install", "-q", "-e", ".")
+    assert "inertia" in sh(fastem_cmd, "fit", cwd=tmp_path)
 
 
 def test_warmup_command():
