@@ -436,7 +436,7 @@ class EMEstimator(FastEMEstimator):
                     break
                 if converged:
                     break
-                if n_iter < max_iter:
+                if n_iter < max_iter and ckpt.path is not None:  # (packing copies parameters)
                     ckpt.maybe_save(n_iter, *self._pack_checkpoint(
                         init, n_iter, lower_bound, bounds, reseeded_last, best), random_state)
             run = Run(self._em_end(data, lower_bound, converged), self._get_parameters(),

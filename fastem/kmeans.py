@@ -520,8 +520,7 @@ def _kmeans_parallel(rows, n_clusters, random_state, kern, n_threads, *, tol, ma
     the fit's ``tol``.  2 r + 3 passes over the data whatever ``n_clusters`` (the first
     draw takes two), where k-means++ makes three per center.  A row's draw depends on its
     global index only, so the result does not depend on the chunks, the Dask blocks or
-    the thread count.
-    Returns (centers, the number of candidates).
+    the thread count.  Returns the centers.
     """
     closest = rows.new_state(np.inf, np.float64)
     new = rows.take([_weighted_draw(rows, random_state)])
@@ -550,7 +549,7 @@ def _kmeans_parallel(rows, n_clusters, random_state, kern, n_threads, *, tol, ma
     for _ in range(max_iter):
         if run.step()[0]:
             break
-    return run.centers, candidates.shape[0]
+    return run.centers
 
 
 def kmeans_plusplus(X, n_clusters, *, sample_weight=None, x_squared_norms=None,
@@ -671,7 +670,6 @@ class _KMeansBase(EMEstimator):
         tags = super().__sklearn_tags__()
         tags.transformer_tags = TransformerTags(preserves_dtype=["float64", "float32"])
         return tags
-
 
     def fit_transform(self, X, y=None, sample_weight=None):
         """Fit, then return the distances of X to the fitted centers."""
@@ -821,8 +819,8 @@ class KMeans(_KMeansBase):
             centers, _ = _kmeans_plusplus(rows, self.n_clusters, random_state, None, kern,
                                           n_threads)
         elif isinstance(init, str) and init == "k-means||":
-            centers, _ = _kmeans_parallel(rows, self.n_clusters, random_state, kern, n_threads,
-                                          tol=self._fit_state["tol"], max_iter=self.max_iter)
+            centers = _kmeans_parallel(rows, self.n_clusters, random_state, kern, n_threads,
+                                       tol=self._fit_state["tol"], max_iter=self.max_iter)
         elif isinstance(init, str) and init == "random":
             w = rows.weight_vector()
             seeds = random_state.choice(rows.n_rows, size=self.n_clusters, replace=False,
@@ -831,8 +829,8 @@ class KMeans(_KMeansBase):
         elif callable(init):
             if rows.array is None:
                 raise TypeError("a callable init needs the data as an array; with Chunks or a "
-                                "Dask array, pass the initial centers or use 'k-means++' or "
-                                "'random'.")
+                                "Dask array, pass the initial centers or use 'k-means++', "
+                                "'k-means||' or 'random'.")
             X = rows.array if rows.shift is None else rows.array - rows.shift
             centers = self._check_centers(init(X, self.n_clusters, random_state=random_state),
                                           rows, "the centers returned by the init callable")
