@@ -336,6 +336,8 @@ def test_invalid_model_file_is_refused(tmp_path):
     (dict(tol=-1.0), "'tol' parameter"),
     (dict(n_threads=0), "'n_threads' parameter"),
     (dict(init=np.zeros((3, 2))), "shape of the initial centers"),
+    (dict(init="k-means||"), "'init' parameter of MiniBatchKMeans must be a str among "
+                             "'k-means\\+\\+', 'random'"),  # KMeans' seeding only
     (dict(n_clusters=12), "n_samples=10 should be >= n_clusters=12"),
 ])
 @pytest.mark.parametrize("method", ["fit", "partial_fit"])
