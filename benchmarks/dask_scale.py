@@ -81,9 +81,8 @@ def main(argv=None):
     print(f"data {args.rows} x {args.features} float32, K = {args.clusters}, "
           f"{args.workers} workers x 1 thread, blocks of {block_rows} rows "
           f"({-(-args.rows // block_rows)} blocks)")
-    rows = []
     with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as client, \
+                      dashboard_address=None) as cluster, Client(cluster), \
             fastem.config_context(chunk_bytes=chunk_bytes), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         dX = da.from_array(X, chunks=(block_rows, args.features)).persist()

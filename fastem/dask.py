@@ -102,6 +102,11 @@ def _chunk_of(start, stop, block, w, state, shift, dtype, host_threads):
     return Chunk(start, stop, X, w, state, _task_threads(host_threads))
 
 
+def _shifted_block(block, shift, dtype):
+    """A block minus ``shift`` in the data's dtype (``Rows.shift``), made once per fit."""
+    return np.require(np.asarray(block), dtype=dtype, requirements="C") - shift
+
+
 def _call(fn, chunk, args):
     if _needs_lock():
         with _kernel_lock, limit_blas_threads():
@@ -203,6 +208,9 @@ class _Local:
 
         return list(dask.compute(*[dask.delayed(f, pure=False)(*a) for f, *a in calls]))
 
+    def shifted(self, blocks, shift, dtype):
+        return None  # the tasks shift their block as they read it
+
     def run_stateful(self, calls, n_state):
         pairs = self.run(calls)
         return [p[1] for p in pairs], [[p[0][j] for p in pairs] for j in range(n_state)]
@@ -245,6 +253,19 @@ class _Distributed:
 
     def run(self, calls):
         return self.client.gather([self.client.submit(f, *a, pure=False) for f, *a in calls])
+
+    def shifted(self, blocks, shift, dtype):
+        """The blocks minus ``shift``, kept on the workers that hold the blocks: made once
+        instead of in every task (a copy of the block each pass, half of a K-means
+        task's time)."""
+        from distributed import wait
+
+        out = [self.client.submit(_shifted_block, b, shift, dtype, pure=False,
+                                  workers=None if home is None else [home],
+                                  allow_other_workers=True)
+               for b, home in zip(blocks, self.home)]
+        wait(out)
+        return out
 
     def run_stateful(self, calls, n_state):
         # The new state stays inside each task's result on its worker; the next tasks
@@ -302,6 +323,7 @@ class DaskRows(Rows):
     """``Rows`` whose chunks are the blocks of a Dask array (see the module docstring)."""
 
     distributed = True
+    _run = None
 
     def __init__(self, X, *, n_rows, n_features, dtype, span, weights, backend):
         super().__init__(array=None, in_memory=False, n_rows=n_rows, n_features=n_features,
@@ -320,6 +342,7 @@ class DaskRows(Rows):
                 host = addr.rsplit(":", 1)[0]
                 self._host_threads[host] = self._host_threads.get(host, 0) + info["nthreads"]
             self._run = _Distributed(client, blocks)
+        self._blocks = self._run.blocks
         self._w_blocks = ([None] * len(blocks) if weights is None else
                           [np.ascontiguousarray(weights[a:b]) for a, b in self.spans()])
         if weights is not None and client is not None:
@@ -330,10 +353,27 @@ class DaskRows(Rows):
                         "fit on a Dask array does not do; use another option (see the error "
                         "raised before this one) or compute the array first")
 
+    @property
+    def shift(self):
+        return self._shift
+
+    @shift.setter
+    def shift(self, shift):
+        """Set: the blocks minus ``shift`` are made on the workers once, when the scheduler
+        can hold them (else each task shifts its block); None: the data's own blocks."""
+        self._shift, self._task_shift = shift, shift
+        if self._run is None:
+            return
+        self._blocks = self._run.blocks
+        if shift is not None:
+            shifted = self._run.shifted(self._run.blocks, shift, self.dtype)
+            if shifted is not None:
+                self._blocks, self._task_shift = shifted, None
+
     def _task_args(self, i, state):
         a, b = self.chunk_bounds(i)
-        return (a, b, self._run.blocks[i], self._w_blocks[i],
-                tuple(s.blocks[i] for s in state), self.shift, self.dtype, self._host_threads)
+        return (a, b, self._blocks[i], self._w_blocks[i], tuple(s.blocks[i] for s in state),
+                self._task_shift, self.dtype, self._host_threads)
 
     def chunk_bounds(self, i):
         a = i * self.chunk_rows
@@ -341,7 +381,7 @@ class DaskRows(Rows):
 
     def map(self, fn, *args, state=(), n_threads=1):
         calls = [(_run_chunk, fn, args, *self._task_args(i, state))
-                 for i in range(len(self._run.blocks))]
+                 for i in range(len(self._blocks))]
         if not state:
             return self._run.run(calls)
         results, blocks = self._run.run_stateful(calls, len(state))
@@ -353,7 +393,7 @@ class DaskRows(Rows):
         targets = np.asarray(targets, dtype=np.float64)
         first = (0.0, np.full(targets.shape, -1, dtype=np.intp))
         calls = [(fn, args, targets, side, *self._task_args(i, state))
-                 for i in range(len(self._run.blocks))]
+                 for i in range(len(self._blocks))]
         _, out = self._run.chain(_search_chunk, first, calls)
         out[out < 0] = self.n_rows
         return out
@@ -381,11 +421,11 @@ class DaskRows(Rows):
         out = np.empty((indices.size, self.n_features), dtype=self.dtype)
         block_of = indices // self.chunk_rows
         wanted = np.unique(block_of)
-        parts = self._run.run([(_take_rows, self._run.blocks[i],
+        parts = self._run.run([(_take_rows, self._blocks[i],
                                 indices[block_of == i] - i * self.chunk_rows) for i in wanted])
         for i, rows in zip(wanted, parts):
             out[block_of == i] = np.asarray(rows, dtype=self.dtype)
-        return out if self.shift is None else out - self.shift
+        return out if self._task_shift is None else out - self._task_shift
 
 
 def dask_rows(X, check, *, owner, sample_weight, backend):
