@@ -8,8 +8,9 @@ On a ``distributed.LocalCluster`` (default: 2 worker processes of 1 thread each)
   each reaches;
 * GaussianMixture (no Dask peer) against fastem in memory: seconds per iteration and
   the lower bound;
-* the cost of one pass that does nothing (a task per block, results gathered): the
-  per-iteration overhead of the cluster, and from it, on paper, what W workers give.
+* the cost of one pass that does nothing (a task per worker over its blocks, results
+  gathered): the per-iteration overhead of the cluster; and the scheduler's cost of a
+  task (batches of 1 and 64 trivial tasks), and from it, on paper, what W workers give.
 
     python benchmarks/dask_scale.py                     # 1,000,000 x 16, K = 16
     python benchmarks/dask_scale.py --rows 200000 --quick
@@ -82,7 +83,7 @@ def main(argv=None):
           f"{args.workers} workers x 1 thread, blocks of {block_rows} rows "
           f"({-(-args.rows // block_rows)} blocks)")
     with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster), \
+                      dashboard_address=None) as cluster, Client(cluster) as client, \
             fastem.config_context(chunk_bytes=chunk_bytes), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         dX = da.from_array(X, chunks=(block_rows, args.features)).persist()
@@ -121,15 +122,20 @@ def main(argv=None):
                     per_iter, est = _slope(lambda n: gmm(n, data), short, long)
                     results.setdefault(f"fastem gmm {cov} ({where})", []).append(
                         (per_iter, float(est.lower_bound_)))
-            for label, size in (("empty pass", chunk_bytes), ("empty pass, one block", 2**40)):
-                with fastem.config_context(chunk_bytes=size):
-                    drows = dask_rows(dX, lambda a, name, cp: np.asarray(a), owner="bench",
-                                      sample_weight=None, backend="numba")
-                    drows.map(_noop)
-                    t0 = time.perf_counter()
-                    for _ in range(10):
-                        drows.map(_noop)
-                results.setdefault(label, []).append(((time.perf_counter() - t0) / 10, 0.0))
+            drows = dask_rows(dX, lambda a, name, cp: np.asarray(a), owner="bench",
+                              sample_weight=None, backend="numba")
+            drows.map(_noop)
+            t0 = time.perf_counter()
+            for _ in range(10):
+                drows.map(_noop)
+            results.setdefault("empty pass", []).append(((time.perf_counter() - t0) / 10, 0.0))
+            # the scheduler's cost of a task: n trivial tasks in one batch, n = 1 and 64
+            for n in (1, 64):
+                t0 = time.perf_counter()
+                for _ in range(10):
+                    client.gather([client.submit(_noop, i, pure=False) for i in range(n)])
+                results.setdefault(f"{n} trivial tasks", []).append(
+                    ((time.perf_counter() - t0) / 10, 0.0))
             print(f"repeat {repeat + 1}/{args.repeats} done")
         n_blocks = -(-args.rows // block_rows)
     med = {k: (float(np.median([v[0] for v in vals])), vals[-1][1]) for k, vals in results.items()}
@@ -137,27 +143,28 @@ def main(argv=None):
     print(f"\n| run | s/iter (median of {args.repeats}) | dask-ml / this | quality |")
     print("|---|---|---|---|")
     for name, (t, q) in med.items():
-        quality = "" if name.startswith("empty pass") else (
+        quality = "" if "pass" in name or "tasks" in name else (
             f"inertia {q:.6g}" if "kmeans" in name else f"lower bound {q:.6g}")
         print(f"| {name} | {t:.4f} | {base / t:.1f}x | {quality} |")
-    # a pass of n tasks costs about L + c n (round trip L, c per task), from n = 1 and
-    # n = n_blocks; a stateful pass (K-means: labels kept) runs a task a block and one a
-    # worker to bring back the results
-    one, many = med["empty pass, one block"][0], med["empty pass"][0]
-    c = (many - one) / max(n_blocks - 1, 1)
+    # n tasks in one batch cost about L + c n (round trip L, c a task); a K-means pass
+    # runs one task per worker over its blocks and one per worker to bring back the sums
+    one, many = med["1 trivial tasks"][0], med["64 trivial tasks"][0]
+    c = (many - one) / 63
     latency = one - c
-    pass_tasks = n_blocks + args.workers
+    pass_tasks = 2 * args.workers
     compute = max(med["fastem kmeans (dask)"][0] - latency - c * pass_tasks, 0.0)
-    print(f"\nan empty pass: {latency * 1e3:.1f} ms round trip + {c * 1e3:.2f} ms a task "
-          f"(fitted from 1 and {n_blocks} blocks); a KMeans iteration here: "
-          f"{compute * 1e3:.1f} ms of kernels per worker + {pass_tasks} tasks")
+    print(f"\na batch of tasks: {latency * 1e3:.1f} ms round trip + {c * 1e3:.2f} ms a task; "
+          f"a KMeans iteration here: {compute * 1e3:.1f} ms of kernels per worker "
+          f"+ {pass_tasks} tasks")
     per_worker = n_blocks / args.workers
     for w in (10, 100):
-        tasks = (per_worker + 1) * w
+        tasks = 2 * w
         est = compute + latency + c * tasks
-        print(f"on paper, {w} workers with {per_worker:g} such blocks each ({w * args.rows // args.workers:,} "
-              f"rows): {est * 1e3:.0f} ms an iteration ({c * tasks * 1e3:.0f} ms of it the "
-              f"scheduler's {tasks:g} tasks at this machine's per-task cost)")
+        print(f"on paper, {w} workers with {per_worker:g} such blocks each "
+              f"({w * args.rows // args.workers:,} rows): {est * 1e3:.0f} ms an iteration "
+              f"({c * tasks * 1e3:.0f} ms of it the scheduler's {tasks} tasks at this "
+              f"machine's per-task cost)")
+
 
 if __name__ == "__main__":
     main()

@@ -72,12 +72,19 @@ def _task_threads(host_threads):
     return max(1, available_cpus() // max(1, host_threads.get(host, 1)))
 
 
-#: Marks a state block held inside another task's result: (_HELD, (state, result), j).
+#: Marks a state block held inside another task's result: (_HELD, result, path), the
+#: block being ``_pick(result, path)``.
 _HELD = "fastem-held-state"
 
 
+def _pick(result, path):
+    for i in path:
+        result = result[i]
+    return result
+
+
 def _state_block(s):
-    return s[1][0][s[2]] if isinstance(s, tuple) and s and s[0] == _HELD else s
+    return _pick(s[1], s[2]) if isinstance(s, tuple) and s and s[0] == _HELD else s
 
 
 _ones = np.ones(0)
@@ -187,12 +194,15 @@ def _client():
         return None
 
 
-def _pick(pair, j):
-    """State block j kept inside a task's (state, result)."""
-    return pair[0][j]
+def _run_group(calls):
+    """The tasks of the blocks one worker holds, as one task, in block order: a task
+    costs the scheduler milliseconds here, a block's kernels about as much.  BLAS is
+    limited once for them all (0.75 ms a time on a worker here)."""
+    with limit_blas_threads():
+        return [f(*a) for f, *a in calls]
 
 
-def _results_of(*pairs):
+def _results_of(pairs):
     return [p[1] for p in pairs]
 
 
@@ -207,6 +217,8 @@ class _Local:
         import dask
 
         return list(dask.compute(*[dask.delayed(f, pure=False)(*a) for f, *a in calls]))
+
+    run_blocks = run
 
     def shifted(self, blocks, shift, dtype):
         return None  # the tasks shift their block as they read it
@@ -260,32 +272,47 @@ class _Distributed:
         task's time)."""
         from distributed import wait
 
-        out = [self.client.submit(_shifted_block, b, shift, dtype, pure=False,
-                                  workers=None if home is None else [home],
-                                  allow_other_workers=True)
+        out = [self._on(home, _shifted_block, b, shift, dtype)
                for b, home in zip(blocks, self.home)]
         wait(out)
         return out
 
-    def run_stateful(self, calls, n_state):
-        # The new state stays inside each task's result on its worker; the next tasks
-        # read it there.  One small task per worker brings back the results of the
-        # blocks kept there (placed by hint only: were a block elsewhere, its state
-        # would be fetched, never waited for).
-        submit = self.client.submit
-        pairs = [submit(f, *a, pure=False) for f, *a in calls]
+    def _on(self, home, f, *args):
+        """A task placed where its blocks are (by hint only: were a block elsewhere, it
+        would be fetched, never waited for)."""
+        return self.client.submit(f, *args, pure=False, allow_other_workers=True,
+                                  workers=None if home is None else [home])
+
+    def _by_worker(self, calls):
+        """One task per worker for ``calls`` (one per block): [(home, block indices,
+        the future of their results)]."""
         groups = {}
         for i, home in enumerate(self.home):
             groups.setdefault(home, []).append(i)
-        collect = [(idx, submit(_results_of, *[pairs[i] for i in idx], pure=False,
-                                workers=None if home is None else [home],
-                                allow_other_workers=True))
-                   for home, idx in groups.items()]
-        results = [None] * len(pairs)
-        for (idx, _), part in zip(collect, self.client.gather([c for _, c in collect])):
+        return [(home, idx, self._on(home, _run_group, [calls[i] for i in idx]))
+                for home, idx in groups.items()]
+
+    def _gather_groups(self, groups, n):
+        results = [None] * n
+        for (_, idx, _), part in zip(groups, self.client.gather([f for *_, f in groups])):
             for i, r in zip(idx, part):
                 results[i] = r
-        return results, [[(_HELD, p, j) for p in pairs] for j in range(n_state)]
+        return results
+
+    def run_blocks(self, calls):
+        return self._gather_groups(self._by_worker(calls), len(calls))
+
+    def run_stateful(self, calls, n_state):
+        # The new state stays inside each worker's task result, on that worker, where
+        # the next pass reads it; one small task per worker brings back the results.
+        groups = self._by_worker(calls)
+        held = [None] * len(calls)
+        for _, idx, f in groups:
+            for pos, i in enumerate(idx):
+                held[i] = (f, pos)
+        collect = [(home, idx, self._on(home, _results_of, f)) for home, idx, f in groups]
+        return (self._gather_groups(collect, len(calls)),
+                [[(_HELD, f, (pos, 0, j)) for f, pos in held] for j in range(n_state)])
 
     def chain(self, fn, first, calls):
         node = first
@@ -383,7 +410,7 @@ class DaskRows(Rows):
         calls = [(_run_chunk, fn, args, *self._task_args(i, state))
                  for i in range(len(self._blocks))]
         if not state:
-            return self._run.run(calls)
+            return self._run.run_blocks(calls)
         results, blocks = self._run.run_stateful(calls, len(state))
         for s, b in zip(state, blocks):
             s.blocks = b

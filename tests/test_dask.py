@@ -122,22 +122,28 @@ def test_kmeans_plusplus_on_dask_draws_the_same_rows(scheduler):
     np.testing.assert_array_equal(got.cluster_centers_, ref.cluster_centers_)
 
 
-def test_kmeans_on_a_cluster_centers_each_block_once(cluster_client):
-    """The centered blocks are made on the workers once per fit, not in every task: the
-    Lloyd tasks then receive no shift (each used to copy its block every pass)."""
+def test_kmeans_on_a_cluster_runs_a_task_per_worker_and_centers_each_block_once(
+        cluster_client):
+    """A pass is one task per worker (its blocks in order), however many blocks there
+    are, and the centered blocks are made on the workers once per fit (each Lloyd task
+    used to copy its block every pass)."""
     X = _data(np.float32)
-    seen = []
-    with cluster_client.as_current(), distributed.get_task_stream() as stream:
-        with fastem.config_context(chunk_bytes=CHUNK_BYTES):
-            km = fastem.KMeans(4, init=X[:4], max_iter=6, tol=0, algorithm="lloyd",
-                               backend="numba").fit(da.from_array(X, chunks=97))
-    for task in stream.data:
-        key = task["key"] if isinstance(task["key"], str) else str(task["key"])
-        seen.append(key.split("-")[0])
-    n_blocks = -(-X.shape[0] // 128)  # 128 float32 rows of 3 features a chunk
-    assert km.n_iter_ >= 2
-    assert seen.count("_shifted_block") == n_blocks
-    assert seen.count("_run_chunk") >= km.n_iter_ * n_blocks
+    counts = []
+    for chunk_bytes in (CHUNK_BYTES, CHUNK_BYTES // 2):  # 5 blocks of 128 rows, then 10
+        with cluster_client.as_current(), distributed.get_task_stream() as stream:
+            with fastem.config_context(chunk_bytes=chunk_bytes):
+                km = fastem.KMeans(4, init=X[:4], max_iter=6, tol=0, algorithm="lloyd",
+                                   backend="numba").fit(da.from_array(X, chunks=97))
+        seen = [(t["key"] if isinstance(t["key"], str) else str(t["key"])).split("-")[0]
+                for t in stream.data]
+        n_blocks = -(-X.shape[0] // (chunk_bytes // 12))  # float32 rows of 3 features
+        assert seen.count("_shifted_block") == n_blocks
+        counts.append((km.n_iter_, seen.count("_run_group"), seen.count("_results_of")))
+    n_iter, groups, collects = counts[0]
+    assert counts[1] == counts[0]
+    assert groups % 2 == 0 and groups >= 2 * (n_iter + 1)  # 2 workers: the Lloyd steps
+    assert collects >= 2 * n_iter                          # and the final E-step
+
 
 @pytest.mark.parametrize("cov", ["full", "tied", "diag", "spherical"])
 def test_gaussian_mixture_on_dask_equals_the_in_memory_fit(scheduler, cov):
