@@ -145,6 +145,18 @@ def test_kmeans_on_a_cluster_runs_a_task_per_worker_and_centers_each_block_once(
     assert collects >= 2 * n_iter                          # and the final E-step
 
 
+def test_a_one_worker_cluster_gives_the_in_memory_fit():
+    """One worker holds every block (one task a pass over all of them): the same model
+    as in memory, as with two workers."""
+    X = _data(np.float64)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client, client.as_current():
+        for make in (lambda: fastem.KMeans(4, random_state=3, algorithm="hamerly"),
+                     lambda: fastem.GaussianMixture(3, random_state=3, max_iter=5)):
+            _same(*_fit_both(make, X))
+
+
 @pytest.mark.parametrize("cov", ["full", "tied", "diag", "spherical"])
 def test_gaussian_mixture_on_dask_equals_the_in_memory_fit(scheduler, cov):
     X = _data(np.float64)
