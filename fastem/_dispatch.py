@@ -12,7 +12,15 @@ from ._config import BACKENDS, get_config
 from ._families import NAMES as _FAMILIES
 
 KERNEL_BACKENDS = ("numba", "cython", "numpy")
-_AUTO_ORDER = ("numba", "cython", "numpy")
+#: backend="auto": the Cython kernels when they were built (compiled at install time, they
+#: start at once, where numba compiles a family's kernels on first use, 10-30 s, and loads
+#: cached parallel kernels in about 0.4 s a process; their speed is within 0.9-1.2x of
+#: numba's, benchmarks/RESULTS.md), else numba, else the numpy reference.  The choice
+#: depends on what is installed only, never on numba's cache or the size of the fit: the
+#: backends agree on K-means labels and centers but not on the last bits of every float
+#: statistic, so switching by cache state would make a job's results depend on which
+#: jobs ran before it.
+_AUTO_ORDER = ("cython", "numba", "numpy")
 
 _status = {}  # backend -> None (usable) or a string saying why not
 _warned_fallback = False
@@ -52,7 +60,7 @@ def resolve_backend(backend, family="kmeans"):
     """Turn the ``backend`` parameter into a concrete, usable backend name for ``family``.
 
     ``None`` means the configured default (``fastem.config_context`` or FASTEM_BACKEND).
-    ``"auto"`` picks numba, else cython, else numpy with a one-time warning.
+    ``"auto"`` picks cython, else numba, else numpy with a one-time warning.
     """
     global _warned_fallback
     from ._validation import check_backend_name

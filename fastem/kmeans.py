@@ -729,7 +729,8 @@ class KMeans(_KMeansBase):
         heavily overlapping clusters Lloyd is as fast.
     backend : {"auto", "numba", "cython", "numpy"}, default=None
         Kernel implementation; None uses ``fastem.config_context`` / ``FASTEM_BACKEND``
-        ("auto" unless set): numba, else cython, else numpy.
+        ("auto" unless set): cython, else numba, else numpy (see the README's
+        "Backends").
     n_threads : int, default=None
         Threads for the kernels; None means every CPU this process may use.  Results
         are bit-identical for any value.

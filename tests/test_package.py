@@ -31,6 +31,41 @@ def test_import_compiles_nothing_and_loads_no_backend():
     assert out.stdout.strip() == "[]"
 
 
+_DEFAULT_FITS = """
+import sys, numpy as np, fastem
+X = np.random.default_rng(0).standard_normal((500, 4))
+for est in (fastem.KMeans(3, random_state=0), fastem.MiniBatchKMeans(3, random_state=0),
+            fastem.GaussianMixture(3, random_state=0),
+            fastem.BernoulliMixture(3, random_state=0)):
+    est.fit((X > 0).astype(float) if isinstance(est, fastem.BernoulliMixture) else X)
+    print(est.backend_)
+print("numba" in sys.modules)
+"""
+
+
+@pytest.mark.skipif(fastem.available_backends()["cython"] is not None,
+                    reason="the Cython kernels are not built here")
+def test_default_fits_run_the_compiled_kernels_and_never_load_numba(tmp_path):
+    """backend="auto" is the Cython build, so a short job neither compiles nor loads
+    numba (a cold first run took 12-29 s of numba compilation), whatever its cache."""
+    out = run(["-c", _DEFAULT_FITS], env={"FASTEM_CACHE_DIR": str(tmp_path),
+                                          "FASTEM_BACKEND": ""})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["cython"] * 4 + ["False"]
+    assert os.listdir(tmp_path) == []  # nothing compiled
+
+
+def test_auto_is_cython_then_numba_then_numpy(monkeypatch):
+    from fastem import _dispatch
+
+    for family in ("kmeans", "gaussian_mixture"):
+        monkeypatch.setitem(_dispatch._status, ("cython", family), None)
+        monkeypatch.setitem(_dispatch._status, ("numba", family), None)
+        assert _dispatch.resolve_backend("auto", family) == "cython"
+        monkeypatch.setitem(_dispatch._status, ("cython", family), "ImportError: not built")
+        assert _dispatch.resolve_backend("auto", family) == "numba"
+
+
 def test_cli_fit_on_bundled_dataset():
     out = run(["-m", "fastem", "fit", "--json"])
     assert out.returncode == 0, out.stderr
