@@ -273,7 +273,13 @@ def magnitude_error(span, n_features, dtype, total_weight, name="X"):
     or None if squared distances are safe."""
     worst_sq = 4.0 * n_features * span * span
     dtype_max = float(np.finfo(dtype).max)
-    if not np.isfinite(worst_sq) or worst_sq > dtype_max / 16 or worst_sq * total_weight > 1e300:
+    if np.isfinite(worst_sq) and worst_sq <= dtype_max / 16 and worst_sq * total_weight > 1e300:
+        return (
+            f"{name}'s squared distances (up to {worst_sq:.3g}) weighted by sample_weight "
+            f"(total {total_weight:.3g}) would overflow float64. Rescale sample_weight (a "
+            "K-means or Gaussian-mixture fit depends on it only up to a common factor), e.g. "
+            f"divide it by its maximum, or rescale {name}.")
+    if not np.isfinite(worst_sq) or worst_sq > dtype_max / 16:
         return (
             f"{name} has values too large in magnitude (max |value| {span:.3g}) for squared "
             f"distances in {np.dtype(dtype)}: they would overflow. Rescale {name}, e.g. divide "
@@ -290,6 +296,13 @@ def check_enough_samples(n_samples, n_positive, n_clusters):
         raise ValueError(
             f"sample_weight has only {n_positive} positive entries but n_clusters={n_clusters}; "
             "each cluster needs a sample of positive weight.")
+
+
+#: The range of a fit's total sample weight: the float64 sums it weights (statistics up
+#: to about 1e8 a row, log-likelihoods, squared distances checked by ``magnitude_error``)
+#: stay finite above it and keep their precision (no subnormals) below it.
+MAX_TOTAL_WEIGHT = 1e300
+MIN_TOTAL_WEIGHT = 1e-290
 
 
 def check_sample_weight(sample_weight, n_samples, *, owner="this estimator"):
@@ -319,6 +332,15 @@ def check_sample_weight(sample_weight, n_samples, *, owner="this estimator"):
         raise ValueError("sample_weight contains NaN or infinity; weights must be finite.")
     if (w < 0).any():
         raise ValueError("sample_weight contains negative values; weights must be >= 0.")
-    if not w.sum() > 0:
+    with np.errstate(over="ignore"):  # an overflowing total is reported below
+        total = float(w.sum())
+    if not total > 0:
         raise ValueError("sample_weight sums to zero; at least one sample needs a positive weight.")
+    if not total <= MAX_TOTAL_WEIGHT or not total >= MIN_TOTAL_WEIGHT:
+        raise ValueError(
+            f"sample_weight sums to {total:.3g}: the weighted sums of a fit would "
+            f"{'overflow' if not total <= MAX_TOTAL_WEIGHT else 'underflow'} in float64 "
+            f"(the total must lie in [{MIN_TOTAL_WEIGHT:g}, {MAX_TOTAL_WEIGHT:g}]). Rescale "
+            "them, e.g. sample_weight / sample_weight.max() (K-means and Gaussian mixtures "
+            "depend on the weights only up to a common factor).")
     return np.ascontiguousarray(w)
