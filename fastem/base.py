@@ -128,12 +128,17 @@ class FastEMEstimator:
     #: n_features_in_ (and feature_names_in_ when present); see ``fastem/_persist.py``.
     _fitted_attributes = ()
 
-    def save(self, path):
+    #: Per-row fitted attributes, which ``save(..., include_labels=False)`` leaves out
+    _per_row_attributes = ()
+
+    def save(self, path, include_labels=True):
         """Write this fitted model to ``path``: a safe, versioned ``.npz`` (no pickle),
-        written atomically.  Read it back with ``fastem.load(path)``."""
+        written atomically (``path`` may also be a binary file object, written as is).
+        ``include_labels=False`` leaves out ``labels_`` (4 bytes a row).  Read it back
+        with ``fastem.load(path)``."""
         from ._persist import save
 
-        return save(self, path)
+        return save(self, path, include_labels=include_labels)
 
     def _data_fingerprint(self, X):
         """What a checkpoint records of the data (see ``fastem/_checkpoint.py``)."""
@@ -143,7 +148,8 @@ class FastEMEstimator:
         return ("n_features_in_", "feature_names_in_", *self._fitted_attributes)
 
     def _required_attributes(self):
-        return ("n_features_in_", *self._fitted_attributes)
+        return ("n_features_in_", *(a for a in self._fitted_attributes
+                                    if a not in self._per_row_attributes))
 
     def _restore_fitted_state(self):
         """Rebuild attributes derived from the persisted ones (after ``load``)."""

@@ -605,6 +605,7 @@ class _KMeansBase(EMEstimator):
     score, the output feature names and scikit-learn's tags."""
 
     _estimator_type = "clusterer"
+    _per_row_attributes = ("labels_",)
 
     def _check_centers(self, centers, rows, what):
         centers = check_array(centers, name=what, owner=type(self).__name__, dtype=rows.dtype,
@@ -755,9 +756,10 @@ class KMeans(_KMeansBase):
         super()._check_fitted_state()
         k = self.n_clusters
         self._fitted_array("cluster_centers_", (k, self.n_features_in_))
-        labels = self._fitted_array("labels_", (None,), kind="i")
-        if labels.size and (labels.min() < 0 or labels.max() >= k):
-            raise ValueError(f"labels_ must lie in [0, {k})")
+        if hasattr(self, "labels_"):  # saved with include_labels=False: none
+            labels = self._fitted_array("labels_", (None,), kind="i")
+            if labels.size and (labels.min() < 0 or labels.max() >= k):
+                raise ValueError(f"labels_ must lie in [0, {k})")
         if not (isinstance(self.inertia_, float) and np.isfinite(self.inertia_)
                 and self.inertia_ >= 0):
             raise ValueError("inertia_ must be a finite float >= 0")

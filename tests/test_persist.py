@@ -116,7 +116,7 @@ def _read(path):
 
 def _write(path, meta, files, *, fix_checksum=True):
     if fix_checksum:
-        meta = dict(meta, checksum=_persist._checksum(files))
+        meta = dict(meta, checksum=_persist._checksum(files, meta))
     payload = dict(files, __meta__=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
     with open(path, "wb") as fh:
         np.savez(fh, **payload)
@@ -179,6 +179,69 @@ def test_invalid_contents_are_refused_even_with_a_valid_checksum(saved, change, 
     _write(saved, meta, files)
     with pytest.raises(ValueError, match=match):
         fastem.load(saved)
+
+
+def test_an_edited_parameter_fails_the_checksum(saved):
+    """The checksum covers the metadata: an edited scalar (here reg_covar, which would
+    still pass validation) is caught (format 1 checked the arrays only)."""
+    meta, files = _read(saved)
+    _write(saved, dict(meta, params=dict(meta["params"], reg_covar=0.5)), files,
+           fix_checksum=False)
+    with pytest.raises(ValueError, match="checksum mismatch"):
+        fastem.load(saved)
+
+
+def test_format_1_files_still_load(saved):
+    meta, files = _read(saved)
+    est = fastem.load(saved)
+    _write(saved, dict(meta, format_version=1, checksum=_persist._checksum(files)), files,
+           fix_checksum=False)
+    np.testing.assert_array_equal(fastem.load(saved).means_, est.means_)
+
+
+@pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_model_files_get_the_mode_of_the_umask(tmp_path, umask, mode):
+    est, _ = _fitted("kmeans")
+    old = os.umask(umask)
+    try:
+        est.save(tmp_path / "m.npz")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "m.npz").stat().st_mode & 0o777 == mode
+    (tmp_path / "m.npz").chmod(0o640)
+    est.save(tmp_path / "m.npz")  # an existing file keeps its mode
+    assert (tmp_path / "m.npz").stat().st_mode & 0o777 == 0o640
+
+
+def test_the_directory_is_flushed_after_the_rename(tmp_path, monkeypatch):
+    synced = []
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        synced.append(os.path.realpath(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    _fitted("kmeans")[0].save(tmp_path / "m.npz")
+    assert synced[-1] == os.path.realpath(tmp_path)
+
+
+def test_save_without_labels_and_to_file_objects(tmp_path):
+    import io
+
+    est, X = _fitted("kmeans")
+    est.save(tmp_path / "with.npz")
+    est.save(tmp_path / "without.npz", include_labels=False)
+    assert (tmp_path / "without.npz").stat().st_size < (tmp_path / "with.npz").stat().st_size
+    light = fastem.load(tmp_path / "without.npz")
+    assert not hasattr(light, "labels_")
+    np.testing.assert_array_equal(light.predict(X), est.predict(X))
+    buffer = io.BytesIO()
+    est.save(buffer)
+    buffer.seek(0)
+    back = fastem.load(buffer)
+    np.testing.assert_array_equal(back.labels_, est.labels_)
+    np.testing.assert_array_equal(back.cluster_centers_, est.cluster_centers_)
 
 
 def test_invalid_parameters_are_refused(saved):
