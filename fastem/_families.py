@@ -68,6 +68,23 @@ def _kmeans_calls(dtype, n, d, k, rng):
     for full in (True, False):
         calls.append(("bounded_step", (X, w, centers, *geometry, *state, full,
                                        np.empty((k, d)), np.empty(k), np.zeros(3))))
+    # the same rows as CSR (about half of them zero: empty rows too), with int32 and
+    # int64 indices, and indptr not starting at 0 (a chunk of a larger matrix)
+    S = np.where(rng.uniform(size=(n, d)) < 0.5, X, 0).astype(dtype)
+    rows, cols = np.nonzero(S)
+    for index in (np.int32, np.int64):
+        csr = (np.concatenate([np.zeros(2, dtype), S[rows, cols]]),
+               np.concatenate([[0, 0], cols]).astype(index),
+               (np.searchsorted(rows, np.arange(n + 1)) + 2).astype(index))
+        closest = np.full(n, np.inf)
+        calls += [
+            ("assign_labels_csr", (*csr, centers, np.empty(n, np.int32), np.empty(n))),
+            ("lloyd_step_csr", (*csr, w, centers, np.full(n, -1, np.int32), np.empty((k, d)),
+                                np.empty(k))),
+            ("inertia_csr", (*csr, w, centers, labels)),
+            ("kmeanspp_update_closest_csr", (*csr, centers[0], closest)),
+            ("kmeanspp_trial_potentials_csr", (*csr, w, centers, closest, np.empty(k))),
+        ]
     return calls
 
 
@@ -137,7 +154,8 @@ def _discrete_mixture_calls(dtype, n, d, k, rng):
 FAMILIES = (
     Family("kmeans",
            ("assign_labels", "lloyd_step", "inertia", "kmeanspp_update_closest",
-            "kmeanspp_trial_potentials", "bounded_step"),
+            "kmeanspp_trial_potentials", "bounded_step", "assign_labels_csr", "lloyd_step_csr",
+            "inertia_csr", "kmeanspp_update_closest_csr", "kmeanspp_trial_potentials_csr"),
            _kmeans_calls, (("kmeans", "KMeans"), ("minibatch", "MiniBatchKMeans")),
            loose={"bounded_step": ("upper", "lower", "stats")}),
     Family("gaussian_mixture",

@@ -216,13 +216,20 @@ class Rows:
     def shape(self):
         return (self.n_rows, self.n_features)
 
+    @property
+    def sparse(self):
+        """True when the rows are a CSR matrix in memory (chunks are CSR matrices)."""
+        return self.array is not None and not isinstance(self.array, np.ndarray)
+
     # ------------------------------------------------------------------ reading
     def chunks(self):
         """(start, stop, block) over the rows in fixed chunks; ``block`` is C-contiguous in
         ``dtype`` and must not be kept past the next step (the buffer is reused)."""
         if self.array is not None:
+            sparse = not isinstance(self.array, np.ndarray)
             for start, stop in self.spans():
-                yield start, stop, self._shifted_chunk(self.array[start:stop])
+                yield start, stop, (_csr_rows(self.array, start, stop) if sparse else
+                                    self._shifted_chunk(self.array[start:stop]))
             return
         start = 0
         for block in _recut(self._read_pieces(), self.chunk_rows, self.n_features, self.dtype):
@@ -301,6 +308,8 @@ class Rows:
     def take(self, indices):
         """Rows at ``indices`` (any order, repeats allowed), shifted like the chunks."""
         indices = np.asarray(indices, dtype=np.intp)
+        if self.array is not None and not isinstance(self.array, np.ndarray):
+            return self.array[indices].toarray()  # a few rows of a CSR matrix, as dense rows
         if self.array is not None:
             return np.ascontiguousarray(self._shifted(self.array[indices]))
         out = np.empty((indices.size, self.n_features), dtype=self.dtype)
@@ -331,6 +340,18 @@ class Rows:
         message = magnitude_error(span, self.n_features, self.dtype, total, name)
         if message:
             raise ValueError(message)
+
+
+def _csr_rows(X, start, stop):
+    """Rows [start, stop) of the CSR matrix X without copying its entries (scipy's row
+    slicing copies them): views of data and indices, a rebased copy of indptr."""
+    import scipy.sparse as sp
+
+    if start == 0 and stop == X.shape[0]:
+        return X
+    lo, hi = X.indptr[start], X.indptr[stop]
+    return sp.csr_matrix((X.data[lo:hi], X.indices[lo:hi], X.indptr[start:stop + 1] - lo),
+                         shape=(stop - start, X.shape[1]))
 
 
 def _recut(pieces, n, n_features, dtype):

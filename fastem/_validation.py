@@ -175,6 +175,47 @@ def row_blocks(n_rows, n_features, elements=2**16):
         yield start, min(start + step, n_rows)
 
 
+def check_csr(X, *, name="X", owner="this estimator", copy=False):
+    """Validate a scipy.sparse matrix and return it as canonical CSR: float32 data stays
+    float32, other numbers become float64; indices sorted within each row, duplicates
+    summed, finite values; ``indices`` and ``indptr`` of one integer type.  The kernels
+    on CSR rows rely on all of it.  Another sparse format is converted; the matrix is
+    never densified (and copied only when it must change or ``copy`` asks)."""
+    import scipy.sparse as sp
+
+    if X.ndim != 2:
+        raise ValueError(f"Expected a 2-D sparse matrix for {name}, got {X.ndim} dimensions.")
+    csr = X.tocsr()
+    if csr.shape[0] < 1 or csr.shape[1] < 1:
+        raise ValueError(f"Found a sparse {name} of shape {csr.shape} while {owner} needs at "
+                         "least one sample and one feature.")
+    try:
+        csr.check_format(full_check=True)  # indices in range, indptr monotone
+    except ValueError as exc:
+        raise ValueError(f"{name} is not a valid CSR matrix: {exc}") from exc
+    data = csr.data
+    if data.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must contain numbers; got dtype {data.dtype}.")
+    if data.dtype not in (np.float32, np.float64):
+        data = data.astype(np.float64)
+    if not all(np.isfinite(data[a:b]).all() for a, b in row_blocks(data.size, 1, 2**20)):
+        raise ValueError(f"Input {name} contains NaN or infinity.")
+    index = np.result_type(csr.indices.dtype, csr.indptr.dtype)
+    out = sp.csr_matrix((data, csr.indices.astype(index, copy=False),
+                         csr.indptr.astype(index, copy=False)), shape=csr.shape)
+    if copy or not out.has_canonical_format:
+        out = out.copy()  # the caller's matrix is never changed
+        out.sum_duplicates()  # sorts the indices too
+    return out
+
+
+def check_array_or_csr(X, *, name="X", owner="this estimator", copy=False):
+    """``check_csr`` for a scipy.sparse X, else ``check_array``."""
+    if _is_sparse(X):
+        return check_csr(X, name=name, owner=owner, copy=copy)
+    return check_array(X, name=name, owner=owner, copy=copy)
+
+
 def check_array(X, *, name="X", owner="this estimator", dtype="numeric", min_samples=1,
                 copy=False, allow_nan=False):
     """Validate a 2-D data array and return it C-contiguous, finite, float32 or float64.

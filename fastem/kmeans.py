@@ -22,6 +22,7 @@ from ._validation import (
     Interval,
     Options,
     check_array,
+    check_array_or_csr,
     check_enough_samples,
     check_magnitude,
     check_random_state,
@@ -34,6 +35,14 @@ from .base import EMEstimator, Iteration, lazy_on_dask
 from .exceptions import ConvergenceWarning
 
 _RELOCATION_CHUNK = 65536
+
+
+def _on_rows(X, dense, csr, *args):
+    """``dense(X, *args)``, or on a CSR matrix (canonical, see ``check_csr``) the kernel's
+    CSR form ``csr(data, indices, indptr, *args)``."""
+    if isinstance(X, np.ndarray):
+        return dense(X, *args)
+    return csr(X.data, X.indices, X.indptr, *args)
 
 
 def _column_sums(chunk):
@@ -50,9 +59,24 @@ def _mean(rows):
     return total / rows.n_rows
 
 
+def _dense_rows(X, index):
+    """Rows of X (an array or a CSR matrix) as a dense array."""
+    rows = X[index]
+    return rows if isinstance(rows, np.ndarray) else rows.toarray()
+
+
+def _csr_row_parts(X):
+    """(the row of every stored entry, the entries in float64) of a CSR matrix."""
+    return (np.repeat(np.arange(X.shape[0]), np.diff(X.indptr)), X.data.astype(np.float64))
+
+
 def _moment_parts(chunk):
     """(sum x, sum x^2) of each small block of a chunk, float64: the caller adds them in
     order, as one running sum over the blocks of every chunk."""
+    if not isinstance(chunk.X, np.ndarray):  # CSR: the stored entries, by column
+        v = chunk.X.data.astype(np.float64)
+        d = chunk.X.shape[1]
+        return [(np.bincount(chunk.X.indices, v, d), np.bincount(chunk.X.indices, v * v, d))]
     parts = []
     for a, b in row_blocks(*chunk.X.shape, elements=2**18):  # small float64 temporaries
         block = chunk.X[a:b].astype(np.float64)
@@ -75,7 +99,14 @@ def _tolerance(rows, tol):
 
 
 def _sq_dist_to_assigned(X, centers, labels):
-    """float64 ``||x_i - centers[labels_i]||^2``, in chunks to bound the temporary."""
+    """float64 ``||x_i - centers[labels_i]||^2``, in chunks to bound the temporary (CSR:
+    ``||x||^2 - 2 x.c + ||c||^2`` over the stored entries)."""
+    if not isinstance(X, np.ndarray):
+        row, v = _csr_row_parts(X)
+        n = X.shape[0]
+        dots = np.bincount(row, v * centers[labels[row], X.indices], n)
+        c_sq = np.einsum("ij,ij->i", centers, centers)[labels]
+        return np.maximum(np.bincount(row, v * v, n) - 2.0 * dots + c_sq, 0.0)
     out = np.empty(X.shape[0], dtype=np.float64)
     for start in range(0, X.shape[0], _RELOCATION_CHUNK):
         stop = start + _RELOCATION_CHUNK
@@ -90,7 +121,7 @@ def _farthest_in_chunk(chunk, centers, m):
     dist = _sq_dist_to_assigned(chunk.X, centers, chunk.state[0])
     dist[chunk.w == 0] = -1.0
     top = np.argsort(-dist, kind="stable")[:m]
-    return dist[top], top + chunk.start, chunk.X[top], chunk.state[0][top]
+    return dist[top], top + chunk.start, _dense_rows(chunk.X, top), chunk.state[0][top]
 
 
 def _farthest(rows, centers, labels, m):
@@ -144,7 +175,8 @@ def _average_centers(sums, weight_sums, centers_old, dtype):
 
 
 def _inertia_of_chunk(chunk, kern, centers):
-    return kern.inertia(chunk.X, chunk.w, centers, chunk.state[0], chunk.n_threads)
+    return _on_rows(chunk.X, kern.inertia, kern.inertia_csr, chunk.w, centers, chunk.state[0],
+                    chunk.n_threads)
 
 
 def _inertia(rows, centers, labels, kern, n_threads):
@@ -153,8 +185,8 @@ def _inertia(rows, centers, labels, kern, n_threads):
 
 
 def _assign_chunk(chunk, kern, centers):
-    kern.assign_labels(chunk.X, centers, chunk.state[0], np.empty(chunk.X.shape[0], np.float64),
-                       chunk.n_threads)
+    _on_rows(chunk.X, kern.assign_labels, kern.assign_labels_csr, centers, chunk.state[0],
+             np.empty(chunk.X.shape[0], np.float64), chunk.n_threads)
 
 
 def _assign(rows, centers, labels, kern, n_threads):
@@ -257,8 +289,8 @@ def _lloyd_chunk(chunk, kern, centers):
     (per-cluster sums, per-cluster weights, labels changed)."""
     sums = np.empty((centers.shape[0], centers.shape[1]), dtype=np.float64)
     weights = np.empty(centers.shape[0], dtype=np.float64)
-    n_changed = kern.lloyd_step(chunk.X, chunk.w, centers, chunk.state[0], sums, weights,
-                                chunk.n_threads)
+    n_changed = _on_rows(chunk.X, kern.lloyd_step, kern.lloyd_step_csr, chunk.w, centers,
+                         chunk.state[0], sums, weights, chunk.n_threads)
     return sums, weights, int(n_changed), 0.0
 
 
@@ -391,7 +423,8 @@ def _weighted_draw(rows, random_state):
 
 
 def _update_closest_chunk(chunk, kern, center):
-    kern.kmeanspp_update_closest(chunk.X, center, chunk.state[0], chunk.n_threads)
+    _on_rows(chunk.X, kern.kmeanspp_update_closest, kern.kmeanspp_update_closest_csr, center,
+             chunk.state[0], chunk.n_threads)
 
 
 def _potential_of_chunk(chunk):
@@ -406,8 +439,8 @@ def _weighted_closest(chunk, unit_weights):
 
 def _trial_potentials_chunk(chunk, kern, candidates):
     out = np.empty(candidates.shape[0], dtype=np.float64)
-    kern.kmeanspp_trial_potentials(chunk.X, chunk.w, candidates, chunk.state[0], out,
-                                   chunk.n_threads)
+    _on_rows(chunk.X, kern.kmeanspp_trial_potentials, kern.kmeanspp_trial_potentials_csr,
+             chunk.w, candidates, chunk.state[0], out, chunk.n_threads)
     return out
 
 
@@ -486,7 +519,8 @@ def _parallel_update_chunk(chunk, kern, new_centers):
     closest = chunk.state[0]
     n = chunk.stop - chunk.start
     dist = np.empty(n)
-    kern.assign_labels(chunk.X, new_centers, np.empty(n, np.int32), dist, chunk.n_threads)
+    _on_rows(chunk.X, kern.assign_labels, kern.assign_labels_csr, new_centers,
+             np.empty(n, np.int32), dist, chunk.n_threads)
     np.minimum(closest, np.maximum(dist, 0.0), out=closest)
     return float(closest @ chunk.w)
 
@@ -495,14 +529,15 @@ def _parallel_draw_chunk(chunk, seed, scale):
     """The rows of a chunk that a k-means|| round draws, each independently with
     probability min(1, scale w_i D(x_i)^2) (scale = l / potential)."""
     p = scale * (chunk.w * chunk.state[0])
-    return chunk.X[_row_uniforms(seed, chunk.start, chunk.stop) < p]
+    return _dense_rows(chunk.X, _row_uniforms(seed, chunk.start, chunk.stop) < p)
 
 
 def _candidate_weights_chunk(chunk, kern, candidates):
     """The weight of a chunk's rows nearest to each candidate."""
     n = chunk.stop - chunk.start
     labels = np.empty(n, np.int32)
-    kern.assign_labels(chunk.X, candidates, labels, np.empty(n), chunk.n_threads)
+    _on_rows(chunk.X, kern.assign_labels, kern.assign_labels_csr, candidates, labels,
+             np.empty(n), chunk.n_threads)
     return np.bincount(labels, weights=chunk.w, minlength=candidates.shape[0])
 
 
@@ -588,7 +623,8 @@ def kmeans_plusplus(X, n_clusters, *, sample_weight=None, x_squared_norms=None,
              backend=[None, Options(*BACKENDS)], n_threads=[None, Interval(numbers.Integral, 1, None)]),
         "kmeans_plusplus",
     )
-    rows = rows_from(X, lambda a, name, cp: check_array(a, name=name, owner="kmeans_plusplus"),
+    rows = rows_from(X, lambda a, name, cp: check_array_or_csr(a, name=name,
+                                                                owner="kmeans_plusplus"),
                      owner="kmeans_plusplus", sample_weight=sample_weight)
     if rows.n_rows < n_clusters:
         raise ValueError(f"n_samples={rows.n_rows} should be >= n_clusters={n_clusters}.")
@@ -606,6 +642,10 @@ class _KMeansBase(EMEstimator):
 
     _estimator_type = "clusterer"
     _per_row_attributes = ("labels_",)
+    _accepts_sparse = True  # CSR (other formats converted), never densified
+
+    def _check_input(self, X, *, owner, copy, name="X"):
+        return check_array_or_csr(X, name=name, owner=owner, copy=copy)
 
     def _check_centers(self, centers, rows, what):
         centers = check_array(centers, name=what, owner=type(self).__name__, dtype=rows.dtype,
@@ -629,9 +669,10 @@ class _KMeansBase(EMEstimator):
         kern = self._kernels(backend, "kmeans")
         labels = np.empty(X.shape[0], dtype=np.int32)
         with limit_blas_threads():
-            kern.assign_labels(X, centers, labels, np.empty(X.shape[0], np.float64), n_threads)
-            inertia = (kern.inertia(X, sample_weight, centers, labels, n_threads)
-                       if sample_weight is not None else None)
+            _on_rows(X, kern.assign_labels, kern.assign_labels_csr, centers, labels,
+                     np.empty(X.shape[0], np.float64), n_threads)
+            inertia = (_on_rows(X, kern.inertia, kern.inertia_csr, sample_weight, centers,
+                                labels, n_threads) if sample_weight is not None else None)
         return labels, inertia
 
     @lazy_on_dask(np.int32)
@@ -799,6 +840,13 @@ class KMeans(_KMeansBase):
     def _resolve_algorithm(self, rows):
         """The algorithm that runs: every choice gives the same result, so "auto" only
         picks the fastest by the crossovers measured in benchmarks/RESULTS.md."""
+        if rows.sparse:
+            if self.algorithm not in ("auto", "lloyd"):
+                raise ValueError(
+                    f"algorithm={self.algorithm!r} is not implemented for sparse X; use "
+                    "'lloyd' or 'auto' (every algorithm gives the same labels and centers, "
+                    "so only the speed differs).")
+            return "lloyd"
         if self.algorithm != "auto":
             return self.algorithm
         return _auto_algorithm(rows.n_features, self.n_clusters, rows.in_memory)
@@ -897,14 +945,18 @@ class KMeans(_KMeansBase):
         ckpt = Checkpointer(self, rows, *checkpointing)
         # Center the data: the expansion ||x||^2 - 2 x.c + ||c||^2 loses precision far
         # from the origin.  An array in memory is centered in place (with copy_x=False
-        # this is the caller's array: restore it); streamed chunks as they are read.
-        X_mean = _mean(rows).astype(rows.dtype)
-        if rows.in_memory and not rows.array.flags.writeable:
-            rows.array = rows.array.copy()
-        if rows.in_memory:
-            rows.array -= X_mean
+        # this is the caller's array: restore it); streamed chunks as they are read.  A
+        # sparse matrix is not (it would no longer be sparse), as in scikit-learn.
+        if rows.sparse:
+            X_mean = np.zeros(rows.n_features, dtype=rows.dtype)
         else:
-            rows.shift = X_mean
+            X_mean = _mean(rows).astype(rows.dtype)
+            if rows.in_memory:
+                if not rows.array.flags.writeable:
+                    rows.array = rows.array.copy()
+                rows.array -= X_mean
+            else:
+                rows.shift = X_mean
         if not isinstance(init, str) and not callable(init):
             init = init - X_mean
         # what the engine's hooks below read
@@ -917,7 +969,7 @@ class KMeans(_KMeansBase):
                                        random_state=check_random_state(self.random_state),
                                        callback=callback, ckpt=ckpt)
         finally:
-            if rows.in_memory and not self.copy_x:
+            if rows.in_memory and not rows.sparse and not self.copy_x:
                 rows.array += X_mean
             rows.shift = None
             for name in ("_fit_state", "_start", "_run"):  # nothing of the data stays
@@ -986,13 +1038,21 @@ def kmeans_labels(rows, n_clusters, random_state, backend, n_threads):
 
 
 def _euclidean_distances(X, centers):
-    """Distances in float64 by the expansion (clipped at 0), returned in X's dtype."""
+    """Distances in float64 by the expansion (clipped at 0), returned in X's dtype (X an
+    array or a CSR matrix, never densified)."""
     out = np.empty((X.shape[0], centers.shape[0]), dtype=X.dtype)
     c64 = centers.astype(np.float64)
     c_sq = np.einsum("ij,ij->i", c64, c64)
     for start in range(0, X.shape[0], _RELOCATION_CHUNK):
-        xb = X[start:start + _RELOCATION_CHUNK].astype(np.float64)
-        d2 = np.einsum("ij,ij->i", xb, xb)[:, None] - 2.0 * (xb @ c64.T) + c_sq[None, :]
+        xb = X[start:start + _RELOCATION_CHUNK]
+        if isinstance(xb, np.ndarray):
+            xb = xb.astype(np.float64)
+            x_sq = np.einsum("ij,ij->i", xb, xb)
+        else:
+            row, v = _csr_row_parts(xb)
+            x_sq = np.bincount(row, v * v, xb.shape[0])
+            xb = xb.astype(np.float64)
+        d2 = x_sq[:, None] - 2.0 * np.asarray(xb @ c64.T) + c_sq[None, :]
         np.sqrt(np.maximum(d2, 0.0), out=d2)
         out[start:start + _RELOCATION_CHUNK] = d2
     return out

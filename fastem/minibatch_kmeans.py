@@ -40,6 +40,7 @@ from ._threads import limit_blas_threads
 from ._validation import (
     Interval,
     Options,
+    _is_sparse,
     check_enough_samples,
     check_magnitude,
     check_random_state,
@@ -47,7 +48,7 @@ from ._validation import (
     row_blocks,
 )
 from .base import Iteration
-from .kmeans import KMeans, _KMeansBase, _kmeans_plusplus, _tolerance
+from .kmeans import KMeans, _dense_rows, _KMeansBase, _kmeans_plusplus, _on_rows, _tolerance
 
 
 #: Size in elements of the shifted copies of X made by ``predict``, ``score`` and ``labels_``.
@@ -78,6 +79,20 @@ def _rows(X, sample_weight=None):
                      sample_weight=sample_weight)
 
 
+def _reference_point(X):
+    """The point the kernels' rows are shifted to (``||x||^2 - 2 x.c + ||c||^2`` loses
+    precision far from the origin): X's mean; the origin for a CSR matrix, which
+    shifting would densify (scikit-learn does not shift sparse data either)."""
+    if _is_sparse(X):
+        return np.zeros(X.shape[1], dtype=X.dtype)
+    return X.mean(axis=0, dtype=np.float64).astype(X.dtype)
+
+
+def _shifted(X, ref):
+    """X - ref, as a new array; a CSR matrix (whose ``ref`` is the origin) as it is."""
+    return X if _is_sparse(X) else X - ref
+
+
 def _sampling_probabilities(sample_weight, dtype):
     """``sample_weight / sum`` computed in X's dtype, as scikit-learn does (its weights
     have X's dtype): with float32 data the sampling probabilities, hence the batches
@@ -92,18 +107,20 @@ def _shifted_labels_inertia(X, centers, sample_weight, kern, n_threads):
     Rows go through the kernels in blocks shifted by the mean of the centers, so that
     ``||x||^2 - 2 x.c + ||c||^2`` is computed near the origin; the copies stay small.
     """
-    ref = centers.mean(axis=0, dtype=np.float64).astype(X.dtype)
+    ref = (np.zeros(X.shape[1], X.dtype) if _is_sparse(X) else
+           centers.mean(axis=0, dtype=np.float64).astype(X.dtype))
     shifted_centers = centers - ref
     labels = np.empty(X.shape[0], dtype=np.int32)
     inertia = 0.0
     for start, stop in row_blocks(X.shape[0], X.shape[1], _SHIFT_BLOCK):
-        block = X[start:stop] - ref
+        block = _shifted(X[start:stop], ref)
         threads = _threads_for(stop - start, n_threads)
-        kern.assign_labels(block, shifted_centers, labels[start:stop],
-                           np.empty(stop - start, np.float64), threads)
+        _on_rows(block, kern.assign_labels, kern.assign_labels_csr, shifted_centers,
+                 labels[start:stop], np.empty(stop - start, np.float64), threads)
         if sample_weight is not None:
-            inertia += kern.inertia(block, sample_weight[start:stop], shifted_centers,
-                                    labels[start:stop], threads)
+            inertia += _on_rows(block, kern.inertia, kern.inertia_csr,
+                                sample_weight[start:stop], shifted_centers, labels[start:stop],
+                                threads)
     return labels, inertia
 
 
@@ -134,7 +151,7 @@ def _reassign_low_weight(X, centers, counts, ratio, random_state, verbose):
         rows = random_state.choice(X.shape[0], replace=False, size=n_low)
         if verbose:
             print(f"[MiniBatchKMeans] Reassigning {n_low} cluster centers.")
-        centers[low] = X[rows]
+        centers[low] = _dense_rows(X, rows)
     kept = counts[~low]
     if kept.size:  # scikit-learn fails here when every center is low (ratio > 1)
         counts[low] = kept.min()
@@ -152,8 +169,10 @@ def _minibatch_step(X, sample_weight, centers, counts, kern, n_threads, *, reass
     labels = np.empty(X.shape[0], dtype=np.int32)
     sums = np.empty((n_clusters, n_features), dtype=np.float64)
     weights = np.empty(n_clusters, dtype=np.float64)
-    kern.lloyd_step(X, sample_weight, centers, labels, sums, weights, n_threads)
-    inertia = kern.inertia(X, sample_weight, centers, labels, n_threads)
+    _on_rows(X, kern.lloyd_step, kern.lloyd_step_csr, sample_weight, centers, labels, sums,
+             weights, n_threads)
+    inertia = _on_rows(X, kern.inertia, kern.inertia_csr, sample_weight, centers, labels,
+                       n_threads)
     # c <- (W c + S) / (W + w) for the centers that received weight; the others stay.
     # Multiplying by the reciprocal rounds as scikit-learn does.
     hit = weights > 0
@@ -449,12 +468,12 @@ class MiniBatchKMeans(_KMeansBase):
         if not isinstance(init, str):
             return init
         if init == "k-means++":
-            _, seeds = _kmeans_plusplus(_rows(X - ref, sample_weight), self.n_clusters,
-                                        random_state, None, kern, n_threads)
+            _, seeds = _kmeans_plusplus(_rows(_shifted(X, ref), sample_weight),
+                                        self.n_clusters, random_state, None, kern, n_threads)
         else:
             seeds = random_state.choice(X.shape[0], size=self.n_clusters, replace=False,
                                         p=_sampling_probabilities(sample_weight, X.dtype))
-        return X[seeds]
+        return _dense_rows(X, seeds)
 
     def _best_init(self, X, sample_weight, init, init_size, n_init, random_state, kern,
                    n_threads):
@@ -465,8 +484,8 @@ class MiniBatchKMeans(_KMeansBase):
         """
         rows = random_state.randint(0, X.shape[0], init_size)
         X_valid, w_valid = X[rows], sample_weight[rows]
-        ref = X_valid.mean(axis=0, dtype=np.float64).astype(X.dtype)
-        X_valid -= ref
+        ref = _reference_point(X_valid)
+        X_valid = _shifted(X_valid, ref)
         labels = np.empty(init_size, dtype=np.int32)
         valid_threads = _threads_for(init_size, n_threads)
         best = None
@@ -475,8 +494,10 @@ class MiniBatchKMeans(_KMeansBase):
                 print(f"Init {init_no + 1}/{n_init} with method {init}")
             candidate = self._initial_centers(X, sample_weight, init, ref, init_size,
                                               random_state, kern, n_threads) - ref
-            kern.assign_labels(X_valid, candidate, labels, np.empty(init_size), valid_threads)
-            inertia = kern.inertia(X_valid, w_valid, candidate, labels, valid_threads)
+            _on_rows(X_valid, kern.assign_labels, kern.assign_labels_csr, candidate, labels,
+                     np.empty(init_size), valid_threads)
+            inertia = _on_rows(X_valid, kern.inertia, kern.inertia_csr, w_valid, candidate,
+                               labels, valid_threads)
             if self.verbose:
                 print(f"Inertia for init {init_no + 1}/{n_init}: {inertia}")
             if best is None or inertia < best[1]:
@@ -571,7 +592,8 @@ class MiniBatchKMeans(_KMeansBase):
         random_state, batch_size, tol = s["random_state"], s["batch_size"], s["tol"]
         rows = s["cdf"].searchsorted(random_state.random_sample(batch_size), side="right")
         X_batch = X[rows]
-        X_batch -= ref
+        if not _is_sparse(X_batch):
+            X_batch -= ref
         s["n_since"], reassign = _reassign_due(counts, s["n_since"], batch_size,
                                                self.n_clusters)
         previous = centers.astype(np.float64) if tol > 0 else None
@@ -623,7 +645,7 @@ class MiniBatchKMeans(_KMeansBase):
         if "_random_state" not in self.__dict__:
             self._random_state = check_random_state(self.random_state)
         # This batch's mean is the reference point of this step.
-        ref = X.mean(axis=0, dtype=np.float64).astype(X.dtype)
+        ref = _reference_point(X)
         with limit_blas_threads():
             if first:
                 batch_size, init_size, _ = self._sizes(X.shape[0])
@@ -639,8 +661,9 @@ class MiniBatchKMeans(_KMeansBase):
             before = centers.copy()
             self._n_since_last_reassign, reassign = _reassign_due(
                 self._counts, self._n_since_last_reassign, self._batch_size, self.n_clusters)
-            _minibatch_step(X - ref, sample_weight, centers, self._counts, kern, n_threads,
-                            reassign=reassign, reassignment_ratio=self.reassignment_ratio,
+            _minibatch_step(_shifted(X, ref), sample_weight, centers, self._counts, kern,
+                            n_threads, reassign=reassign,
+                            reassignment_ratio=self.reassignment_ratio,
                             random_state=self._random_state, verbose=self.verbose)
             # A center the batch left alone keeps its exact value, as in scikit-learn
             # (c - ref + ref may differ from c in the last bit).

@@ -33,7 +33,7 @@ distance by ``fastem_rounded``.
 from cython cimport floating
 from cython.parallel cimport prange, threadid
 from libc.math cimport INFINITY, sqrt
-from libc.stdint cimport int64_t
+from libc.stdint cimport int32_t, int64_t
 from libc.stdlib cimport free
 
 from fastem.kernels.cython._common cimport (
@@ -51,12 +51,14 @@ cdef double _FAR = 1e300
 FAR = _FAR
 
 
-# The kernels by concern: distances (shared), the bounded step and k-means++ seeding
-# in their own files, textually included (one extension module per family);
+# The kernels by concern: distances (shared), the bounded step, k-means++ seeding and
+# the kernels on CSR rows in their own files, textually included (one extension module
+# per family);
 # assignment, the Lloyd step and the inertia below.
 include "_kmeans_distances.pxi"
 include "_kmeans_bounded.pxi"
 include "_kmeans_seeding.pxi"
+include "_kmeans_sparse.pxi"
 
 
 cdef double _inertia_slot(const floating* X, const double* sample_weight,

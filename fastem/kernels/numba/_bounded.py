@@ -6,7 +6,7 @@ import numpy as np
 from numba import prange
 
 from ._jit import helper, kernel
-from ._slots import BLOCK_SIZE, _n_slots, _reduce_slots, _slot_samples
+from ._slots import _center_sum_slots, _reduce_slots, _slot_samples
 from ._distances import (
     _half_sq_norms,
     FAR,
@@ -162,10 +162,8 @@ def bounded_step(X, sample_weight, centers, drift, half_sep, group_of, group_sta
     columns = np.arange(n_clusters)  # the center of each column of the one-group GEMM
     tiled_max = TILED_MAX_FRACTION * n_clusters
     rows = _gemm_rows(n_clusters)
-    n_blocks = (n_samples + BLOCK_SIZE - 1) // BLOCK_SIZE
-    n_slots = _n_slots(n_blocks, 8 * n_clusters * (n_features + 1))
-    part_sums = np.zeros((n_slots, n_clusters, n_features), dtype=np.float64)
-    part_weights = np.zeros((n_slots, n_clusters), dtype=np.float64)
+    n_blocks, n_slots, part_sums, part_weights, _ = _center_sum_slots(n_samples, n_clusters,
+                                                                      n_features)
     part_stats = np.zeros((n_slots, 3))
     for slot in prange(n_slots):
         start, stop = _slot_samples(slot, n_slots, n_blocks, n_samples)

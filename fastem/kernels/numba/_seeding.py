@@ -4,7 +4,7 @@ import numpy as np
 from numba import prange
 
 from ._jit import kernel
-from ._slots import BLOCK_SIZE, _n_slots, _slot_samples
+from ._slots import BLOCK_SIZE, _n_slots, _slot_samples, _sum_slots_into
 from ._distances import (
     _sq_dist_f64,
 )
@@ -52,11 +52,7 @@ def kmeanspp_trial_potentials(X, sample_weight, candidates, closest_sq_dist, pot
                 for t in range(n_trials):
                     d2 = max(x_sq[i] - 2.0 * dots[i, t] + cand_sq[t], 0.0)
                     partial[slot, t] += w * min(closest, d2)
-    for t in range(n_trials):
-        acc = 0.0
-        for slot in range(n_slots):
-            acc += partial[slot, t]
-        potentials[t] = acc
+    _sum_slots_into(partial, potentials)
 
 
 @kernel

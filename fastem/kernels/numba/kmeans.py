@@ -21,15 +21,16 @@ directly as ``sum_j (x_j - c_j)^2`` in float64.
 By concern: this module holds the assignment kernels (``assign_labels``, ``lloyd_step``,
 ``inertia``) and is the family's kernel module; the distances they share are in
 ``_distances.py``, the k-means++ kernels in ``_seeding.py``, the bounded step in
-``_bounded.py`` and the blocks and slots in ``_slots.py``.
+``_bounded.py``, the kernels on CSR rows in ``_sparse.py`` and the blocks and slots in
+``_slots.py``.
 """
 
 import numpy as np
 from numba import prange
 
 from ._jit import kernel
-from ._slots import (BLOCK_SIZE, MAX_SLOTS, SLOT_BUDGET_BYTES, _n_slots, _reduce_slots,
-                     _slot_samples)
+from ._slots import (BLOCK_SIZE, MAX_SLOTS, SLOT_BUDGET_BYTES, _center_sum_slots, _n_slots,
+                     _reduce_slots, _slot_samples)
 from ._distances import (
     _center_setup,
     _dots_size,
@@ -48,10 +49,13 @@ from ._distances import (
 )
 from ._seeding import kmeanspp_trial_potentials, kmeanspp_update_closest
 from ._bounded import bounded_step
+from ._sparse import (assign_labels_csr, inertia_csr, kmeanspp_trial_potentials_csr,
+                      kmeanspp_update_closest_csr, lloyd_step_csr)
 
 __all__ = ["assign_labels", "lloyd_step", "inertia", "kmeanspp_trial_potentials",
-           "kmeanspp_update_closest", "bounded_step", "BLOCK_SIZE", "MAX_SLOTS",
-           "SLOT_BUDGET_BYTES"]
+           "kmeanspp_update_closest", "bounded_step", "assign_labels_csr", "lloyd_step_csr",
+           "inertia_csr", "kmeanspp_trial_potentials_csr", "kmeanspp_update_closest_csr",
+           "BLOCK_SIZE", "MAX_SLOTS", "SLOT_BUDGET_BYTES"]
 
 
 @kernel
@@ -110,11 +114,8 @@ def lloyd_step(X, sample_weight, centers, labels, sums, weight_sums, n_threads):
     centers_t, centers_t64, half_sq_norms, columns, h_max = _center_setup(centers)
     unit = _unit_roundoff(X)
     rel = _rel_error(n_features)
-    n_blocks = (n_samples + BLOCK_SIZE - 1) // BLOCK_SIZE
-    n_slots = _n_slots(n_blocks, 8 * n_clusters * (n_features + 1))
-    part_sums = np.zeros((n_slots, n_clusters, n_features), dtype=np.float64)
-    part_weights = np.zeros((n_slots, n_clusters), dtype=np.float64)
-    part_changed = np.zeros(n_slots, dtype=np.int64)
+    n_blocks, n_slots, part_sums, part_weights, part_changed = _center_sum_slots(
+        n_samples, n_clusters, n_features)
     for slot in prange(n_slots):
         start, stop = _slot_samples(slot, n_slots, n_blocks, n_samples)
         slot_sums = part_sums[slot]

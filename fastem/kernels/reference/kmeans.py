@@ -156,3 +156,45 @@ def bounded_step(X, sample_weight, centers, drift, half_sep, group_of, group_sta
     stats[0] = n_changed
     stats[1] = upper.max(initial=0.0)
     stats[2] = d2.size
+
+
+# ---------------------------------------------------------------- CSR rows
+# The CSR kernels take a matrix's ``data, indices, indptr`` (canonical: sorted indices,
+# no duplicates) in place of X and are *defined* as the dense kernels of its dense form:
+# the same labels and sums bit for bit in every backend (inertia and the k-means++
+# distances: within rounding, the fast backends computing them from the stored entries).
+# Here the rows are densified to run the dense reference on them.
+
+def _dense(data, indices, indptr, n_features):
+    n = indptr.shape[0] - 1
+    out = np.zeros((n, n_features), dtype=data.dtype)
+    rows = np.repeat(np.arange(n), np.diff(indptr))
+    out[rows, indices[indptr[0]:indptr[n]]] = data[indptr[0]:indptr[n]]
+    return out
+
+
+def assign_labels_csr(data, indices, indptr, centers, labels, min_sq_dist, n_threads):
+    assign_labels(_dense(data, indices, indptr, centers.shape[1]), centers, labels,
+                  min_sq_dist, n_threads)
+
+
+def lloyd_step_csr(data, indices, indptr, sample_weight, centers, labels, sums, weight_sums,
+                   n_threads):
+    return lloyd_step(_dense(data, indices, indptr, centers.shape[1]), sample_weight, centers,
+                      labels, sums, weight_sums, n_threads)
+
+
+def inertia_csr(data, indices, indptr, sample_weight, centers, labels, n_threads):
+    return inertia(_dense(data, indices, indptr, centers.shape[1]), sample_weight, centers,
+                   labels, n_threads)
+
+
+def kmeanspp_trial_potentials_csr(data, indices, indptr, sample_weight, candidates,
+                                  closest_sq_dist, potentials, n_threads):
+    kmeanspp_trial_potentials(_dense(data, indices, indptr, candidates.shape[1]),
+                              sample_weight, candidates, closest_sq_dist, potentials, n_threads)
+
+
+def kmeanspp_update_closest_csr(data, indices, indptr, center, closest_sq_dist, n_threads):
+    kmeanspp_update_closest(_dense(data, indices, indptr, center.shape[0]), center,
+                            closest_sq_dist, n_threads)
