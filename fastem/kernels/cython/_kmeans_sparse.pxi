@@ -2,8 +2,8 @@
 # for step (see its docstring): a row is data[indptr[i]:indptr[i + 1]] at the sorted
 # columns indices[...]; nothing is densified.  Labels are the dense kernels' exactly
 # (a float64 fast path over the stored entries, certified by _gemm_settles, else the
-# exact distance over every feature in order); the Lloyd sums go into the dense kernel's
-# slots in its order.
+# exact distance over every feature in order); the Lloyd sums are added per cluster in
+# row order.
 
 ctypedef fused csr_index:
     int32_t
@@ -151,8 +151,10 @@ def lloyd_step_csr(const floating[::1] data, const csr_index[::1] indices,
                    const csr_index[::1] indptr, const double[::1] sample_weight,
                    const floating[:, ::1] centers, int[::1] labels, double[:, ::1] sums,
                    double[::1] weight_sums, n_threads):
-    """``lloyd_step`` of the CSR rows' dense form: the same labels, and the same sums in
-    the same slots and order.  Returns the number of labels changed."""
+    """``lloyd_step`` of the CSR rows' dense form: the same labels; the sums added per
+    cluster in row order (numba's ``lloyd_step_csr``: the assignment parallel over
+    blocks, then the sums parallel over the clusters, no K x D slots).  Returns the
+    number of labels changed."""
     cdef Py_ssize_t n_samples = indptr.shape[0] - 1
     cdef Py_ssize_t n_clusters = centers.shape[0], n_features = centers.shape[1]
     _check(sample_weight.shape[0] == n_samples and labels.shape[0] == n_samples,
@@ -164,60 +166,55 @@ def lloyd_step_csr(const floating[::1] data, const csr_index[::1] indices,
     if n_samples > 0:
         _check(n_clusters >= 1, "need at least one center")
     cdef Py_ssize_t n_blocks = _n_blocks(n_samples)
-    cdef Py_ssize_t n_slots = _n_slots(n_blocks, 8 * n_clusters * (n_features + 1))
-    cdef int n_team = _team_size(n_threads, n_slots)
-    cdef Py_ssize_t slot, i, p, best, tid, lo, hi, n_changed = 0
-    cdef Py_ssize_t slot_len = n_clusters * n_features
-    cdef double h_max = 0.0, w, d2
+    cdef int n_team = _team_size(n_threads, n_blocks)
+    cdef Py_ssize_t b, i, j, k, p, best, tid, n_block_changed, n_changed = 0
+    cdef double h_max = 0.0, w, d2, total
     cdef double rel = _rel_error(n_features)
     cdef double* half = NULL
     cdef double* ct = NULL
     cdef double* scratch = NULL
-    cdef double* part_sums = NULL
-    cdef double* part_weights = NULL
-    cdef Py_ssize_t* part_changed = NULL
+    cdef Py_ssize_t* changed = NULL
     cdef double* row
     try:
-        part_sums = <double*>_alloc(<size_t>n_slots * slot_len, sizeof(double), True)
-        part_weights = <double*>_alloc(<size_t>n_slots * n_clusters, sizeof(double), True)
-        part_changed = <Py_ssize_t*>_alloc(n_slots, sizeof(Py_ssize_t), True)
+        changed = <Py_ssize_t*>_alloc(n_blocks, sizeof(Py_ssize_t), True)
         if n_samples > 0:
             h_max = _error_scale(centers)
             half = <double*>_alloc(n_clusters, sizeof(double), False)
             ct = _csr_transposed(centers, half)
             scratch = <double*>_alloc(<size_t>n_team * 2 * n_clusters, sizeof(double), False)
-            for slot in prange(n_slots, nogil=True, schedule='static', num_threads=n_team):
+            for b in prange(n_blocks, nogil=True, schedule='static', num_threads=n_team):
                 tid = threadid()
-                for i in range(_slot_start(slot, n_slots, n_blocks),
-                               _slot_stop(slot, n_slots, n_blocks, n_samples)):
-                    lo = indptr[i]
-                    hi = indptr[i + 1]
+                n_block_changed = 0  # counted here, written once: no false sharing
+                for i in range(b * _BLOCK, _block_stop(b * _BLOCK, n_samples)):
                     best = _csr_nearest(
                         &data[0] if data.shape[0] else NULL,
-                        &indices[0] if indices.shape[0] else NULL, lo, hi, &centers[0, 0], ct,
-                        half, n_clusters, n_features, h_max, rel,
+                        &indices[0] if indices.shape[0] else NULL, indptr[i], indptr[i + 1],
+                        &centers[0, 0], ct, half, n_clusters, n_features, h_max, rel,
                         scratch + tid * 2 * n_clusters,
                         scratch + tid * 2 * n_clusters + n_clusters, &d2)
-                    part_changed[slot] += labels[i] != best
+                    n_block_changed = n_block_changed + (labels[i] != best)
                     labels[i] = <int>best
-                    w = sample_weight[i]
-                    part_weights[slot * n_clusters + best] += w
-                    row = part_sums + slot * slot_len + best * n_features
-                    for p in range(lo, hi):
-                        row[indices[p]] += w * <double>data[p]
+                changed[b] = n_block_changed
         with nogil:
-            _sum_slots(part_weights, n_slots, n_clusters,
-                       &weight_sums[0] if n_clusters > 0 else NULL)
-            _sum_slots(part_sums, n_slots, slot_len, &sums[0, 0] if slot_len > 0 else NULL)
-            for slot in range(n_slots):
-                n_changed += part_changed[slot]
+            for b in range(n_blocks):
+                n_changed += changed[b]
+        for k in prange(n_clusters, nogil=True, schedule='static', num_threads=n_team):
+            row = &sums[k, 0] if n_features > 0 else NULL
+            for j in range(n_features):
+                row[j] = 0.0
+            total = 0.0
+            for i in range(n_samples):
+                if labels[i] == k:
+                    w = sample_weight[i]
+                    total = total + w
+                    for p in range(indptr[i], indptr[i + 1]):
+                        row[indices[p]] += w * <double>data[p]
+            weight_sums[k] = total
     finally:
         free(half)
         free(ct)
         free(scratch)
-        free(part_sums)
-        free(part_weights)
-        free(part_changed)
+        free(changed)
     return n_changed
 
 

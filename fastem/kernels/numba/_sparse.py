@@ -10,9 +10,8 @@ entry updates K contiguous dot products), and keeps it when the gap to the runne
 beats the rounding-error bound (``_gemm_settles`` with float64's unit roundoff); a row
 that fails gets the exact distance ``sum_j (x_j - c_j)^2`` over every feature in order
 (``_exact_sq_dist_csr``, the same bits as the dense ``_exact_sq_dist``: an absent entry
-is 0, and ``0 - c`` is ``-c`` exactly).  The Lloyd sums add ``w x_ij`` into the same
-slots in the same order as the dense ``lloyd_step`` (adding the dense kernel's zeros
-changes nothing), so a CSR matrix and its dense form give the same fit.  Inertia and the
+is 0, and ``0 - c`` is ``-c`` exactly).  The Lloyd sums are added per cluster in row
+order (see ``lloyd_step_csr``): the dense kernel's up to rounding.  Inertia and the
 k-means++ distances use ``||x||^2 - 2 x.c + ||c||^2`` clamped at 0, as scikit-learn does
 for sparse rows (an exact distance would cost ``O(D)`` a row).
 """
@@ -21,8 +20,7 @@ import numpy as np
 from numba import prange
 
 from ._jit import helper, kernel, strict_helper
-from ._slots import (BLOCK_SIZE, _center_sum_slots, _n_slots, _reduce_slots, _slot_samples,
-                     _sum_slots_into)
+from ._slots import BLOCK_SIZE, _n_slots, _slot_samples, _sum_slots_into
 from ._distances import _error_scale, _gemm_error, _gemm_settles, _rel_error
 
 
@@ -126,33 +124,41 @@ def assign_labels_csr(data, indices, indptr, centers, labels, min_sq_dist, n_thr
 @kernel
 def lloyd_step_csr(data, indices, indptr, sample_weight, centers, labels, sums, weight_sums,
                    n_threads):
-    """``lloyd_step`` of the dense form: the same labels, and the same sums in the same
-    slots and order.  Returns the number of labels changed."""
+    """``lloyd_step`` of the dense form: the same labels; the sums added in row order.
+    Returns the number of labels changed.
+
+    Two passes: the assignment, parallel over blocks of rows; then the sums, parallel
+    over the clusters, each cluster's rows added in row order into its own row of
+    ``sums``.  No slots: the dense kernel's per-slot K x D partial sums would cost more
+    than the sparse work itself at large D (6 slots of 10 MB at K = 64, D = 20,000)."""
     n_samples = indptr.shape[0] - 1
     n_clusters, n_features = centers.shape
     ct, half, h_max = _csr_setup(centers)
     rel = _rel_error(n_features)
-    n_blocks, n_slots, part_sums, part_weights, part_changed = _center_sum_slots(
-        n_samples, n_clusters, n_features)
-    for slot in prange(n_slots):
-        start, stop = _slot_samples(slot, n_slots, n_blocks, n_samples)
+    n_blocks = (n_samples + BLOCK_SIZE - 1) // BLOCK_SIZE
+    changed = np.zeros(n_blocks, dtype=np.int64)
+    for b in prange(n_blocks):
         dots = np.empty(n_clusters)
         dist = np.empty(n_clusters)
         n_changed = 0
-        for i in range(start, stop):
-            lo, hi = indptr[i], indptr[i + 1]
-            best, _ = _csr_nearest(data, indices, lo, hi, centers, ct, half, h_max, rel, dots,
-                                   dist)
+        for i in range(b * BLOCK_SIZE, min((b + 1) * BLOCK_SIZE, n_samples)):
+            best, _ = _csr_nearest(data, indices, indptr[i], indptr[i + 1], centers, ct, half,
+                                   h_max, rel, dots, dist)
             n_changed += labels[i] != best
             labels[i] = best
-            w = sample_weight[i]
-            part_weights[slot, best] += w
-            acc = part_sums[slot, best]
-            for p in range(lo, hi):
-                acc[indices[p]] += w * data[p]
-        part_changed[slot] = n_changed
-    _reduce_slots(part_sums, part_weights, sums, weight_sums)
-    return part_changed.sum()
+        changed[b] = n_changed
+    for k in prange(n_clusters):
+        row = sums[k]
+        row[:] = 0.0
+        total = 0.0
+        for i in range(n_samples):
+            if labels[i] == k:
+                w = sample_weight[i]
+                total += w
+                for p in range(indptr[i], indptr[i + 1]):
+                    row[indices[p]] += w * data[p]
+        weight_sums[k] = total
+    return changed.sum()
 
 
 @helper
