@@ -19,6 +19,10 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
+# the slope between a short and a long fit, as dask_scale.py measures it (this script's
+# folder is on sys.path when it runs)
+from dask_scale import _slope
+
 
 def tfidf_like(n, d, k, words, seed=0):
     rng = np.random.default_rng(seed)
@@ -45,15 +49,6 @@ def tfidf_like(n, d, k, words, seed=0):
     X = sp.diags(1.0 / np.maximum(norms, 1e-300)) @ X
     X.sort_indices()
     return X.tocsr(), topic
-
-
-def _slope(fit, short, long):
-    t0 = time.perf_counter()
-    fit(short)
-    t1 = time.perf_counter()
-    out = fit(long)
-    t2 = time.perf_counter()
-    return ((t2 - t1) - (t1 - t0)) / (long - short), out
 
 
 def main(argv=None):
