@@ -46,9 +46,9 @@ def _sum_slots_into(partial, out):
 
 @helper
 def _center_sum_slots(n_samples, n_clusters, n_features):
-    """The slots of a per-center sum (the Lloyd and bounded steps, dense and CSR alike,
-    so that equal labels give equal sums): (n_blocks, n_slots, zeroed partial sums,
-    partial weights and changed-label counts)."""
+    """The slots of a per-center sum (the dense Lloyd and bounded steps, so that equal
+    labels give equal sums): (n_blocks, n_slots, zeroed partial sums, partial weights
+    and changed-label counts)."""
     n_blocks = (n_samples + BLOCK_SIZE - 1) // BLOCK_SIZE
     n_slots = _n_slots(n_blocks, 8 * n_clusters * (n_features + 1))
     return (n_blocks, n_slots, np.zeros((n_slots, n_clusters, n_features)),
