@@ -230,11 +230,29 @@ def _print_summary(s, names, sizes):
 
 
 # ----------------------------------------------------------------- commands
+def _stop_on_sigterm():
+    """SIGTERM (a batch scheduler's notice) makes a checkpointed fit write its checkpoint
+    at the end of the current iteration and stop: ``main`` then exits with 143."""
+    import signal
+
+    from ._checkpoint import request_stop
+
+    def handler(signum, frame):
+        request_stop()
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def _cmd_fit(args):
     import numpy as np
 
+    if args.data is None and not args.quiet:
+        print("fastem: no DATA given: fitting the bundled iris demo data (150 x 4)",
+              file=sys.stderr)
     X, source, names = _load_data(args.data, stream=True)
     model = _estimator(args, X)
+    if args.checkpoint is not None:
+        _stop_on_sigterm()
     progress = _Progress(model, enabled=not args.quiet and not args.json and sys.stderr.isatty())
     fit_options = dict(callback=progress, checkpoint=args.checkpoint,
                        checkpoint_every=args.checkpoint_every,
@@ -466,7 +484,10 @@ def _positive_int(text):
 
 
 def build_parser():
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="fastem", description="Fast EM clustering on the CPU.")
+    parser.add_argument("--version", action="version", version=f"fastem {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     fit = sub.add_parser("fit", help="fit a model, print a summary, optionally save it")
@@ -478,10 +499,16 @@ def build_parser():
                      default=None, help="clusters / components (default 3 for iris, else 8)")
     fit.add_argument("-o", "--output", metavar="MODEL_FILE",
                      help="save the fitted model here (see fastem.load)")
-    fit.add_argument("--n-init", type=_positive_int, default=None)
-    fit.add_argument("--max-iter", type=_positive_int, default=None)
-    fit.add_argument("--tol", type=float, default=None)
-    fit.add_argument("--random-state", type=int, default=0)
+    fit.add_argument("--n-init", type=_positive_int, default=None,
+                     help="runs from different seeds, the best kept (default: the model's, "
+                          "as in scikit-learn)")
+    fit.add_argument("--max-iter", type=_positive_int, default=None,
+                     help="most iterations per run (default: the model's)")
+    fit.add_argument("--tol", type=float, default=None,
+                     help="convergence tolerance (default: the model's)")
+    fit.add_argument("--random-state", type=int, default=0,
+                     help="seed of the initialization (default 0, so that a rerun gives the "
+                          "same model)")
     fit.add_argument("--init", default=None,
                      help="kmeans: k-means++, k-means|| or random; mixtures: their init_params")
     fit.add_argument("--algorithm", default=None,
@@ -495,11 +522,14 @@ def build_parser():
     fit.add_argument("--batch-size", type=_positive_int, default=1024,
                      help="minibatch only (with chunk files: each file is a partial_fit batch; "
                           "--max-iter passes over them, default 1)")
-    fit.add_argument("--backend", choices=["auto", "numba", "cython", "numpy"], default=None)
-    fit.add_argument("--n-threads", type=_positive_int, default=None)
+    fit.add_argument("--backend", choices=["auto", "numba", "cython", "numpy"], default=None,
+                     help="kernels (default auto: cython, else numba, else numpy)")
+    fit.add_argument("--n-threads", type=_positive_int, default=None,
+                     help="kernel threads (default: every CPU this process may use)")
     fit.add_argument("--checkpoint", metavar="PATH", default=None,
-                     help="mixtures: write the fit's state here as it goes; rerunning the same "
-                          "command after a crash resumes from it")
+                     help="kmeans and mixtures: write the fit's state here as it goes; "
+                          "rerunning the same command after a crash resumes from it; SIGTERM "
+                          "writes it at the end of the iteration and exits with 143")
     fit.add_argument("--checkpoint-every", type=_positive_int, default=10, metavar="N",
                      help="iterations between checkpoints (default 10)")
     fit.add_argument("--checkpoint-seconds", type=float, default=None, metavar="S",
@@ -517,22 +547,35 @@ def build_parser():
                       help="where to write them: .npy or .csv")
     pred.add_argument("--proba", action="store_true",
                       help="write the component probabilities (mixtures) instead of labels")
-    pred.add_argument("--json", action="store_true")
-    pred.add_argument("--quiet", action="store_true")
+    pred.add_argument("--json", action="store_true", help="machine-readable output")
+    pred.add_argument("--quiet", action="store_true", help="no warnings")
     pred.set_defaults(func=_cmd_predict)
 
     inf = sub.add_parser("info", help="versions, backends, threading; or a model file's summary")
     inf.add_argument("model_file", nargs="?", metavar="MODEL_FILE")
-    inf.add_argument("--json", action="store_true")
+    inf.add_argument("--json", action="store_true", help="machine-readable output")
     inf.set_defaults(func=_cmd_info)
 
     warm = sub.add_parser("warmup", help="compile the numba kernels into the on-disk cache")
-    warm.add_argument("--json", action="store_true")
+    warm.add_argument("--json", action="store_true", help="machine-readable output")
     warm.set_defaults(func=_cmd_warmup)
     return parser
 
 
+#: exit codes: 2 a problem the user can fix; 130 interrupted (Ctrl-C); 143 stopped by
+#: SIGTERM after writing the fit's checkpoint; 1 anything unexpected
+EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 130, 143
+
+
+def _os_error_message(exc):
+    """One line for a file the command could not read or write."""
+    what = exc.strerror or str(exc)
+    return f"{what}: {exc.filename}" if exc.filename else what
+
+
 def main(argv=None):
+    from ._checkpoint import Interrupted
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -541,7 +584,20 @@ def main(argv=None):
         return args.func(args)
     except CLIError as exc:
         print(f"fastem: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    except (PermissionError, FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
+        print(f"fastem: error: {_os_error_message(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:  # e.g. a full disk: not the user's input, but no traceback
+        print(f"fastem: error: {_os_error_message(exc)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("fastem: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Interrupted as exc:
+        print(f"fastem: terminated: {exc}; rerun the same command to resume",
+              file=sys.stderr)
+        return EXIT_TERMINATED
 
 
 if __name__ == "__main__":

@@ -48,6 +48,27 @@ def _params(est):
     return out
 
 
+class Interrupted(BaseException):
+    """A fit stopped on request after writing its checkpoint (``request_stop``): rerun it
+    with the same checkpoint path to resume.  A BaseException, like KeyboardInterrupt,
+    so that no ``except Exception`` swallows it."""
+
+
+_stop_requested = False
+
+
+def request_stop():
+    """Ask the running fit to write its checkpoint at the end of this iteration and stop
+    with ``Interrupted`` (safe to call from a signal handler: it only sets a flag)."""
+    global _stop_requested
+    _stop_requested = True
+
+
+def _clear_stop():
+    global _stop_requested
+    _stop_requested = False
+
+
 class Checkpointer:
     """Writes and reads the checkpoint of one fit (a no-op without a path)."""
 
@@ -97,7 +118,7 @@ class Checkpointer:
         when a checkpoint is written)."""
         if self.path is None:
             return
-        due = n_iter % self.every == 0 or (
+        due = _stop_requested or n_iter % self.every == 0 or (
             self.seconds is not None and time.monotonic() - self.last >= self.seconds)
         if not due:
             return
@@ -111,6 +132,9 @@ class Checkpointer:
         arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
         atomic_write(self.path, lambda fh: np.savez(fh, **arrays))
         self.last = time.monotonic()
+        if _stop_requested:
+            _clear_stop()  # served: a later fit in this process runs normally
+            raise Interrupted(f"stopped after iteration {n_iter}; checkpoint {self.path!r}")
 
     def finish(self):
         """The fit completed: the checkpoint has served its purpose."""

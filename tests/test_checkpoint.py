@@ -198,3 +198,27 @@ def test_minibatch_callback_sees_every_step_and_a_stop_equals_a_shorter_fit():
     assert stopped.n_steps_ == short.n_steps_ == 10
     np.testing.assert_array_equal(stopped.cluster_centers_, short.cluster_centers_)
     assert stopped.inertia_ == short.inertia_
+
+
+def test_a_requested_stop_writes_the_checkpoint_at_once_and_raises_interrupted(tmp_path):
+    """What SIGTERM does in the command: the iteration's end writes the checkpoint, even
+    when none is due, and the fit stops with Interrupted; rerun, it resumes to the model
+    an uninterrupted fit gives."""
+    from fastem import _checkpoint
+
+    X = blobs()
+    make = lambda: fastem.GaussianMixture(3, max_iter=60, tol=0, random_state=0)  # noqa: E731
+    path = tmp_path / "fit.ckpt"
+    seen = []
+
+    def stop_at_7(info):
+        seen.append(info["iteration"])
+        if info["iteration"] == 7:
+            _checkpoint.request_stop()
+
+    with pytest.raises(_checkpoint.Interrupted, match="after iteration 7"):
+        make().fit(X, checkpoint=path, checkpoint_every=1000, callback=stop_at_7)
+    assert path.exists() and seen[-1] == 7
+    resumed = make().fit(X, checkpoint=path)
+    _same_model(resumed, make().fit(X))
+    assert resumed.n_iter_ == 60 and not path.exists()

@@ -201,3 +201,87 @@ def test_minibatch_fits_a_file_and_streams_chunk_files(tmp_path):
     assert res["inertia"] == pytest.approx(-stream.score(X[order]), rel=1e-9)
     out = run("fit", "minibatch", chunks, "--checkpoint", tmp_path / "c.ckpt")
     assert out.returncode == 2 and "not supported for minibatch" in out.stderr
+
+
+# ----------------------------------------------------------------- batch jobs
+def test_version():
+    out = run("--version")
+    assert out.returncode == 0 and out.stdout.strip() == f"fastem {fastem.__version__}"
+
+
+def test_the_bundled_demo_is_announced_on_stderr():
+    out = run("fit", "--json")
+    assert "bundled iris demo" in out.stderr
+    json.loads(out.stdout)  # stdout stays machine-readable
+    assert "bundled" not in run("fit", "--quiet").stderr
+
+
+def test_every_fit_option_has_help_and_defaults_are_said():
+    from fastem.__main__ import build_parser
+
+    fit = build_parser()._subparsers._group_actions[0].choices["fit"]
+    missing = [a.dest for a in fit._actions if not a.help and a.dest != "help"]
+    assert missing == []
+    assert "default 0" in run("fit", "--help").stdout.replace("\n", " ").replace("  ", " ")
+
+
+@pytest.mark.parametrize("exc", [PermissionError(13, "Permission denied", "/data/x.npy"),
+                                 IsADirectoryError(21, "Is a directory", "/data")])
+def test_file_system_errors_are_one_line_and_exit_2(monkeypatch, capsys, exc):
+    from fastem import __main__ as cli
+
+    def refuse(*args, **kwargs):
+        raise exc
+
+    monkeypatch.setattr(cli, "_load_data", refuse)
+    assert cli.main(["fit", "x.npy"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"fastem: error: {exc.strerror}: {exc.filename}\n"
+
+
+def _long_fit(tmp_path):
+    """A checkpointed fit that runs for seconds, started in the background once its
+    first checkpoint is written."""
+    import os
+    import time
+
+    X = np.random.default_rng(0).standard_normal((200_000, 4))
+    np.save(tmp_path / "big.npy", X)
+    ckpt = tmp_path / "fit.ckpt"
+    cmd = [sys.executable, "-m", "fastem", "fit", "gmm", str(tmp_path / "big.npy"), "-k", "6",
+           "--covariance-type", "diag", "--max-iter", "400", "--tol", "0", "--json",
+           "--checkpoint", str(ckpt), "--checkpoint-every", "100000",
+           "--checkpoint-seconds", "0.2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not ckpt.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    assert ckpt.exists(), "the fit never wrote its first checkpoint"
+    return proc, cmd, ckpt, os
+
+
+def test_sigterm_writes_the_checkpoint_and_exits_143_and_a_rerun_resumes(tmp_path):
+    import signal
+
+    proc, cmd, ckpt, os = _long_fit(tmp_path)
+    os.kill(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert "terminated" in err and "Traceback" not in err
+    assert ckpt.exists()  # written at the end of the interrupted iteration
+    resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    fresh = subprocess.run(cmd[:cmd.index("--checkpoint")], capture_output=True, text=True,
+                           timeout=300)
+    assert json.loads(resumed.stdout)["lower_bound"] == json.loads(fresh.stdout)["lower_bound"]
+    assert not ckpt.exists()
+
+
+def test_ctrl_c_exits_130_without_a_traceback(tmp_path):
+    import signal
+
+    proc, _, _, os = _long_fit(tmp_path)
+    os.kill(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.strip().endswith("fastem: interrupted") and "Traceback" not in err
