@@ -8,8 +8,9 @@
 MODEL is kmeans (the default), minibatch (MiniBatchKMeans), gmm, bernoulli, multinomial
 or categorical.  DATA is a
 ``.npy`` array (memory-mapped), a ``.csv`` file of numbers (an optional header row is
-used as feature names; ``nan`` marks a missing entry), a ``.parquet`` file of numeric
-columns (with the ``parquet`` extra), a ``.npz`` sparse matrix written by
+used as feature names and stored in the model, which ``predict`` then checks; quoted
+numbers; ``nan`` or an empty field marks a missing entry), a ``.parquet`` file of numeric
+columns (with the ``parquet`` extra; read in batches, float32 kept), a ``.npz`` sparse matrix written by
 ``scipy.sparse.save_npz``, or a directory / glob of chunk files of one such format
 (read one file at a time, in sorted order; sparse chunks are stacked); with no DATA, ``fit`` runs on the bundled iris
 data.  Human output goes to stdout; errors go to stderr with exit code 2 and say what
@@ -21,6 +22,7 @@ import json
 import os
 import sys
 import time
+import warnings
 
 from ._families import CLI_NAMES
 
@@ -46,7 +48,7 @@ def _load_data(path, stream=False):
         return X, "iris (bundled: 150 flowers x 4 measurements)", names
     files = _chunk_files(path)
     if files is None:
-        return _load_file(path)
+        return _load_file(path, stream)
     first = _load_file(files[0])
     if stream and os.path.splitext(files[0])[1].lower() != ".npz":
         from . import Chunks
@@ -93,7 +95,7 @@ def _stack_chunks(path, files):
     return X, f"{path} ({len(files)} chunks)", parts[0][2]
 
 
-def _load_file(path):
+def _load_file(path, stream=False):
     import numpy as np
 
     ext = os.path.splitext(path)[1].lower()
@@ -112,48 +114,131 @@ def _load_file(path):
             raise CLIError(f"cannot read {path} as a sparse matrix saved with "
                            f"scipy.sparse.save_npz: {exc}") from exc
     if ext in (".csv", ".txt"):
-        with open(path) as fh:
-            first = fh.readline().strip()
-        fields = [f.strip() for f in first.split(",")]
-        try:
-            [float(f) for f in fields]
-            header, names = 0, None
-        except ValueError:
-            header, names = 1, fields
-        try:
-            X = np.loadtxt(path, delimiter=",", skiprows=header, dtype=np.float64, ndmin=2)
-        except ValueError as exc:
-            raise CLIError(f"cannot parse {path} as numeric CSV: {exc}") from exc
-        return X, path, names
+        return _load_csv(path)
     if ext == ".parquet":
-        return _load_parquet(path)
+        return _load_parquet(path, stream)
     raise CLIError(f"unsupported data format {ext!r} for {path}; use .npy, .csv, .parquet or "
                    ".npz (scipy.sparse.save_npz)")
 
 
-def _load_parquet(path):
-    """Numeric columns of a Parquet file (nulls become NaN), with their names."""
+def _csv_header(path):
+    """The first row's fields (quotes removed) and whether they are a header (not all
+    numbers; an empty field counts as a number, a missing value)."""
+    import csv
+
+    with open(path, newline="") as fh:
+        first = next(csv.reader(fh), [])
+    fields = [f.strip() for f in first]
+    try:
+        [float(f) for f in fields if f]
+        return fields, False
+    except ValueError:
+        return fields, True
+
+
+def _csv_number(text):
+    """A CSV field as a float: empty (how pandas writes NaN) is NaN."""
+    text = text.strip()
+    return float(text) if text else float("nan")
+
+
+def _load_csv(path):
+    """A CSV of numbers: an optional header row (feature names), quoted numbers, empty
+    fields and ``nan`` as missing entries.  pyarrow's reader when it is installed (fast,
+    multithreaded); numpy's ``loadtxt`` otherwise."""
+    import numpy as np
+
+    fields, header = _csv_header(path)
+    names = fields if header else None
+    try:
+        import pyarrow.csv as pacsv
+    except ImportError:
+        pacsv = None
+    if pacsv is not None:
+        return _pyarrow_csv(pacsv, path, header), path, names
+    try:
+        X = np.loadtxt(path, delimiter=",", skiprows=int(header), dtype=np.float64, ndmin=2,
+                       quotechar='"', converters=_csv_number)
+    except ValueError as exc:
+        raise CLIError(f"cannot parse {path} as numeric CSV: {exc}") from exc
+    return X, path, names
+
+
+def _pyarrow_csv(pacsv, path, header):
+    import numpy as np
+    import pyarrow as pa
+
+    read = pacsv.ReadOptions(autogenerate_column_names=not header)
+    convert = pacsv.ConvertOptions(strings_can_be_null=True, quoted_strings_can_be_null=True,
+                                   null_values=["", "nan", "NaN", "NA"])
+    try:
+        table = pacsv.read_csv(path, read_options=read, convert_options=convert)
+        columns = []
+        for name, column in zip(table.column_names, table.columns):
+            if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)
+                    or pa.types.is_null(column.type)):
+                column = column.cast(pa.float64())  # quoted numbers arrive as strings
+            columns.append(column.to_numpy(zero_copy_only=False).astype(np.float64))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise CLIError(f"cannot parse {path} as numeric CSV: {exc}") from exc
+    if not columns:
+        raise CLIError(f"{path} has no columns")
+    return np.column_stack(columns)
+
+
+#: Rows per Parquet batch read at a time (a batch is one chunk of a streamed fit)
+PARQUET_BATCH_ROWS = 1 << 18
+
+
+def _parquet_dtype(schema, path):
+    """float32 when every column is float32 (or narrower), else float64; non-numeric
+    columns are refused."""
+    import numpy as np
+    import pyarrow.types as pat
+
+    narrow = True
+    for field in schema:
+        if not (pat.is_integer(field.type) or pat.is_floating(field.type)
+                or pat.is_boolean(field.type)):
+            raise CLIError(f"column {field.name!r} of {path} is not numeric ({field.type}); "
+                           "encode it as numbers or drop it")
+        narrow &= pat.is_float32(field.type) or pat.is_float16(field.type)
+    return np.float32 if narrow else np.float64
+
+
+def _parquet_batches(pq, path, dtype):
+    """The file's rows, batch by batch, as arrays of ``dtype`` (nulls become NaN)."""
+    import numpy as np
+
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=PARQUET_BATCH_ROWS):
+        yield np.column_stack([np.asarray(c.to_numpy(zero_copy_only=False), dtype=dtype)
+                               for c in batch.columns])
+
+
+def _load_parquet(path, stream=False):
+    """Numeric columns of a Parquet file (nulls become NaN), with their names: read in
+    batches of row groups, float32 kept when every column is float32; with ``stream``, a
+    ``fastem.Chunks`` of the batches (the file is never held whole)."""
     import numpy as np
 
     try:
         import pyarrow.parquet as pq
-        import pyarrow.types as pat
     except ImportError as exc:
         raise CLIError("reading .parquet needs pyarrow: pip install 'fastem[parquet]'") from exc
     try:
-        table = pq.read_table(path)
+        schema = pq.read_schema(path)
     except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for bad files
         raise CLIError(f"cannot read {path} as Parquet: {exc}") from exc
-    columns = []
-    for name, column in zip(table.column_names, table.columns):
-        if not (pat.is_integer(column.type) or pat.is_floating(column.type)
-                or pat.is_boolean(column.type)):
-            raise CLIError(f"column {name!r} of {path} is not numeric ({column.type}); "
-                           "encode it as numbers or drop it")
-        columns.append(np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64))
-    if not columns:
+    if not len(schema):
         raise CLIError(f"{path} has no columns")
-    return np.column_stack(columns), path, list(table.column_names)
+    dtype = _parquet_dtype(schema, path)
+    if stream:
+        from . import Chunks
+
+        return Chunks(lambda: _parquet_batches(pq, path, dtype)), path, list(schema.names)
+    parts = list(_parquet_batches(pq, path, dtype))
+    X = np.concatenate(parts) if parts else np.empty((0, len(schema)), dtype=dtype)
+    return X, path, list(schema.names)
 
 
 # ----------------------------------------------------------------- models
@@ -270,6 +355,9 @@ def _cmd_fit(args):
     except (ValueError, TypeError) as exc:
         raise CLIError(str(exc)) from exc
     elapsed = time.perf_counter() - start
+    if names is not None and len(names) == model.n_features_in_:
+        # kept in the model file: predict checks the columns of its data by name
+        model.feature_names_in_ = np.asarray(names, dtype=object)
     k = model.n_clusters if args.model in ("kmeans", "minibatch") else model.n_components
     sizes = np.bincount(labels, minlength=k)
     if args.output:
@@ -334,6 +422,29 @@ def _read_model(path):
         raise CLIError(str(exc)) from exc
 
 
+def _column_order(model, names, source):
+    """How to reorder the data's columns to the model's (None: as they are).  A model
+    fitted on named columns (a CSV header, a Parquet schema) refuses data whose names
+    differ, and takes the same names in another order by name; data without names (a
+    .npy file) is taken as it is."""
+    fitted = getattr(model, "feature_names_in_", None)
+    if fitted is None or names is None:
+        return None
+    fitted, names = [str(n) for n in fitted], list(names)
+    if names == fitted:
+        return None
+    missing = [n for n in fitted if n not in names]
+    extra = [n for n in names if n not in fitted]
+    if missing or extra or len(set(names)) != len(names):
+        raise CLIError(
+            f"the columns of {source} do not match the model's: missing {missing}, "
+            f"unexpected {extra}" + (" (repeated names)" if not (missing or extra) else "")
+            + f"; the model was fitted on {fitted}")
+    print(f"fastem: note: the columns of {source} are in another order than the model's; "
+          "matched by name", file=sys.stderr)
+    return [names.index(n) for n in fitted]
+
+
 def _cmd_predict(args):
     import numpy as np
 
@@ -342,13 +453,19 @@ def _cmd_predict(args):
     model = _read_model(args.model_file)
     files = _chunk_files(args.data)
     if files is None:
-        parts, source = [_load_data(args.data)[0]], args.data
+        X, _, names = _load_data(args.data)
+        parts, source = [X], args.data
     else:  # one chunk file in memory at a time
+        names = _load_file(files[0])[2]
         parts, source = (_load_file(f)[0] for f in files), f"{args.data} ({len(files)} chunks)"
+    order = _column_order(model, names, source)
     try:
-        with _quiet_warnings(args):
+        with _quiet_warnings(args), warnings.catch_warnings():
+            # the columns were matched by name above; the arrays passed on have none
+            warnings.filterwarnings("ignore", message="X does not have valid feature names")
             predict = model.predict_proba if args.proba else model.predict
-            out = np.concatenate([predict(X) for X in parts])
+            out = np.concatenate([predict(X if order is None else X[:, order])
+                                  for X in parts])
     except AttributeError as exc:
         raise CLIError(f"{type(model).__name__} has no probabilities; drop --proba") from exc
     except (ValueError, TypeError) as exc:

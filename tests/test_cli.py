@@ -285,3 +285,72 @@ def test_ctrl_c_exits_130_without_a_traceback(tmp_path):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert err.strip().endswith("fastem: interrupted") and "Traceback" not in err
+
+
+# ----------------------------------------------------------------- columns and formats
+@pytest.mark.parametrize("reader", ["pyarrow", "loadtxt"])
+def test_csv_with_empty_fields_and_quoted_numbers(tmp_path, monkeypatch, reader):
+    """pandas writes NaN as an empty field, and QUOTE_ALL quotes every number: both read
+    as the numbers they are, by pyarrow when installed and by loadtxt without it."""
+    pd = pytest.importorskip("pandas")
+    from fastem import __main__ as cli
+
+    if reader == "pyarrow":
+        pytest.importorskip("pyarrow.csv")
+    else:
+        monkeypatch.setitem(sys.modules, "pyarrow.csv", None)  # as if not installed
+    X = np.random.default_rng(0).standard_normal((50, 3))
+    X[::7, 1] = np.nan
+    df = pd.DataFrame(X, columns=["a", "b", "c"])
+    for quoting in (0, 1):  # csv.QUOTE_MINIMAL, csv.QUOTE_ALL
+        df.to_csv(tmp_path / "x.csv", index=False, quoting=quoting)
+        got, _, names = cli._load_csv(str(tmp_path / "x.csv"))
+        assert names == ["a", "b", "c"]
+        np.testing.assert_allclose(got, X, rtol=1e-15, equal_nan=True)
+    np.savetxt(tmp_path / "plain.csv", X[:, [0, 2]], delimiter=",")  # no header
+    got, _, names = cli._load_csv(str(tmp_path / "plain.csv"))
+    assert names is None and got.shape == (50, 2)
+
+
+def test_predict_matches_columns_by_name_and_refuses_other_columns(tmp_path):
+    pd = pytest.importorskip("pandas")
+    X = np.random.default_rng(1).standard_normal((200, 3))
+    df = pd.DataFrame(X, columns=["a", "b", "c"])
+    df.to_csv(tmp_path / "fit.csv", index=False)
+    df[["c", "a", "b"]].to_csv(tmp_path / "reordered.csv", index=False)
+    df[["a", "b"]].assign(z=0.0).to_csv(tmp_path / "other.csv", index=False)
+    assert run("fit", tmp_path / "fit.csv", "-k", "3", "-o", tmp_path / "m.npz").returncode == 0
+    assert list(fastem.load(tmp_path / "m.npz").feature_names_in_) == ["a", "b", "c"]
+    same = run("predict", tmp_path / "m.npz", tmp_path / "fit.csv", "-o", tmp_path / "1.npy")
+    moved = run("predict", tmp_path / "m.npz", tmp_path / "reordered.csv", "-o",
+                tmp_path / "2.npy")
+    assert same.returncode == moved.returncode == 0
+    assert "matched by name" in moved.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "1.npy"), np.load(tmp_path / "2.npy"))
+    bad = run("predict", tmp_path / "m.npz", tmp_path / "other.csv", "-o", tmp_path / "3.npy")
+    assert bad.returncode == 2 and "missing ['c'], unexpected ['z']" in bad.stderr
+    assert not (tmp_path / "3.npy").exists()
+
+
+def test_parquet_is_read_in_batches_and_keeps_float32(tmp_path, monkeypatch):
+    pq = pytest.importorskip("pyarrow.parquet")
+    import pyarrow as pa
+
+    from fastem import __main__ as cli
+
+    X = np.random.default_rng(2).standard_normal((1000, 3)).astype(np.float32)
+    pq.write_table(pa.table({n: X[:, i] for i, n in enumerate("abc")}), tmp_path / "x.parquet",
+                   row_group_size=100)
+    monkeypatch.setattr(cli, "PARQUET_BATCH_ROWS", 300)
+    chunks, _, names = cli._load_parquet(str(tmp_path / "x.parquet"), stream=True)
+    assert isinstance(chunks, fastem.Chunks) and names == ["a", "b", "c"]
+    pieces = list(chunks)
+    assert [p.shape[0] for p in pieces] == [300, 300, 300, 100]
+    assert all(p.dtype == np.float32 for p in pieces)
+    np.testing.assert_array_equal(np.concatenate(pieces), X)
+    whole = cli._load_parquet(str(tmp_path / "x.parquet"))[0]
+    assert whole.dtype == np.float32
+    km = fastem.KMeans(3, random_state=0).fit(chunks)
+    assert km.cluster_centers_.dtype == np.float32
+    np.testing.assert_array_equal(km.cluster_centers_,
+                                  fastem.KMeans(3, random_state=0).fit(X).cluster_centers_)
