@@ -338,7 +338,12 @@ def _cmd_fit(args):
     model = _estimator(args, X)
     if args.checkpoint is not None:
         _stop_on_sigterm()
-    progress = _Progress(model, enabled=not args.quiet and not args.json and sys.stderr.isatty())
+    mode = args.progress
+    if args.quiet:
+        mode = "none"
+    elif mode == "auto":
+        mode = "bar" if sys.stderr.isatty() else "log"
+    progress = _Progress(model, mode)
     fit_options = dict(callback=progress, checkpoint=args.checkpoint,
                        checkpoint_every=args.checkpoint_every,
                        checkpoint_seconds=args.checkpoint_seconds)
@@ -524,34 +529,61 @@ def _cmd_warmup(args):
 
 
 class _Progress:
-    """Per-iteration progress on stderr (a terminal only): initialization, iteration,
-    the lower bound and its change (mixtures) or the center shift and the labels that
-    changed (K-means), iterations per second, and an upper bound on the time left (the
-    iterations left before max_iter; fits usually stop sooner)."""
+    """Per-iteration progress on stderr: initialization, iteration, the lower bound and
+    its change (mixtures) or the center shift and the labels that changed (K-means),
+    iterations per second of the current initialization, and an upper bound on the time
+    it has left (the iterations left before max_iter; fits usually stop sooner).
 
-    def __init__(self, model, enabled):
-        self.model, self.enabled, self.shown = model, enabled, False
+    ``mode``: "bar" rewrites one line, cut to the terminal's width; "log" writes a line
+    every ``interval`` seconds (and the first iteration of each initialization), for
+    batch logs; "none" writes nothing."""
+
+    def __init__(self, model, mode, interval=10.0, clock=time.monotonic):
+        self.model, self.mode, self.interval, self.clock = model, mode, interval, clock
+        self.shown, self.init, self.init_start, self.last_log = False, None, 0.0, None
 
     def __call__(self, info):
-        if not self.enabled:
+        if self.mode == "none":
             return False
-        rate = info["iteration"] / max(info["elapsed"], 1e-9)
+        if info["init"] != self.init:  # the clock of this initialization starts here
+            self.init, self.init_start = info["init"], self.previous_elapsed(info)
+            self.last_log = None
+        self.elapsed = info["elapsed"]
+        rate = info["iteration"] / max(info["elapsed"] - self.init_start, 1e-9)
         left = (self.model.max_iter - info["iteration"]) / rate
         if "lower_bound" in info:
             figures = f"lower bound {info['lower_bound']:.6g}  change {info['change']:.2e}"
         else:
             figures = (f"center shift {info['center_shift']:.2e}  {info['n_changed']} labels "
                        "changed")
-        sys.stderr.write(
-            f"\r  init {info['init'] + 1}  iteration {info['iteration']}/{self.model.max_iter}"
-            f"  {figures}  {rate:.1f} it/s  <= {left:.0f} s left  ")
+        line = (f"init {info['init'] + 1}  iteration {info['iteration']}/{self.model.max_iter}"
+                f"  {figures}  {rate:.1f} it/s  <= {left:.0f} s left")
+        if self.mode == "bar":
+            import shutil
+
+            width = shutil.get_terminal_size((80, 24)).columns
+            sys.stderr.write("\r" + ("  " + line)[:max(10, width - 1)].ljust(width - 1))
+            self.shown = True
+        else:
+            now = self.clock()
+            self.unlogged = line
+            if self.last_log is None or now - self.last_log >= self.interval:
+                sys.stderr.write(f"fastem: {line}\n")
+                self.last_log, self.unlogged = now, None
         sys.stderr.flush()
-        self.shown = True
         return False
 
+    def previous_elapsed(self, info):
+        """Where the new initialization's clock starts: the last iteration seen of the
+        previous one (0 for the first)."""
+        return getattr(self, "elapsed", 0.0) if info["init"] else 0.0
+
     def close(self):
+        """End the bar's line; in a log, write the last iteration if it was not."""
         if self.shown:
             sys.stderr.write("\n")
+        if self.mode == "log" and getattr(self, "unlogged", None):
+            sys.stderr.write(f"fastem: {self.unlogged}\n")
 
 
 class _quiet_warnings:
@@ -654,6 +686,10 @@ def build_parser():
     fit.add_argument("--json", action="store_true", help="machine-readable output")
     fit.add_argument("--quiet", action="store_true",
                      help="no warnings and no progress display")
+    fit.add_argument("--progress", choices=["auto", "bar", "log", "none"], default="auto",
+                     help="progress on stderr: a line rewritten in place (bar), a line every "
+                          "10 seconds for batch logs (log), or none; auto: bar on a terminal, "
+                          "else log")
     fit.set_defaults(func=_cmd_fit)
 
     pred = sub.add_parser("predict", help="labels (or probabilities) from a saved model")

@@ -117,18 +117,18 @@ def test_progress_display(capsys):
     from fastem.__main__ import _Progress
 
     gm = fastem.GaussianMixture(2, max_iter=50)
-    progress = _Progress(gm, enabled=True)
+    progress = _Progress(gm, "log", interval=0.0)
     progress(dict(init=0, iteration=5, lower_bound=-3.25, change=1e-2, converged=False,
                   elapsed=0.5))
     progress.close()
     err = capsys.readouterr().err
     assert "init 1  iteration 5/50  lower bound -3.25  change 1.00e-02  10.0 it/s" in err
     assert "<= 4 s left" in err and err.endswith("\n")
-    km = _Progress(fastem.KMeans(3, max_iter=20), enabled=True)
+    km = _Progress(fastem.KMeans(3, max_iter=20), "log", interval=0.0)
     km(dict(init=1, iteration=2, center_shift=0.5, n_changed=7, converged=False, elapsed=1.0))
     assert "init 2  iteration 2/20  center shift 5.00e-01  7 labels changed" in \
         capsys.readouterr().err
-    quiet = _Progress(gm, enabled=False)
+    quiet = _Progress(gm, "none")
     quiet(dict(init=0, iteration=1, lower_bound=0.0, change=0.0, converged=False, elapsed=1.0))
     quiet.close()
     assert capsys.readouterr().err == ""
@@ -354,3 +354,64 @@ def test_parquet_is_read_in_batches_and_keeps_float32(tmp_path, monkeypatch):
     assert km.cluster_centers_.dtype == np.float32
     np.testing.assert_array_equal(km.cluster_centers_,
                                   fastem.KMeans(3, random_state=0).fit(X).cluster_centers_)
+
+
+# ----------------------------------------------------------------- progress
+class _Clock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+def _info(init, iteration, elapsed):
+    return dict(init=init, iteration=iteration, elapsed=elapsed, converged=False,
+                lower_bound=-1.0, change=1e-3)
+
+
+def test_progress_log_lines_every_interval_and_the_last_one(capsys):
+    from fastem.__main__ import _Progress
+
+    clock = _Clock()
+    progress = _Progress(fastem.GaussianMixture(2, max_iter=100), "log", interval=10.0,
+                         clock=clock)
+    for i in range(1, 26):  # one iteration a second
+        clock.t = float(i - 1)
+        progress(_info(0, i, float(i)))
+    progress.close()
+    lines = capsys.readouterr().err.splitlines()
+    assert [int(ln.split("iteration ")[1].split("/")[0]) for ln in lines] == [1, 11, 21, 25]
+    assert all(ln.startswith("fastem: init 1  iteration") for ln in lines)
+
+
+def test_progress_rate_counts_from_the_start_of_each_initialization(capsys):
+    from fastem.__main__ import _Progress
+
+    progress = _Progress(fastem.GaussianMixture(2, max_iter=100), "log", interval=0.0,
+                         clock=_Clock())
+    for i in range(1, 11):
+        progress(_info(0, i, 0.1 * i))  # the first init: 10 it/s, 1 s in all
+    progress(_info(1, 5, 1.0 + 0.5))  # the second: 5 iterations in 0.5 s
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert "10.0 it/s" in last and "<= 10 s left" in last  # not 5 / 1.5 s = 3.3 it/s
+
+
+def test_progress_bar_fits_the_terminal(capsys, monkeypatch):
+    import os
+    import shutil
+
+    from fastem.__main__ import _Progress
+
+    monkeypatch.setattr(shutil, "get_terminal_size", lambda fallback=None: os.terminal_size((40, 20)))
+    progress = _Progress(fastem.GaussianMixture(2, max_iter=100), "bar")
+    progress(_info(0, 1, 0.1))
+    progress.close()
+    err = capsys.readouterr().err
+    assert err.startswith("\r") and all(len(part) <= 39 for part in err.strip("\n").split("\r"))
+
+
+def test_a_batch_job_logs_progress_when_stderr_is_not_a_terminal():
+    out = run("fit", "gmm")  # stderr is a pipe here
+    assert "fastem: init 1  iteration 1/100" in out.stderr
+    assert "iteration" not in run("fit", "gmm", "--progress", "none").stderr
