@@ -147,11 +147,19 @@ def _is_sparse(X):
     return hasattr(X, "tocsr") and hasattr(X, "nnz") or type(X).__module__.startswith("scipy.sparse")
 
 
+def _is_dataframe(X):
+    """A pandas or polars DataFrame (or another with the dataframe interchange protocol)."""
+    return getattr(X, "columns", None) is not None and (
+        hasattr(X, "iloc") or hasattr(X, "__dataframe__")
+        or type(X).__module__.startswith("polars"))
+
+
 def _dataframe_feature_names(X):
-    """Column names of a DataFrame-like X if they are all strings, else None."""
-    columns = getattr(X, "columns", None)
-    if columns is None or not hasattr(X, "iloc"):
+    """Column names of a DataFrame-like X (pandas, polars) if they are all strings, else
+    None."""
+    if not _is_dataframe(X):
         return None
+    columns = X.columns
     names = np.asarray(list(columns), dtype=object)
     types = {type(n) for n in names}
     if types and all(issubclass(t, str) for t in types):
@@ -232,6 +240,14 @@ def check_array(X, *, name="X", owner="this estimator", dtype="numeric", min_sam
         )
     if isinstance(X, (str, bytes)) or X is None:
         raise TypeError(f"{name} must be a 2-D array-like of numbers; got {type(X).__name__}.")
+    if hasattr(X, "iloc") and hasattr(X, "to_numpy") and any(
+            not isinstance(t, np.dtype) for t in getattr(X, "dtypes", ())):
+        # pandas' nullable columns (Int64, Float64, boolean) hold pd.NA, which numpy cannot
+        # turn into a number: missing entries become NaN, checked below like any NaN
+        try:
+            X = X.to_numpy(dtype=np.float64, na_value=np.nan)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{name} must contain numbers: {exc}") from exc
     try:
         arr = np.asarray(X)
     except Exception as exc:  # ragged lists and the like

@@ -17,6 +17,7 @@ import numpy as np
 
 from ._dispatch import get_kernels, resolve_backend
 from ._threads import resolve_n_threads
+from ._tooling import ToolingMixin, short_repr
 from ._validation import (
     NotFittedError,
     _dataframe_feature_names,
@@ -70,13 +71,16 @@ def _not_fitted_error_class():
 _SKLEARN_NOT_FITTED = None
 
 
-class FastEMEstimator:
-    """Base class: scikit-learn's estimator protocol and fastem's API-edge checks."""
+class FastEMEstimator(ToolingMixin):
+    """Base class: scikit-learn's estimator protocol (and what its tooling asks for, in
+    ``_tooling.py``) and fastem's API-edge checks."""
 
     _parameter_constraints: dict = {}
     _estimator_type = None
     _accepts_sparse = False  # scipy.sparse X (tags for scikit-learn's tooling)
     _allows_nan = False  # NaN entries in X (missing values)
+    _positive_only = False  # X must be >= 0 (counts, binary data)
+    _categorical = False  # X holds category codes
 
     # ------------------------------------------------------------------ params protocol
     @classmethod
@@ -115,7 +119,7 @@ class FastEMEstimator:
                 and type(value) is type(default) and value == default
             )
             if not same:
-                changed.append(f"{name}={value!r}")
+                changed.append(f"{name}={short_repr(value)}")
         return f"{type(self).__name__}({', '.join(changed)})"
 
     def __sklearn_is_fitted__(self):
@@ -185,7 +189,8 @@ class FastEMEstimator:
             estimator_type=self._estimator_type,
             target_tags=TargetTags(required=False),
             input_tags=InputTags(sparse=self._accepts_sparse, allow_nan=self._allows_nan,
-                                 two_d_array=True),
+                                 positive_only=self._positive_only,
+                                 categorical=self._categorical, two_d_array=True),
         )
 
     # ------------------------------------------------------------------ API-edge checks

@@ -66,6 +66,7 @@ class BernoulliMixture(DiscreteMixture):
     """
 
     _allows_nan = True
+    _positive_only = True
     _fitted_attributes = (*DiscreteMixture._fitted_attributes, "means_", "_log_p", "_log_q")
 
     def _check_fitted_state(self):
@@ -100,11 +101,13 @@ class BernoulliMixture(DiscreteMixture):
             bad = ~np.isnan(block) & ((block < 0) | (block > m) | (block != np.round(block)))
             if bad.any():
                 i, j = np.argwhere(bad)[0]
+                value = float(block[i, j])
                 want = "0 or 1" if m == 1 else f"whole numbers of successes in 0..{m}"
                 raise ValueError(
-                    f"{owner} needs {want} (NaN for a missing entry); "
-                    f"{_entry(name, start + i, j)} is {block[i, j]!r}." + ("" if m > 1 else " For counts out of m trials, set "
-                                          "n_trials=m."))
+                    ("Negative values in data: " if value < 0 else "")
+                    + f"{owner} needs {want} (NaN for a missing entry); "
+                    f"{_entry(name, start + i, j)} is {value!r}."
+                    + ("" if m > 1 else " For counts out of m trials, set n_trials=m."))
         return X
 
     def _encode(self, X):

@@ -72,6 +72,7 @@ class CategoricalMixture(DiscreteMixture):
     converged_, n_iter_, lower_bound_, lower_bounds_, backend_, n_features_in_
     """
 
+    _categorical = True
     _fitted_attributes = (*DiscreteMixture._fitted_attributes, "_log_theta", "n_categories_")
 
     def _restore_fitted_state(self):
@@ -111,17 +112,33 @@ class CategoricalMixture(DiscreteMixture):
             raise ValueError(f"X could not be converted to a 2-D array of codes: {exc}") from exc
         if arr.ndim != 2:
             raise ValueError(f"Expected a 2-D array of category codes, got {arr.ndim} dimension(s)"
-                             "; reshape it to (n_samples, n_features).")
-        if arr.shape[0] < 1 or arr.shape[1] < 1:
+                             ". Reshape your data to (n_samples, n_features), e.g. "
+                             "X.reshape(-1, 1) for a single feature.")
+        if arr.shape[1] < 1:
+            raise ValueError(f"0 feature(s) (shape={arr.shape}) while a minimum of 1 is "
+                             f"required by {owner}.")
+        if arr.shape[0] < 1:
             raise ValueError(f"Found X of shape {arr.shape} while {owner} needs at least one "
-                             "sample and one feature: X is empty.")
+                             "sample: X is empty.")
+        if arr.dtype.kind == "c":
+            raise ValueError(f"Complex data not supported: X has dtype {arr.dtype}; "
+                             f"{owner} needs integer category codes.")
+        if arr.dtype.kind == "O":  # e.g. numbers in an object array: as numbers, if they are
+            try:
+                arr = arr.astype(np.float64)
+            except (TypeError, ValueError) as exc:
+                raise TypeError(f"X must hold integer category codes; got objects ({exc}). "
+                                "Encode categories as 0..n-1 first (e.g. pandas .cat.codes)."
+                                ) from exc
         if arr.dtype.kind == "b":
             arr = arr.astype(np.int64)
         elif arr.dtype.kind == "f":
             if np.isnan(arr).any():
                 raise ValueError("X contains NaN; CategoricalMixture marks a missing entry with "
                                  "the code -1 (e.g. X = np.where(np.isnan(X), -1, X)).")
-            if not np.isfinite(arr).all() or (arr != np.round(arr)).any():
+            if not np.isfinite(arr).all():
+                raise ValueError("X contains infinity; it must hold integer category codes.")
+            if (arr != np.round(arr)).any():
                 raise ValueError("X must hold integer category codes; it has non-integer values.")
             arr = arr.astype(np.int64)
         elif arr.dtype.kind not in "iu":

@@ -695,9 +695,11 @@ class _KMeansBase(EMEstimator):
 
     @lazy_on_dask("X", lambda est: est.n_clusters)
     def transform(self, X):
-        """Euclidean distance of every sample to every center, shape (n_samples, n_clusters)."""
+        """Euclidean distance of every sample to every center, shape (n_samples, n_clusters)
+        (a DataFrame after ``set_output(transform="pandas")`` or "polars")."""
+        original = X
         X, centers = self._predict_input(X)
-        return _euclidean_distances(X, centers)
+        return self._wrap_output(_euclidean_distances(X, centers), original)
 
     def get_feature_names_out(self, input_features=None):
         """Output feature names of ``transform``, as scikit-learn's: the class name in lower

@@ -20,6 +20,11 @@ from ._discrete import DiscreteMixture, Encoded, check_probability_table, smooth
 from ._validation import _is_sparse, check_array, row_blocks
 
 
+#: (scikit-learn's checks of the positive_only tag look for "Negative values in data")
+_NEGATIVE = ("Negative values in data: X contains negative counts; MultinomialMixture needs "
+             "counts >= 0.")
+
+
 def _chunks(arr):
     """Row (or entry) blocks: checks on them keep boolean temporaries small."""
     return (arr[a:b] for a, b in row_blocks(arr.shape[0], arr.size // max(1, arr.shape[0])))
@@ -47,7 +52,7 @@ def _check_csr(X, owner):
     if not all(np.isfinite(c).all() for c in _chunks(data)):
         raise ValueError("X contains NaN or infinity; MultinomialMixture needs counts.")
     if any((c < 0).any() for c in _chunks(data)):
-        raise ValueError("X contains negative counts; MultinomialMixture needs counts >= 0.")
+        raise ValueError(_NEGATIVE)
     return sp.csr_matrix((data, X.indices, X.indptr), shape=X.shape)
 
 
@@ -88,6 +93,7 @@ class MultinomialMixture(DiscreteMixture):
     """
 
     _accepts_sparse = True
+    _positive_only = True
     _fitted_attributes = (*DiscreteMixture._fitted_attributes, "means_", "_log_theta",
                           "mean_total_")
 
@@ -115,7 +121,7 @@ class MultinomialMixture(DiscreteMixture):
             return _check_csr(X, owner)
         X = check_array(X, name=name, owner=owner, copy=copy)
         if any((c < 0).any() for c in _chunks(X)):
-            raise ValueError("X contains negative counts; MultinomialMixture needs counts >= 0.")
+            raise ValueError(_NEGATIVE)
         return X
 
     def _encode(self, X):
