@@ -302,3 +302,21 @@ def test_validation_is_the_bottom_layer():
             assert node.level == 0 and not (node.module or "").startswith("fastem"), node.module
         else:
             assert not any(a.name.startswith("fastem") for a in node.names)
+
+
+def test_one_version_and_the_project_files():
+    """pyproject reads the version from fastem/__init__.py (the installed metadata says
+    the same); the license pyproject names exists; the package is marked typed."""
+    import importlib.metadata
+
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as fh:
+        project = tomllib.load(fh)
+    assert "version" not in project["project"]
+    assert project["project"]["dynamic"] == ["version"]
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "fastem.__version__"}
+    assert importlib.metadata.version("fastem") == fastem.__version__
+    for name in project["project"]["license-files"] + ["CHANGELOG.md"]:
+        assert os.path.getsize(os.path.join(ROOT, name)) > 0
+    assert "BSD 3-Clause" in open(os.path.join(ROOT, "LICENSE")).read()
+    assert os.path.exists(os.path.join(os.path.dirname(fastem.__file__), "py.typed"))
