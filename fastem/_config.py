@@ -64,7 +64,14 @@ def set_config(backend=None, n_threads=None, chunk_bytes=None):
 
 @contextmanager
 def config_context(*, backend=None, n_threads=None, chunk_bytes=None):
-    """Temporarily change the defaults, e.g. ``with fastem.config_context(backend="numpy"):``."""
+    """Temporarily change the defaults, e.g. ``with fastem.config_context(backend="numpy"):``.
+
+    Parameters
+    ----------
+    backend, n_threads, chunk_bytes
+        As in ``set_config``; each given value holds inside the ``with`` block, and the
+        previous configuration returns when it ends.
+    """
     old = get_config()
     set_config(backend=backend, n_threads=n_threads, chunk_bytes=chunk_bytes)
     try:

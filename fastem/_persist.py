@@ -175,8 +175,19 @@ def _model_classes():
 
 
 def load(path):
-    """Read a model written by ``save`` (from a path or a binary file object); validate
-    it; return the fitted estimator."""
+    """Read a model written by ``save``; validate it; return the fitted estimator.
+
+    Parameters
+    ----------
+    path : str, os.PathLike or binary file object
+        The model file (a ``.npz`` written by ``est.save``).  Nothing in it is
+        unpickled; a truncated, corrupted, modified or invalid file raises
+        ``ValueError`` saying which.
+
+    Returns
+    -------
+    estimator : the fastem estimator saved, fitted
+    """
     source = path
     if hasattr(path, "read"):
         path = getattr(path, "name", "<file object>")

@@ -48,6 +48,7 @@ class Chunks:
         - a callable taking no argument that returns a fresh iterable of 2-D arrays
           each time it is called (e.g. reading a database cursor or Parquet row
           groups).
+
         A one-shot iterator (a generator object) cannot be read twice: wrap the code
         that makes it in a function, or use ``partial_fit`` for a true stream.
 

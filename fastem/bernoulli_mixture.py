@@ -52,6 +52,8 @@ class BernoulliMixture(DiscreteMixture):
     backend, n_threads, learning_decay, learning_offset
         As in ``GaussianMixture``; results are bit-identical for any ``n_threads``.
 
+    Notes
+    -----
     ``X`` holds 0/1 values (bool, int or float), or counts 0..n_trials; NaN marks a
     missing entry, which is marginalised out.  ``fit`` accepts ``sample_weight``.
 

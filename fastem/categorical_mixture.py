@@ -61,6 +61,8 @@ class CategoricalMixture(DiscreteMixture):
     backend, n_threads, learning_decay, learning_offset
         As in ``GaussianMixture``; results are bit-identical for any ``n_threads``.
 
+    Notes
+    -----
     ``X``: integer category codes (n_samples, n_features); -1 marks a missing entry.
 
     Attributes

@@ -249,6 +249,8 @@ class GaussianMixture(BaseMixture):
         its batch's statistics in with weight ``(learning_offset + t) ** -learning_decay``
         (the names and defaults of scikit-learn's LatentDirichletAllocation).
 
+    Notes
+    -----
     ``fit`` takes an array, a memory map (``np.load(path, mmap_mode="r")``) or
     ``fastem.Chunks`` (data in pieces, read one chunk at a time): see ``fastem/_stream.py``.
     ``partial_fit`` runs online EM on a stream of batches.

@@ -79,6 +79,8 @@ class MultinomialMixture(DiscreteMixture):
     backend, n_threads, learning_decay, learning_offset
         As in ``GaussianMixture``; results are bit-identical for any ``n_threads``.
 
+    Notes
+    -----
     ``X``: non-negative counts (fractional values, e.g. tf-idf weights, are accepted),
     dense or ``scipy.sparse``.  ``fit`` accepts ``sample_weight``.
 
