@@ -9,11 +9,17 @@ The environment variable ``FASTEM_BACKEND`` gives the process-wide default backe
 bit for bit only under the same value; it also bounds a streamed fit's memory.
 """
 
+from __future__ import annotations
+
 import os
 import threading
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from ._validation import BACKENDS, check_backend_name, check_chunk_bytes, check_n_threads
+
+if TYPE_CHECKING:
+    from typing import Iterator, Optional
 
 __all__ = ["BACKENDS", "config_context", "get_config", "set_config"]
 
@@ -35,13 +41,14 @@ def _config():
     return _local.config
 
 
-def get_config():
+def get_config() -> dict:
     """Return a copy of the current configuration as a dict (``backend``, ``n_threads``,
     ``chunk_bytes``)."""
     return dict(_config())
 
 
-def set_config(backend=None, n_threads=None, chunk_bytes=None):
+def set_config(backend: Optional[str] = None, n_threads: Optional[int] = None,
+               chunk_bytes: Optional[int] = None) -> None:
     """Set the default ``backend`` and/or ``n_threads`` for this thread.
 
     Parameters
@@ -63,7 +70,8 @@ def set_config(backend=None, n_threads=None, chunk_bytes=None):
 
 
 @contextmanager
-def config_context(*, backend=None, n_threads=None, chunk_bytes=None):
+def config_context(*, backend: Optional[str] = None, n_threads: Optional[int] = None,
+                   chunk_bytes: Optional[int] = None) -> Iterator[None]:
     """Temporarily change the defaults, e.g. ``with fastem.config_context(backend="numpy"):``.
 
     Parameters

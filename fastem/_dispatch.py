@@ -5,6 +5,8 @@ which imports ``fastem.kernels.<backend>.<family>`` on first use. ``import faste
 therefore imports neither numba nor any compiled extension.
 """
 
+from __future__ import annotations
+
 import importlib
 import warnings
 
@@ -51,7 +53,7 @@ def backend_unavailable_reason(backend, family=None):
     return None
 
 
-def available_backends():
+def available_backends() -> dict:
     """Dict of backend name -> None if usable for every model, else the reason it is not."""
     return {b: backend_unavailable_reason(b) for b in KERNEL_BACKENDS}
 

@@ -21,14 +21,22 @@ target, and the directory is flushed, so a crash leaves either the old file or t
 one, never a half-written one.
 """
 
+from __future__ import annotations
+
 import hashlib
 import json
 import numbers
 import os
 import tempfile
 import zipfile
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from typing import Any
+
+    from ._typing import PathOrFile
 
 FORMAT = "fastem-model"
 #: 2: the checksum covers the metadata as well as the arrays (1: the arrays only)
@@ -174,7 +182,7 @@ def _model_classes():
     return {c.__name__: c for c in estimator_classes().values()}
 
 
-def load(path):
+def load(path: PathOrFile) -> Any:
     """Read a model written by ``save``; validate it; return the fitted estimator.
 
     Parameters

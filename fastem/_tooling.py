@@ -3,11 +3,19 @@ metadata routing requests, ``set_output``, the HTML repr of notebooks and versio
 pickles.  scikit-learn is imported only when its own tooling calls in (it is not a
 dependency of fastem)."""
 
+from __future__ import annotations
+
 import inspect
 import sys
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from typing import Optional
+
+    from typing_extensions import Self
 
 
 class InconsistentVersionWarning(UserWarning):
@@ -83,7 +91,7 @@ class ToolingMixin:
         return request
 
     # ------------------------------------------------------------------ set_output
-    def set_output(self, *, transform=None):
+    def set_output(self, *, transform: Optional[str] = None) -> Self:
         """Output container of ``transform`` / ``fit_transform``: "default" (numpy),
         "pandas" or "polars" (columns named by ``get_feature_names_out``); None leaves
         it as it is.  Returns self."""

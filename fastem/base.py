@@ -8,10 +8,12 @@ feature-name consistency between ``fit`` and later calls, and backend/thread
 resolution.
 """
 
+from __future__ import annotations
+
 import functools
 import inspect
 import sys
-from typing import NamedTuple, Optional
+from typing import TYPE_CHECKING, NamedTuple, Optional
 
 import numpy as np
 
@@ -24,6 +26,11 @@ from ._validation import (
     check_array,
     validate_params,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+    from ._typing import Callback, Data, Floats, Labels, PathOrFile, Weights
 
 
 def lazy_on_dask(dtype, columns=None):
@@ -135,7 +142,7 @@ class FastEMEstimator(ToolingMixin):
     #: Per-row fitted attributes, which ``save(..., include_labels=False)`` leaves out
     _per_row_attributes = ()
 
-    def save(self, path, include_labels=True):
+    def save(self, path: PathOrFile, include_labels: bool = True) -> PathOrFile:
         """Write this fitted model to ``path``: a safe, versioned ``.npz`` (no pickle),
         written atomically (``path`` may also be a binary file object, written as is).
         ``include_labels=False`` leaves out ``labels_`` (4 bytes a row).  Read it back
@@ -586,8 +593,9 @@ class BaseMixture(EMEstimator):
         if not isinstance(n_samples, numbers.Integral) or n_samples < 1:
             raise ValueError(f"n_samples must be an int >= 1; got {n_samples!r}.")
 
-    def fit(self, X, y=None, sample_weight=None, *, callback=None, checkpoint=None,
-            checkpoint_every=10, checkpoint_seconds=None):
+    def fit(self, X: Data, y: None = None, sample_weight: Weights = None, *,
+            callback: Callback = None, checkpoint: Optional[str] = None, checkpoint_every: int = 10,
+            checkpoint_seconds: Optional[float] = None) -> Self:
         """Estimate the parameters with EM; returns self.  See ``fit_predict``."""
         from ._threads import limit_blas_threads
 
@@ -596,8 +604,10 @@ class BaseMixture(EMEstimator):
                               (checkpoint, checkpoint_every, checkpoint_seconds), labels=False)
         return self
 
-    def fit_predict(self, X, y=None, sample_weight=None, *, callback=None, checkpoint=None,
-                    checkpoint_every=10, checkpoint_seconds=None):
+    def fit_predict(self, X: Data, y: None = None, sample_weight: Weights = None, *,
+                    callback: Callback = None, checkpoint: Optional[str] = None,
+                    checkpoint_every: int = 10,
+                    checkpoint_seconds: Optional[float] = None) -> Labels:
         """Fit with EM (best of ``n_init`` runs) and return the most probable component
         of each sample under the fitted model.
 
@@ -690,7 +700,7 @@ class BaseMixture(EMEstimator):
         return self._estimate_log_norm(data)[1]
 
     # ------------------------------------------------------------------ online EM
-    def partial_fit(self, X, y=None, sample_weight=None):
+    def partial_fit(self, X: Data, y: None = None, sample_weight: Weights = None) -> Self:
         """One step of online (stepwise) EM on a batch of samples; returns self.
 
         The model keeps a running average of the sufficient statistics per unit weight,
@@ -740,11 +750,11 @@ class BaseMixture(EMEstimator):
         return X
 
     @lazy_on_dask(np.float64)
-    def score_samples(self, X):
+    def score_samples(self, X: Data) -> Floats:
         """Log-likelihood ``log p(x)`` of each sample under the model."""
         return self._estimate_log_norm(self._predict_input(X))[0]
 
-    def score(self, X, y=None, sample_weight=None):
+    def score(self, X: Data, y: None = None, sample_weight: Weights = None) -> float:
         """Mean (weighted) log-likelihood of X under the model."""
         from ._validation import check_sample_weight
 
@@ -755,12 +765,12 @@ class BaseMixture(EMEstimator):
         return float(np.dot(w, log_norm) / w.sum())
 
     @lazy_on_dask(np.int32)
-    def predict(self, X):
+    def predict(self, X: Data) -> Labels:
         """Most probable component of each sample (int32)."""
         return self._estimate_log_norm(self._predict_input(X))[1]
 
     @lazy_on_dask(np.float64, lambda est: est.n_components)
-    def predict_proba(self, X):
+    def predict_proba(self, X: Data) -> Floats:
         """Posterior probability of each component for each sample, (n_samples, n_components)."""
         from .kernels.reference.gaussian_mixture import logsumexp_rows
 
@@ -771,14 +781,14 @@ class BaseMixture(EMEstimator):
         resp[~np.isfinite(norm)] = 0.0
         return resp
 
-    def bic(self, X):
+    def bic(self, X: Data) -> float:
         """Bayesian information criterion (lower is better)."""
         X_checked = self._predict_input(X)
         n = X_checked.shape[0]
         return float(-2 * self._estimate_log_norm(X_checked)[0].sum() + self._n_parameters()
                      * np.log(n))
 
-    def aic(self, X):
+    def aic(self, X: Data) -> float:
         """Akaike information criterion (lower is better)."""
         X_checked = self._predict_input(X)
         return float(-2 * self._estimate_log_norm(X_checked)[0].sum() + 2 * self._n_parameters())

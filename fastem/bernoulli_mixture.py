@@ -17,13 +17,14 @@ observed trials:
 with o_ij = 1 when x_ij is observed (see ``_discrete.py`` for alpha).
 """
 
+from __future__ import annotations
+
 import numbers
 
 import numpy as np
 
 from ._discrete import DiscreteMixture, Encoded, check_probability_table, smoothed_log_probs
 from ._validation import Interval, check_array, row_blocks
-
 
 def _entry(name, i, j):
     """How an error names entry (i, j) of ``name`` (X, or a piece of streamed X)."""
@@ -166,7 +167,7 @@ class BernoulliMixture(DiscreteMixture):
         k, d = self.means_.shape
         return int(k * d + k - 1)
 
-    def sample(self, n_samples=1):
+    def sample(self, n_samples: int = 1) -> tuple:
         """Draw samples from the fitted model: (X (n_samples, n_features) float64,
         y (n_samples,) the component of each sample)."""
         self._check_is_fitted()

@@ -18,6 +18,8 @@ feature, at column offset_j + x_ij) and the model runs on the CSR kernels of the
 discrete family.
 """
 
+from __future__ import annotations
+
 import numbers
 
 import numpy as np
@@ -25,7 +27,6 @@ import numpy as np
 from ._stream import Chunk
 from ._discrete import DiscreteMixture, Encoded, check_probability_table, smoothed_log_probs
 from ._validation import Interval, Options, _is_sparse, row_blocks
-
 
 def _column_max(chunk):
     return chunk.X.max(axis=0)
@@ -261,7 +262,7 @@ class CategoricalMixture(DiscreteMixture):
         k = self.n_components
         return int(k * int(np.sum(self.n_categories_ - 1)) + k - 1)
 
-    def sample(self, n_samples=1):
+    def sample(self, n_samples: int = 1) -> tuple:
         """Draw category codes from the fitted model: (X (n_samples, n_features) int64,
         y (n_samples,) the component of each sample)."""
         self._check_is_fitted()

@@ -16,6 +16,8 @@ out negative by cancellation (any rounding below zero is clipped before
 ``reg_covar`` is added).
 """
 
+from __future__ import annotations
+
 import numbers
 import warnings
 
@@ -27,6 +29,7 @@ from ._validation import Interval, Options, check_array, check_magnitude
 from .base import BaseMixture
 from .exceptions import ConvergenceWarning
 from .kernels._covariance import COVARIANCE_TYPES
+
 _EPS = 10 * np.finfo(np.float64).eps
 #: Each covariance type's kernels (log densities, log norms and labels, the fused E+M
 #: statistics), named in full so that a search finds every caller.
@@ -728,7 +731,7 @@ class GaussianMixture(BaseMixture):
                       "spherical": k}[self.covariance_type]
         return int(cov_params + k * d + k - 1)
 
-    def sample(self, n_samples=1):
+    def sample(self, n_samples: int = 1) -> tuple:
         """Draw samples from the fitted model.
 
         Returns

@@ -11,8 +11,11 @@ convergence is either "labels unchanged" (strict) or "squared center shift <= to
 and a final assignment makes ``labels_`` consistent with ``cluster_centers_``.
 """
 
+from __future__ import annotations
+
 import numbers
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -33,6 +36,13 @@ from ._validation import (
 from ._stream import cumulative_search, rows_from
 from .base import EMEstimator, Iteration, lazy_on_dask
 from .exceptions import ConvergenceWarning
+
+if TYPE_CHECKING:
+    from typing import Any, Optional
+
+    from typing_extensions import Self
+
+    from ._typing import ArrayLike, Callback, Data, Labels, NDArray, Weights
 
 _RELOCATION_CHUNK = 65536
 
@@ -587,8 +597,10 @@ def _kmeans_parallel(rows, n_clusters, random_state, kern, n_threads, *, tol, ma
     return run.centers
 
 
-def kmeans_plusplus(X, n_clusters, *, sample_weight=None, x_squared_norms=None,
-                    random_state=None, n_local_trials=None, backend=None, n_threads=None):
+def kmeans_plusplus(X: Data, n_clusters: int, *, sample_weight: Weights = None,
+                    x_squared_norms: Optional[ArrayLike] = None, random_state: Any = None,
+                    n_local_trials: Optional[int] = None, backend: Optional[str] = None,
+                    n_threads: Optional[int] = None) -> tuple:
     """Choose initial K-means centers with greedy k-means++ (drop-in for scikit-learn's).
 
     Parameters
@@ -676,12 +688,12 @@ class _KMeansBase(EMEstimator):
         return labels, inertia
 
     @lazy_on_dask(np.int32)
-    def predict(self, X):
+    def predict(self, X: Data) -> Labels:
         """Index of the closest cluster center for each sample (int32)."""
         X, centers = self._predict_input(X)
         return self._labels_inertia(X, centers, None)[0]
 
-    def score(self, X, y=None, sample_weight=None):
+    def score(self, X: Data, y: None = None, sample_weight: Weights = None) -> float:
         """Opposite of the weighted inertia of X under the fitted centers (a Dask array:
         summed over its blocks, which the workers score)."""
         from .dask import is_dask_array, sum_over_blocks
@@ -694,14 +706,14 @@ class _KMeansBase(EMEstimator):
         return -self._labels_inertia(X, centers, sample_weight)[1]
 
     @lazy_on_dask("X", lambda est: est.n_clusters)
-    def transform(self, X):
+    def transform(self, X: Data) -> Any:
         """Euclidean distance of every sample to every center, shape (n_samples, n_clusters)
         (a DataFrame after ``set_output(transform="pandas")`` or "polars")."""
         original = X
         X, centers = self._predict_input(X)
         return self._wrap_output(_euclidean_distances(X, centers), original)
 
-    def get_feature_names_out(self, input_features=None):
+    def get_feature_names_out(self, input_features: Optional[ArrayLike] = None) -> NDArray:
         """Output feature names of ``transform``, as scikit-learn's: the class name in lower
         case and the cluster number (``kmeans0``, ``kmeans1``, ...)."""
         self._check_is_fitted()
@@ -715,7 +727,7 @@ class _KMeansBase(EMEstimator):
         tags.transformer_tags = TransformerTags(preserves_dtype=["float64", "float32"])
         return tags
 
-    def fit_transform(self, X, y=None, sample_weight=None):
+    def fit_transform(self, X: Data, y: None = None, sample_weight: Weights = None) -> Any:
         """Fit, then return the distances of X to the fitted centers."""
         return self.fit(X, sample_weight=sample_weight).transform(X)
 
@@ -892,8 +904,9 @@ class KMeans(_KMeansBase):
         return np.ascontiguousarray(centers, dtype=rows.dtype)
 
     # ------------------------------------------------------------------ API
-    def fit(self, X, y=None, sample_weight=None, *, callback=None, checkpoint=None,
-            checkpoint_every=10, checkpoint_seconds=None):
+    def fit(self, X: Data, y: None = None, sample_weight: Weights = None, *,
+            callback: Callback = None, checkpoint: Optional[str] = None, checkpoint_every: int = 10,
+            checkpoint_seconds: Optional[float] = None) -> Self:
         """Compute K-means clustering.
 
         Parameters
@@ -1026,7 +1039,7 @@ class KMeans(_KMeansBase):
     def _set_parameters(self, params):
         self._start = params  # a run begins from them (_em_begin)
 
-    def fit_predict(self, X, y=None, sample_weight=None):
+    def fit_predict(self, X: Data, y: None = None, sample_weight: Weights = None) -> Labels:
         """Fit, then return ``labels_`` (equal to ``fit(X).predict(X)``)."""
         return self.fit(X, sample_weight=sample_weight).labels_
 

@@ -31,8 +31,11 @@ centers.  A shift changes no distance, so the answers are the same as unshifted,
 more accurate.
 """
 
+from __future__ import annotations
+
 import numbers
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -49,6 +52,11 @@ from ._validation import (
 )
 from .base import Iteration
 from .kmeans import KMeans, _dense_rows, _KMeansBase, _kmeans_plusplus, _on_rows, _tolerance
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+    from ._typing import Callback, Data, Labels, Weights
 
 
 #: Size in elements of the shifted copies of X made by ``predict``, ``score`` and ``labels_``.
@@ -517,7 +525,8 @@ class MiniBatchKMeans(_KMeansBase):
             del self.labels_  # they would describe another X
 
     # ------------------------------------------------------------------ API
-    def fit(self, X, y=None, sample_weight=None, *, callback=None):
+    def fit(self, X: Data, y: None = None, sample_weight: Weights = None, *,
+            callback: Callback = None) -> Self:
         """Compute the centers on X by mini-batches.
 
         Parameters
@@ -616,7 +625,7 @@ class MiniBatchKMeans(_KMeansBase):
     def _set_parameters(self, params):
         self._fit_state["params"] = params
 
-    def partial_fit(self, X, y=None, sample_weight=None):
+    def partial_fit(self, X: Data, y: None = None, sample_weight: Weights = None) -> Self:
         """Update the centers with one mini-batch X (initializing them on the first one).
 
         Parameters
@@ -676,7 +685,7 @@ class MiniBatchKMeans(_KMeansBase):
                 del self.inertia_  # it would describe another batch
         return self
 
-    def fit_predict(self, X, y=None, sample_weight=None):
+    def fit_predict(self, X: Data, y: None = None, sample_weight: Weights = None) -> Labels:
         """Fit, then return the label of every sample (equal to ``fit(X).predict(X)``)."""
         self.fit(X, sample_weight=sample_weight)
         return self.labels_ if self.compute_labels else self.predict(X)

@@ -12,12 +12,18 @@ The M-step is theta_kj = (sum_i w_i r_ik x_ij + alpha) / (sum_j' sum_i w_i r_ik 
 another format) and never densified: the sparse kernels touch the stored entries only.
 """
 
+from __future__ import annotations
+
 import numbers
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ._discrete import DiscreteMixture, Encoded, check_probability_table, smoothed_log_probs
 from ._validation import _is_sparse, check_array, row_blocks
+
+if TYPE_CHECKING:
+    from typing import Optional
 
 
 #: (scikit-learn's checks of the positive_only tag look for "Negative values in data")
@@ -185,7 +191,7 @@ class MultinomialMixture(DiscreteMixture):
         k, d = self.means_.shape
         return int(k * (d - 1) + k - 1)
 
-    def sample(self, n_samples=1, *, n_trials=None):
+    def sample(self, n_samples: int = 1, *, n_trials: Optional[int] = None) -> tuple:
         """Draw count vectors from the fitted model.
 
         ``n_trials``: the total count of each drawn row (an int), by default the
