@@ -20,11 +20,18 @@ with o_ij = 1 when x_ij is observed (see ``_discrete.py`` for alpha).
 from __future__ import annotations
 
 import numbers
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ._discrete import DiscreteMixture, Encoded, check_probability_table, smoothed_log_probs
 from ._validation import Interval, check_array, row_blocks
+
+if TYPE_CHECKING:
+    from typing import Any, Optional, Union
+
+    from ._typing import ArrayLike
+
 
 def _entry(name, i, j):
     """How an error names entry (i, j) of ``name`` (X, or a piece of streamed X)."""
@@ -85,11 +92,13 @@ class BernoulliMixture(DiscreteMixture):
     _parameter_constraints = {**DiscreteMixture._common_constraints,
                               "n_trials": [Interval(numbers.Integral, 1, None)]}
 
-    def __init__(self, n_components=1, *, n_trials=1, alpha=1e-3, tol=1e-3, max_iter=100,
-                 n_init=1, init_params="random_from_data", weights_init=None, means_init=None,
-                 random_state=None, warm_start=False, verbose=0, verbose_interval=10,
-                 backend=None, n_threads=None, learning_decay=0.7,
-                 learning_offset=10.0):
+    def __init__(self, n_components: int = 1, *, n_trials: int = 1, alpha: float = 1e-3,
+                 tol: float = 1e-3, max_iter: int = 100, n_init: Union[int, str] = 1,
+                 init_params: str = "random_from_data", weights_init: Optional[ArrayLike] = None,
+                 means_init: Optional[ArrayLike] = None, random_state: Any = None,
+                 warm_start: bool = False, verbose: int = 0, verbose_interval: int = 10,
+                 backend: Optional[str] = None, n_threads: Optional[int] = None,
+                 learning_decay: float = 0.7, learning_offset: float = 10.0) -> None:
         self.n_trials = n_trials
         self._set_common(n_components, alpha, tol, max_iter, n_init, init_params, weights_init,
                          means_init, random_state, warm_start, verbose, verbose_interval,

@@ -21,12 +21,19 @@ discrete family.
 from __future__ import annotations
 
 import numbers
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ._stream import Chunk
 from ._discrete import DiscreteMixture, Encoded, check_probability_table, smoothed_log_probs
 from ._validation import Interval, Options, _is_sparse, row_blocks
+
+if TYPE_CHECKING:
+    from typing import Any, Optional, Union
+
+    from ._typing import ArrayLike
+
 
 def _column_max(chunk):
     return chunk.X.max(axis=0)
@@ -94,11 +101,14 @@ class CategoricalMixture(DiscreteMixture):
                               "n_categories": [None, Interval(numbers.Integral, 1, None),
                                                "array-like"]}
 
-    def __init__(self, n_components=1, *, n_categories=None, alpha=1e-3, tol=1e-3,
-                 max_iter=100, n_init=1, init_params="random_from_data", weights_init=None,
-                 means_init=None, random_state=None, warm_start=False, verbose=0,
-                 verbose_interval=10, backend=None, n_threads=None, learning_decay=0.7,
-                 learning_offset=10.0):
+    def __init__(self, n_components: int = 1, *,
+                 n_categories: Optional[Union[int, ArrayLike]] = None, alpha: float = 1e-3,
+                 tol: float = 1e-3, max_iter: int = 100, n_init: Union[int, str] = 1,
+                 init_params: str = "random_from_data", weights_init: Optional[ArrayLike] = None,
+                 means_init: Optional[ArrayLike] = None, random_state: Any = None,
+                 warm_start: bool = False, verbose: int = 0, verbose_interval: int = 10,
+                 backend: Optional[str] = None, n_threads: Optional[int] = None,
+                 learning_decay: float = 0.7, learning_offset: float = 10.0) -> None:
         self.n_categories = n_categories
         self._set_common(n_components, alpha, tol, max_iter, n_init, init_params, weights_init,
                          means_init, random_state, warm_start, verbose, verbose_interval,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numbers
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -29,6 +30,12 @@ from ._validation import Interval, Options, check_array, check_magnitude
 from .base import BaseMixture
 from .exceptions import ConvergenceWarning
 from .kernels._covariance import COVARIANCE_TYPES
+
+if TYPE_CHECKING:
+    from typing import Any, Optional, Union
+
+    from ._typing import ArrayLike
+
 
 _EPS = 10 * np.finfo(np.float64).eps
 #: Each covariance type's kernels (log densities, log norms and labels, the fused E+M
@@ -321,11 +328,14 @@ class GaussianMixture(BaseMixture):
         "learning_offset": [Interval(numbers.Real, 0.0, None)],
     }
 
-    def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6,
-                 max_iter=100, n_init=1, init_params="kmeans", weights_init=None,
-                 means_init=None, precisions_init=None, random_state=None, warm_start=False,
-                 verbose=0, verbose_interval=10, backend=None, n_threads=None,
-                 learning_decay=0.7, learning_offset=10.0):
+    def __init__(self, n_components: int = 1, *, covariance_type: str = "full", tol: float = 1e-3,
+                 reg_covar: float = 1e-6, max_iter: int = 100, n_init: Union[int, str] = 1,
+                 init_params: str = "kmeans", weights_init: Optional[ArrayLike] = None,
+                 means_init: Optional[ArrayLike] = None,
+                 precisions_init: Optional[ArrayLike] = None, random_state: Any = None,
+                 warm_start: bool = False, verbose: int = 0, verbose_interval: int = 10,
+                 backend: Optional[str] = None, n_threads: Optional[int] = None,
+                 learning_decay: float = 0.7, learning_offset: float = 10.0) -> None:
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol

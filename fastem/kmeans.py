@@ -38,11 +38,12 @@ from .base import EMEstimator, Iteration, lazy_on_dask
 from .exceptions import ConvergenceWarning
 
 if TYPE_CHECKING:
-    from typing import Any, Optional
+    from typing import Any, Callable, Optional, Union
 
     from typing_extensions import Self
 
     from ._typing import ArrayLike, Callback, Data, Labels, NDArray, Weights
+
 
 _RELOCATION_CHUNK = 65536
 
@@ -835,9 +836,12 @@ class KMeans(_KMeansBase):
         "n_threads": [None, Interval(numbers.Integral, 1, None)],
     }
 
-    def __init__(self, n_clusters=8, *, init="k-means++", n_init="auto", max_iter=300,
-                 tol=1e-4, verbose=0, random_state=None, copy_x=True, algorithm="auto",
-                 backend=None, n_threads=None):
+    def __init__(self, n_clusters: int = 8, *,
+                 init: Union[str, ArrayLike, Callable[..., Any]] = "k-means++",
+                 n_init: Union[int, str] = "auto", max_iter: int = 300, tol: float = 1e-4,
+                 verbose: int = 0, random_state: Any = None, copy_x: bool = True,
+                 algorithm: str = "auto", backend: Optional[str] = None,
+                 n_threads: Optional[int] = None) -> None:
         self.n_clusters = n_clusters
         self.init = init
         self.n_init = n_init

@@ -54,9 +54,11 @@ from .base import Iteration
 from .kmeans import KMeans, _dense_rows, _KMeansBase, _kmeans_plusplus, _on_rows, _tolerance
 
 if TYPE_CHECKING:
+    from typing import Any, Callable, Optional, Union
+
     from typing_extensions import Self
 
-    from ._typing import Callback, Data, Labels, Weights
+    from ._typing import ArrayLike, Callback, Data, Labels, Weights
 
 
 #: Size in elements of the shifted copies of X made by ``predict``, ``score`` and ``labels_``.
@@ -327,10 +329,13 @@ class MiniBatchKMeans(_KMeansBase):
         "reassignment_ratio": [Interval(numbers.Real, 0, None)],
     }
 
-    def __init__(self, n_clusters=8, *, init="k-means++", max_iter=100, batch_size=1024,
-                 verbose=0, compute_labels=True, random_state=None, tol=0.0,
-                 max_no_improvement=10, init_size=None, n_init="auto", reassignment_ratio=0.01,
-                 backend=None, n_threads=None):
+    def __init__(self, n_clusters: int = 8, *,
+                 init: Union[str, ArrayLike, Callable[..., Any]] = "k-means++", max_iter: int = 100,
+                 batch_size: int = 1024, verbose: int = 0, compute_labels: bool = True,
+                 random_state: Any = None, tol: float = 0.0, max_no_improvement: Optional[int] = 10,
+                 init_size: Optional[int] = None, n_init: Union[int, str] = "auto",
+                 reassignment_ratio: float = 0.01, backend: Optional[str] = None,
+                 n_threads: Optional[int] = None) -> None:
         self.n_clusters = n_clusters
         self.init = init
         self.max_iter = max_iter

@@ -23,7 +23,9 @@ from ._discrete import DiscreteMixture, Encoded, check_probability_table, smooth
 from ._validation import _is_sparse, check_array, row_blocks
 
 if TYPE_CHECKING:
-    from typing import Optional
+    from typing import Any, Optional, Union
+
+    from ._typing import ArrayLike
 
 
 #: (scikit-learn's checks of the positive_only tag look for "Negative values in data")
@@ -114,11 +116,13 @@ class MultinomialMixture(DiscreteMixture):
             raise ValueError("mean_total_ must be a float >= 0")
     _parameter_constraints = dict(DiscreteMixture._common_constraints)
 
-    def __init__(self, n_components=1, *, alpha=1e-3, tol=1e-3, max_iter=100, n_init=1,
-                 init_params="random_from_data", weights_init=None, means_init=None,
-                 random_state=None, warm_start=False, verbose=0, verbose_interval=10,
-                 backend=None, n_threads=None, learning_decay=0.7,
-                 learning_offset=10.0):
+    def __init__(self, n_components: int = 1, *, alpha: float = 1e-3, tol: float = 1e-3,
+                 max_iter: int = 100, n_init: Union[int, str] = 1,
+                 init_params: str = "random_from_data", weights_init: Optional[ArrayLike] = None,
+                 means_init: Optional[ArrayLike] = None, random_state: Any = None,
+                 warm_start: bool = False, verbose: int = 0, verbose_interval: int = 10,
+                 backend: Optional[str] = None, n_threads: Optional[int] = None,
+                 learning_decay: float = 0.7, learning_offset: float = 10.0) -> None:
         self._set_common(n_components, alpha, tol, max_iter, n_init, init_params, weights_init,
                          means_init, random_state, warm_start, verbose, verbose_interval,
                          backend, n_threads, learning_decay, learning_offset)

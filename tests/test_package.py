@@ -332,7 +332,7 @@ def test_the_public_api_is_annotated_and_every_annotation_resolves():
     import fastem._typing as hints
 
     namespace = {**vars(typing), **vars(hints), "Self": typing.Any}
-    methods = ["fit", "predict", "score", "fit_predict", "partial_fit", "transform",
+    methods = ["__init__", "fit", "predict", "score", "fit_predict", "partial_fit", "transform",
                "fit_transform", "predict_proba", "score_samples", "bic", "aic", "sample",
                "save", "set_output"]
     checked = 0
