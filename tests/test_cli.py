@@ -243,6 +243,7 @@ def _long_fit(tmp_path):
     """A checkpointed fit that runs for seconds, started in the background once its
     first checkpoint is written."""
     import os
+    import signal
     import time
 
     X = np.random.default_rng(0).standard_normal((200_000, 4))
@@ -252,7 +253,10 @@ def _long_fit(tmp_path):
            "--covariance-type", "diag", "--max-iter", "400", "--tol", "0", "--json",
            "--checkpoint", str(ckpt), "--checkpoint-every", "100000",
            "--checkpoint-seconds", "0.2"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # a job started in the background inherits SIGINT ignored (and Python then leaves it
+    # so); a terminal's Ctrl-C reaches a foreground job with the default disposition
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not ckpt.exists() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.01)
