@@ -1,0 +1,174 @@
+"""The hidden Markov model kernels' specification (kernels/reference/hmm.py): published
+worked examples, and enumeration of every state path on small models."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from fastem.kernels.reference import hmm
+
+KERNELS = [hmm.forward_backward_log, hmm.forward_backward_scaled]
+
+
+def _log(a):
+    with np.errstate(divide="ignore"):
+        return np.log(np.asarray(a, dtype=np.float64))
+
+
+def _umbrella():
+    """Wikipedia's forward-backward example: rain or not, the umbrella seen on days
+    1, 2, 4, 5 and not on day 3."""
+    start, trans = [0.5, 0.5], [[0.7, 0.3], [0.3, 0.7]]
+    emit = np.array([[0.9, 0.1], [0.2, 0.8]])  # P(umbrella | rain), P(umbrella | dry)
+    obs = [0, 0, 1, 0, 0]
+    return _log(start), _log(trans), _log(emit[:, obs].T)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_wikipedia_umbrella_example(kernel):
+    log_prob, gamma, xi_sum = kernel(*_umbrella())
+    assert log_prob == pytest.approx(-3.3725, abs=5e-5)
+    np.testing.assert_allclose(gamma[:, 0], [0.8673, 0.8204, 0.3075, 0.8204, 0.8673],
+                               atol=5e-5)
+    np.testing.assert_allclose(gamma.sum(axis=1), 1.0, rtol=1e-14)
+    assert xi_sum.sum() == pytest.approx(4.0, rel=1e-14)  # T - 1 transitions
+
+
+def test_viterbi_worked_examples():
+    log_prob, path = hmm.viterbi(*_umbrella())
+    assert path.tolist() == [0, 0, 1, 0, 0] and log_prob == pytest.approx(-4.4590, abs=5e-5)
+    # Wikipedia's Viterbi example: states (Rainy, Sunny), observations walk, shop, clean
+    emit = np.array([[0.1, 0.4, 0.5], [0.6, 0.3, 0.1]])
+    log_prob, path = hmm.viterbi(_log([0.6, 0.4]), _log([[0.7, 0.3], [0.4, 0.6]]),
+                                 _log(emit[:, [0, 1, 2]].T))
+    assert path.tolist() == [1, 0, 0] and np.exp(log_prob) == pytest.approx(0.01344, rel=1e-12)
+
+
+def _random_model(rng, k, n_steps, zeros=False):
+    start = rng.dirichlet(np.ones(k))
+    trans = rng.dirichlet(np.ones(k), size=k)
+    if zeros:  # forbidden transitions
+        trans[0, 1:] = 0.0
+        trans[0, 0] = 1.0 if k == 1 else 0.0
+        trans[0, -1] = 1.0 - trans[0, :-1].sum()
+    log_emission = rng.normal(-2.0, 1.5, size=(n_steps, k))
+    return _log(start), _log(trans), log_emission
+
+
+def _enumerate(log_start, log_trans, log_emission):
+    """log P(x), posteriors, transition counts and the best path, from every path."""
+    n_steps, k = log_emission.shape
+    paths = np.array(list(itertools.product(range(k), repeat=n_steps)))
+    joint = (log_start[paths[:, 0]] + log_emission[np.arange(n_steps), paths].sum(axis=1)
+             + log_trans[paths[:, :-1], paths[:, 1:]].sum(axis=1))
+    top = joint.max()
+    w = np.exp(joint - top)
+    log_prob = np.log(w.sum()) + top
+    p = w / w.sum()
+    gamma = np.zeros((n_steps, k))
+    xi = np.zeros((k, k))
+    for path, pp in zip(paths, p):
+        gamma[np.arange(n_steps), path] += pp
+        np.add.at(xi, (path[:-1], path[1:]), pp)
+    best = int(np.argmax(joint))  # first maximum: paths are in lexicographic order
+    return log_prob, gamma, xi, joint[best], paths[best]
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_forward_backward_equals_enumeration(kernel, seed):
+    rng = np.random.default_rng(seed)
+    k, n_steps = (1, 6) if seed == 0 else (2 + seed % 3, 2 + seed)
+    model = _random_model(rng, k, n_steps, zeros=seed % 2 == 1)
+    log_prob, gamma, xi, _, _ = _enumerate(*model)
+    got = kernel(*model)
+    assert got[0] == pytest.approx(log_prob, rel=1e-12)
+    np.testing.assert_allclose(got[1], gamma, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(got[2], xi, rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_viterbi_equals_enumeration(seed):
+    rng = np.random.default_rng(100 + seed)
+    model = _random_model(rng, 2 + seed % 3, 2 + seed, zeros=seed % 2 == 1)
+    _, _, _, best_logp, best_path = _enumerate(*model)
+    log_prob, path = hmm.viterbi(*model)
+    assert path.tolist() == best_path.tolist()
+    assert log_prob == pytest.approx(best_logp, rel=1e-12)
+
+
+def test_scaling_survives_emissions_far_below_float64s_range():
+    """log b = -1e4 would underflow exp() in plain scaling (hmmlearn raises there); the
+    per-step shift keeps it exact."""
+    rng = np.random.default_rng(7)
+    log_start, log_trans, log_emission = _random_model(rng, 3, 40)
+    log_emission = log_emission - 1e4
+    a, b = hmm.forward_backward_log(log_start, log_trans, log_emission), \
+        hmm.forward_backward_scaled(log_start, log_trans, log_emission)
+    assert np.isfinite(b[0]) and b[0] == pytest.approx(a[0], rel=1e-14)
+    # (log space carries absolute errors of about |log alpha| u = 4e5 x 1e-16 in every
+    # log-probability, so its posteriors are the less exact of the two here)
+    np.testing.assert_allclose(b[1], a[1], rtol=1e-8, atol=1e-14)
+    np.testing.assert_allclose(b[1].sum(axis=1), 1.0, rtol=1e-13)
+
+
+def test_an_impossible_sequence_has_log_probability_minus_infinity_in_both_forms():
+    # state 0 can only stay; the start is state 0; step 2 can only be emitted by state 1
+    log_start, log_trans = _log([1.0, 0.0]), _log([[1.0, 0.0], [0.5, 0.5]])
+    log_emission = _log([[1.0, 1.0], [1.0, 1.0], [0.0, 1.0]])
+    for kernel in KERNELS:
+        assert kernel(log_start, log_trans, log_emission)[0] == -np.inf
+
+
+def test_an_unobserved_step_is_marginalised():
+    """A row of zeros (log 1 for every state) is a missing observation: the likelihood is
+    that of the sequence without it, the chain still running through the step."""
+    rng = np.random.default_rng(3)
+    log_start, log_trans, log_emission = _random_model(rng, 3, 6)
+    missing = log_emission.copy()
+    missing[2] = 0.0
+    log_prob, gamma, _, _, _ = _enumerate(log_start, log_trans, missing)
+    for kernel in KERNELS:
+        got = kernel(log_start, log_trans, missing)
+        assert got[0] == pytest.approx(log_prob, rel=1e-12)
+        np.testing.assert_allclose(got[1], gamma, rtol=1e-10)
+    # and summing the observed steps' marginal over the hidden one by hand agrees
+    trans2 = np.exp(log_trans) @ np.exp(log_trans)
+    a = np.exp(log_start + log_emission[0])
+    a = (a @ np.exp(log_trans)) * np.exp(log_emission[1])
+    a = (a @ trans2) * np.exp(log_emission[3])  # through the unobserved step 2
+    for t in (4, 5):
+        a = (a @ np.exp(log_trans)) * np.exp(log_emission[t])
+    assert np.log(a.sum()) == pytest.approx(log_prob, rel=1e-12)
+
+
+@pytest.mark.parametrize("implementation", ["log", "scaling"])
+def test_hmmlearns_score_posteriors_and_path_on_a_gaussian_hmm(implementation):
+    """From the same parameters, hmmlearn's GaussianHMM gives the same log-likelihood,
+    posteriors and Viterbi path (the emissions computed here with scipy)."""
+    hmmlearn_hmm = pytest.importorskip("hmmlearn.hmm")
+    from scipy import stats
+
+    rng = np.random.default_rng(11)
+    k, d, n_steps = 3, 2, 300
+    model = hmmlearn_hmm.GaussianHMM(k, covariance_type="diag", implementation=implementation,
+                                     init_params="", params="")
+    model.startprob_ = rng.dirichlet(np.ones(k))
+    model.transmat_ = rng.dirichlet(np.ones(k) * 3, size=k)
+    model.means_ = rng.normal(0, 3, (k, d))
+    model.covars_ = rng.uniform(0.5, 2.0, (k, d))
+    X, _ = model.sample(n_steps, random_state=0)
+    log_emission = np.column_stack([
+        stats.multivariate_normal(model.means_[j], np.diag(model.covars_[j])).logpdf(X)
+        for j in range(k)])
+    args = (np.log(model.startprob_), np.log(model.transmat_), log_emission)
+    kernel = hmm.forward_backward_log if implementation == "log" else hmm.forward_backward_scaled
+    log_prob, gamma, _ = kernel(*args)
+    ref_logprob, ref_gamma = model.score_samples(X)
+    assert log_prob == pytest.approx(ref_logprob, rel=1e-10)
+    np.testing.assert_allclose(gamma, ref_gamma, rtol=1e-8, atol=1e-12)
+    vit_logprob, path = hmm.viterbi(*args)
+    ref_vit_logprob, ref_path = model.decode(X, algorithm="viterbi")
+    np.testing.assert_array_equal(path, ref_path)
+    assert vit_logprob == pytest.approx(ref_vit_logprob, rel=1e-10)
