@@ -151,6 +151,32 @@ def _discrete_mixture_calls(dtype, n, d, k, rng):
     return calls
 
 
+def _hmm_calls(dtype, n, d, k, rng):
+    """A batch of sequences (one of n rows, then pieces with an empty one and one step),
+    some transitions forbidden, an unobserved step; both forms and Viterbi.  (The HMM
+    kernels take float64 log-probabilities whatever the data's dtype.)"""
+    import numpy as np
+
+    start = rng.dirichlet(np.ones(k))
+    trans = rng.dirichlet(np.ones(k), size=k)
+    if k > 1:
+        trans[0] = 0.0
+        trans[0, k - 1] = 1.0  # state 0 always moves to the last state
+    with np.errstate(divide="ignore"):
+        log_start, log_trans = np.log(start), np.log(trans)
+    log_emission = rng.normal(-3.0, 2.0, size=(n, k))
+    log_emission[n // 2] = 0.0  # unobserved
+    # one step, an empty sequence, then two pieces
+    offsets = np.array([0, min(n, 1), min(n, 1), max(min(n, 1), n // 2), n], dtype=np.int64)
+    s = offsets.shape[0] - 1
+    calls = [("forward_backward", (log_start, log_trans, log_emission, offsets, scaled,
+                                   np.empty(s), np.empty((n, k)), np.empty((s, k, k))))
+             for scaled in (True, False)]
+    calls.append(("decode_viterbi", (log_start, log_trans, log_emission, offsets,
+                                     np.empty(s), np.empty(n, np.int32))))
+    return calls
+
+
 FAMILIES = (
     Family("kmeans",
            ("assign_labels", "lloyd_step", "inertia", "kmeanspp_update_closest",
@@ -168,6 +194,7 @@ FAMILIES = (
            _discrete_mixture_calls,
            (("bernoulli", "BernoulliMixture"), ("multinomial", "MultinomialMixture"),
             ("categorical", "CategoricalMixture"))),
+    Family("hmm", ("forward_backward", "decode_viterbi"), _hmm_calls, ()),
 )
 
 #: The family names, in declaration order.

@@ -172,3 +172,42 @@ def test_hmmlearns_score_posteriors_and_path_on_a_gaussian_hmm(implementation):
     ref_vit_logprob, ref_path = model.decode(X, algorithm="viterbi")
     np.testing.assert_array_equal(path, ref_path)
     assert vit_logprob == pytest.approx(ref_vit_logprob, rel=1e-10)
+
+
+# ----------------------------------------------------------------- every backend
+def _batch(rng, k=3, lengths=(1, 0, 7, 40, 13)):
+    log_start, log_trans, _ = _random_model(rng, k, 1, zeros=True)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    log_emission = rng.normal(-2.0, 1.5, size=(offsets[-1], k))
+    log_emission[offsets[3]:offsets[4]] -= 1e4  # a sequence far below float64's range
+    log_emission[offsets[2] + 3] = 0.0  # an unobserved step
+    return log_start, log_trans, log_emission, offsets
+
+
+@pytest.mark.parametrize("scaled", [True, False])
+def test_every_backend_runs_a_batch_of_sequences_as_the_reference(backend, scaled):
+    from fastem._dispatch import get_kernels
+
+    rng = np.random.default_rng(21)
+    args = _batch(rng)
+    n, k, s = args[2].shape[0], args[2].shape[1], args[3].shape[0] - 1
+    out = {}
+    for name in ("numpy", backend):
+        kern = get_kernels(name, "hmm")
+        log_prob, post, xi = np.empty(s), np.empty((n, k)), np.empty((s, k, k))
+        kern.forward_backward(*args, scaled, log_prob, post, xi, 2)
+        vit, path = np.empty(s), np.empty(n, np.int32)
+        kern.decode_viterbi(*args, vit, path, 2)
+        out[name] = log_prob, post, xi, vit, path
+    ref, got = out["numpy"], out[backend]
+    np.testing.assert_allclose(got[0], ref[0], rtol=1e-12)
+    np.testing.assert_allclose(got[1], ref[1], rtol=1e-8, atol=1e-13)
+    np.testing.assert_allclose(got[2], ref[2], rtol=1e-8, atol=1e-13)
+    np.testing.assert_allclose(got[3], ref[3], rtol=1e-12)
+    np.testing.assert_array_equal(got[4], ref[4])
+    # each sequence alone: the batch's per-sequence results
+    for q in range(s):
+        a, b = args[3][q], args[3][q + 1]
+        if b > a:
+            one = hmm.forward_backward_scaled(args[0], args[1], args[2][a:b])
+            assert got[0][q] == pytest.approx(one[0], rel=1e-12)

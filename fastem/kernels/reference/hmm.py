@@ -122,3 +122,31 @@ def viterbi(log_startprob, log_transmat, log_emission):
     for t in range(n_steps - 1, 0, -1):
         path[t - 1] = back[t, path[t]]
     return float(delta[path[-1]]), path
+
+
+# ---------------------------------------------------------------- many sequences
+# The kernels every backend defines (fastem/_families.py): a batch of sequences stacked
+# in ``log_emission`` (N, K), sequence s being rows offsets[s]:offsets[s + 1].  Each
+# sequence is independent, so the fast backends run them in parallel and the results
+# do not depend on the thread count; ``xi_sums`` keeps one (K, K) block per sequence,
+# which the caller adds in sequence order.
+
+def forward_backward(log_startprob, log_transmat, log_emission, offsets, scaled, log_prob,
+                     posteriors, xi_sums, n_threads):
+    """Forward-backward over every sequence (scaled, else in log space; see the module
+    docstring): ``log_prob`` (S,), ``posteriors`` (N, K) and ``xi_sums`` (S, K, K) are
+    written.  ``n_threads`` is accepted for signature parity and ignored."""
+    one = forward_backward_scaled if scaled else forward_backward_log
+    for s in range(offsets.shape[0] - 1):
+        a, b = offsets[s], offsets[s + 1]
+        log_prob[s], posteriors[a:b], xi_sums[s] = one(log_startprob, log_transmat,
+                                                       log_emission[a:b])
+
+
+def decode_viterbi(log_startprob, log_transmat, log_emission, offsets, log_prob, path,
+                   n_threads):
+    """Viterbi over every sequence: ``log_prob`` (S,) the best paths' joint
+    log-probabilities, ``path`` (N,) int32 the states."""
+    for s in range(offsets.shape[0] - 1):
+        a, b = offsets[s], offsets[s + 1]
+        log_prob[s], path[a:b] = viterbi(log_startprob, log_transmat, log_emission[a:b])
