@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ._discrete import DiscreteMixture, Encoded, check_probability_table, smoothed_log_probs
-from ._validation import _is_sparse, check_array, row_blocks
+from ._validation import _is_sparse, check_array_or_csr, row_blocks
 
 if TYPE_CHECKING:
     from typing import Any, Optional, Union
@@ -36,32 +36,6 @@ _NEGATIVE = ("Negative values in data: X contains negative counts; MultinomialMi
 def _chunks(arr):
     """Row (or entry) blocks: checks on them keep boolean temporaries small."""
     return (arr[a:b] for a, b in row_blocks(arr.shape[0], arr.size // max(1, arr.shape[0])))
-
-
-def _check_csr(X, owner):
-    """X as a CSR matrix with float32/float64 data and finite, non-negative entries."""
-    import scipy.sparse as sp
-
-    if X.ndim != 2:
-        raise ValueError(f"Expected a 2-D sparse matrix for X, got {X.ndim} dimensions.")
-    X = sp.csr_matrix(X) if not (sp.issparse(X) and X.format == "csr") else X
-    if X.shape[0] < 1 or X.shape[1] < 1:
-        raise ValueError(f"Found a sparse X of shape {X.shape} while {owner} needs at least one "
-                         "sample and one feature: X is empty.")
-    try:
-        X.check_format(full_check=True)  # indices in range and indptr monotone: kernels rely on it
-    except ValueError as exc:
-        raise ValueError(f"X is not a valid CSR matrix: {exc}") from exc
-    data = X.data
-    if data.dtype not in (np.float32, np.float64):
-        if data.dtype.kind not in "biuf":
-            raise TypeError(f"X must contain counts (numbers); got dtype {data.dtype}.")
-        data = data.astype(np.float64)
-    if not all(np.isfinite(c).all() for c in _chunks(data)):
-        raise ValueError("X contains NaN or infinity; MultinomialMixture needs counts.")
-    if any((c < 0).any() for c in _chunks(data)):
-        raise ValueError(_NEGATIVE)
-    return sp.csr_matrix((data, X.indices, X.indptr), shape=X.shape)
 
 
 def _weighted_total(enc, chunk):
@@ -129,10 +103,10 @@ class MultinomialMixture(DiscreteMixture):
 
     # ------------------------------------------------------------------ data
     def _check_input(self, X, *, owner, copy, name="X"):
-        if _is_sparse(X):
-            return _check_csr(X, owner)
-        X = check_array(X, name=name, owner=owner, copy=copy)
-        if any((c < 0).any() for c in _chunks(X)):
+        """Counts: ``check_array_or_csr`` (a sparse X as canonical CSR, never densified),
+        then no negative entry."""
+        X = check_array_or_csr(X, name=name, owner=owner, copy=copy)
+        if any((c < 0).any() for c in _chunks(X.data if _is_sparse(X) else X)):
             raise ValueError(_NEGATIVE)
         return X
 

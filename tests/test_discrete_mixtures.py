@@ -426,3 +426,23 @@ def _expected_failures(est):
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)
+
+
+def test_multinomial_csr_with_duplicate_entries_is_the_summed_matrix():
+    """A CSR matrix may store one cell twice (scipy sums them on use): the fit is that of
+    the summed counts, multinomial coefficient included (it once took each stored entry
+    for a cell of its own), and the caller's matrix is left as it was."""
+    rng = np.random.default_rng(4)
+    counts = rng.poisson(1.5, (60, 5)).astype(float)
+    S = sp.csr_matrix(counts)
+    # every stored entry split into two stored ones of the same cell, row by row
+    halves = np.floor(S.data / 2)
+    data = np.stack([halves, S.data - halves], axis=1).ravel()
+    dup = sp.csr_matrix((data, np.repeat(S.indices, 2), 2 * S.indptr), shape=S.shape)
+    assert not dup.has_canonical_format and dup.nnz == 2 * S.nnz
+    before = dup.data.copy()
+    a = MultinomialMixture(2, random_state=0).fit(dup)
+    b = MultinomialMixture(2, random_state=0).fit(S)
+    assert a.lower_bound_ == pytest.approx(b.lower_bound_, rel=1e-12)
+    np.testing.assert_allclose(a.means_, b.means_, rtol=1e-12)
+    np.testing.assert_array_equal(dup.data, before)
