@@ -152,7 +152,7 @@ def _discrete_mixture_calls(dtype, n, d, k, rng):
 
 
 def _hmm_calls(dtype, n, d, k, rng):
-    """A batch of sequences (one of n rows, then pieces with an empty one and one step),
+    """A batch of sequences over n rows (one step, an empty sequence, then two pieces),
     some transitions forbidden, an unobserved step; both forms and Viterbi.  (The HMM
     kernels take float64 log-probabilities whatever the data's dtype.)"""
     import numpy as np

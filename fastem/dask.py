@@ -220,7 +220,7 @@ class _Local:
 
     run_blocks = run
 
-    def shifted(self, blocks, shift, dtype):
+    def shifted(self, shift, dtype):
         return None  # the tasks shift their block as they read it
 
     def run_stateful(self, calls, n_state):
@@ -266,14 +266,14 @@ class _Distributed:
     def run(self, calls):
         return self.client.gather([self.client.submit(f, *a, pure=False) for f, *a in calls])
 
-    def shifted(self, blocks, shift, dtype):
-        """The blocks minus ``shift``, kept on the workers that hold the blocks: made once
+    def shifted(self, shift, dtype):
+        """X's blocks minus ``shift``, kept on the workers that hold the blocks: made once
         instead of in every task (a copy of the block each pass, half of a K-means
         task's time)."""
         from distributed import wait
 
         out = [self._on(home, _shifted_block, b, shift, dtype)
-               for b, home in zip(blocks, self.home)]
+               for b, home in zip(self.blocks, self.home)]
         wait(out)
         return out
 
@@ -393,7 +393,7 @@ class DaskRows(Rows):
             return
         self._blocks = self._run.blocks
         if shift is not None:
-            shifted = self._run.shifted(self._run.blocks, shift, self.dtype)
+            shifted = self._run.shifted(shift, self.dtype)
             if shifted is not None:
                 self._blocks, self._task_shift = shifted, None
 
