@@ -227,9 +227,8 @@ class Rows:
         """(start, stop, block) over the rows in fixed chunks; ``block`` is C-contiguous in
         ``dtype`` and must not be kept past the next step (the buffer is reused)."""
         if self.array is not None:
-            sparse = not isinstance(self.array, np.ndarray)
             for start, stop in self.spans():
-                yield start, stop, (_csr_rows(self.array, start, stop) if sparse else
+                yield start, stop, (_csr_rows(self.array, start, stop) if self.sparse else
                                     self._shifted_chunk(self.array[start:stop]))
             return
         start = 0
@@ -309,7 +308,7 @@ class Rows:
     def take(self, indices):
         """Rows at ``indices`` (any order, repeats allowed), shifted like the chunks."""
         indices = np.asarray(indices, dtype=np.intp)
-        if self.array is not None and not isinstance(self.array, np.ndarray):
+        if self.sparse:
             return self.array[indices].toarray()  # a few rows of a CSR matrix, as dense rows
         if self.array is not None:
             return np.ascontiguousarray(self._shifted(self.array[indices]))
