@@ -28,9 +28,7 @@ from ._config import BACKENDS
 from ._threads import limit_blas_threads
 from ._validation import Interval, Options, row_blocks
 from ._stream import Chunk
-from .base import BaseMixture
-
-_EPS = 10 * np.finfo(np.float64).eps
+from .base import BaseMixture, floored_counts
 
 
 class Encoded:
@@ -381,13 +379,10 @@ class DiscreteMixture(BaseMixture):
     # ------------------------------------------------------------------ M-step
     def _from_summaries(self, parts, stats):
         nk, sum_x, sum_obs = stats
-        self._set_weights(nk)
+        floored = floored_counts(nk, parts.rows)  # as GaussianMixture: no weight is 0
+        self.weights_ = floored / floored.sum()
         self._set_from_stats(nk, sum_x, sum_obs)
         return 0  # nothing to re-seed: smoothed probabilities cannot collapse
-
-    def _set_weights(self, nk):
-        nk = nk + _EPS  # as GaussianMixture: no weight is exactly 0
-        self.weights_ = nk / nk.sum()
 
     # ------------------------------------------------------------------ initialization
     def _initial_stats(self, parts, random_state):

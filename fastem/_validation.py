@@ -302,14 +302,16 @@ def check_array(X, *, name="X", owner="this estimator", dtype="numeric", min_sam
     return out
 
 
-def check_magnitude(X, sample_weight=None, name="X", also=None):
+def check_magnitude(X, sample_weight=None, name="X", also=None, per_row=False):
     """Refuse data whose squared distances (or weighted sums of them) would overflow.
 
     K-means works with ``||x - c||^2 <= 4 * n_features * max|x - mean|^2``; the
     assignment computes ``||x||^2 + ||c||^2`` in X's dtype and the inertia sums
     ``w * d^2`` in float64.  Both must stay finite, with headroom.  ``also`` (rows of
     the same width, e.g. centers) is checked as if stacked under X (unit weights),
-    without copying X.
+    without copying X.  ``per_row`` checks only what each row needs on its own (labels,
+    distances, per-sample log-likelihoods: no sum over rows), which every X a fit
+    accepted passes whatever its weights.
     """
     arrays = [a for a in (X, also) if a is not None and a.size]
     if not arrays:
@@ -317,9 +319,12 @@ def check_magnitude(X, sample_weight=None, name="X", also=None):
     # Rounding errors of centering and of the expansion scale with |x|, not with the
     # spread of the data, so bound the largest magnitude.
     span = max(max(abs(float(a.max())), abs(float(a.min()))) for a in arrays)  # no |X| copy
-    total_w = X.shape[0] if sample_weight is None else float(np.sum(sample_weight))
-    if also is not None:
-        total_w += also.shape[0]
+    if per_row:
+        total_w = 1.0
+    else:
+        total_w = X.shape[0] if sample_weight is None else float(np.sum(sample_weight))
+        if also is not None:
+            total_w += also.shape[0]
     message = magnitude_error(span, X.shape[1], X.dtype, total_w, name)
     if message:
         raise ValueError(message)
@@ -327,20 +332,24 @@ def check_magnitude(X, sample_weight=None, name="X", also=None):
 
 def magnitude_error(span, n_features, dtype, total_weight, name="X"):
     """The error message of ``check_magnitude`` for data of largest magnitude ``span``,
-    or None if squared distances are safe."""
+    or None if squared distances are safe.
+
+    Each row's own squared distance must stay below 1e300 whatever the weights (so
+    predicting on the data a fit accepted never fails); the weighted sum of them too."""
     worst_sq = 4.0 * n_features * span * span
     dtype_max = float(np.finfo(dtype).max)
-    if np.isfinite(worst_sq) and worst_sq <= dtype_max / 16 and worst_sq * total_weight > 1e300:
+    if not np.isfinite(worst_sq) or worst_sq > min(dtype_max / 16, 1e300):
+        return (
+            f"{name} has values too large in magnitude (max |value| {span:.3g}) for squared "
+            f"distances in {np.dtype(dtype)} and their float64 sums: they would overflow. "
+            f"Rescale {name}, e.g. divide by its standard deviation"
+            f"{'' if np.dtype(dtype) == np.float64 else ', or use float64'}.")
+    if worst_sq * total_weight > 1e300:
         return (
             f"{name}'s squared distances (up to {worst_sq:.3g}) weighted by sample_weight "
             f"(total {total_weight:.3g}) would overflow float64. Rescale sample_weight (a "
             "K-means or Gaussian-mixture fit depends on it only up to a common factor), e.g. "
             f"divide it by its maximum, or rescale {name}.")
-    if not np.isfinite(worst_sq) or worst_sq > dtype_max / 16:
-        return (
-            f"{name} has values too large in magnitude (max |value| {span:.3g}) for squared "
-            f"distances in {np.dtype(dtype)}: they would overflow. Rescale {name}, e.g. divide "
-            "by its standard deviation, or use float64.")
     return None
 
 

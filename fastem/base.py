@@ -331,6 +331,10 @@ class Iteration(NamedTuple):
     converged: Optional[bool] = None
     #: the update re-seeded collapsed components (a jump of the bound is then expected)
     reseeded: bool = False
+    #: how far the next bound may fall below this one: what the update gave up of the
+    #: expected complete log-likelihood (per unit weight) when it is not that function's
+    #: maximizer (GaussianMixture's reg_covar); 0 for an exact M-step
+    slack: float = 0.0
     #: the model's own fields for the callback (e.g. K-means' center_shift, n_changed)
     report: dict = {}
 
@@ -414,6 +418,7 @@ class EMEstimator(FastEMEstimator):
             if state is not None:  # resuming: parameters and history from the checkpoint
                 lower_bound, bounds = state["lower_bound"], list(state["bounds"])
                 first_iter, reseeded_last = state["n_iter"] + 1, state["reseeded_last"]
+                slack = state.get("slack", 0.0)
                 state = None
             else:
                 if initialize:
@@ -421,6 +426,7 @@ class EMEstimator(FastEMEstimator):
                 lower_bound = -np.inf if initialize else getattr(self, "lower_bound_", -np.inf)
                 bounds, first_iter = [], 1
                 reseeded_last = True  # the first change is from -inf (or a warm start)
+                slack = 0.0
             self._em_begin(data, init, first_iter - 1)
             converged, n_iter = False, first_iter - 1
             if max_iter == 0:
@@ -434,8 +440,10 @@ class EMEstimator(FastEMEstimator):
                     previous, lower_bound = lower_bound, it.bound
                     bounds.append(lower_bound)
                     change = lower_bound - previous
-                    if change < -1e-9 * max(1.0, abs(lower_bound)) and not reseeded_last:
-                        # EM cannot decrease the lower bound: this is a bug, say so loudly
+                    if (change < -1e-9 * max(1.0, abs(lower_bound)) - slack
+                            and not reseeded_last):
+                        # EM cannot decrease the lower bound (by more than an inexact
+                        # M-step gave up): this is a bug, say so loudly
                         warnings.warn(
                             f"{type(self).__name__}: the lower bound decreased by "
                             f"{-change:.3g} at iteration {n_iter}; EM guarantees it cannot. "
@@ -446,7 +454,7 @@ class EMEstimator(FastEMEstimator):
                     if converged is None:
                         converged = not it.reseeded and abs(change) < self.tol
                     info.update(lower_bound=float(lower_bound), change=float(change))
-                reseeded_last = it.reseeded
+                reseeded_last, slack = it.reseeded, it.slack
                 if callback is not None and callback(dict(
                         info, **it.report, converged=converged,
                         elapsed=time.perf_counter() - started)):
@@ -456,7 +464,8 @@ class EMEstimator(FastEMEstimator):
                     break
                 if n_iter < max_iter and ckpt.path is not None:  # (packing copies parameters)
                     ckpt.maybe_save(n_iter, *self._pack_checkpoint(
-                        init, n_iter, lower_bound, bounds, reseeded_last, best), random_state)
+                        init, n_iter, lower_bound, bounds, (reseeded_last, slack), best),
+                        random_state)
             run = Run(self._em_end(data, lower_bound, converged), self._get_parameters(),
                       n_iter, converged, bounds)
             if best is None or self._em_improves(data, run, best):
@@ -502,8 +511,9 @@ class EMEstimator(FastEMEstimator):
         ``_from_summaries`` takes)."""
         return tuple(None if s is None else s * total_weight for s in running)
 
-    def _pack_checkpoint(self, init, n_iter, lower_bound, bounds, reseeded_last, best):
-        """(JSON state, arrays function) of the EM loop after iteration ``n_iter``."""
+    def _pack_checkpoint(self, init, n_iter, lower_bound, bounds, last, best):
+        """(JSON state, arrays function) of the EM loop after iteration ``n_iter``;
+        ``last``: (the last update re-seeded, its slack)."""
         def arrays():
             out = {f"cur_{i}": np.asarray(a) for i, a in enumerate(self._get_parameters())}
             if best is not None:
@@ -512,7 +522,7 @@ class EMEstimator(FastEMEstimator):
 
         state = {"init": init, "n_iter": n_iter, "lower_bound": float(lower_bound),
                  "bounds": [float(v) for v in bounds], "n_params": len(self._get_parameters()),
-                 "reseeded_last": bool(reseeded_last),
+                 "reseeded_last": bool(last[0]), "slack": float(last[1]),
                  "counters": {name: int(getattr(self, name)) for name in self._em_counters},
                  "best": None if best is None else {
                      "score": float(best.score), "n_iter": int(best.n_iter),
@@ -531,6 +541,21 @@ class EMEstimator(FastEMEstimator):
             b["score"], tuple(files[f"best_{i}"] for i in range(n)), b["n_iter"],
             b["converged"], b["bounds"])
         return dict(state, best=best)
+
+
+def floored_counts(nk, data):
+    """The components' weighted counts plus a floor, so that no weight is exactly zero.
+
+    scikit-learn adds ``10 eps`` to every count.  With sample weights the floor here is
+    ``10 eps`` times the mean weight (``10 eps`` for unit weights, as scikit-learn): a
+    fixed floor would outweigh counts whose total is below about 1e-14 (the weights
+    would all come out equal) and would break the fit's invariance to a common factor
+    of the weights.
+    """
+    return nk + _COUNT_FLOOR * (data.total_weight / data.n_rows)
+
+
+_COUNT_FLOOR = 10 * np.finfo(np.float64).eps
 
 
 class BaseMixture(EMEstimator):

@@ -5,7 +5,7 @@ E-step and M-step statistics come from one fused pass over the data per iteratio
 is ever held while fitting.  The M-step turns the shifted statistics into
 parameters in float64:
 
-    nk_k   = sum_i w_i r_ik + 10 eps                  (as scikit-learn, so no nk is 0)
+    nk_k   = sum_i w_i r_ik + 10 eps mean_i(w_i)      (as scikit-learn, so no nk is 0)
     d_k    = sum_i w_i r_ik (x_i - s_k) / nk_k        (s_k: the shift, the old mean)
     mu_k   = s_k + d_k
     Sigma_k = [sum_i w_i r_ik (x_i - s_k)(x_i - s_k)^T - (2 nk_k - n_k) d_k d_k^T] / nk_k
@@ -27,7 +27,7 @@ import numpy as np
 from ._config import BACKENDS
 from ._threads import limit_blas_threads
 from ._validation import Interval, Options, check_array, check_magnitude
-from .base import BaseMixture
+from .base import BaseMixture, Iteration, floored_counts
 from .exceptions import ConvergenceWarning
 from .kernels._covariance import COVARIANCE_TYPES
 
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
     from ._typing import ArrayLike
 
 
-_EPS = 10 * np.finfo(np.float64).eps
 #: Each covariance type's kernels (log densities, log norms and labels, the fused E+M
 #: statistics), named in full so that a search finds every caller.
 _KERNELS = {
@@ -357,7 +356,7 @@ class GaussianMixture(BaseMixture):
 
     # ------------------------------------------------------------------ data checks
     def _check_data(self, X):
-        check_magnitude(X, None)
+        check_magnitude(X, None, per_row=True)
         return X
 
     def _fit_data(self, rows):
@@ -481,7 +480,7 @@ class GaussianMixture(BaseMixture):
 
         Returns the number of components re-seeded.
         """
-        nk = nk_raw + _EPS
+        nk = floored_counts(nk_raw, rows)
         d = sum_x / nk[:, None]
         means = means_shift + d
         covariances = self._covariances_from_moments(nk, d, sum_xx, nk_raw)
@@ -602,6 +601,73 @@ class GaussianMixture(BaseMixture):
         means_shift, nk, sum_x, sum_xx = stats
         return self._set_from_moments(rows, nk, means_shift, sum_x, sum_xx)
 
+    def _em_iterate(self, rows):
+        """One E+M iteration, with the slack reg_covar leaves the next bound.
+
+        EM's guarantee is that the log-likelihood rises by at least what the update
+        gains of Q, the expected complete log-likelihood under this E-step.  Adding
+        reg_covar to the covariances makes the update Q's maximizer no more, and its
+        gain can be negative (a component on one point, whose variance was above
+        reg_covar, is put back at reg_covar): the bound may then fall by that much.
+        """
+        bound, stats = self._summarize(rows)
+        before = self._expected_complete_loglik(stats)
+        noise = self._bound_rounding(stats, rows.dtype)
+        reseeded = self._from_summaries(rows, stats)
+        lost = before - self._expected_complete_loglik(stats)
+        return Iteration(bound, reseeded=bool(reseeded),
+                         slack=(max(lost, 0.0) + noise) / rows.total_weight)
+
+    def _bound_rounding(self, stats, dtype):
+        """The size of the rounding errors of the bounds before and after an update.
+
+        Each sample's squared Mahalanobis distance is a sum of terms bounded by
+        ||P_k||_2 ||x - mu_k||^2, computed in the data's dtype, so it carries an error of
+        a few eps times that (||P||_2 <= the largest absolute row sum of P); summed with
+        the weights, sum_i w_i r_ik ||x_i - mu_k||^2 is about tr(M_k).  For data that fit
+        the model this is a few eps times D per unit weight; for a near-singular
+        covariance (data of scale 1e8 on fewer points than features, reg_covar 1e-6)
+        it is large, and rounding alone does move the bound that much.
+        """
+        _, _, _, sum_xx = stats
+        cov = self.covariance_type
+        prec = self.precisions_.astype(np.float64)
+        if cov in ("full", "tied"):
+            norm_p = np.abs(prec).sum(axis=-1).max(axis=-1)
+            tr_m = np.trace(sum_xx, axis1=-2, axis2=-1)
+        elif cov == "diag":
+            norm_p, tr_m = prec.max(axis=1), sum_xx.sum(axis=1)
+        else:
+            norm_p, tr_m = prec, sum_xx
+        return 4.0 * float(np.finfo(dtype).eps) * float(np.sum(norm_p * tr_m))
+
+    def _expected_complete_loglik(self, stats):
+        """Q of the current parameters for the E-step statistics ``stats``:
+
+            Q   = sum_k n_k c_k - 1/2 sum_k tr(P_k C_k)
+            c_k = log pi_k + 1/2 log|P_k| - D/2 log 2 pi
+            C_k = sum_i w_i r_ik (x_i - mu_k)(x_i - mu_k)^T
+                = M_k - s_k e_k^T - e_k s_k^T + n_k e_k e_k^T
+
+        where the statistics are around the shift t_k (``M_k``, ``s_k``), e_k = mu_k - t_k,
+        and P_k the precision (shared when tied; diagonal, or a multiple of the identity).
+        """
+        shift, n, sum_x, sum_xx = stats
+        cov = self.covariance_type
+        prec = self.precisions_.astype(np.float64)
+        e = self.means_.astype(np.float64) - shift
+        if cov in ("full", "tied"):
+            p = prec if cov == "full" else np.broadcast_to(prec, (n.shape[0],) + prec.shape)
+            trace = np.sum(p * sum_xx) if cov == "full" else np.sum(prec * sum_xx)
+            quad = np.einsum("ki,kij,kj->k", e, p, n[:, None] * e - 2.0 * sum_x)
+        else:
+            p = prec if cov == "diag" else prec[:, None]
+            trace = np.sum(prec * sum_xx)
+            quad = np.sum(p * e * (n[:, None] * e - 2.0 * sum_x), axis=1)
+        with np.errstate(invalid="ignore"):  # an empty component's 0 * log 0
+            counts = np.where(n > 0, n * self._log_consts(), 0.0)
+        return float(np.sum(counts) - 0.5 * (trace + np.sum(quad)))
+
     # ------------------------------------------------------------------ initialization
     def _initial_labels(self, rows, random_state):
         """Hard initial assignment (-1: no component), as per-row state of ``rows``, for
@@ -646,7 +712,7 @@ class GaussianMixture(BaseMixture):
             for part_nk, part_sums in parts:
                 nk += part_nk
                 sums += part_sums
-        shift = sums / (nk + _EPS)[:, None]
+        shift = sums / floored_counts(nk, rows)[:, None]
         if labels is None:
             end_state = random_state.get_state()
             random_state.set_state(state)  # replay the same draws for the second pass
@@ -676,8 +742,8 @@ class GaussianMixture(BaseMixture):
             nk, shift, sum_x, sum_xx = self._initial_moments(rows, random_state)
             self._set_from_moments(rows, nk, shift, sum_x, sum_xx)
             if user["weights"] is None:
-                # scikit-learn: initial weights are nk / n_samples (nk including 10 eps)
-                self.weights_ = ((nk + _EPS) / rows.total_weight).astype(rows.dtype)
+                # scikit-learn: initial weights are nk / n_samples (nk with its floor)
+                self.weights_ = (floored_counts(nk, rows) / rows.total_weight).astype(rows.dtype)
         if user["weights"] is not None:
             self.weights_ = user["weights"]
         if user["means"] is not None:

@@ -674,7 +674,7 @@ class _KMeansBase(EMEstimator):
         self._check_is_fitted()
         X = self._validate_data(X, reset=False)
         centers = np.ascontiguousarray(self.cluster_centers_, dtype=X.dtype)
-        check_magnitude(X, None, also=centers)
+        check_magnitude(X, None, also=centers, per_row=True)
         return X, centers
 
     def _labels_inertia(self, X, centers, sample_weight):
@@ -704,6 +704,7 @@ class _KMeansBase(EMEstimator):
         X, centers = self._predict_input(X)
         sample_weight = check_sample_weight(sample_weight, X.shape[0],
                                             owner=f"{type(self).__name__}.score")
+        check_magnitude(X, sample_weight, also=centers)  # the inertia sums over the rows
         return -self._labels_inertia(X, centers, sample_weight)[1]
 
     @lazy_on_dask("X", lambda est: est.n_clusters)
