@@ -9,18 +9,24 @@ from ._dispatch import available_backends
 from ._persist import load
 from ._stream import Chunks
 from .bernoulli_mixture import BernoulliMixture
+from .categorical_hmm import CategoricalHMM
 from .categorical_mixture import CategoricalMixture
+from .gaussian_hmm import GaussianHMM
 from .gaussian_mixture import GaussianMixture
 from .kmeans import KMeans, kmeans_plusplus
 from .minibatch_kmeans import MiniBatchKMeans
+from .multinomial_hmm import MultinomialHMM
 from .multinomial_mixture import MultinomialMixture
+from .poisson_hmm import PoissonHMM
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BernoulliMixture",
+    "CategoricalHMM",
     "CategoricalMixture",
     "Chunks",
+    "GaussianHMM",
     "GaussianMixture",
     "KMeans",
     "MiniBatchKMeans",
@@ -29,7 +35,9 @@ __all__ = [
     "get_config",
     "kmeans_plusplus",
     "load",
+    "MultinomialHMM",
     "MultinomialMixture",
+    "PoissonHMM",
     "set_config",
     "__version__",
 ]

@@ -71,6 +71,8 @@ def _satisfies(value, constraint):
         return isinstance(value, (bool, np.bool_))
     if constraint == "callable":
         return callable(value)
+    if constraint == "str":
+        return isinstance(value, str)
     if constraint == "array-like":
         return isinstance(value, np.ndarray) or (
             hasattr(value, "__array__") or isinstance(value, (list, tuple))
@@ -90,6 +92,7 @@ def _describe(constraint):
         None: "None",
         "boolean": "a bool",
         "callable": "a callable",
+        "str": "a str",
         "array-like": "an array-like",
         "random_state": "None, an int in [0, 2**32 - 1] or a numpy RandomState",
     }.get(constraint, None) if not hasattr(constraint, "is_satisfied_by") else str(constraint)

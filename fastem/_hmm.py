@@ -1,0 +1,501 @@
+"""What every hidden Markov model shares: sequences, Baum-Welch on the EM engine, and
+hmmlearn's API (0.3 names, defaults and semantics).
+
+A model has K states; ``startprob_`` (K,) and ``transmat_`` (K, K), rows the "from"
+state, and an emission distribution per state that the subclass defines.  ``X`` holds
+the sequences one after another and ``lengths`` their lengths (None: one sequence).
+
+One EM iteration (``_summarize``, then ``_from_summaries``) is one pass over chunks of
+whole sequences.  Per chunk: the emission log-probabilities (the mixture kernels),
+forward-backward over its sequences in parallel (the ``hmm`` kernels: posteriors
+``gamma_t(k)`` and, summed over t per sequence, the expected transitions
+``xi_ij``), and the emission statistics weighted by ``gamma``; the chunks' additive
+float64 statistics are summed in chunk order, so the fit does not depend on the thread
+count.  No T x K x K array is ever held.  The M-step is hmmlearn's, priors included:
+
+    startprob_i  ~ max(startprob_prior_i - 1 + sum_seq gamma_0(i), 0)
+    transmat_ij  ~ max(transmat_prior_ij - 1 + sum_seq sum_t xi_t(i, j), 0)
+
+each normalised to sum to one, entries that are zero staying zero.  A row with nothing
+to normalise (a state no transition left in this iteration: hmmlearn leaves a row of
+zeros, hmmlearn #186 and #276) keeps its previous values, so every row always sums to
+one.  The lower bound of an iteration is the log-likelihood of all the sequences under
+the parameters before its update, as hmmlearn's ``monitor_`` records it.
+"""
+
+from __future__ import annotations
+
+import numbers
+import string
+import warnings
+from collections import deque
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ._config import BACKENDS
+from ._threads import limit_blas_threads
+from ._validation import Interval, Options, check_random_state
+from .base import EMEstimator, Iteration
+
+if TYPE_CHECKING:
+    from typing import Any, Optional
+
+    from ._typing import ArrayLike, Floats, Labels
+
+#: Rows of float64 per-step work (log-emissions and posteriors, K each) a chunk holds.
+_CHUNK_VALUES = 1 << 21
+
+
+class ConvergenceMonitor:
+    """hmmlearn's convergence monitor: ``history`` (the log-likelihood of every
+    iteration), ``iter`` (iterations run), ``converged`` (the last gain was below
+    ``tol``, or ``n_iter`` iterations ran, as hmmlearn defines it)."""
+
+    def __init__(self, tol, n_iter, verbose):
+        self.tol, self.n_iter, self.verbose = tol, n_iter, verbose
+        self.history = deque()
+        self.iter = 0
+
+    def __repr__(self):
+        return (f"ConvergenceMonitor(history={list(self.history)}, iter={self.iter}, "
+                f"n_iter={self.n_iter}, tol={self.tol}, verbose={self.verbose})")
+
+    def _reset(self):
+        self.iter = 0
+        self.history.clear()
+
+    def report(self, log_prob):
+        import sys
+
+        if self.verbose:
+            delta = log_prob - self.history[-1] if self.history else np.nan
+            print(f"{self.iter + 1:>10d} {log_prob:>16.8f} {delta:>+16.8f}", file=sys.stderr)
+        self.history.append(log_prob)
+        self.iter += 1
+
+    @property
+    def converged(self):
+        return (self.iter == self.n_iter or
+                (len(self.history) >= 2 and self.history[-1] - self.history[-2] < self.tol))
+
+
+class Sequences:
+    """Validated X and its sequences: ``offsets`` (S + 1,), sequence s being rows
+    ``offsets[s]:offsets[s + 1]``, and ``groups``, runs of whole sequences of about
+    ``_CHUNK_VALUES / K`` rows each (a longer sequence is a group of its own)."""
+
+    def __init__(self, X, lengths, n_states):
+        n = X.shape[0]
+        if lengths is None:
+            lengths = np.array([n])
+        lengths = np.asarray(lengths)
+        if lengths.ndim != 1 or lengths.dtype.kind not in "iu" and not (
+                lengths.dtype.kind == "f" and np.all(lengths == np.round(lengths))):
+            raise ValueError("lengths must be a 1-D array of non-negative integers (one "
+                             f"length per sequence); got {lengths!r}.")
+        lengths = lengths.astype(np.int64)
+        if (lengths < 0).any():
+            raise ValueError("lengths must be non-negative; got a length of "
+                             f"{int(lengths.min())}.")
+        if int(lengths.sum()) != n:
+            raise ValueError(f"lengths must sum to len(X) = {n} (one entry per sequence, "
+                             f"in the order the sequences are stacked in X); they sum to "
+                             f"{int(lengths.sum())}.")
+        self.X = X
+        self.offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        self.n_rows, self.n_sequences = n, lengths.shape[0]
+        self.total_weight = float(n)
+        limit = max(1, _CHUNK_VALUES // max(n_states, 1))
+        groups, start = [], 0
+        for s in range(1, self.n_sequences + 1):
+            if self.offsets[s] - self.offsets[start] > limit and s - 1 > start:
+                groups.append((start, s - 1))
+                start = s - 1
+        groups.append((start, self.n_sequences))
+        self.groups = groups
+
+    @property
+    def dtype(self):
+        return self.X.dtype
+
+    def chunks(self):
+        """(rows of X, offsets within them) of each group, in order."""
+        for a, b in self.groups:
+            lo, hi = self.offsets[a], self.offsets[b]
+            yield self.X[lo:hi], self.offsets[a:b + 1] - lo
+
+
+def _normalized_rows(counts, previous):
+    """Rows of ``counts`` scaled to sum to one; a row summing to zero keeps its
+    ``previous`` values."""
+    counts = np.atleast_2d(counts)
+    sums = counts.sum(axis=1, keepdims=True)
+    empty = ~(sums[:, 0] > 0)
+    out = counts / np.where(empty[:, None], 1.0, sums)
+    if empty.any():
+        out[empty] = np.atleast_2d(previous)[empty]
+    return out
+
+
+def _check_distribution(value, shape, name):
+    """A float64 array of ``shape`` whose last axis holds probabilities summing to one."""
+    arr = np.array(value, dtype=np.float64)
+    if arr.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}; got {arr.shape}.")
+    if not np.isfinite(arr).all() or (arr < 0).any():
+        raise ValueError(f"{name} must hold finite, non-negative probabilities.")
+    sums = arr.sum(axis=-1)
+    if not np.allclose(sums, 1.0):
+        raise ValueError(f"{name} {'rows ' if arr.ndim > 1 else ''}must sum to 1; got sums "
+                         f"{np.round(sums, 6)}.")
+    return arr
+
+
+class BaseHMM(EMEstimator):
+    """Baum-Welch for one emission family; see the module docstring.
+
+    Subclasses define the emission model: ``_emission_letters`` (their letters in
+    ``params`` / ``init_params``), ``_emission_attributes`` (the fitted arrays, in
+    parameter order), ``_init_emissions(X, random_state)``, ``_check_emissions()``,
+    ``_emission_log_prob(X)`` ((n, K) float64), ``_emission_stats(X, posteriors)``
+    (additive float64 arrays), ``_emission_mstep(stats)``, ``_emission_sizes()``
+    (free scalars per letter) and ``_generate_sample_from_state(state, random_state)``;
+    ``_flat_emission_priors`` says whether the emission update is the likelihood's
+    maximizer (otherwise the log-likelihood alone may fall in an iteration).
+    """
+
+    _estimator_type = "hmm"
+    _emission_letters = ""
+    _emission_attributes = ()
+    _fitted_attributes = ("startprob_", "transmat_", "monitor_", "n_features_in_")
+    verbose_interval = 1
+
+    _parameter_constraints = {
+        "n_components": [Interval(numbers.Integral, 1, None)],
+        "startprob_prior": [Interval(numbers.Real, 0.0, None), "array-like"],
+        "transmat_prior": [Interval(numbers.Real, 0.0, None), "array-like"],
+        "algorithm": [Options("viterbi", "map")],
+        "random_state": ["random_state"],
+        "n_iter": [Interval(numbers.Integral, 0, None)],
+        "tol": [Interval(numbers.Real, None, None)],
+        "verbose": ["boolean", Interval(numbers.Integral, 0, None)],
+        "params": ["str"],
+        "init_params": ["str"],
+        "implementation": [Options("log", "scaling")],
+        "backend": [None, Options(*BACKENDS)],
+        "n_threads": [None, Interval(numbers.Integral, 1, None)],
+    }
+
+    def __init__(self, n_components=1, startprob_prior=1.0, transmat_prior=1.0,
+                 algorithm="viterbi", random_state=None, n_iter=10, tol=1e-2, verbose=False,
+                 params=string.ascii_letters, init_params=string.ascii_letters,
+                 implementation="log", backend=None, n_threads=None):
+        self.n_components = n_components
+        self.startprob_prior = startprob_prior
+        self.transmat_prior = transmat_prior
+        self.algorithm = algorithm
+        self.random_state = random_state
+        self.n_iter = n_iter
+        self.tol = tol
+        self.verbose = verbose
+        self.params = params
+        self.init_params = init_params
+        self.implementation = implementation
+        self.backend = backend
+        self.n_threads = n_threads
+
+    @property
+    def _kernel_family(self):
+        # The HMM estimators join fastem/_families.py's declaration (and with it the
+        # ``fastem`` command and model files) together with their command-line support.
+        return "hmm"
+
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "monitor_")
+
+    # ------------------------------------------------------------------ data
+    def _check_input(self, X, *, owner, copy, name="X"):
+        from ._validation import check_array
+
+        return check_array(X, name=name, owner=owner, copy=copy)
+
+    def _sequences(self, X, lengths, *, reset):
+        X = self._validate_data(X, reset=reset)
+        return Sequences(X, lengths, self.n_components)
+
+    def _hmm_kernels(self):
+        return self._kernels(self._runtime[0], "hmm")
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X: ArrayLike, lengths: Optional[ArrayLike] = None) -> BaseHMM:
+        """Estimate the parameters by Baum-Welch (EM); returns self.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            The sequences, one after another.
+        lengths : array-like of int, shape (n_sequences,), default=None
+            The length of each sequence in X (they must sum to ``len(X)``); None: X is
+            one sequence.
+
+        What ``init_params`` names is initialized (hmmlearn's draws); what it leaves out
+        must have been set by hand before ``fit``.  Then up to ``n_iter`` iterations,
+        until the log-likelihood gains less than ``tol``; ``monitor_`` holds the history.
+        """
+        self._validate_params()
+        self._check_priors()
+        data = self._sequences(X, lengths, reset=True)
+        self._runtime = self._resolve_runtime()
+        self.monitor_ = ConvergenceMonitor(self.tol, self.n_iter, self.verbose)
+        with limit_blas_threads():
+            best, _ = self._run_em(data, n_init=1, initialize=True,
+                                   random_state=check_random_state(self.random_state),
+                                   max_iter=self.n_iter)
+        self.n_iter_ = best.n_iter
+        self.backend_ = self._runtime[0]
+        return self
+
+    def _check_priors(self):
+        k = self.n_components
+        for name, shape in (("startprob_prior", (k,)), ("transmat_prior", (k, k))):
+            value = np.asarray(getattr(self, name), dtype=np.float64)
+            try:
+                np.broadcast_to(value, shape)
+            except ValueError:
+                raise ValueError(f"{name} must be a scalar or broadcast to shape {shape}; "
+                                 f"got shape {value.shape}.") from None
+            if not np.isfinite(value).all() or (value < 0).any():
+                raise ValueError(f"{name} must be finite and non-negative.")
+
+    def _em_initialize(self, data, random_state):
+        k = self.n_components
+        if "s" in self.init_params or not hasattr(self, "startprob_"):
+            self.startprob_ = random_state.dirichlet(np.full(k, 1.0 / k))
+        if "t" in self.init_params or not hasattr(self, "transmat_"):
+            self.transmat_ = random_state.dirichlet(np.full(k, 1.0 / k), size=k)
+        self._init_emissions(data.X, check_random_state(self.random_state))
+        self._check_parameters()
+
+    def _check_parameters(self):
+        k = self.n_components
+        self.startprob_ = _check_distribution(self.startprob_, (k,), "startprob_")
+        self.transmat_ = _check_distribution(self.transmat_, (k, k), "transmat_")
+        self._check_emissions()
+
+    def _needs_init(self, letter, name):
+        return letter in self.init_params or not hasattr(self, name)
+
+    def _em_begin(self, data, init, n_done):
+        self.monitor_._reset()
+
+    def _em_iterate(self, data):
+        bound, stats = self._summarize(data)
+        self._from_summaries(data, stats)
+        self.monitor_.report(bound)
+        history = self.monitor_.history
+        # hmmlearn's rule (a signed gain); a MAP update (informative priors) maximizes
+        # the posterior, not the likelihood, which may then fall: no monotonicity check
+        flat = self._flat_emission_priors() and self._flat_transition_priors()
+        return Iteration(bound, converged=len(history) >= 2 and
+                         history[-1] - history[-2] < self.tol, slack=0.0 if flat else np.inf)
+
+    def _flat_transition_priors(self):
+        return bool(np.all(np.asarray(self.startprob_prior) == 1.0)
+                    and np.all(np.asarray(self.transmat_prior) == 1.0))
+
+    def _flat_emission_priors(self):
+        return True
+
+    def _forward_backward(self, X, offsets):
+        """(log P of each sequence, posteriors (n, K), xi sums (S, K, K)) of one chunk."""
+        k, n_seq = self.n_components, offsets.shape[0] - 1
+        log_em = self._emission_log_prob(X)
+        log_prob, post = np.empty(n_seq), np.empty((X.shape[0], k))
+        xi = np.empty((n_seq, k, k))
+        with np.errstate(divide="ignore"):
+            log_start, log_trans = np.log(self.startprob_), np.log(self.transmat_)
+        self._hmm_kernels().forward_backward(log_start, log_trans, log_em, offsets,
+                                             self.implementation == "scaling", log_prob, post,
+                                             xi, self._runtime[1])
+        impossible = np.flatnonzero(~np.isfinite(log_prob))
+        if impossible.size:
+            raise ValueError(
+                f"A sequence (number {int(impossible[0])} of its chunk) has probability zero "
+                "under the model: no path of allowed transitions explains it (zeros in "
+                "startprob_ or transmat_, or an emission of probability zero).")
+        return log_prob, post, xi
+
+    def _summarize(self, data):
+        """Log-likelihood of every sequence and the additive statistics: (start counts,
+        transition counts, *emission statistics), summed over the chunks in order."""
+        k = self.n_components
+        start, trans = np.zeros(k), np.zeros((k, k))
+        emission, bound = None, 0.0
+        for X, offsets in data.chunks():
+            log_prob, post, xi = self._forward_backward(X, offsets)
+            bound += float(np.sum(log_prob))
+            firsts = offsets[:-1][offsets[1:] > offsets[:-1]]
+            start += post[firsts].sum(axis=0)
+            trans += xi.sum(axis=0)
+            part = self._emission_stats(X, post)
+            emission = part if emission is None else tuple(a + b for a, b in zip(emission, part))
+        return bound, (start, trans) + emission
+
+    def _from_summaries(self, data, stats):
+        start, trans, *emission = stats
+        if "s" in self.params:
+            counts = np.maximum(np.asarray(self.startprob_prior) - 1.0 + start, 0.0)
+            counts = np.where(self.startprob_ == 0, 0.0, counts)
+            self.startprob_ = _normalized_rows(counts, self.startprob_)[0]
+        if "t" in self.params:
+            counts = np.maximum(np.asarray(self.transmat_prior) - 1.0 + trans, 0.0)
+            counts = np.where(self.transmat_ == 0, 0.0, counts)
+            self.transmat_ = _normalized_rows(counts, self.transmat_)
+        self._emission_mstep(tuple(emission))
+        return 0
+
+    def _get_parameters(self):
+        return (self.startprob_.copy(), self.transmat_.copy()) + tuple(
+            np.array(getattr(self, name)) for name in self._emission_attributes)
+
+    def _set_parameters(self, params):
+        self.startprob_, self.transmat_ = params[0], params[1]
+        for name, value in zip(self._emission_attributes, params[2:]):
+            setattr(self, name, value)
+
+    # ------------------------------------------------------------------ inference
+    def _inference_input(self, X, lengths):
+        self._check_is_fitted()
+        self._check_parameters()
+        data = self._sequences(X, lengths, reset=False)
+        self._runtime = self._resolve_runtime()
+        return data
+
+    def _score(self, X, lengths, posteriors):
+        data = self._inference_input(X, lengths)
+        total, parts = 0.0, []
+        with limit_blas_threads():
+            for Xc, offsets in data.chunks():
+                log_prob, post, _ = self._forward_backward(Xc, offsets)
+                total += float(np.sum(log_prob))
+                if posteriors:
+                    parts.append(post)
+        return total, (np.concatenate(parts) if parts else np.empty((0, self.n_components)))
+
+    def score(self, X: ArrayLike, lengths: Optional[ArrayLike] = None) -> float:
+        """Log-likelihood of X (all its sequences) under the model."""
+        return self._score(X, lengths, False)[0]
+
+    def score_samples(self, X: ArrayLike, lengths: Optional[ArrayLike] = None
+                      ) -> tuple[float, Floats]:
+        """(log-likelihood of X, state posteriors of every sample (n_samples, n_components))."""
+        return self._score(X, lengths, True)
+
+    def predict_proba(self, X: ArrayLike, lengths: Optional[ArrayLike] = None) -> Floats:
+        """State posteriors ``P(z_t = k | the sequence)``, shape (n_samples, n_components)."""
+        return self._score(X, lengths, True)[1]
+
+    def decode(self, X: ArrayLike, lengths: Optional[ArrayLike] = None,
+               algorithm: Optional[str] = None) -> tuple[float, Labels]:
+        """(log-probability, states (n_samples,)): the most probable state path of each
+        sequence ("viterbi": its joint log-probability, summed over the sequences), or
+        each sample's most probable state ("map": then, as hmmlearn, the first value is
+        the sum of those states' posterior probabilities)."""
+        algorithm = self.algorithm if algorithm is None else algorithm
+        if algorithm not in ("viterbi", "map"):
+            raise ValueError(f"Unknown decoder {algorithm!r}; use 'viterbi' or 'map'.")
+        if algorithm == "map":
+            _, post = self._score(X, lengths, True)
+            return float(post.max(axis=1).sum()), post.argmax(axis=1).astype(np.int32)
+        data = self._inference_input(X, lengths)
+        with np.errstate(divide="ignore"):
+            log_start, log_trans = np.log(self.startprob_), np.log(self.transmat_)
+        total, paths = 0.0, []
+        with limit_blas_threads():
+            for Xc, offsets in data.chunks():
+                log_prob = np.empty(offsets.shape[0] - 1)
+                path = np.empty(Xc.shape[0], dtype=np.int32)
+                self._hmm_kernels().decode_viterbi(log_start, log_trans,
+                                                   self._emission_log_prob(Xc), offsets,
+                                                   log_prob, path, self._runtime[1])
+                total += float(np.sum(log_prob))
+                paths.append(path)
+        return total, np.concatenate(paths) if paths else np.empty(0, dtype=np.int32)
+
+    def predict(self, X: ArrayLike, lengths: Optional[ArrayLike] = None) -> Labels:
+        """The state of every sample, by ``algorithm``'s decoding."""
+        return self.decode(X, lengths)[1]
+
+    def sample(self, n_samples: int = 1, random_state: Any = None,
+               currstate: Optional[int] = None) -> tuple[Any, Labels]:
+        """(X (n_samples, n_features), states (n_samples,)) drawn from the model, with
+        hmmlearn's draws for the same ``random_state`` (None: the model's)."""
+        self._check_is_fitted()
+        self._check_parameters()
+        if not isinstance(n_samples, numbers.Integral) or n_samples < 1:
+            raise ValueError(f"n_samples must be an int >= 1; got {n_samples!r}.")
+        rs = check_random_state(self.random_state if random_state is None else random_state)
+        trans_cdf = np.cumsum(self.transmat_, axis=1)
+        if currstate is None:
+            currstate = int((np.cumsum(self.startprob_) > rs.rand()).argmax())
+        elif not (isinstance(currstate, numbers.Integral) and 0 <= currstate < self.n_components):
+            raise ValueError(f"currstate must be a state in [0, {self.n_components}); got "
+                             f"{currstate!r}.")
+        states = [int(currstate)]
+        X = [self._generate_sample_from_state(states[0], rs)]
+        for _ in range(n_samples - 1):
+            states.append(int((trans_cdf[states[-1]] > rs.rand()).argmax()))
+            X.append(self._generate_sample_from_state(states[-1], rs))
+        return np.atleast_2d(X), np.array(states, dtype=int)
+
+    def get_stationary_distribution(self) -> Floats:
+        """The stationary distribution of the states: the left eigenvector of
+        ``transmat_`` for eigenvalue 1, normalised to sum to one."""
+        from scipy import linalg
+
+        self._check_is_fitted()
+        eigvals, eigvecs = linalg.eig(self.transmat_.T)
+        vec = np.real_if_close(eigvecs[:, np.argmax(eigvals)])
+        return vec / vec.sum()
+
+    def _n_parameters(self):
+        k = self.n_components
+        sizes = {"s": k - 1, "t": k * (k - 1), **self._emission_sizes()}
+        return sum(v for letter, v in sizes.items() if letter in self.params)
+
+    def aic(self, X: ArrayLike, lengths: Optional[ArrayLike] = None) -> float:
+        """Akaike information criterion: -2 log L + 2 (free parameters ``params`` fits)."""
+        return -2 * self.score(X, lengths) + 2 * self._n_parameters()
+
+    def bic(self, X: ArrayLike, lengths: Optional[ArrayLike] = None) -> float:
+        """Bayesian information criterion: -2 log L + (free parameters) log(n_samples)."""
+        return -2 * self.score(X, lengths) + self._n_parameters() * np.log(len(X))
+
+
+def warn_empty_states(states, what):
+    """Say that ``states`` had no occupancy in an iteration (their ``what`` kept)."""
+    from .gaussian_mixture import CollapseWarning
+
+    if len(states):
+        warnings.warn(f"State(s) {list(map(int, states))} had no occupancy in this iteration; "
+                      f"their {what} were kept (hmmlearn would give NaN). Consider fewer "
+                      "states.", CollapseWarning, stacklevel=4)
+
+
+def check_counts(X, name="X", owner="this estimator"):
+    """X as a C-contiguous float64 array of non-negative integer counts."""
+    from ._validation import check_array
+
+    arr = check_array(X, name=name, owner=owner, dtype=np.float64)
+    if (arr < 0).any() or not np.all(arr == np.round(arr)):
+        raise ValueError(f"{name} must hold non-negative integer counts for {owner}.")
+    return arr
+
+
+def count_log_likelihood(X, log_table, row_term):
+    """sum_j x_j log table_kj + row_term(x), (n, K): the log-density of count emissions
+    (Poisson, multinomial).  A table entry of zero gives log tiny, not -inf, so that a
+    zero count times it is 0 (xlogy), not NaN."""
+    log_table = np.maximum(log_table, np.log(np.finfo(np.float64).tiny))
+    return X @ log_table.T + row_term[:, None]

@@ -1,0 +1,287 @@
+"""Hidden Markov models with Gaussian emissions: ``GaussianHMM``, a drop-in for hmmlearn's.
+
+State k emits x ~ N(mu_k, Sigma_k), Sigma_k of one of four forms (``covariance_type``:
+"spherical" sigma_k^2 I, "diag", "full", or "tied", one matrix for every state).  The
+emission log-densities come from GaussianMixture's kernels (``estimate_log_prob_<cov>``
+with zero log-weights).  The M-step is hmmlearn's, with its priors (Huang, Acero and
+Hon, *Spoken Language Processing*, pp. 443-445): with N_k = sum_t gamma_t(k),
+
+    mu_k    = (means_weight * means_prior + sum_t gamma_t(k) x_t) / (means_weight + N_k)
+    C_k     = sum_t gamma_t(k) (x_t - mu_k)(x_t - mu_k)^T
+              + means_weight (mu_k - means_prior)(mu_k - means_prior)^T
+    diag, spherical: Sigma_k = (covars_prior + diag C_k) / max(max(covars_weight - 1, 0)
+                               + N_k, 1e-5)          (spherical: averaged over features)
+    full:  Sigma_k = (covars_prior + C_k) / (max(covars_weight - D, 0) + N_k)
+    tied:  Sigma   = (covars_prior + sum_k C_k) / (max(covars_weight - D, 0) + sum_k N_k)
+
+The statistics are accumulated around the data's mean c (``sum gamma (x - c)`` and the
+second moments of ``x - c``), and C_k is formed from them exactly, so a large offset in
+the data does not cancel away the variances.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ._hmm import BaseHMM, warn_empty_states
+from ._validation import Interval, Options
+from .gaussian_mixture import _cholesky_upper_precision
+from .kernels._covariance import COVARIANCE_TYPES
+
+if TYPE_CHECKING:
+    from typing import Any, Optional
+
+
+def _full_covars(covars, cov_type, n_components, n_features):
+    """The covariance of every state as (K, D, D) matrices, from the stored form."""
+    if cov_type == "full":
+        return covars
+    if cov_type == "tied":
+        return np.broadcast_to(covars, (n_components, n_features, n_features)).copy()
+    if cov_type == "diag":
+        return np.einsum("kd,de->kde", covars, np.eye(n_features))
+    return covars[:, None, None] * np.eye(n_features)[None]
+
+
+class GaussianHMM(BaseHMM):
+    """Hidden Markov model with Gaussian emissions, fitted by Baum-Welch.
+
+    Parameters
+    ----------
+    n_components : int, default=1
+        Number of states.
+    covariance_type : {"spherical", "diag", "full", "tied"}, default="diag"
+    min_covar : float, default=1e-3
+        Added to the diagonal of the data's covariance that initializes ``covars_``.
+    startprob_prior, transmat_prior : float or array, default=1.0
+        Dirichlet priors of ``startprob_`` and of each row of ``transmat_`` (1: none).
+    means_prior, means_weight : float or array, default=0
+        Normal prior of the means: its mean and its weight in samples.
+    covars_prior, covars_weight : float or array, default=1e-2, 1
+        Prior of the covariances (see the module docstring).
+    algorithm : {"viterbi", "map"}, default="viterbi"
+        The decoder of ``decode`` and ``predict``.
+    random_state : None, int or RandomState, default=None
+    n_iter : int, default=10
+        Maximum number of EM iterations.
+    tol : float, default=1e-2
+        Stop when the log-likelihood gains less than this.
+    verbose : bool, default=False
+        Print each iteration's log-likelihood and gain to stderr.
+    params, init_params : str, default="stmc"
+        What EM updates / what ``fit`` initializes: "s" startprob, "t" transmat, "m"
+        means, "c" covars.  A parameter left out of ``init_params`` must be set by hand.
+    implementation : {"log", "scaling"}, default="log"
+        Forward-backward in log space or by scaling (faster; where it would underflow it
+        falls back to log space by itself instead of failing).
+    backend : {"auto", "numba", "cython", "numpy"} or None, default=None
+    n_threads : int or None, default=None
+        Sequences run in parallel on this many threads; the result is the same for any.
+
+    Attributes
+    ----------
+    startprob_ : (n_components,), transmat_ : (n_components, n_components)
+    means_ : (n_components, n_features)
+    covars_ : (n_components, n_features, n_features), every state's covariance matrix
+        (set it in the ``covariance_type``'s own shape: spherical (n_components,), diag
+        (n_components, n_features), full (n_components, n_features, n_features), tied
+        (n_features, n_features))
+    n_features : int
+    monitor_ : ConvergenceMonitor (``history``, ``iter``, ``converged``)
+    """
+
+    _emission_letters = "mc"
+    _emission_attributes = ("means_", "_covars_")
+    _parameter_constraints = {
+        **BaseHMM._parameter_constraints,
+        "covariance_type": [Options(*COVARIANCE_TYPES)],
+        "min_covar": [Interval(numbers.Real, 0.0, None)],
+        "means_prior": [Interval(numbers.Real, None, None), "array-like"],
+        "means_weight": [Interval(numbers.Real, 0.0, None), "array-like"],
+        "covars_prior": [Interval(numbers.Real, None, None), "array-like"],
+        "covars_weight": [Interval(numbers.Real, None, None), "array-like"],
+    }
+
+    def __init__(self, n_components: int = 1, covariance_type: str = "diag",
+                 min_covar: float = 1e-3, startprob_prior: Any = 1.0, transmat_prior: Any = 1.0,
+                 means_prior: Any = 0, means_weight: Any = 0, covars_prior: Any = 1e-2,
+                 covars_weight: Any = 1, algorithm: str = "viterbi", random_state: Any = None,
+                 n_iter: int = 10, tol: float = 1e-2, verbose: bool = False,
+                 params: str = "stmc", init_params: str = "stmc", implementation: str = "log",
+                 backend: Optional[str] = None, n_threads: Optional[int] = None):
+        super().__init__(n_components, startprob_prior, transmat_prior, algorithm, random_state,
+                         n_iter, tol, verbose, params, init_params, implementation, backend,
+                         n_threads)
+        self.covariance_type = covariance_type
+        self.min_covar = min_covar
+        self.means_prior = means_prior
+        self.means_weight = means_weight
+        self.covars_prior = covars_prior
+        self.covars_weight = covars_weight
+
+    # ------------------------------------------------------------------ covars_
+    @property
+    def covars_(self):
+        """Every state's covariance matrix, (n_components, n_features, n_features)."""
+        return _full_covars(self._covars_, self.covariance_type, self.n_components,
+                            self.means_.shape[1] if hasattr(self, "means_") else
+                            self._covars_.shape[-1])
+
+    @covars_.setter
+    def covars_(self, covars):
+        self._covars_ = self._checked_covars(covars)
+
+    def _checked_covars(self, covars, n_features=None):
+        cov, k = self.covariance_type, self.n_components
+        c = np.array(covars, dtype=np.float64)
+        d = n_features if n_features is not None else (c.shape[-1] if c.ndim > 1 else None)
+        shape = {"spherical": (k,), "diag": (k, d), "full": (k, d, d), "tied": (d, d)}[cov]
+        if c.shape != shape or not np.isfinite(c).all():
+            raise ValueError(f"covars_ for covariance_type={cov!r} must be a finite array of "
+                             f"shape {shape}; got shape {c.shape}.")
+        if cov in ("spherical", "diag"):
+            if (c <= 0).any():
+                raise ValueError(f"{cov!r} covars_ must be positive.")
+        else:
+            for m in (c if cov == "full" else c[None]):
+                if not np.allclose(m, m.T) or _cholesky_upper_precision(m) is None:
+                    raise ValueError(f"{cov!r} covars_ must be symmetric, positive-definite.")
+        return c
+
+    # ------------------------------------------------------------------ data and init
+    def _sequences(self, X, lengths, *, reset):
+        data = super()._sequences(X, lengths, reset=reset)
+        if reset:  # the statistics' center (see the module docstring)
+            self._center = (data.X.mean(axis=0, dtype=np.float64) if data.n_rows
+                            else np.zeros(data.X.shape[1]))
+        return data
+
+    def _init_emissions(self, X, random_state):
+        k, d = self.n_components, X.shape[1]
+        self.n_features = d
+        if self._needs_init("m", "means_"):
+            from .kmeans import KMeans
+
+            km = KMeans(k, random_state=self.random_state, n_init=10, backend=self.backend,
+                        n_threads=self.n_threads).fit(X)
+            self.means_ = km.cluster_centers_.astype(np.float64)
+        if self._needs_init("c", "_covars_"):
+            cv = np.atleast_2d(np.cov(X.T.astype(np.float64))) + self.min_covar * np.eye(d)
+            self._covars_ = {"spherical": lambda: np.full(k, cv.mean()),
+                             "diag": lambda: np.tile(np.diag(cv), (k, 1)),
+                             "full": lambda: np.tile(cv, (k, 1, 1)),
+                             "tied": lambda: cv}[self.covariance_type]()
+
+    def _check_emissions(self):
+        k = self.n_components
+        means = np.array(self.means_, dtype=np.float64)
+        if means.ndim != 2 or means.shape[0] != k or not np.isfinite(means).all():
+            raise ValueError(f"means_ must be a finite array of shape ({k}, n_features); got "
+                             f"shape {means.shape}.")
+        if hasattr(self, "n_features_in_") and means.shape[1] != self.n_features_in_:
+            raise ValueError(f"means_ has {means.shape[1]} features but X has "
+                             f"{self.n_features_in_}.")
+        self.means_ = means
+        self._covars_ = self._checked_covars(self._covars_, means.shape[1])
+        self.n_features = means.shape[1]
+
+    def _flat_emission_priors(self):
+        d = self.means_.shape[1]
+        weight_cap = 1 if self.covariance_type in ("spherical", "diag") else d
+        return bool(np.all(np.asarray(self.means_weight) == 0)
+                    and np.all(np.asarray(self.covars_prior) == 0)
+                    and np.all(np.asarray(self.covars_weight) <= weight_cap))
+
+    def _emission_sizes(self):
+        k, d = self.n_components, self.means_.shape[1]
+        return {"m": k * d, "c": {"spherical": k, "diag": k * d, "full": k * d * (d + 1) // 2,
+                                  "tied": d * (d + 1) // 2}[self.covariance_type]}
+
+    # ------------------------------------------------------------------ E-step
+    def _precision_factors(self):
+        """(prec_chol in the kernels' shape, log det U_k (K,)) of the covariances."""
+        cov, c = self.covariance_type, self._covars_
+        if cov in ("spherical", "diag"):
+            prec_chol = 1.0 / np.sqrt(c)
+            log_det = np.log(prec_chol) * (self.means_.shape[1] if cov == "spherical" else 1)
+            return prec_chol, (log_det if cov == "spherical" else log_det.sum(axis=1))
+        mats = c if cov == "full" else c[None]
+        chol = np.stack([_cholesky_upper_precision(m) for m in mats])
+        log_det = np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
+        if cov == "tied":
+            return chol[0], np.full(self.n_components, log_det[0])
+        return chol, log_det
+
+    def _emission_log_prob(self, X):
+        prec_chol, log_det = self._precision_factors()
+        log_consts = np.ascontiguousarray(log_det - 0.5 * X.shape[1] * np.log(2 * np.pi))
+        out = np.empty((X.shape[0], self.n_components))
+        kern = self._kernels(self._runtime[0], "gaussian_mixture")
+        getattr(kern, "estimate_log_prob_" + self.covariance_type)(
+            X, np.ascontiguousarray(self.means_, dtype=X.dtype),
+            np.ascontiguousarray(prec_chol, dtype=X.dtype), log_consts, out, self._runtime[1])
+        return out
+
+    def _emission_stats(self, X, post):
+        """(N_k, sum gamma (x - c), second moments of x - c: (K, D) diagonal, or (K, D, D))."""
+        y = X.astype(np.float64) - self._center
+        nk, s1 = post.sum(axis=0), post.T @ y
+        if self.covariance_type in ("spherical", "diag"):
+            return nk, s1, post.T @ (y * y)
+        return nk, s1, np.stack([(y * post[:, k, None]).T @ y for k in range(post.shape[1])])
+
+    # ------------------------------------------------------------------ M-step
+    def _emission_mstep(self, stats):
+        nk, s1, s2 = stats
+        cov, d = self.covariance_type, s1.shape[1]
+        empty = np.flatnonzero(~(nk > 0))
+        old_means, old_covars = self.means_, self._covars_
+        prior_w = np.asarray(self.means_weight, dtype=np.float64)
+        prior_m = np.asarray(self.means_prior, dtype=np.float64)
+        if "m" in self.params:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                means = (prior_w * prior_m + s1 + nk[:, None] * self._center) / (
+                    prior_w + nk[:, None])
+            means[empty] = old_means[empty]
+            self.means_ = means
+        if "c" in self.params:
+            e = self.means_ - self._center  # the new means, around the center
+            meandiff = self.means_ - prior_m
+            c_prior = np.asarray(self.covars_prior, dtype=np.float64)
+            c_weight = np.asarray(self.covars_weight, dtype=np.float64)
+            if cov in ("spherical", "diag"):
+                c_n = prior_w * meandiff ** 2 + (s2 - 2 * e * s1 + nk[:, None] * e * e)
+                c_d = np.maximum(c_weight - 1, 0) + nk[:, None]
+                covars = (c_prior + c_n) / np.maximum(c_d, 1e-5)
+                if cov == "spherical":
+                    covars = covars.mean(axis=1)
+            else:
+                cross = np.einsum("ki,kj->kij", s1, e)
+                c_n = (prior_w * np.einsum("ki,kj->kij", meandiff, meandiff)
+                       + s2 - cross - np.transpose(cross, (0, 2, 1))
+                       + nk[:, None, None] * np.einsum("ki,kj->kij", e, e))
+                cv_weight = np.maximum(c_weight - d, 0)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    if cov == "tied":
+                        covars = (c_prior + c_n.sum(axis=0)) / (cv_weight + nk.sum())
+                    else:
+                        covars = (c_prior + c_n) / (cv_weight + nk[:, None, None])
+                covars = 0.5 * (covars + np.swapaxes(covars, -1, -2))
+            if cov != "tied":
+                bad = [k for k in range(self.n_components) if k in empty or not (
+                    np.isfinite(covars[k]).all() and (covars[k] > 0).all() if cov != "full"
+                    else _cholesky_upper_precision(covars[k]) is not None)]
+                covars[bad] = old_covars[bad]
+                empty = np.union1d(empty, bad)
+            elif _cholesky_upper_precision(covars) is None:
+                raise ValueError("The tied covariance is not positive definite: the data are "
+                                 "degenerate (e.g. a constant feature). Use covars_prior > 0.")
+            self._covars_ = covars
+        warn_empty_states(empty, "means and covariances")
+
+    # ------------------------------------------------------------------ sampling
+    def _generate_sample_from_state(self, state, random_state):
+        return random_state.multivariate_normal(self.means_[state], self.covars_[state])

@@ -1,0 +1,326 @@
+"""Hidden Markov models: the same fits as hmmlearn, worked examples through the public
+API, EM's invariants, backends and threads, and errors."""
+
+import logging
+import warnings
+
+import numpy as np
+import pytest
+from conftest import BACKENDS
+
+import fastem
+from fastem.gaussian_mixture import CollapseWarning
+
+hmm = pytest.importorskip("hmmlearn.hmm")
+logging.getLogger("hmmlearn").setLevel(logging.ERROR)  # its MultinomialHMM notice
+
+COVS = ["spherical", "diag", "full", "tied"]
+IMPLEMENTATIONS = ["log", "scaling"]
+START = np.array([0.6, 0.3, 0.1])
+TRANS = np.array([[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.1, 0.2, 0.7]])
+LENGTHS = [120, 40, 1, 239]  # several sequences of different lengths, one of one step
+
+
+def _gaussian_data():
+    ref = hmm.GaussianHMM(3, "full")
+    ref.startprob_, ref.transmat_ = START, TRANS
+    ref.means_ = np.array([[0.0, 0.0], [3.0, 3.0], [-3.0, 3.0]])
+    ref.covars_ = np.stack([np.eye(2), [[1.0, 0.5], [0.5, 1.0]], np.eye(2) * 0.5])
+    return ref.sample(sum(LENGTHS), random_state=1)[0]
+
+
+def _start(model, cov):
+    """The same (deliberately poor) start for both libraries."""
+    model.startprob_ = np.full(3, 1 / 3)
+    model.transmat_ = np.full((3, 3), 1 / 3)
+    model.means_ = np.array([[0.5, 0.0], [2.0, 2.5], [-2.0, 2.0]])
+    model.covars_ = {"spherical": np.full(3, 2.0), "diag": np.full((3, 2), 2.0),
+                     "full": np.stack([np.eye(2) * 2] * 3), "tied": np.eye(2) * 2}[cov]
+    return model
+
+
+def _hmmlearn_covars(model):
+    """hmmlearn's covariances in the covariance type's own shape (its spherical covars_
+    getter is broken in 0.3.3: it returns (K * D, D, D))."""
+    c = model._covars_
+    return c[:, 0] if model.covariance_type == "spherical" else c
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+@pytest.mark.parametrize("cov", COVS)
+def test_gaussian_hmm_is_hmmlearns_from_the_same_start(cov, implementation):
+    X = _gaussian_data()
+    kw = dict(covariance_type=cov, init_params="", n_iter=15, tol=1e-10,
+              implementation=implementation)
+    ref = _start(hmm.GaussianHMM(3, **kw), cov).fit(X, LENGTHS)
+    ours = _start(fastem.GaussianHMM(3, **kw), cov).fit(X, LENGTHS)
+    np.testing.assert_allclose(ours.monitor_.history, ref.monitor_.history, rtol=1e-8)
+    assert ours.monitor_.iter == ref.monitor_.iter and ours.monitor_.converged
+    for name in ("startprob_", "transmat_", "means_"):
+        np.testing.assert_allclose(getattr(ours, name), getattr(ref, name), rtol=1e-6,
+                                   atol=1e-9)
+    np.testing.assert_allclose(ours._covars_, _hmmlearn_covars(ref), rtol=1e-6, atol=1e-9)
+    if cov != "spherical":
+        np.testing.assert_allclose(ours.covars_, ref.covars_, rtol=1e-6, atol=1e-9)
+    assert ours.score(X, LENGTHS) == pytest.approx(ref.score(X, LENGTHS), rel=1e-10)
+    lp, post = ours.score_samples(X, LENGTHS)
+    ref_lp, ref_post = ref.score_samples(X, LENGTHS)
+    assert lp == pytest.approx(ref_lp, rel=1e-10)
+    np.testing.assert_allclose(post, ref_post, atol=1e-9)
+    for algorithm in ("viterbi", "map"):
+        got, want = ours.decode(X, LENGTHS, algorithm), ref.decode(X, LENGTHS, algorithm=algorithm)
+        assert got[0] == pytest.approx(want[0], rel=1e-10)
+        np.testing.assert_array_equal(got[1], want[1])
+    assert ours.aic(X, LENGTHS) == pytest.approx(ref.aic(X, LENGTHS), rel=1e-10)
+    assert ours.bic(X, LENGTHS) == pytest.approx(ref.bic(X, LENGTHS), rel=1e-10)
+
+
+@pytest.mark.parametrize("cov", ["diag", "full"])
+def test_gaussian_hmm_default_initialization_is_hmmlearns(cov):
+    """random_state gives hmmlearn's draws of startprob_ and transmat_; the K-means start
+    of the means finds the same centers on well-separated data."""
+    X = _gaussian_data()
+    ref = hmm.GaussianHMM(3, cov, random_state=3).fit(X, LENGTHS)
+    ours = fastem.GaussianHMM(3, cov, random_state=3).fit(X, LENGTHS)
+    np.testing.assert_allclose(ours.monitor_.history, ref.monitor_.history, rtol=1e-8)
+    np.testing.assert_allclose(ours.transmat_, ref.transmat_, rtol=1e-6, atol=1e-9)
+
+
+def _discrete_pair(kind, **kw):
+    rng = np.random.default_rng(0)
+    if kind == "categorical":
+        gen = hmm.CategoricalHMM(3)
+        gen.emissionprob_ = rng.dirichlet(np.ones(5), 3)
+        pair = hmm.CategoricalHMM(3, **kw), fastem.CategoricalHMM(3, **kw)
+    elif kind == "poisson":
+        gen = hmm.PoissonHMM(3)
+        gen.lambdas_ = np.array([[1.0, 5.0], [4.0, 1.0], [9.0, 9.0]])
+        pair = hmm.PoissonHMM(3, **kw), fastem.PoissonHMM(3, **kw)
+    else:
+        gen = hmm.MultinomialHMM(3, n_trials=6)
+        gen.emissionprob_ = rng.dirichlet(np.ones(4), 3)
+        pair = hmm.MultinomialHMM(3, n_trials=6, **kw), fastem.MultinomialHMM(3, n_trials=6,
+                                                                            **kw)
+    gen.startprob_, gen.transmat_ = START, TRANS
+    return gen.sample(sum(LENGTHS), random_state=2)[0], pair
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+@pytest.mark.parametrize("kind,table", [("categorical", "emissionprob_"),
+                                        ("poisson", "lambdas_"),
+                                        ("multinomial", "emissionprob_")])
+def test_discrete_hmms_are_hmmlearns_from_the_same_seed(kind, table, implementation):
+    """Default initialization with the same random_state: hmmlearn's draws, then the same
+    iterations."""
+    X, (ref, ours) = _discrete_pair(kind, random_state=5, n_iter=12, tol=1e-12,
+                                    implementation=implementation)
+    ref.fit(X, LENGTHS)
+    ours.fit(X, LENGTHS)
+    np.testing.assert_allclose(ours.monitor_.history, ref.monitor_.history, rtol=1e-8)
+    for name in ("startprob_", "transmat_", table):
+        np.testing.assert_allclose(getattr(ours, name), getattr(ref, name), rtol=1e-6,
+                                   atol=1e-9)
+    np.testing.assert_array_equal(ours.predict(X, LENGTHS), ref.predict(X, LENGTHS))
+    assert ours.bic(X, LENGTHS) == pytest.approx(ref.bic(X, LENGTHS), rel=1e-10)
+
+
+@pytest.mark.parametrize("kind", ["categorical", "gaussian"])
+def test_sample_draws_what_hmmlearn_draws(kind):
+    if kind == "categorical":
+        X, (ref, ours) = _discrete_pair("categorical", random_state=5, n_iter=3)
+        ref.fit(X)
+        ours.fit(X)
+    else:
+        X = _gaussian_data()
+        ref = _start(hmm.GaussianHMM(3, "full", init_params="", n_iter=3), "full").fit(X)
+        ours = _start(fastem.GaussianHMM(3, "full", init_params="", n_iter=3), "full").fit(X)
+    got_x, got_z = ours.sample(50, random_state=7)
+    want_x, want_z = ref.sample(50, random_state=7)
+    np.testing.assert_array_equal(got_z, want_z)
+    np.testing.assert_allclose(got_x, want_x, rtol=1e-6)
+    got_x, got_z = ours.sample(5, random_state=8, currstate=2)
+    assert got_z[0] == 2
+    np.testing.assert_allclose(ours.get_stationary_distribution(),
+                               ref.get_stationary_distribution(), rtol=1e-8)
+
+
+# ----------------------------------------------------------------- worked examples
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_wikipedia_umbrella_example_through_the_api(implementation):
+    model = fastem.CategoricalHMM(2, init_params="", n_iter=0, implementation=implementation)
+    model.startprob_ = np.array([0.5, 0.5])
+    model.transmat_ = np.array([[0.7, 0.3], [0.3, 0.7]])
+    model.emissionprob_ = np.array([[0.9, 0.1], [0.2, 0.8]])
+    X = np.array([[0], [0], [1], [0], [0]])  # umbrella, umbrella, none, umbrella, umbrella
+    model.fit(X)  # n_iter=0: the parameters stay as set
+    assert model.score(X) == pytest.approx(-3.3725, abs=5e-5)
+    post = model.predict_proba(X)
+    np.testing.assert_allclose(post[:, 0], [0.8673, 0.8204, 0.3075, 0.8204, 0.8673], atol=5e-5)
+    log_prob, path = model.decode(X)
+    np.testing.assert_array_equal(path, [0, 0, 1, 0, 0])
+    assert log_prob == pytest.approx(-4.4590, abs=5e-5)
+
+
+def test_wikipedia_rainy_sunny_viterbi_example_through_the_api():
+    model = fastem.CategoricalHMM(2, init_params="", n_iter=0)
+    model.startprob_ = np.array([0.6, 0.4])  # rainy, sunny
+    model.transmat_ = np.array([[0.7, 0.3], [0.4, 0.6]])
+    model.emissionprob_ = np.array([[0.1, 0.4, 0.5], [0.6, 0.3, 0.1]])  # walk, shop, clean
+    X = np.array([[0], [1], [2]])
+    model.fit(X)
+    log_prob, path = model.decode(X)
+    np.testing.assert_array_equal(path, [1, 0, 0])
+    assert np.exp(log_prob) == pytest.approx(0.01344, rel=1e-9)
+
+
+def test_uniform_transitions_score_like_the_matching_mixture():
+    """With every row of transmat_ equal to startprob_, the steps are independent draws
+    from a mixture: the HMM's log-likelihood is GaussianMixture's, summed over rows."""
+    X = _gaussian_data()
+    gm = fastem.GaussianMixture(3, covariance_type="diag", random_state=0).fit(X)
+    model = fastem.GaussianHMM(3, "diag", init_params="", n_iter=0)
+    model.startprob_ = gm.weights_
+    model.transmat_ = np.tile(gm.weights_, (3, 1))
+    model.means_, model.covars_ = gm.means_, gm.covariances_
+    model.fit(X)
+    assert model.score(X, LENGTHS) == pytest.approx(gm.score(X) * len(X), rel=1e-12)
+    np.testing.assert_allclose(model.predict_proba(X, LENGTHS), gm.predict_proba(X), atol=1e-10)
+
+
+@pytest.mark.parametrize("cov", COVS)
+def test_without_priors_em_never_lowers_the_log_likelihood(cov):
+    X = _gaussian_data()
+    model = fastem.GaussianHMM(3, cov, covars_prior=0.0, random_state=0, n_iter=40, tol=-1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # the engine's "bound decreased"
+        model.fit(X, LENGTHS)
+    history = np.array(model.monitor_.history)
+    assert len(history) == 40
+    assert np.all(np.diff(history) >= -1e-9 * np.abs(history[1:]))
+
+
+def test_scaling_does_not_underflow_where_hmmlearn_would():
+    """Data 40 standard deviations from every mean: each step's densities are below
+    1e-300, which the scaled recursions take after shifting by the step's maximum."""
+    X = _gaussian_data() + 40.0
+    kw = dict(covariance_type="diag", init_params="", n_iter=0)
+    log = _start(fastem.GaussianHMM(3, **kw), "diag").fit(X, LENGTHS)
+    scaled = _start(fastem.GaussianHMM(3, implementation="scaling", **kw), "diag").fit(X, LENGTHS)
+    assert np.isfinite(scaled.score(X, LENGTHS))
+    assert scaled.score(X, LENGTHS) == pytest.approx(log.score(X, LENGTHS), rel=1e-12)
+
+
+def test_a_state_never_visited_keeps_its_row_and_every_row_sums_to_one():
+    """State 2 has zero start probability and no transition into it: no occupancy.
+    hmmlearn leaves its transmat_ row all zeros (and its mean NaN); here the row and the
+    emission parameters are kept, with a warning."""
+    X = _gaussian_data()
+    model = _start(fastem.GaussianHMM(3, "diag", init_params="", n_iter=3), "diag")
+    model.startprob_ = np.array([0.5, 0.5, 0.0])
+    model.transmat_ = np.array([[0.5, 0.5, 0.0], [0.5, 0.5, 0.0], [0.2, 0.3, 0.5]])
+    with pytest.warns(CollapseWarning, match=r"State\(s\) \[2\] had no occupancy"):
+        model.fit(X, LENGTHS)
+    np.testing.assert_allclose(model.transmat_.sum(axis=1), 1.0)
+    np.testing.assert_array_equal(model.transmat_[2], [0.2, 0.3, 0.5])
+    np.testing.assert_array_equal(model.means_[2], [-2.0, 2.0])
+    assert np.isfinite(model.means_).all() and np.isfinite(model.covars_).all()
+
+
+# ----------------------------------------------------------------- backends and threads
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_every_backend_fits_the_same_model(implementation):
+    X = _gaussian_data()
+    fits = {b: _start(fastem.GaussianHMM(3, "full", init_params="", n_iter=5, backend=b,
+                                         implementation=implementation), "full").fit(X, LENGTHS)
+            for b in BACKENDS}
+    ref = fits["numpy"]
+    for b, model in fits.items():
+        np.testing.assert_allclose(model.monitor_.history, ref.monitor_.history, rtol=1e-11)
+        np.testing.assert_allclose(model.means_, ref.means_, rtol=1e-9)
+        np.testing.assert_array_equal(model.predict(X, LENGTHS), ref.predict(X, LENGTHS))
+
+
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "numpy"])
+def test_fits_are_bit_identical_for_any_thread_count(backend):
+    X = _gaussian_data()
+    fits = [_start(fastem.GaussianHMM(3, "full", init_params="", n_iter=5, backend=backend,
+                                      n_threads=t), "full").fit(X, LENGTHS) for t in (1, 2, 4)]
+    for model in fits[1:]:
+        assert model.monitor_.history == fits[0].monitor_.history
+        np.testing.assert_array_equal(model.means_, fits[0].means_)
+        np.testing.assert_array_equal(model.transmat_, fits[0].transmat_)
+
+
+def test_sequences_are_cut_into_chunks_of_whole_sequences(monkeypatch):
+    """Many chunks (a tiny chunk budget) give the one-chunk fit: the statistics add up."""
+    import fastem._hmm as base
+
+    X = _gaussian_data()
+    lengths = [20] * 20
+    one = _start(fastem.GaussianHMM(3, "diag", init_params="", n_iter=4), "diag").fit(X, lengths)
+    monkeypatch.setattr(base, "_CHUNK_VALUES", 3 * 50)
+    many = _start(fastem.GaussianHMM(3, "diag", init_params="", n_iter=4), "diag")
+    assert len(base.Sequences(X, lengths, 3).groups) == 10
+    many.fit(X, lengths)
+    np.testing.assert_allclose(many.monitor_.history, one.monitor_.history, rtol=1e-12)
+    np.testing.assert_allclose(many.means_, one.means_, rtol=1e-12)
+
+
+# ----------------------------------------------------------------- errors
+@pytest.mark.parametrize("lengths,message", [
+    ([100, 100], "lengths must sum to len"),
+    ([500, -100], "lengths must be non-negative"),
+    ([[400]], "lengths must be a 1-D array"),
+    ([399.5, 0.5], "lengths must be a 1-D array of non-negative integers")])
+def test_lengths_that_do_not_describe_x_are_refused(lengths, message):
+    with pytest.raises(ValueError, match=message):
+        fastem.GaussianHMM(2).fit(_gaussian_data(), lengths)
+
+
+@pytest.mark.parametrize("X,message", [
+    (np.array([[0.5], [1.0]]), "integer symbols"),
+    (np.array([[0], [-1]]), "non-negative symbols"),
+    (np.array([0, 1, 2]), "reshape a 1-D array"),
+    (np.array([[0, 1], [1, 0]]), r"shape \(n_samples, 1\)")])
+def test_categorical_hmm_refuses_what_is_not_symbols(X, message):
+    with pytest.raises(ValueError, match=message):
+        fastem.CategoricalHMM(2).fit(X)
+
+
+def test_symbols_beyond_n_features_are_refused():
+    with pytest.raises(ValueError, match="Largest symbol is 3 but the model only emits"):
+        fastem.CategoricalHMM(2, n_features=3).fit(np.array([[0], [3]]))
+
+
+@pytest.mark.parametrize("params,message", [
+    (dict(algorithm="beam"), "'algorithm' parameter"),
+    (dict(implementation="fast"), "'implementation' parameter"),
+    (dict(n_iter=-1), "'n_iter' parameter"),
+    (dict(covariance_type="block"), "'covariance_type' parameter"),
+    (dict(transmat_prior=np.ones((3, 3))), "transmat_prior must be a scalar or broadcast")])
+def test_bad_parameters_are_named(params, message):
+    with pytest.raises(ValueError, match=message):
+        fastem.GaussianHMM(2, **params).fit(_gaussian_data())
+
+
+def test_parameters_set_by_hand_are_checked():
+    model = _start(fastem.GaussianHMM(3, "diag", init_params=""), "diag")
+    model.transmat_ = np.full((3, 3), 0.5)
+    with pytest.raises(ValueError, match="transmat_ rows must sum to 1"):
+        model.fit(_gaussian_data())
+    with pytest.raises(ValueError, match="'diag' covars_ must be positive"):
+        model.covars_ = np.zeros((3, 2))
+
+
+def test_an_impossible_sequence_is_a_clear_error():
+    model = fastem.CategoricalHMM(2, init_params="", n_iter=1)
+    model.startprob_ = np.array([1.0, 0.0])
+    model.transmat_ = np.eye(2)  # state 0 forever
+    model.emissionprob_ = np.array([[1.0, 0.0], [0.0, 1.0]])  # state 0 never emits 1
+    with pytest.raises(ValueError, match="has probability zero under the model"):
+        model.fit(np.array([[0], [1]]))
+
+
+def test_inference_before_fit_is_refused():
+    with pytest.raises(fastem.exceptions.NotFittedError, match="not fitted yet"):
+        fastem.GaussianHMM(2).predict(np.zeros((3, 2)))
