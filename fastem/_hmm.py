@@ -41,6 +41,8 @@ from .base import EMEstimator, Iteration
 if TYPE_CHECKING:
     from typing import Any, Optional
 
+    from typing_extensions import Self
+
     from ._typing import ArrayLike, Floats, Labels
 
 #: Rows of float64 per-step work (log-emissions and posteriors, K each) a chunk holds.
@@ -228,7 +230,7 @@ class BaseHMM(EMEstimator):
         return self._kernels(self._runtime[0], "hmm")
 
     # ------------------------------------------------------------------ fit
-    def fit(self, X: ArrayLike, lengths: Optional[ArrayLike] = None) -> BaseHMM:
+    def fit(self, X: ArrayLike, lengths: Optional[ArrayLike] = None) -> Self:
         """Estimate the parameters by Baum-Welch (EM); returns self.
 
         Parameters

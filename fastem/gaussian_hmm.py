@@ -83,14 +83,14 @@ class GaussianHMM(BaseHMM):
 
     Attributes
     ----------
-    startprob_ : (n_components,), transmat_ : (n_components, n_components)
-    means_ : (n_components, n_features)
-    covars_ : (n_components, n_features, n_features), every state's covariance matrix
-        (set it in the ``covariance_type``'s own shape: spherical (n_components,), diag
-        (n_components, n_features), full (n_components, n_features, n_features), tied
-        (n_features, n_features))
+    startprob_ : ndarray of shape (n_components,)
+    transmat_ : ndarray of shape (n_components, n_components)
+    means_ : ndarray of shape (n_components, n_features)
     n_features : int
-    monitor_ : ConvergenceMonitor (``history``, ``iter``, ``converged``)
+    monitor_ : ConvergenceMonitor
+        ``history`` (the log-likelihood of every iteration), ``iter``, ``converged``.
+
+    ``covars_`` (a property, below) gives every state's covariance matrix.
     """
 
     _emission_letters = "mc"
@@ -111,7 +111,7 @@ class GaussianHMM(BaseHMM):
                  covars_weight: Any = 1, algorithm: str = "viterbi", random_state: Any = None,
                  n_iter: int = 10, tol: float = 1e-2, verbose: bool = False,
                  params: str = "stmc", init_params: str = "stmc", implementation: str = "log",
-                 backend: Optional[str] = None, n_threads: Optional[int] = None):
+                 backend: Optional[str] = None, n_threads: Optional[int] = None) -> None:
         super().__init__(n_components, startprob_prior, transmat_prior, algorithm, random_state,
                          n_iter, tol, verbose, params, init_params, implementation, backend,
                          n_threads)
@@ -125,7 +125,11 @@ class GaussianHMM(BaseHMM):
     # ------------------------------------------------------------------ covars_
     @property
     def covars_(self):
-        """Every state's covariance matrix, (n_components, n_features, n_features)."""
+        """Every state's covariance matrix, (n_components, n_features, n_features).
+
+        Set it in the ``covariance_type``'s own shape: spherical (n_components,), diag
+        (n_components, n_features), full (n_components, n_features, n_features), tied
+        (n_features, n_features)."""
         return _full_covars(self._covars_, self.covariance_type, self.n_components,
                             self.means_.shape[1] if hasattr(self, "means_") else
                             self._covars_.shape[-1])

@@ -40,7 +40,10 @@ class MultinomialHMM(BaseHMM):
 
     Attributes
     ----------
-    startprob_, transmat_, emissionprob_ : (n_components, n_features), n_features, monitor_
+    startprob_ : ndarray of shape (n_components,)
+    transmat_ : ndarray of shape (n_components, n_components)
+    emissionprob_ : ndarray of shape (n_components, n_features)
+    monitor_ : ConvergenceMonitor
     """
 
     _emission_letters = "e"
@@ -54,7 +57,7 @@ class MultinomialHMM(BaseHMM):
                  transmat_prior: Any = 1.0, algorithm: str = "viterbi", random_state: Any = None,
                  n_iter: int = 10, tol: float = 1e-2, verbose: bool = False,
                  params: str = "ste", init_params: str = "ste", implementation: str = "log",
-                 backend: Optional[str] = None, n_threads: Optional[int] = None):
+                 backend: Optional[str] = None, n_threads: Optional[int] = None) -> None:
         super().__init__(n_components, startprob_prior, transmat_prior, algorithm, random_state,
                          n_iter, tol, verbose, params, init_params, implementation, backend,
                          n_threads)

@@ -43,7 +43,10 @@ class PoissonHMM(BaseHMM):
 
     Attributes
     ----------
-    startprob_, transmat_, lambdas_ : (n_components, n_features), n_features, monitor_
+    startprob_ : ndarray of shape (n_components,)
+    transmat_ : ndarray of shape (n_components, n_components)
+    lambdas_ : ndarray of shape (n_components, n_features)
+    monitor_ : ConvergenceMonitor
     """
 
     _emission_letters = "l"
@@ -59,7 +62,7 @@ class PoissonHMM(BaseHMM):
                  algorithm: str = "viterbi", random_state: Any = None, n_iter: int = 10,
                  tol: float = 1e-2, verbose: bool = False, params: str = "stl",
                  init_params: str = "stl", implementation: str = "log",
-                 backend: Optional[str] = None, n_threads: Optional[int] = None):
+                 backend: Optional[str] = None, n_threads: Optional[int] = None) -> None:
         super().__init__(n_components, startprob_prior, transmat_prior, algorithm, random_state,
                          n_iter, tol, verbose, params, init_params, implementation, backend,
                          n_threads)
