@@ -272,9 +272,9 @@ class BaseHMM(EMEstimator):
 
     def _em_initialize(self, data, random_state):
         k = self.n_components
-        if "s" in self.init_params or not hasattr(self, "startprob_"):
+        if self._needs_init("s", "startprob_"):
             self.startprob_ = random_state.dirichlet(np.full(k, 1.0 / k))
-        if "t" in self.init_params or not hasattr(self, "transmat_"):
+        if self._needs_init("t", "transmat_"):
             self.transmat_ = random_state.dirichlet(np.full(k, 1.0 / k), size=k)
         self._init_emissions(data.X, check_random_state(self.random_state))
         self._check_parameters()
@@ -309,14 +309,18 @@ class BaseHMM(EMEstimator):
     def _flat_emission_priors(self):
         return True
 
+    def _log_start_trans(self):
+        """log startprob_ and log transmat_ (a forbidden start or transition: -inf)."""
+        with np.errstate(divide="ignore"):
+            return np.log(self.startprob_), np.log(self.transmat_)
+
     def _forward_backward(self, X, offsets):
         """(log P of each sequence, posteriors (n, K), xi sums (S, K, K)) of one chunk."""
         k, n_seq = self.n_components, offsets.shape[0] - 1
         log_em = self._emission_log_prob(X)
         log_prob, post = np.empty(n_seq), np.empty((X.shape[0], k))
         xi = np.empty((n_seq, k, k))
-        with np.errstate(divide="ignore"):
-            log_start, log_trans = np.log(self.startprob_), np.log(self.transmat_)
+        log_start, log_trans = self._log_start_trans()
         self._hmm_kernels().forward_backward(log_start, log_trans, log_em, offsets,
                                              self.implementation == "scaling", log_prob, post,
                                              xi, self._runtime[1])
@@ -411,8 +415,7 @@ class BaseHMM(EMEstimator):
             _, post = self._score(X, lengths, True)
             return float(post.max(axis=1).sum()), post.argmax(axis=1).astype(np.int32)
         data = self._inference_input(X, lengths)
-        with np.errstate(divide="ignore"):
-            log_start, log_trans = np.log(self.startprob_), np.log(self.transmat_)
+        log_start, log_trans = self._log_start_trans()
         total, paths = 0.0, []
         with limit_blas_threads():
             for Xc, offsets in data.chunks():

@@ -46,6 +46,13 @@ def _full_covars(covars, cov_type, n_components, n_features):
     return covars[:, None, None] * np.eye(n_features)[None]
 
 
+def _usable_covariance(c, cov_type):
+    """A state's covariance is finite and positive (definite, for "full")."""
+    if cov_type == "full":
+        return _cholesky_upper_precision(c) is not None
+    return bool(np.isfinite(c).all() and (c > 0).all())
+
+
 class GaussianHMM(BaseHMM):
     """Hidden Markov model with Gaussian emissions, fitted by Baum-Welch.
 
@@ -275,9 +282,8 @@ class GaussianHMM(BaseHMM):
                         covars = (c_prior + c_n) / (cv_weight + nk[:, None, None])
                 covars = 0.5 * (covars + np.swapaxes(covars, -1, -2))
             if cov != "tied":
-                bad = [k for k in range(self.n_components) if k in empty or not (
-                    np.isfinite(covars[k]).all() and (covars[k] > 0).all() if cov != "full"
-                    else _cholesky_upper_precision(covars[k]) is not None)]
+                bad = [k for k in range(self.n_components)
+                       if k in empty or not _usable_covariance(covars[k], cov)]
                 covars[bad] = old_covars[bad]
                 empty = np.union1d(empty, bad)
             elif _cholesky_upper_precision(covars) is None:

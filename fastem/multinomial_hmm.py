@@ -79,7 +79,7 @@ class MultinomialHMM(BaseHMM):
         self.n_features = X.shape[1]
         if self.n_trials is None:
             self.n_trials = X.sum(axis=1).astype(np.int64)
-        if "e" in self.init_params or not hasattr(self, "emissionprob_"):
+        if self._needs_init("e", "emissionprob_"):
             table = random_state.rand(self.n_components, self.n_features)
             self.emissionprob_ = table / table.sum(axis=1, keepdims=True)
 
