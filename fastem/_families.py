@@ -153,7 +153,8 @@ def _discrete_mixture_calls(dtype, n, d, k, rng):
 
 def _hmm_calls(dtype, n, d, k, rng):
     """A batch of sequences over n rows (one step, an empty sequence, then two pieces),
-    some transitions forbidden, an unobserved step; both forms and Viterbi.  (The HMM
+    some transitions forbidden, an unobserved step; both forms, Viterbi, and the
+    M-step's weighted moments.  (The HMM
     kernels take float64 log-probabilities whatever the data's dtype.)"""
     import numpy as np
 
@@ -174,6 +175,14 @@ def _hmm_calls(dtype, n, d, k, rng):
              for scaled in (True, False)]
     calls.append(("decode_viterbi", (log_start, log_trans, log_emission, offsets,
                                      np.empty(s), np.empty(n, np.int32))))
+    # the Gaussian HMM's M-step moments, squares and outer products, with posteriors
+    X = rng.standard_normal((n, d)).astype(dtype)
+    post = rng.dirichlet(np.ones(k), size=n)
+    post[:, 0] = 0.0  # a state with no occupancy
+    for rows in (1, d):
+        calls.append(("weighted_moments", (X, X.mean(axis=0, dtype=np.float64), post,
+                                           np.empty(k), np.empty((k, d)),
+                                           np.empty((k, rows, d)))))
     return calls
 
 
@@ -194,7 +203,7 @@ FAMILIES = (
            _discrete_mixture_calls,
            (("bernoulli", "BernoulliMixture"), ("multinomial", "MultinomialMixture"),
             ("categorical", "CategoricalMixture"))),
-    Family("hmm", ("forward_backward", "decode_viterbi"), _hmm_calls, ()),
+    Family("hmm", ("forward_backward", "decode_viterbi", "weighted_moments"), _hmm_calls, ()),
 )
 
 #: The family names, in declaration order.

@@ -238,11 +238,12 @@ class GaussianHMM(BaseHMM):
 
     def _emission_stats(self, X, post):
         """(N_k, sum gamma (x - c), second moments of x - c: (K, D) diagonal, or (K, D, D))."""
-        y = X.astype(np.float64) - self._center
-        nk, s1 = post.sum(axis=0), post.T @ y
-        if self.covariance_type in ("spherical", "diag"):
-            return nk, s1, post.T @ (y * y)
-        return nk, s1, np.stack([(y * post[:, k, None]).T @ y for k in range(post.shape[1])])
+        k, d = post.shape[1], X.shape[1]
+        nk, s1 = np.empty(k), np.empty((k, d))
+        s2 = np.empty((k, 1, d) if self.covariance_type in ("spherical", "diag") else (k, d, d))
+        self._hmm_kernels().weighted_moments(X, np.ascontiguousarray(self._center, np.float64),
+                                             post, nk, s1, s2, self._runtime[1])
+        return nk, s1, (s2[:, 0] if self.covariance_type in ("spherical", "diag") else s2)
 
     # ------------------------------------------------------------------ M-step
     def _emission_mstep(self, stats):

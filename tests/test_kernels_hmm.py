@@ -211,3 +211,41 @@ def test_every_backend_runs_a_batch_of_sequences_as_the_reference(backend, scale
         if b > a:
             one = hmm.forward_backward_scaled(args[0], args[1], args[2][a:b])
             assert got[0][q] == pytest.approx(one[0], rel=1e-12)
+
+
+def _edge_models():
+    """Models that drive the fast backends off their fast paths, each small enough to
+    enumerate: (name, log start, log transmat, log emission)."""
+    # step 1 can only be emitted by state 0, at log density -1000: the scaled form's
+    # shifted forward sum is exactly zero there, and the sequence goes to log space
+    underflow = (_log([1.0, 0.0]), _log([[1.0, 0.0], [0.5, 0.5]]),
+                 np.array([[0.0, 0.0], [-1000.0, 0.0], [0.0, -1.0], [-0.5, 0.0]]))
+    # state 2 explains every step after the first, but its only way in is from state 1
+    # (log alpha_0 = -30) with probability 1e-310: the shifted sums (1e-323) are
+    # subnormal, with one digit left, and both forms take the exact log-space route
+    tiny = (_log([1.0 - 1e-13, 1e-13, 0.0]),
+            _log([[0.5, 0.5, 0.0], [0.5, 0.5, 1e-310], [0.0, 0.0, 1.0]]),
+            np.array([[0.0, 0.0, 0.0]] + [[-2000.0, -2000.0, 0.0]] * 4))
+    # a switch of probability 1e-150 between two very different regimes: the log form's
+    # transition-count factor exp(c + n - log P) ~ exp(345) is too large to apply
+    switch = (_log([0.5, 0.5]), _log([[1.0 - 1e-150, 1e-150], [1e-150, 1.0 - 1e-150]]),
+              np.array([[0.0, -500.0]] * 3 + [[-500.0, 0.0]] * 3))
+    return [("underflow", *underflow), ("tiny", *tiny), ("switch", *switch)]
+
+
+@pytest.mark.parametrize("scaled", [True, False])
+@pytest.mark.parametrize("case", range(3))
+def test_every_backend_is_exact_where_its_fast_paths_are_not(backend, scaled, case):
+    from fastem._dispatch import get_kernels
+
+    _, log_start, log_trans, log_emission = _edge_models()[case]
+    log_prob, gamma, xi, _, _ = _enumerate(log_start, log_trans, log_emission)
+    n, k = log_emission.shape
+    offsets = np.array([0, n], dtype=np.int64)
+    got_lp, got_post, got_xi = np.empty(1), np.empty((n, k)), np.empty((1, k, k))
+    get_kernels(backend, "hmm").forward_backward(log_start, log_trans, log_emission, offsets,
+                                                 scaled, got_lp, got_post, got_xi, 2)
+    # an absolute error in log P is a relative error in P: compare absolutely
+    assert got_lp[0] == pytest.approx(log_prob, rel=0, abs=1e-10)
+    np.testing.assert_allclose(got_post, gamma, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(got_xi[0], xi, rtol=1e-10, atol=1e-13)

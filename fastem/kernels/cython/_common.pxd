@@ -211,3 +211,14 @@ cdef inline double _block_responsibilities(double* lp, Py_ssize_t m, Py_ssize_t 
             total += lp[i * n_components + k]
         nk_row[k] += total
     return ll
+
+
+cdef inline void _add_weighted_outer(const double* y, const double* yw, int n_rows,
+                                     int n_features, double* c) noexcept nogil:
+    """``c += yw^T @ y`` row-major: y, yw (n_rows x D), c (D x D); float64 gemm.
+
+    Column-major: c^T += y^T yw with y^T = y seen as (D x n_rows) ('N') and yw = yw
+    seen as (D x n_rows) transposed ('T'): m=D, n=D, k=n_rows.
+    """
+    cdef int ld = n_features if n_features > 1 else 1
+    _gemm(c'N', c'T', n_features, n_features, n_rows, y, ld, yw, ld, 1.0, c, ld)

@@ -51,9 +51,9 @@ from libc.stdlib cimport free
 from libc.string cimport memset
 
 from fastem.kernels.cython._common cimport (
-    _BLOCK, _MAX_SLOTS, _SLOT_BUDGET_BYTES, FASTEM_COMPILED_WITH_OPENMP, _alloc,
-    _block_responsibilities, _block_stop, _check_arg, _gemm, _log_norm_rows, _n_blocks, _n_slots,
-    _slot_start, _slot_stop, _sum_slots, _team_size)
+    _BLOCK, _MAX_SLOTS, _SLOT_BUDGET_BYTES, FASTEM_COMPILED_WITH_OPENMP, _add_weighted_outer,
+    _alloc, _block_responsibilities, _block_stop, _check_arg, _gemm, _log_norm_rows, _n_blocks,
+    _n_slots, _slot_start, _slot_stop, _sum_slots, _team_size)
 
 from fastem.kernels._covariance import (COVARIANCE_TYPES, DIAG, FULL, SPHERICAL, TIED,
                                         export_kernels)
@@ -163,17 +163,6 @@ cdef inline void _rows_times_square_t(const floating* a, int n_rows, const float
     cdef int ld = n_features if n_features > 1 else 1
     cdef int ldc = n_rows if n_rows > 1 else 1
     _gemm(c'T', c'T', n_rows, n_features, n_features, a, ld, u, ld, 0.0, zt, ldc)
-
-
-cdef inline void _add_weighted_outer(const double* y, const double* yw, int n_rows,
-                                     int n_features, double* c) noexcept nogil:
-    """``c += yw^T @ y`` row-major: y, yw (n_rows x D), c (D x D); float64 gemm.
-
-    Column-major: c^T += y^T yw with y^T = y seen as (D x n_rows) ('N') and yw = yw
-    seen as (D x n_rows) transposed ('T'): m=D, n=D, k=n_rows.
-    """
-    cdef int ld = n_features if n_features > 1 else 1
-    _gemm(c'N', c'T', n_features, n_features, n_rows, y, ld, yw, ld, 1.0, c, ld)
 
 
 cdef inline void _sum_sq_t(const floating* zt, Py_ssize_t m, Py_ssize_t n_features,

@@ -29,6 +29,11 @@ check all three against enumeration of every path on small models.
 import numpy as np
 
 
+#: A scale factor below this is subnormal: it has lost digits, so the scaled form hands
+#: the sequence to log space.
+_SMALLEST_NORMAL = np.finfo(np.float64).tiny
+
+
 def _logsumexp(a, axis):
     top = np.max(a, axis=axis, keepdims=True)
     top = np.where(np.isfinite(top), top, 0.0)
@@ -89,7 +94,7 @@ def forward_backward_scaled(log_startprob, log_transmat, log_emission):
         if t:
             alpha[t] = (alpha[t - 1] @ transmat) * b[t]
         scale[t] = alpha[t].sum()
-        if not scale[t] > 0.0:  # underflow: the scaled form cannot represent this step
+        if not scale[t] >= _SMALLEST_NORMAL:  # underflow: the scaled form cannot represent it
             return forward_backward_log(log_startprob, log_transmat, log_emission)
         alpha[t] /= scale[t]
     beta = np.empty((n_steps, k))
@@ -150,3 +155,19 @@ def decode_viterbi(log_startprob, log_transmat, log_emission, offsets, log_prob,
     for s in range(offsets.shape[0] - 1):
         a, b = offsets[s], offsets[s + 1]
         log_prob[s], path[a:b] = viterbi(log_startprob, log_transmat, log_emission[a:b])
+
+
+def weighted_moments(X, center, weights, nk, sum_y, sum_yy, n_threads):
+    """The weighted moments of the rows of X about ``center`` (D,), one set per column of
+    ``weights`` (N, K), e.g. the state posteriors of a Gaussian HMM's M-step:
+    ``nk`` (K,) = sum_i w_ik, ``sum_y`` (K, D) = sum_i w_ik y_i with y = x - center
+    (float64), and ``sum_yy`` either (K, 1, D), the squares sum_i w_ik y_i^2, or
+    (K, D, D), the outer products sum_i w_ik y_i y_i^T (for D = 1 the two agree).
+    ``n_threads`` is accepted for signature parity and ignored."""
+    y = np.asarray(X, dtype=np.float64) - center
+    nk[:] = weights.sum(axis=0)
+    sum_y[:] = weights.T @ y
+    if sum_yy.shape[1] == 1:
+        sum_yy[:, 0, :] = weights.T @ (y * y)
+    else:
+        sum_yy[:] = np.einsum("ik,ij,il->kjl", weights, y, y)
