@@ -154,7 +154,7 @@ def _discrete_mixture_calls(dtype, n, d, k, rng):
 def _hmm_calls(dtype, n, d, k, rng):
     """A batch of sequences over n rows (one step, an empty sequence, then two pieces),
     some transitions forbidden, an unobserved step; both forms, Viterbi, and the
-    M-step's weighted moments.  (The HMM
+    M-steps' weighted moments and symbol counts.  (The HMM
     kernels take float64 log-probabilities whatever the data's dtype.)"""
     import numpy as np
 
@@ -183,6 +183,9 @@ def _hmm_calls(dtype, n, d, k, rng):
         calls.append(("weighted_moments", (X, X.mean(axis=0, dtype=np.float64), post,
                                            np.empty(k), np.empty((k, d)),
                                            np.empty((k, rows, d)))))
+    # a categorical HMM's expected emissions: symbols 0..d (the last one never seen)
+    calls.append(("symbol_counts", (rng.integers(0, d, n).astype(np.int64), post,
+                                    np.empty((k, d + 1)))))
     return calls
 
 
@@ -203,7 +206,8 @@ FAMILIES = (
            _discrete_mixture_calls,
            (("bernoulli", "BernoulliMixture"), ("multinomial", "MultinomialMixture"),
             ("categorical", "CategoricalMixture"))),
-    Family("hmm", ("forward_backward", "decode_viterbi", "weighted_moments"), _hmm_calls, ()),
+    Family("hmm", ("forward_backward", "decode_viterbi", "weighted_moments", "symbol_counts"),
+           _hmm_calls, ()),
 )
 
 #: The family names, in declaration order.

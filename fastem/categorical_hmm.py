@@ -125,13 +125,14 @@ class CategoricalHMM(BaseHMM):
     def _emission_log_prob(self, X):
         with np.errstate(divide="ignore"):
             log_table = np.log(self.emissionprob_.T)  # (n_features, K)
-        return np.ascontiguousarray(log_table[X[:, 0]])
+        return np.take(log_table, X[:, 0], axis=0)
 
     def _emission_stats(self, X, post):
         """The expected count of every (state, symbol) pair, (K, n_features)."""
-        symbols = X[:, 0]
-        return (np.stack([np.bincount(symbols, weights=post[:, k], minlength=self.n_features)
-                          for k in range(post.shape[1])]),)
+        counts = np.empty((post.shape[1], self.n_features))
+        self._hmm_kernels().symbol_counts(np.ascontiguousarray(X[:, 0]), post, counts,
+                                          self._runtime[1])
+        return (counts,)
 
     def _emission_mstep(self, stats):
         if "e" not in self.params:

@@ -448,3 +448,26 @@ def weighted_moments(X, center, weights, nk, sum_y, sum_yy, n_threads):
         nk += part_nk[slot]
         sum_y += part_y[slot]
         sum_yy += part_yy[slot]
+
+
+@kernel
+def symbol_counts(symbols, weights, counts, n_threads):
+    """The weighted (state, symbol) counts (see the reference), over fixed blocks and
+    slots of rows, each slot's table symbol-major (a row's K weights are added to one
+    contiguous row), the slots added in order."""
+    n, k = weights.shape
+    m = counts.shape[1]
+    n_blocks = (n + BLOCK_SIZE - 1) // BLOCK_SIZE
+    n_slots = _n_slots(n_blocks, 8 * k * m)
+    part = np.zeros((n_slots, m, k))
+    for slot in prange(n_slots):
+        start, stop = _slot_samples(slot, n_slots, n_blocks, n)
+        for t in range(start, stop):
+            s = symbols[t]
+            for c in range(k):
+                part[slot, s, c] += weights[t, c]
+    counts[:, :] = 0.0
+    for slot in range(n_slots):  # slot order: bit-identical for any thread count
+        for s in range(m):
+            for c in range(k):
+                counts[c, s] += part[slot, s, c]

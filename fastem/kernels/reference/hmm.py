@@ -171,3 +171,12 @@ def weighted_moments(X, center, weights, nk, sum_y, sum_yy, n_threads):
         sum_yy[:, 0, :] = weights.T @ (y * y)
     else:
         sum_yy[:] = np.einsum("ik,ij,il->kjl", weights, y, y)
+
+
+def symbol_counts(symbols, weights, counts, n_threads):
+    """The weighted count of every (state, symbol) pair, e.g. a categorical HMM's
+    expected emissions: ``counts`` (K, M) = sum_t weights[t, k] [symbols[t] = m], for
+    ``symbols`` (N,) int64 in [0, M) and ``weights`` (N, K).  ``n_threads`` is accepted
+    for signature parity and ignored."""
+    counts[:] = 0.0
+    np.add.at(counts.T, symbols, weights)
