@@ -12,6 +12,7 @@ from .bernoulli_mixture import BernoulliMixture
 from .categorical_hmm import CategoricalHMM
 from .categorical_mixture import CategoricalMixture
 from .gaussian_hmm import GaussianHMM
+from .gmm_hmm import GMMHMM
 from .gaussian_mixture import GaussianMixture
 from .kmeans import KMeans, kmeans_plusplus
 from .minibatch_kmeans import MiniBatchKMeans
@@ -27,6 +28,7 @@ __all__ = [
     "CategoricalMixture",
     "Chunks",
     "GaussianHMM",
+    "GMMHMM",
     "GaussianMixture",
     "KMeans",
     "MiniBatchKMeans",

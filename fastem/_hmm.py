@@ -222,9 +222,14 @@ class BaseHMM(EMEstimator):
 
         return check_array(X, name=name, owner=owner, copy=copy)
 
+    @property
+    def _row_width(self):
+        """Columns of the per-row arrays the E-step holds (the chunks' size follows)."""
+        return self.n_components
+
     def _sequences(self, X, lengths, *, reset):
         X = self._validate_data(X, reset=reset)
-        return Sequences(X, lengths, self.n_components)
+        return Sequences(X, lengths, self._row_width)
 
     def _hmm_kernels(self):
         return self._kernels(self._runtime[0], "hmm")

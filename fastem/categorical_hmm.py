@@ -23,8 +23,9 @@ if TYPE_CHECKING:
     from typing import Any, Optional
 
 
-def check_symbols(X, name="X", owner="CategoricalHMM"):
-    """X as a C-contiguous int64 (n_samples, 1) array of non-negative symbols."""
+def check_symbols(X, name="X", owner="CategoricalHMM", allow_missing=False):
+    """X as a C-contiguous int64 (n_samples, 1) array of non-negative symbols (and, with
+    ``allow_missing``, -1 for a missing observation)."""
     if hasattr(X, "tocsr"):
         raise TypeError(f"{owner} takes a dense (n_samples, 1) array of symbols, not a "
                         "sparse matrix.")
@@ -39,13 +40,20 @@ def check_symbols(X, name="X", owner="CategoricalHMM"):
         arr = arr.astype(np.int64)
     if arr.dtype.kind not in "iu":
         raise ValueError(f"{name} must hold integer symbols (0, 1, ...); got dtype {arr.dtype}.")
-    if arr.size and arr.min() < 0:
-        raise ValueError(f"{name} must hold non-negative symbols; got {arr.min()}.")
+    lowest = -1 if allow_missing else 0
+    if arr.size and arr.min() < lowest:
+        raise ValueError(f"{name} must hold non-negative symbols"
+                         + (" (or -1 for a missing observation)" if allow_missing else "")
+                         + f"; got {arr.min()}.")
     return np.ascontiguousarray(arr, dtype=np.int64)
 
 
 class CategoricalHMM(BaseHMM):
     """Hidden Markov model with categorical emissions, fitted by Baum-Welch.
+
+    X is an (n_samples, 1) array of symbols 0 .. n_features - 1; a symbol of -1 is a
+    missing observation, a step every state explains with probability one (the chain
+    runs through it, it counts toward no emission, and ``decode`` gives it a state).
 
     Parameters
     ----------
@@ -93,7 +101,7 @@ class CategoricalHMM(BaseHMM):
         self.n_features = n_features
 
     def _check_input(self, X, *, owner, copy, name="X"):
-        return check_symbols(X, name=name, owner=owner)
+        return check_symbols(X, name=name, owner=owner, allow_missing=True)
 
     def _sequences(self, X, lengths, *, reset):
         data = super()._sequences(X, lengths, reset=reset)
@@ -105,6 +113,9 @@ class CategoricalHMM(BaseHMM):
 
     def _init_emissions(self, X, random_state):
         if self.n_features is None:
+            if not (X >= 0).any():
+                raise ValueError("X has no observed symbol (every entry is -1): set "
+                                 "n_features, or fit on observed data.")
             self.n_features = int(X.max()) + 1
         if self._needs_init("e", "emissionprob_"):
             table = random_state.rand(self.n_components, self.n_features)
@@ -125,12 +136,19 @@ class CategoricalHMM(BaseHMM):
     def _emission_log_prob(self, X):
         with np.errstate(divide="ignore"):
             log_table = np.log(self.emissionprob_.T)  # (n_features, K)
-        return np.take(log_table, X[:, 0], axis=0)
+        missing = X[:, 0] < 0
+        out = np.take(log_table, np.where(missing, 0, X[:, 0]), axis=0)
+        out[missing] = 0.0  # an unobserved step: probability one under every state
+        return out
 
     def _emission_stats(self, X, post):
-        """The expected count of every (state, symbol) pair, (K, n_features)."""
+        """The expected count of every (state, symbol) pair, (K, n_features); a missing
+        step (-1) counts toward no symbol."""
+        missing = X[:, 0] < 0
+        if missing.any():
+            post = np.where(missing[:, None], 0.0, post)
         counts = np.empty((post.shape[1], self.n_features))
-        self._hmm_kernels().symbol_counts(np.ascontiguousarray(X[:, 0]), post, counts,
+        self._hmm_kernels().symbol_counts(np.where(missing, 0, X[:, 0]), post, counts,
                                           self._runtime[1])
         return (counts,)
 

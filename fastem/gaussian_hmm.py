@@ -17,6 +17,14 @@ Hon, *Spoken Language Processing*, pp. 443-445): with N_k = sum_t gamma_t(k),
 The statistics are accumulated around the data's mean c (``sum gamma (x - c)`` and the
 second moments of ``x - c``), and C_k is formed from them exactly, so a large offset in
 the data does not cancel away the variances.
+
+Missing observations: a row of X that is all NaN is a step whose observation is
+unknown.  Every state explains it with probability one (log-density 0), so the chain
+runs through it and the likelihood is marginalised exactly; its posterior counts toward
+the start and transition statistics and not toward the emission statistics (its weight
+there is zero), and ``decode`` / ``predict`` still give it a state.  A row with only some
+entries NaN is refused (a Gaussian's marginal over a subset of features is not what the
+kernels compute).
 """
 
 from __future__ import annotations
@@ -33,6 +41,11 @@ from .kernels._covariance import COVARIANCE_TYPES
 
 if TYPE_CHECKING:
     from typing import Any, Optional
+
+
+def _missing_rows(X):
+    """The rows of X that are all NaN (missing observations; see the module docstring)."""
+    return np.isnan(X[:, 0]) if X.shape[1] else np.zeros(X.shape[0], dtype=bool)
 
 
 def _full_covars(covars, cov_type, n_components, n_features):
@@ -53,7 +66,44 @@ def _usable_covariance(c, cov_type):
     return bool(np.isfinite(c).all() and (c > 0).all())
 
 
-class GaussianHMM(BaseHMM):
+class GaussianRows:
+    """X of real rows for the Gaussian HMMs: all-NaN rows are missing observations (a row
+    only partly NaN is refused), and ``_center``, the observed rows' mean, is the point
+    the M-step statistics are accumulated around (see the module docstring)."""
+
+    def _check_input(self, X, *, owner, copy, name="X"):
+        from ._validation import check_array
+
+        X = check_array(X, name=name, owner=owner, copy=copy, allow_nan=True)
+        nan = np.isnan(X)
+        if nan.any() and not np.array_equal(nan.any(axis=1), nan.all(axis=1)):
+            row = int(np.flatnonzero(nan.any(axis=1) & ~nan.all(axis=1))[0])
+            raise ValueError(
+                f"Row {row} of {name} has some features NaN and others observed. {owner} "
+                "treats a row that is all NaN as a missing observation (marginalised "
+                "exactly); impute the partly missing rows, or set them wholly to NaN.")
+        return X
+
+    def _sequences(self, X, lengths, *, reset):
+        data = super()._sequences(X, lengths, reset=reset)
+        if reset:  # the statistics' center (see the module docstring)
+            observed = data.X[~_missing_rows(data.X)]
+            self._center = (observed.mean(axis=0, dtype=np.float64) if observed.shape[0]
+                            else np.zeros(data.X.shape[1]))
+        return data
+
+    def _observed_rows(self, X):
+        """The rows of X that are not missing, as many as K-means needs to start the
+        means (when ``init_params`` asks for it)."""
+        X = X[~_missing_rows(X)]
+        if X.shape[0] < self.n_components and "m" in self.init_params:
+            raise ValueError(f"X has {X.shape[0]} observed rows (rows that are not all NaN); "
+                             f"initializing means_ needs at least n_components = "
+                             f"{self.n_components}.")
+        return X
+
+
+class GaussianHMM(GaussianRows, BaseHMM):
     """Hidden Markov model with Gaussian emissions, fitted by Baum-Welch.
 
     Parameters
@@ -162,17 +212,11 @@ class GaussianHMM(BaseHMM):
                     raise ValueError(f"{cov!r} covars_ must be symmetric, positive-definite.")
         return c
 
-    # ------------------------------------------------------------------ data and init
-    def _sequences(self, X, lengths, *, reset):
-        data = super()._sequences(X, lengths, reset=reset)
-        if reset:  # the statistics' center (see the module docstring)
-            self._center = (data.X.mean(axis=0, dtype=np.float64) if data.n_rows
-                            else np.zeros(data.X.shape[1]))
-        return data
-
+    # ------------------------------------------------------------------ init
     def _init_emissions(self, X, random_state):
         k, d = self.n_components, X.shape[1]
         self.n_features = d
+        X = self._observed_rows(X)
         if self._needs_init("m", "means_"):
             from .kmeans import KMeans
 
@@ -227,6 +271,9 @@ class GaussianHMM(BaseHMM):
         return chol, log_det
 
     def _emission_log_prob(self, X):
+        missing = _missing_rows(X)
+        if missing.any():  # an unobserved step: log-density 0 under every state
+            X = np.where(missing[:, None], self._center.astype(X.dtype), X)
         prec_chol, log_det = self._precision_factors()
         log_consts = np.ascontiguousarray(log_det - 0.5 * X.shape[1] * np.log(2 * np.pi))
         out = np.empty((X.shape[0], self.n_components))
@@ -234,11 +281,16 @@ class GaussianHMM(BaseHMM):
         getattr(kern, "estimate_log_prob_" + self.covariance_type)(
             X, np.ascontiguousarray(self.means_, dtype=X.dtype),
             np.ascontiguousarray(prec_chol, dtype=X.dtype), log_consts, out, self._runtime[1])
+        out[missing] = 0.0
         return out
 
     def _emission_stats(self, X, post):
         """(N_k, sum gamma (x - c), second moments of x - c: (K, D) diagonal, or (K, D, D))."""
         k, d = post.shape[1], X.shape[1]
+        missing = _missing_rows(X)
+        if missing.any():  # an unobserved step has no emission to count
+            X = np.where(missing[:, None], self._center.astype(X.dtype), X)
+            post = np.where(missing[:, None], 0.0, post)
         nk, s1 = np.empty(k), np.empty((k, d))
         s2 = np.empty((k, 1, d) if self.covariance_type in ("spherical", "diag") else (k, d, d))
         self._hmm_kernels().weighted_moments(X, np.ascontiguousarray(self._center, np.float64),

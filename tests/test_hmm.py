@@ -279,7 +279,7 @@ def test_lengths_that_do_not_describe_x_are_refused(lengths, message):
 
 @pytest.mark.parametrize("X,message", [
     (np.array([[0.5], [1.0]]), "integer symbols"),
-    (np.array([[0], [-1]]), "non-negative symbols"),
+    (np.array([[0], [-2]]), r"non-negative symbols \(or -1 for a missing observation\)"),
     (np.array([0, 1, 2]), "reshape a 1-D array"),
     (np.array([[0, 1], [1, 0]]), r"shape \(n_samples, 1\)")])
 def test_categorical_hmm_refuses_what_is_not_symbols(X, message):
@@ -324,3 +324,93 @@ def test_an_impossible_sequence_is_a_clear_error():
 def test_inference_before_fit_is_refused():
     with pytest.raises(fastem.exceptions.NotFittedError, match="not fitted yet"):
         fastem.GaussianHMM(2).predict(np.zeros((3, 2)))
+
+
+# ----------------------------------------------------------------- missing observations
+def _forward_across_gaps(start, trans, dens):
+    """log P(x) by the forward recursion on probabilities, dens (T, K) the emission
+    densities with NaN for an unobserved step: across a gap of g steps the chain moves
+    by trans^(g + 1) (the hidden steps summed out by hand)."""
+    steps = [t for t in range(dens.shape[0]) if not np.isnan(dens[t, 0])]
+    alpha = start @ np.linalg.matrix_power(trans, steps[0]) * dens[steps[0]]
+    log_p = np.log(alpha.sum())
+    alpha /= alpha.sum()
+    for prev, t in zip(steps, steps[1:]):
+        alpha = alpha @ np.linalg.matrix_power(trans, t - prev) * dens[t]
+        log_p += np.log(alpha.sum())
+        alpha /= alpha.sum()
+    return log_p
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_a_nan_row_is_an_unobserved_step_marginalised_exactly(implementation):
+    from scipy import stats
+
+    X = _gaussian_data()[:60].copy()
+    X[[0, 17, 18, 19, 40, 59]] = np.nan  # the first, a run of three, one alone, the last
+    model = _start(fastem.GaussianHMM(3, "full", implementation=implementation,
+                                      init_params="", params="", n_iter=1), "full")
+    model.startprob_, model.transmat_ = START, TRANS
+    model.fit(X)  # params="": fitted, the parameters as set
+    dens = np.column_stack([stats.multivariate_normal(model.means_[j], model.covars_[j]).pdf(X)
+                            for j in range(3)])
+    dens[np.isnan(X[:, 0])] = np.nan
+    assert model.score(X) == pytest.approx(_forward_across_gaps(START, TRANS, dens),
+                                           rel=1e-12)
+    log_p, post = model.score_samples(X)
+    np.testing.assert_allclose(post.sum(axis=1), 1.0, rtol=1e-12)
+    # decoding gives every step a state, the missing ones too, from the posteriors
+    np.testing.assert_array_equal(model.decode(X, algorithm="map")[1], post.argmax(axis=1))
+    assert model.predict(X).shape == (60,)
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "categorical"])
+def test_a_trailing_missing_step_leaves_a_fit_with_fixed_transitions_unchanged(kind):
+    """Summed out, an unobserved last step contributes a factor of one to the likelihood
+    and nothing to the start and emission statistics: with transmat_ held fixed the fit
+    is the fit without it."""
+    if kind == "gaussian":
+        X = _gaussian_data()[:200]
+        tail = np.full((1, 2), np.nan)
+
+        def make():
+            return _start(fastem.GaussianHMM(3, "diag", init_params="", params="smc",
+                                             n_iter=5), "diag")
+    else:
+        X = np.random.default_rng(4).integers(0, 4, size=(200, 1))
+        tail = np.array([[-1]])
+
+        def make():
+            model = fastem.CategoricalHMM(3, init_params="", params="se", n_iter=5)
+            model.startprob_, model.transmat_ = np.full(3, 1 / 3), TRANS
+            model.emissionprob_ = np.random.default_rng(5).dirichlet(np.ones(4), size=3)
+            return model
+    lengths = [120, 80]
+    plain = make().fit(X, lengths)
+    gapped = make().fit(np.vstack([X[:120], tail, X[120:], tail]), [121, 81])
+    for name in ("startprob_", "means_", "_covars_", "emissionprob_"):
+        if hasattr(plain, name):
+            np.testing.assert_allclose(getattr(gapped, name), getattr(plain, name),
+                                       rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(gapped.monitor_.history, plain.monitor_.history, rtol=1e-12)
+
+
+def test_a_minus_one_symbol_is_an_unobserved_step():
+    model = fastem.CategoricalHMM(3, init_params="", params="", n_iter=1)
+    model.startprob_, model.transmat_ = START, TRANS
+    model.emissionprob_ = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.3, 0.3, 0.4]])
+    X = np.array([[0], [2], [-1], [-1], [1], [0], [-1]])
+    dens = np.where(X >= 0, model.emissionprob_.T[X[:, 0]], np.nan)
+    model.fit(X)  # params="": fitted, the parameters as set
+    assert model.score(X) == pytest.approx(_forward_across_gaps(START, TRANS, dens), rel=1e-12)
+    assert model.predict(X).shape == (7,)
+
+
+def test_partly_missing_rows_are_refused():
+    X = _gaussian_data()[:50].copy()
+    X[7, 1] = np.nan
+    with pytest.raises(ValueError, match="Row 7 of X has some features NaN and others"):
+        fastem.GaussianHMM(2).fit(X)
+    X[7, 1] = np.inf
+    with pytest.raises(ValueError, match="infinity"):
+        fastem.GaussianHMM(2).fit(X)
