@@ -243,6 +243,7 @@ def _load_parquet(path, stream=False):
 
 # ----------------------------------------------------------------- models
 MODELS = CLI_NAMES
+HMM_MODELS = tuple(name for name in MODELS if name.endswith("-hmm"))
 
 
 def _estimator(args, X):
@@ -265,15 +266,60 @@ def _estimator(args, X):
         return fastem.KMeans(n_clusters=k, **common, **extra)
     if args.init:
         common["init_params"] = args.init
+    if args.model in HMM_MODELS:
+        return _hmm_estimator(args, k, common)
     if args.model == "gmm":
-        return fastem.GaussianMixture(k, covariance_type=args.covariance_type, **common)
+        return fastem.GaussianMixture(k, covariance_type=args.covariance_type or "full",
+                                      **common)
     if args.alpha is not None:
         common["alpha"] = args.alpha
     if args.model == "bernoulli":
-        return fastem.BernoulliMixture(k, n_trials=args.n_trials, **common)
+        return fastem.BernoulliMixture(k, n_trials=args.n_trials or 1, **common)
     if args.model == "multinomial":
         return fastem.MultinomialMixture(k, **common)
     return fastem.CategoricalMixture(k, **common)
+
+
+def _hmm_estimator(args, k, common):
+    """A hidden Markov model from ``fastem fit``'s options: --max-iter is its n_iter, and
+    the covariance type, when not given, hmmlearn's default ("diag")."""
+    from ._families import estimator_classes
+
+    if "n_init" in common:
+        raise CLIError("--n-init is not an option of the hidden Markov models (they fit "
+                       "once, from init_params)")
+    if "max_iter" in common:
+        common["n_iter"] = common.pop("max_iter")
+    if args.implementation:
+        common["implementation"] = args.implementation
+    if args.model in ("gaussian-hmm", "gmm-hmm") and args.covariance_type:
+        common["covariance_type"] = args.covariance_type
+    if args.model == "gmm-hmm":
+        common["n_mix"] = args.n_mix
+    if args.model == "multinomial-hmm" and args.n_trials is not None:
+        common["n_trials"] = args.n_trials
+    return estimator_classes()[args.model](k, **common)
+
+
+def _load_lengths(path, n_rows):
+    """The sequence lengths of ``--lengths``: a .npy, .csv or .txt of one integer per
+    sequence (in the order the sequences are stacked in the data)."""
+    import numpy as np
+
+    try:
+        if path.lower().endswith(".npy"):
+            lengths = np.load(path, allow_pickle=False)
+        else:
+            lengths = np.loadtxt(path, delimiter=",", ndmin=1)
+    except (OSError, ValueError) as exc:
+        raise CLIError(f"cannot read the sequence lengths from {path}: {exc}") from exc
+    lengths = np.asarray(lengths).ravel()
+    if lengths.dtype.kind == "f" and np.all(lengths == np.round(lengths)):
+        lengths = lengths.astype(np.int64)
+    if lengths.dtype.kind not in "iu" or int(lengths.sum()) != n_rows:
+        raise CLIError(f"{path} must hold one integer length per sequence, summing to the "
+                       f"data's {n_rows} rows; it sums to {lengths.sum()}")
+    return lengths
 
 
 def _summary(model):
@@ -285,6 +331,13 @@ def _summary(model):
     if hasattr(model, "inertia_"):
         out.update(n_clusters=int(model.n_clusters), inertia=float(model.inertia_),
                    cluster_centers=model.cluster_centers_.tolist())
+    elif hasattr(model, "transmat_"):
+        out.update(n_components=int(model.n_components),
+                   converged=bool(model.monitor_.converged),
+                   log_likelihood=float(model.monitor_.history[-1]),
+                   startprob=model.startprob_.tolist(), transmat=model.transmat_.tolist())
+        if getattr(model, "means_", None) is not None and model.means_.ndim == 2:
+            out["means"] = model.means_.tolist()
     else:
         out.update(n_components=int(model.n_components), converged=bool(model.converged_),
                    lower_bound=float(model.lower_bound_),
@@ -301,6 +354,11 @@ def _print_summary(s, names, sizes):
     if "inertia" in s:
         print(f"inertia {s['inertia']:.6g}")
         rows, first, head = s["cluster_centers"], [f"{n:>6}" for n in sizes], "cluster    size"
+    elif "transmat" in s:
+        state = "converged" if s["converged"] else "not converged"
+        print(f"log-likelihood {s['log_likelihood']:.6g}, {state}")
+        rows, first, head = s.get("means"), [f"{p:>6.3f}" for p in s["startprob"]], \
+            "    state   start"
     else:
         state = "converged" if s["converged"] else "not converged"
         print(f"lower bound {s['lower_bound']:.6g} per sample, {state}")
@@ -336,6 +394,8 @@ def _cmd_fit(args):
               file=sys.stderr)
     X, source, names = _load_data(args.data, stream=True)
     model = _estimator(args, X)
+    hmm = args.model in HMM_MODELS
+    lengths = _hmm_lengths(args, X, hmm, "fit")
     if args.checkpoint is not None:
         _stop_on_sigterm()
     mode = args.progress
@@ -350,7 +410,9 @@ def _cmd_fit(args):
     start = time.perf_counter()
     try:
         with _quiet_warnings(args):
-            if args.model == "kmeans":
+            if hmm:
+                labels = model.fit(X, lengths).predict(X, lengths)
+            elif args.model == "kmeans":
                 labels = model.fit(X, **fit_options).labels_
             elif args.model == "minibatch":
                 labels = _fit_minibatch(model, X, args)
@@ -377,11 +439,29 @@ def _cmd_fit(args):
         return 0
     print(f"{type(model).__name__} on {source}: {n_samples} samples x {n_features} features, "
           f"k={k}")
-    print(f"{elapsed:.3f} s; cluster sizes {sizes.tolist()}")
+    print(f"{elapsed:.3f} s; {'state' if hmm else 'cluster'} sizes {sizes.tolist()}")
     _print_summary(summary, names, sizes)
     if args.output:
         print(f"model written to {args.output}")
     return 0
+
+
+def _hmm_lengths(args, X, hmm, command):
+    """``--lengths`` for a hidden Markov model (None: one sequence); refused for the
+    other models, and with options the HMMs do not have yet."""
+    from . import Chunks
+
+    if not hmm:
+        if args.lengths:
+            raise CLIError(f"--lengths is an option of the hidden Markov models "
+                           f"({', '.join(HMM_MODELS)})")
+        return None
+    if isinstance(X, Chunks):
+        raise CLIError(f"the hidden Markov models {command} one data file in memory (a "
+                       "directory of chunk files would split their sequences)")
+    if getattr(args, "checkpoint", None):
+        raise CLIError("--checkpoint is not supported for the hidden Markov models yet")
+    return _load_lengths(args.lengths, X.shape[0]) if args.lengths else None
 
 
 def _fit_minibatch(model, X, args):
@@ -456,7 +536,11 @@ def _cmd_predict(args):
     from ._persist import atomic_write
 
     model = _read_model(args.model_file)
+    hmm = hasattr(model, "transmat_")
     files = _chunk_files(args.data)
+    if hmm and files is not None:
+        raise CLIError("the hidden Markov models predict one data file in memory (a "
+                       "directory of chunk files would split their sequences)")
     if files is None:
         X, _, names = _load_data(args.data)
         parts, source = [X], args.data
@@ -469,8 +553,13 @@ def _cmd_predict(args):
             # the columns were matched by name above; the arrays passed on have none
             warnings.filterwarnings("ignore", message="X does not have valid feature names")
             predict = model.predict_proba if args.proba else model.predict
-            out = np.concatenate([predict(X if order is None else X[:, order])
-                                  for X in parts])
+            if hmm:  # one array: its sequences by --lengths
+                X = parts[0] if order is None else parts[0][:, order]
+                out = predict(X, _hmm_lengths(args, X, True, "predict"))
+            else:
+                _hmm_lengths(args, None, False, "predict")
+                out = np.concatenate([predict(X if order is None else X[:, order])
+                                      for X in parts])
     except AttributeError as exc:
         raise CLIError(f"{type(model).__name__} has no probabilities; drop --proba") from exc
     except (ValueError, TypeError) as exc:
@@ -663,11 +752,22 @@ def build_parser():
     fit.add_argument("--algorithm", default=None,
                      choices=["auto", "lloyd", "hamerly", "yinyang", "elkan"],
                      help="kmeans only (default auto); every choice gives the same model")
-    fit.add_argument("--covariance-type", default="full",
-                     choices=["full", "tied", "diag", "spherical"], help="gmm only")
+    fit.add_argument("--covariance-type", default=None,
+                     choices=["full", "tied", "diag", "spherical"],
+                     help="gmm (default full), gaussian-hmm and gmm-hmm (default diag)")
+    fit.add_argument("--lengths", metavar="LENGTHS", default=None,
+                     help="hidden Markov models: a .npy or .csv of the length of each "
+                          "sequence stacked in DATA (default: DATA is one sequence)")
+    fit.add_argument("--n-mix", type=_positive_int, default=1,
+                     help="gmm-hmm: Gaussians in each state's mixture (default 1)")
+    fit.add_argument("--implementation", choices=["log", "scaling"], default=None,
+                     help="hidden Markov models: forward-backward in log space (default) "
+                          "or scaled")
     fit.add_argument("--alpha", type=float, default=None,
                      help="bernoulli, multinomial, categorical: smoothing pseudo-count")
-    fit.add_argument("--n-trials", type=_positive_int, default=1, help="bernoulli only")
+    fit.add_argument("--n-trials", type=_positive_int, default=None,
+                     help="bernoulli (default 1) and multinomial-hmm (default: each row's "
+                          "total)")
     fit.add_argument("--batch-size", type=_positive_int, default=1024,
                      help="minibatch only (with chunk files: each file is a partial_fit batch; "
                           "--max-iter passes over them, default 1)")
@@ -696,6 +796,8 @@ def build_parser():
     pred.add_argument("model_file", metavar="MODEL_FILE")
     pred.add_argument("data", metavar="DATA", help="a data file, or a directory / glob of "
                                                     "chunk files")
+    pred.add_argument("--lengths", metavar="LENGTHS", default=None,
+                      help="hidden Markov models: the sequence lengths of DATA, as for fit")
     pred.add_argument("-o", "--output", required=True, metavar="OUT",
                       help="where to write them: .npy or .csv")
     pred.add_argument("--proba", action="store_true",

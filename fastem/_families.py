@@ -207,7 +207,10 @@ FAMILIES = (
            (("bernoulli", "BernoulliMixture"), ("multinomial", "MultinomialMixture"),
             ("categorical", "CategoricalMixture"))),
     Family("hmm", ("forward_backward", "decode_viterbi", "weighted_moments", "symbol_counts"),
-           _hmm_calls, ()),
+           _hmm_calls,
+           (("gaussian-hmm", "GaussianHMM"), ("gmm-hmm", "GMMHMM"),
+            ("categorical-hmm", "CategoricalHMM"), ("poisson-hmm", "PoissonHMM"),
+            ("multinomial-hmm", "MultinomialHMM"))),
 )
 
 #: The family names, in declaration order.

@@ -209,12 +209,37 @@ class BaseHMM(EMEstimator):
 
     @property
     def _kernel_family(self):
-        # The HMM estimators join fastem/_families.py's declaration (and with it the
-        # ``fastem`` command and model files) together with their command-line support.
         return "hmm"
 
     def __sklearn_is_fitted__(self):
         return hasattr(self, "monitor_")
+
+    # ------------------------------------------------------------------ model files
+    def _persisted_attributes(self):
+        return ("n_features_in_", "feature_names_in_", "startprob_", "transmat_",
+                *self._emission_attributes, "n_iter_", "backend_", "_monitor_record")
+
+    def _required_attributes(self):
+        return ("n_features_in_", "startprob_", "transmat_", *self._emission_attributes,
+                "monitor_")
+
+    @property
+    def _monitor_record(self):
+        """``monitor_`` as one array for model files: [iterations run, *history]."""
+        return np.array([self.monitor_.iter, *self.monitor_.history], dtype=np.float64)
+
+    @_monitor_record.setter
+    def _monitor_record(self, record):
+        record = np.asarray(record, dtype=np.float64)
+        if record.ndim != 1 or record.shape[0] < 1 or not np.isfinite(record).all():
+            raise ValueError("the convergence record is not a finite 1-D array")
+        self.monitor_ = ConvergenceMonitor(self.tol, self.n_iter, self.verbose)
+        self.monitor_.iter = int(record[0])
+        self.monitor_.history.extend(record[1:].tolist())
+
+    def _check_fitted_state(self):
+        super()._check_fitted_state()
+        self._check_parameters()
 
     # ------------------------------------------------------------------ data
     def _check_input(self, X, *, owner, copy, name="X"):

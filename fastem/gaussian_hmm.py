@@ -92,6 +92,18 @@ class GaussianRows:
                             else np.zeros(data.X.shape[1]))
         return data
 
+    def _fill_missing(self, X, post=None):
+        """(X with its missing rows set to the mean of means_, so that the kernels see
+        finite rows, the missing rows' mask, and ``post`` with those rows' weights zero:
+        they count toward no emission statistic)."""
+        missing = _missing_rows(X)
+        if missing.any():
+            fill = self.means_.reshape(-1, X.shape[1]).mean(axis=0).astype(X.dtype)
+            X = np.where(missing[:, None], fill, X)
+            if post is not None:
+                post = np.where(missing[:, None], 0.0, post)
+        return X, missing, post
+
     def _observed_rows(self, X):
         """The rows of X that are not missing, as many as K-means needs to start the
         means (when ``init_params`` asks for it)."""
@@ -271,9 +283,7 @@ class GaussianHMM(GaussianRows, BaseHMM):
         return chol, log_det
 
     def _emission_log_prob(self, X):
-        missing = _missing_rows(X)
-        if missing.any():  # an unobserved step: log-density 0 under every state
-            X = np.where(missing[:, None], self._center.astype(X.dtype), X)
+        X, missing, _ = self._fill_missing(X)
         prec_chol, log_det = self._precision_factors()
         log_consts = np.ascontiguousarray(log_det - 0.5 * X.shape[1] * np.log(2 * np.pi))
         out = np.empty((X.shape[0], self.n_components))
@@ -281,16 +291,13 @@ class GaussianHMM(GaussianRows, BaseHMM):
         getattr(kern, "estimate_log_prob_" + self.covariance_type)(
             X, np.ascontiguousarray(self.means_, dtype=X.dtype),
             np.ascontiguousarray(prec_chol, dtype=X.dtype), log_consts, out, self._runtime[1])
-        out[missing] = 0.0
+        out[missing] = 0.0  # an unobserved step: log-density 0 under every state
         return out
 
     def _emission_stats(self, X, post):
         """(N_k, sum gamma (x - c), second moments of x - c: (K, D) diagonal, or (K, D, D))."""
         k, d = post.shape[1], X.shape[1]
-        missing = _missing_rows(X)
-        if missing.any():  # an unobserved step has no emission to count
-            X = np.where(missing[:, None], self._center.astype(X.dtype), X)
-            post = np.where(missing[:, None], 0.0, post)
+        X, _, post = self._fill_missing(X, post)
         nk, s1 = np.empty(k), np.empty((k, d))
         s2 = np.empty((k, 1, d) if self.covariance_type in ("spherical", "diag") else (k, d, d))
         self._hmm_kernels().weighted_moments(X, np.ascontiguousarray(self._center, np.float64),

@@ -43,7 +43,7 @@ import numpy as np
 
 from ._hmm import BaseHMM, _check_distribution, warn_empty_states
 from ._validation import Interval, Options
-from .gaussian_hmm import GaussianRows, _full_covars, _missing_rows, _usable_covariance
+from .gaussian_hmm import GaussianRows, _full_covars, _usable_covariance
 from .gaussian_mixture import _cholesky_upper_precision
 from .kernels._covariance import COVARIANCE_TYPES
 
@@ -278,9 +278,7 @@ class GMMHMM(GaussianRows, BaseHMM):
         return out
 
     def _emission_log_prob(self, X):
-        missing = _missing_rows(X)
-        if missing.any():
-            X = np.where(missing[:, None], self._center.astype(X.dtype), X)
+        X, missing, _ = self._fill_missing(X)
         log_state, _ = _logsumexp_groups(self._component_log_prob(X), self.n_components,
                                          self.n_mix)
         log_state[missing] = 0.0  # an unobserved step: probability one under every state
@@ -290,10 +288,7 @@ class GMMHMM(GaussianRows, BaseHMM):
         """(N_km (K, M), sum gamma r (x - c) (K, M, D), second moments of x - c:
         (K, M, D) diagonal or (K, M, D, D))."""
         k, m, d = self.n_components, self.n_mix, X.shape[1]
-        missing = _missing_rows(X)
-        if missing.any():
-            X = np.where(missing[:, None], self._center.astype(X.dtype), X)
-            post = np.where(missing[:, None], 0.0, post)
+        X, _, post = self._fill_missing(X, post)
         _, resp = _logsumexp_groups(self._component_log_prob(X), k, m)
         weights = np.repeat(post, m, axis=1) * resp  # gamma_t(k) r_t(k, m)
         nk, s1 = np.empty(k * m), np.empty((k * m, d))

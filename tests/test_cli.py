@@ -419,3 +419,55 @@ def test_a_batch_job_logs_progress_when_stderr_is_not_a_terminal():
     out = run("fit", "gmm")  # stderr is a pipe here
     assert "fastem: init 1  iteration 1/100" in out.stderr
     assert "iteration" not in run("fit", "gmm", "--progress", "none").stderr
+
+
+@pytest.mark.parametrize("model, options", [
+    ("gaussian-hmm", ["--covariance-type", "full", "--implementation", "scaling"]),
+    ("gmm-hmm", ["--n-mix", "2"]),
+    ("categorical-hmm", []),
+])
+def test_hmm_fit_with_lengths_save_and_predict(tmp_path, model, options):
+    """``--lengths`` splits DATA into its sequences; the saved model is the API's fit
+    with the same options, and predict decodes with the same lengths."""
+    rng = np.random.default_rng(2)
+    if model == "categorical-hmm":
+        X = rng.integers(0, 4, (300, 1))
+    else:
+        X = rng.standard_normal((300, 2))
+        X[100:220] += 5.0
+    np.save(tmp_path / "x.npy", X)
+    np.savetxt(tmp_path / "lengths.csv", [170, 130], fmt="%d")
+    out = run("fit", model, tmp_path / "x.npy", "-k", 2, "--lengths", tmp_path / "lengths.csv",
+              "--max-iter", 7, "-o", tmp_path / "m.npz", "--json", *options)
+    assert out.returncode == 0, out.stderr
+    res = json.loads(out.stdout)
+    est = fastem.load(tmp_path / "m.npz")
+    kw = {"n_iter": 7, "random_state": 0}
+    if options[:1] == ["--covariance-type"]:
+        kw.update(covariance_type="full", implementation="scaling")
+    if model == "gmm-hmm":
+        kw["n_mix"] = 2
+    cls = {"gaussian-hmm": fastem.GaussianHMM, "gmm-hmm": fastem.GMMHMM,
+           "categorical-hmm": fastem.CategoricalHMM}[model]
+    ref = cls(2, **kw).fit(X, [170, 130])
+    assert res["log_likelihood"] == ref.monitor_.history[-1] == est.monitor_.history[-1]
+    assert res["cluster_sizes"] == np.bincount(ref.predict(X, [170, 130]), minlength=2).tolist()
+    np.save(tmp_path / "lengths.npy", np.array([170, 130]))
+    out = run("predict", tmp_path / "m.npz", tmp_path / "x.npy", "--lengths",
+              tmp_path / "lengths.npy", "-o", tmp_path / "states.npy")
+    assert out.returncode == 0, out.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "states.npy"), ref.predict(X, [170, 130]))
+
+
+def test_hmm_options_are_checked(tmp_path):
+    np.save(tmp_path / "x.npy", np.zeros((10, 2)))
+    np.save(tmp_path / "bad.npy", np.array([4, 5]))
+    for args, message in [
+            (["fit", "kmeans", tmp_path / "x.npy", "--lengths", tmp_path / "bad.npy"],
+             "--lengths is an option of the hidden Markov models"),
+            (["fit", "gaussian-hmm", tmp_path / "x.npy", "--lengths", tmp_path / "bad.npy"],
+             "summing to the data's 10 rows; it sums to 9"),
+            (["fit", "gaussian-hmm", tmp_path / "x.npy", "--checkpoint", tmp_path / "c"],
+             "--checkpoint is not supported for the hidden Markov models")]:
+        out = run(*args)
+        assert out.returncode == 2 and message in out.stderr and out.stdout == "", out.stderr

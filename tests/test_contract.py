@@ -119,6 +119,10 @@ def fit_inputs(cli_name, dtype):  # small data each estimator's default fit take
         return rng.poisson(2.0, (300, 5)).astype(dtype)
     if cli_name == "categorical":
         return rng.integers(0, 3, (300, 5)).astype(dtype)
+    if cli_name == "categorical-hmm":
+        return rng.integers(0, 3, (300, 1))
+    if cli_name in ("poisson-hmm", "multinomial-hmm"):
+        return rng.multinomial(4, [0.2, 0.3, 0.5], 300)
     return rng.standard_normal((300, 5)).astype(dtype)
 
 # every compiled function of the kernel modules: the kernels (behind their thread
@@ -138,7 +142,8 @@ with warnings.catch_warnings():
         for dtype in (np.float32, np.float64):
             X = fit_inputs(cli_name, dtype)
             for k in ((3, 64) if cli_name == "kmeans" else (3,)):
-                est = cls(k, backend="numba", random_state=0, max_iter=3).fit(X)
+                n_iter = {"n_iter" if cli_name.endswith("-hmm") else "max_iter": 3}
+                est = cls(k, backend="numba", random_state=0, **n_iter).fit(X)
                 est.predict(X)
 after = {key: len(j.signatures) for key, j in jitted.items()}
 print(json.dumps({"compiled": sum(before.values()),

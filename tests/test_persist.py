@@ -277,3 +277,50 @@ def test_discrete_tables_must_be_probabilities(tmp_path):
     _write(path, meta, files)
     with pytest.raises(ValueError, match="do not sum to one"):
         fastem.load(path)
+
+
+# ----------------------------------------------------------------- hidden Markov models
+def _fitted_hmm(kind):
+    rng = np.random.default_rng(1)
+    lengths = [120, 80]
+    if kind in ("gaussian-hmm", "gmm-hmm"):
+        X = rng.standard_normal((200, 2))
+        X[60:140] += 4.0
+        X[[10, 150]] = np.nan  # missing observations
+        est = (fastem.GaussianHMM(2, covariance_type="full", random_state=0) if
+               kind == "gaussian-hmm" else fastem.GMMHMM(2, n_mix=2, random_state=0))
+    elif kind == "categorical-hmm":
+        X, est = rng.integers(-1, 4, (200, 1)), fastem.CategoricalHMM(2, random_state=0)
+    elif kind == "poisson-hmm":
+        X, est = rng.poisson(3.0, (200, 3)), fastem.PoissonHMM(2, random_state=0)
+    else:
+        X = rng.multinomial(6, [0.2, 0.3, 0.5], 200)
+        est = fastem.MultinomialHMM(2, n_trials=6, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return est.fit(X, lengths), X, lengths
+
+
+@pytest.mark.parametrize("kind", ["gaussian-hmm", "gmm-hmm", "categorical-hmm", "poisson-hmm",
+                                  "multinomial-hmm"])
+def test_hmm_round_trip_gives_the_same_model(kind, tmp_path):
+    est, X, lengths = _fitted_hmm(kind)
+    est.save(tmp_path / "hmm.npz")
+    back = fastem.load(tmp_path / "hmm.npz")
+    assert type(back) is type(est) and back.get_params() == est.get_params()
+    assert back.score(X, lengths) == est.score(X, lengths)
+    np.testing.assert_array_equal(back.score_samples(X, lengths)[1],
+                                  est.score_samples(X, lengths)[1])
+    np.testing.assert_array_equal(back.predict(X, lengths), est.predict(X, lengths))
+    assert list(back.monitor_.history) == list(est.monitor_.history)
+    assert back.monitor_.converged == est.monitor_.converged and back.n_iter_ == est.n_iter_
+
+
+def test_an_hmm_file_with_an_invalid_transition_matrix_is_refused(tmp_path):
+    est, _, _ = _fitted_hmm("gaussian-hmm")
+    est.save(tmp_path / "hmm.npz")
+    meta, files = _read(tmp_path / "hmm.npz")
+    files["a__transmat_"] = files["a__transmat_"] * 0.5
+    _write(tmp_path / "hmm.npz", meta, files)
+    with pytest.raises(ValueError, match="invalid model: transmat_ rows must sum to 1"):
+        fastem.load(tmp_path / "hmm.npz")
