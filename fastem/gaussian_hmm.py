@@ -43,9 +43,35 @@ if TYPE_CHECKING:
     from typing import Any, Optional
 
 
+#: Rows per block of the passes over all of X (checks, mean, covariance), so that a
+#: memory-mapped X is read a block at a time and never copied whole.
+_ROW_BLOCK = 1 << 16
+
+
 def _missing_rows(X):
     """The rows of X that are all NaN (missing observations; see the module docstring)."""
     return np.isnan(X[:, 0]) if X.shape[1] else np.zeros(X.shape[0], dtype=bool)
+
+
+def _row_blocks(X):
+    for start in range(0, X.shape[0], _ROW_BLOCK):
+        yield X[start:start + _ROW_BLOCK]
+
+
+def _mean_and_covariance(X):
+    """(mean, covariance with ``np.cov``'s N - 1) of the observed rows of X, by blocks of
+    rows, in float64: two passes, the second around the mean."""
+    d, n, total = X.shape[1], 0, np.zeros(X.shape[1])
+    for block in _row_blocks(X):
+        block = block[~_missing_rows(block)].astype(np.float64)
+        n += block.shape[0]
+        total += block.sum(axis=0)
+    mean = total / max(n, 1)
+    scatter = np.zeros((d, d))
+    for block in _row_blocks(X):
+        y = block[~_missing_rows(block)].astype(np.float64) - mean
+        scatter += y.T @ y
+    return mean, scatter / (n - 1) if n > 1 else np.full((d, d), np.nan)
 
 
 def _full_covars(covars, cov_type, n_components, n_features):
@@ -75,9 +101,12 @@ class GaussianRows:
         from ._validation import check_array
 
         X = check_array(X, name=name, owner=owner, copy=copy, allow_nan=True)
-        nan = np.isnan(X)
-        if nan.any() and not np.array_equal(nan.any(axis=1), nan.all(axis=1)):
-            row = int(np.flatnonzero(nan.any(axis=1) & ~nan.all(axis=1))[0])
+        for start in range(0, X.shape[0], _ROW_BLOCK):
+            nan = np.isnan(X[start:start + _ROW_BLOCK])
+            partly = np.flatnonzero(nan.any(axis=1) & ~nan.all(axis=1))
+            if not partly.size:
+                continue
+            row = start + int(partly[0])
             raise ValueError(
                 f"Row {row} of {name} has some features NaN and others observed. {owner} "
                 "treats a row that is all NaN as a missing observation (marginalised "
@@ -87,9 +116,7 @@ class GaussianRows:
     def _sequences(self, X, lengths, *, reset):
         data = super()._sequences(X, lengths, reset=reset)
         if reset:  # the statistics' center (see the module docstring)
-            observed = data.X[~_missing_rows(data.X)]
-            self._center = (observed.mean(axis=0, dtype=np.float64) if observed.shape[0]
-                            else np.zeros(data.X.shape[1]))
+            self._center, self._data_covariance = _mean_and_covariance(data.X)
         return data
 
     def _fill_missing(self, X, post=None):
@@ -105,10 +132,11 @@ class GaussianRows:
         return X, missing, post
 
     def _observed_rows(self, X):
-        """The rows of X that are not missing, as many as K-means needs to start the
-        means (when ``init_params`` asks for it)."""
-        X = X[~_missing_rows(X)]
-        if X.shape[0] < self.n_components and "m" in self.init_params:
+        """The rows of X that are not missing (X itself, not a copy, when none is), as
+        many as K-means needs to start the means."""
+        missing = _missing_rows(X)
+        X = X[~missing] if missing.any() else X
+        if X.shape[0] < self.n_components:
             raise ValueError(f"X has {X.shape[0]} observed rows (rows that are not all NaN); "
                              f"initializing means_ needs at least n_components = "
                              f"{self.n_components}.")
@@ -228,15 +256,14 @@ class GaussianHMM(GaussianRows, BaseHMM):
     def _init_emissions(self, X, random_state):
         k, d = self.n_components, X.shape[1]
         self.n_features = d
-        X = self._observed_rows(X)
         if self._needs_init("m", "means_"):
             from .kmeans import KMeans
 
             km = KMeans(k, random_state=self.random_state, n_init=10, backend=self.backend,
-                        n_threads=self.n_threads).fit(X)
+                        n_threads=self.n_threads).fit(self._observed_rows(X))
             self.means_ = km.cluster_centers_.astype(np.float64)
         if self._needs_init("c", "_covars_"):
-            cv = np.atleast_2d(np.cov(X.T.astype(np.float64))) + self.min_covar * np.eye(d)
+            cv = self._data_covariance + self.min_covar * np.eye(d)
             self._covars_ = {"spherical": lambda: np.full(k, cv.mean()),
                              "diag": lambda: np.tile(np.diag(cv), (k, 1)),
                              "full": lambda: np.tile(cv, (k, 1, 1)),

@@ -187,12 +187,12 @@ class GMMHMM(GaussianRows, BaseHMM):
 
         k, m, d = self.n_components, self.n_mix, X.shape[1]
         self.n_features = d
-        X = self._observed_rows(X)
 
         def data_covariance():
-            return np.atleast_2d(np.cov(X.T.astype(np.float64))) + self.min_covar * np.eye(d)
+            return self._data_covariance + self.min_covar * np.eye(d)
 
         if self._needs_init("m", "means_"):
+            X = self._observed_rows(X)
             # hmmlearn's: K-means into the states, then K-means of each state's rows into
             # its components (a state with fewer rows than n_mix: draws around the
             # centers' mean; hmmlearn takes those from numpy's global generator)

@@ -266,6 +266,40 @@ def test_sequences_are_cut_into_chunks_of_whole_sequences(monkeypatch):
     np.testing.assert_allclose(many.means_, one.means_, rtol=1e-12)
 
 
+def test_a_memory_mapped_x_is_read_a_chunk_at_a_time(monkeypatch, tmp_path):
+    """Validating a memory map (missing rows in it), its mean and covariance, and the EM
+    iterations allocate a small part of X's size, and give the fit of the same array in
+    memory.  (The K-means start of the means is KMeans' own streaming fit.)"""
+    import tracemalloc
+
+    import fastem._hmm as base
+    import fastem.gaussian_hmm as gh
+
+    rng = np.random.default_rng(8)
+    lengths = [500] * 200
+    X = rng.standard_normal((100_000, 4)) + np.repeat(rng.normal(0, 4, (200, 4)), 500, axis=0)
+    X[::997] = np.nan
+    np.save(tmp_path / "x.npy", X)
+    monkeypatch.setattr(base, "_CHUNK_VALUES", 3 * 2_000)  # 4 sequences a chunk
+    monkeypatch.setattr(gh, "_ROW_BLOCK", 2_000)
+
+    def model():
+        m = fastem.GaussianHMM(3, "full", n_iter=3, init_params="st", random_state=0)
+        m.means_ = np.array([[0.0, 0.0, 0.0, 0.0], [3.0, 3.0, 3.0, 3.0], [-3.0, 0.0, 3.0, 0.0]])
+        m.covars_ = np.stack([np.eye(4) * 4.0] * 3)
+        return m
+
+    in_memory = model().fit(X, lengths)
+    mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
+    tracemalloc.start()
+    fitted = model().fit(mapped, lengths)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < X.nbytes / 4, (peak, X.nbytes)
+    np.testing.assert_allclose(fitted.monitor_.history, in_memory.monitor_.history, rtol=1e-12)
+    np.testing.assert_allclose(fitted.means_, in_memory.means_, rtol=1e-10)
+
+
 # ----------------------------------------------------------------- errors
 @pytest.mark.parametrize("lengths,message", [
     ([100, 100], "lengths must sum to len"),
