@@ -411,7 +411,8 @@ def _cmd_fit(args):
     try:
         with _quiet_warnings(args):
             if hmm:
-                labels = model.fit(X, lengths).predict(X, lengths)
+                del fit_options["callback"]  # (no progress display for them yet)
+                labels = model.fit(X, lengths, **fit_options).predict(X, lengths)
             elif args.model == "kmeans":
                 labels = model.fit(X, **fit_options).labels_
             elif args.model == "minibatch":
@@ -448,7 +449,7 @@ def _cmd_fit(args):
 
 def _hmm_lengths(args, X, hmm, command):
     """``--lengths`` for a hidden Markov model (None: one sequence); refused for the
-    other models, and with options the HMMs do not have yet."""
+    other models, and for chunk files."""
     from . import Chunks
 
     if not hmm:
@@ -459,8 +460,6 @@ def _hmm_lengths(args, X, hmm, command):
     if isinstance(X, Chunks):
         raise CLIError(f"the hidden Markov models {command} one data file in memory (a "
                        "directory of chunk files would split their sequences)")
-    if getattr(args, "checkpoint", None):
-        raise CLIError("--checkpoint is not supported for the hidden Markov models yet")
     return _load_lengths(args.lengths, X.shape[0]) if args.lengths else None
 
 
@@ -776,7 +775,7 @@ def build_parser():
     fit.add_argument("--n-threads", type=_positive_int, default=None,
                      help="kernel threads (default: every CPU this process may use)")
     fit.add_argument("--checkpoint", metavar="PATH", default=None,
-                     help="kmeans and mixtures: write the fit's state here as it goes; "
+                     help="kmeans, mixtures and HMMs: write the fit's state here as it goes; "
                           "rerunning the same command after a crash resumes from it; SIGTERM "
                           "writes it at the end of the iteration and exits with 143")
     fit.add_argument("--checkpoint-every", type=_positive_int, default=10, metavar="N",

@@ -121,6 +121,13 @@ class Sequences:
     def dtype(self):
         return self.X.dtype
 
+    def fingerprint(self):
+        """What a checkpoint records of the data: its shape, its sequence lengths and
+        ~1,000 evenly spaced rows, hashed."""
+        from ._checkpoint import data_fingerprint
+
+        return data_fingerprint([self.X], self.n_rows, self.offsets.astype(np.float64))
+
     def chunks(self):
         """(rows of X, offsets within them) of each group, in order."""
         for a, b in self.groups:
@@ -260,7 +267,9 @@ class BaseHMM(EMEstimator):
         return self._kernels(self._runtime[0], "hmm")
 
     # ------------------------------------------------------------------ fit
-    def fit(self, X: ArrayLike, lengths: Optional[ArrayLike] = None) -> Self:
+    def fit(self, X: ArrayLike, lengths: Optional[ArrayLike] = None, *,
+            checkpoint: Any = None, checkpoint_every: int = 10,
+            checkpoint_seconds: Optional[float] = None) -> Self:
         """Estimate the parameters by Baum-Welch (EM); returns self.
 
         Parameters
@@ -271,21 +280,31 @@ class BaseHMM(EMEstimator):
             The length of each sequence in X (they must sum to ``len(X)``); None: X is
             one sequence.
 
+        checkpoint : path, default=None
+            Write the fit's state there every ``checkpoint_every`` iterations and/or
+            every ``checkpoint_seconds`` seconds; a fit started again with the same file
+            (a killed job rerun) resumes from it and ends with the model of an
+            uninterrupted fit.  The file is removed when the fit completes.
+
         What ``init_params`` names is initialized (hmmlearn's draws); what it leaves out
         must have been set by hand before ``fit``.  Then up to ``n_iter`` iterations,
         until the log-likelihood gains less than ``tol``; ``monitor_`` holds the history.
         """
+        from ._checkpoint import Checkpointer
+
         self._validate_params()
         self._check_priors()
         data = self._sequences(X, lengths, reset=True)
         self._runtime = self._resolve_runtime()
         self.monitor_ = ConvergenceMonitor(self.tol, self.n_iter, self.verbose)
+        ckpt = Checkpointer(self, data, checkpoint, checkpoint_every, checkpoint_seconds)
         with limit_blas_threads():
             best, _ = self._run_em(data, n_init=1, initialize=True,
                                    random_state=check_random_state(self.random_state),
-                                   max_iter=self.n_iter)
+                                   ckpt=ckpt, max_iter=self.n_iter)
         self.n_iter_ = best.n_iter
         self.backend_ = self._runtime[0]
+        ckpt.finish()
         return self
 
     def _check_priors(self):
@@ -319,7 +338,14 @@ class BaseHMM(EMEstimator):
         return letter in self.init_params or not hasattr(self, name)
 
     def _em_begin(self, data, init, n_done):
-        self.monitor_._reset()
+        if n_done == 0:  # (resuming a checkpoint: _unpack_checkpoint rebuilt the monitor)
+            self.monitor_._reset()
+
+    def _unpack_checkpoint(self, saved):
+        state = super()._unpack_checkpoint(saved)
+        if state is not None:  # the monitor's history is the loop's bounds
+            self._monitor_record = [state["n_iter"], *state["bounds"]]
+        return state
 
     def _em_iterate(self, data):
         bound, stats = self._summarize(data)

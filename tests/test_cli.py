@@ -438,8 +438,10 @@ def test_hmm_fit_with_lengths_save_and_predict(tmp_path, model, options):
     np.save(tmp_path / "x.npy", X)
     np.savetxt(tmp_path / "lengths.csv", [170, 130], fmt="%d")
     out = run("fit", model, tmp_path / "x.npy", "-k", 2, "--lengths", tmp_path / "lengths.csv",
-              "--max-iter", 7, "-o", tmp_path / "m.npz", "--json", *options)
+              "--max-iter", 7, "-o", tmp_path / "m.npz", "--json", "--checkpoint",
+              tmp_path / "fit.ckpt", *options)
     assert out.returncode == 0, out.stderr
+    assert not (tmp_path / "fit.ckpt").exists()  # removed once the fit completed
     res = json.loads(out.stdout)
     est = fastem.load(tmp_path / "m.npz")
     kw = {"n_iter": 7, "random_state": 0}
@@ -467,7 +469,7 @@ def test_hmm_options_are_checked(tmp_path):
              "--lengths is an option of the hidden Markov models"),
             (["fit", "gaussian-hmm", tmp_path / "x.npy", "--lengths", tmp_path / "bad.npy"],
              "summing to the data's 10 rows; it sums to 9"),
-            (["fit", "gaussian-hmm", tmp_path / "x.npy", "--checkpoint", tmp_path / "c"],
-             "--checkpoint is not supported for the hidden Markov models")]:
+            (["fit", "gaussian-hmm", tmp_path / "x.npy", "--n-init", 3],
+             "--n-init is not an option of the hidden Markov models")]:
         out = run(*args)
         assert out.returncode == 2 and message in out.stderr and out.stdout == "", out.stderr

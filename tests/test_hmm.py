@@ -448,3 +448,39 @@ def test_partly_missing_rows_are_refused():
     X[7, 1] = np.inf
     with pytest.raises(ValueError, match="infinity"):
         fastem.GaussianHMM(2).fit(X)
+
+
+def test_a_killed_fit_resumes_from_its_checkpoint_to_the_same_model(tmp_path, monkeypatch):
+    X = _gaussian_data()
+    path = tmp_path / "hmm.ckpt"
+
+    def make():
+        return fastem.GaussianHMM(3, "full", n_iter=12, tol=1e-12, random_state=4)
+
+    reference = make().fit(X, LENGTHS)
+    calls = []
+    real = fastem.GaussianHMM._em_iterate
+
+    def dies_in_the_seventh_iteration(self, data):
+        calls.append(1)
+        if len(calls) == 7:
+            raise KeyboardInterrupt
+        return real(self, data)
+
+    monkeypatch.setattr(fastem.GaussianHMM, "_em_iterate", dies_in_the_seventh_iteration)
+    with pytest.raises(KeyboardInterrupt):
+        make().fit(X, LENGTHS, checkpoint=path, checkpoint_every=2)
+    monkeypatch.setattr(fastem.GaussianHMM, "_em_iterate", real)
+    assert path.exists()
+    with pytest.raises(ValueError, match="written by a different fit"):  # other sequences
+        make().fit(X, [LENGTHS[0] + 1] + LENGTHS[1:-1] + [LENGTHS[-1] - 1], checkpoint=path)
+    calls.clear()
+    monkeypatch.setattr(fastem.GaussianHMM, "_em_iterate",
+                        lambda self, data: calls.append(1) or real(self, data))
+    resumed = make().fit(X, LENGTHS, checkpoint=path, checkpoint_every=2)
+    assert len(calls) == 6  # from the checkpoint of iteration 6: iterations 7 to 12
+    assert not path.exists()
+    assert list(resumed.monitor_.history) == list(reference.monitor_.history)
+    assert resumed.n_iter_ == reference.n_iter_ == 12
+    for name in ("startprob_", "transmat_", "means_", "_covars_"):
+        np.testing.assert_array_equal(getattr(resumed, name), getattr(reference, name))
