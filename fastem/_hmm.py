@@ -307,6 +307,46 @@ class BaseHMM(EMEstimator):
         ckpt.finish()
         return self
 
+    def partial_fit(self, X: ArrayLike, lengths: Optional[ArrayLike] = None, *,
+                    learning_decay: float = 0.7, learning_offset: float = 10.0) -> Self:
+        """One step of stepwise (online) EM on a batch of whole sequences; returns self.
+
+        The model keeps a running average of the sufficient statistics (start and
+        transition counts, emission statistics) per step of data,
+        ``s <- (1 - eta_t) s + eta_t s(batch)``, ``s(batch)`` being the batch's expected
+        statistics under the current parameters, and sets the parameters from ``s``
+        (hmmlearn's M-step, priors included).  ``eta_t = (learning_offset + t) **
+        -learning_decay`` for the t-th batch after the first (Cappe & Moulines 2009;
+        ``learning_decay`` in (0.5, 1]).  The first call initializes what ``init_params``
+        names from its batch, as ``fit`` does, unless the model is fitted already, and
+        its statistics start the average (so one call is one Baum-Welch iteration).
+        ``monitor_.history`` gets each batch's log-likelihood before its update;
+        ``n_steps_`` counts the batches.
+        """
+        from ._validation import check_random_state
+
+        if not 0.5 < learning_decay <= 1.0 or not learning_offset >= 0:
+            raise ValueError("partial_fit needs learning_decay in (0.5, 1] and "
+                             f"learning_offset >= 0; got {learning_decay!r}, "
+                             f"{learning_offset!r}.")
+        self._validate_params()
+        self._check_priors()
+        fitted = self.__sklearn_is_fitted__()
+        data = self._sequences(X, lengths, reset=not fitted)
+        self._runtime = self._resolve_runtime()
+        self.learning_decay, self.learning_offset = learning_decay, learning_offset
+        with limit_blas_threads():
+            if not fitted:
+                self.monitor_ = ConvergenceMonitor(self.tol, self.n_iter, self.verbose)
+                self._em_initialize(data, check_random_state(self.random_state))
+            else:
+                self._check_parameters()
+            bound, self.n_steps_ = self._stepwise_em(data)
+        self.monitor_.report(bound)
+        self.n_iter_ = self.n_steps_
+        self.backend_ = self._runtime[0]
+        return self
+
     def _check_priors(self):
         k = self.n_components
         for name, shape in (("startprob_prior", (k,)), ("transmat_prior", (k, k))):

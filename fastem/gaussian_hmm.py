@@ -115,7 +115,8 @@ class GaussianRows:
 
     def _sequences(self, X, lengths, *, reset):
         data = super()._sequences(X, lengths, reset=reset)
-        if reset:  # the statistics' center (see the module docstring)
+        if reset or not hasattr(self, "_center"):  # (a loaded model: from this batch)
+            # the statistics' center (see the module docstring)
             self._center, self._data_covariance = _mean_and_covariance(data.X)
         return data
 

@@ -484,3 +484,63 @@ def test_a_killed_fit_resumes_from_its_checkpoint_to_the_same_model(tmp_path, mo
     assert resumed.n_iter_ == reference.n_iter_ == 12
     for name in ("startprob_", "transmat_", "means_", "_covars_"):
         np.testing.assert_array_equal(getattr(resumed, name), getattr(reference, name))
+
+
+# ----------------------------------------------------------------- stepwise EM
+@pytest.mark.parametrize("kind", ["gaussian", "categorical"])
+def test_the_first_partial_fit_is_one_baum_welch_iteration(kind):
+    if kind == "gaussian":
+        X, make = _gaussian_data(), lambda: fastem.GaussianHMM(3, "full", n_iter=1,
+                                                               random_state=2)
+    else:
+        X, _ = _discrete_pair("categorical")
+        make = lambda: fastem.CategoricalHMM(3, n_iter=1, random_state=2)  # noqa: E731
+    fitted, stepped = make().fit(X, LENGTHS), make().partial_fit(X, LENGTHS)
+    assert list(stepped.monitor_.history) == list(fitted.monitor_.history)
+    for name in ("startprob_", "transmat_", *fitted._emission_attributes):
+        np.testing.assert_allclose(getattr(stepped, name), getattr(fitted, name), rtol=1e-12,
+                                   atol=1e-15)
+    assert stepped.n_steps_ == 1
+
+
+def test_a_later_partial_fit_averages_the_statistics_with_its_step_size():
+    """Step t: s = (1 - eta) s_old + eta s(batch) per step of data, eta = (10 + t)^-0.7;
+    with flat priors every categorical parameter is its normalized statistic."""
+    X, _ = _discrete_pair("categorical")
+    first, second = X[:200], X[200:]
+    model = fastem.CategoricalHMM(3, random_state=2).partial_fit(first)
+    s_old = [np.asarray(a) for a in model._running_stats]  # per step of data
+    before = fastem.CategoricalHMM(3, init_params="", params="", n_iter=1)
+    before.startprob_, before.transmat_ = model.startprob_, model.transmat_
+    before.emissionprob_ = model.emissionprob_
+    before.fit(second)  # params="": the model as it is; then its statistics of the batch
+    _, batch = before._summarize(before._sequences(second, None, reset=False))
+    model.partial_fit(second)
+    eta = (10.0 + 1) ** -0.7
+    start, trans, counts = [(1 - eta) * a + eta * np.asarray(b) / second.shape[0]
+                            for a, b in zip(s_old, batch)]
+    np.testing.assert_allclose(model.startprob_, start / start.sum(), rtol=1e-12)
+    np.testing.assert_allclose(model.transmat_, trans / trans.sum(axis=1, keepdims=True),
+                               rtol=1e-12)
+    np.testing.assert_allclose(model.emissionprob_, counts / counts.sum(axis=1, keepdims=True),
+                               rtol=1e-12)
+    assert model.n_steps_ == 2 and len(model.monitor_.history) == 2
+
+
+def test_stepwise_em_on_a_stream_of_sequences_finds_the_generating_model():
+    gen = hmm.GaussianHMM(2, "diag")
+    gen.startprob_, gen.transmat_ = np.array([0.5, 0.5]), np.array([[0.9, 0.1], [0.2, 0.8]])
+    gen.means_, gen.covars_ = np.array([[0.0, 0.0], [3.0, -3.0]]), np.ones((2, 2))
+    model = fastem.GaussianHMM(2, "diag", random_state=0)
+    for batch in range(40):
+        X = np.vstack([gen.sample(100, random_state=1000 * batch + s)[0] for s in range(5)])
+        model.partial_fit(X, [100] * 5)
+    order = np.argsort(model.means_[:, 0])
+    np.testing.assert_allclose(model.means_[order], gen.means_, atol=0.1)
+    np.testing.assert_allclose(model.transmat_[np.ix_(order, order)], gen.transmat_, atol=0.05)
+    np.testing.assert_allclose(model.covars_[order].diagonal(axis1=1, axis2=2), 1.0, atol=0.1)
+
+
+def test_partial_fit_step_sizes_are_checked():
+    with pytest.raises(ValueError, match=r"learning_decay in \(0.5, 1\]"):
+        fastem.GaussianHMM(2).partial_fit(_gaussian_data(), learning_decay=0.4)

@@ -314,6 +314,10 @@ def test_hmm_round_trip_gives_the_same_model(kind, tmp_path):
     np.testing.assert_array_equal(back.predict(X, lengths), est.predict(X, lengths))
     assert list(back.monitor_.history) == list(est.monitor_.history)
     assert back.monitor_.converged == est.monitor_.converged and back.n_iter_ == est.n_iter_
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (a state may empty out on a small batch)
+        back.partial_fit(X, lengths)  # a loaded model streams on: a new running average
+    assert back.n_steps_ == 1 and np.isfinite(back.score(X, lengths))
 
 
 def test_an_hmm_file_with_an_invalid_transition_matrix_is_refused(tmp_path):
