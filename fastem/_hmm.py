@@ -47,6 +47,10 @@ if TYPE_CHECKING:
 
 #: Rows of float64 per-step work (log-emissions and posteriors, K each) a chunk holds.
 _CHUNK_VALUES = 1 << 21
+#: Values (steps x states) of the per-step arrays of one sequence taken whole (256 MiB
+#: each): a longer sequence goes in blocks of this size, exactly, at the price of a
+#: second pass over its emissions and forward recursion (``BaseHMM._posteriors``).
+_SEQUENCE_VALUES = 1 << 25
 
 
 class ConvergenceMonitor:
@@ -85,7 +89,9 @@ class ConvergenceMonitor:
 class Sequences:
     """Validated X and its sequences: ``offsets`` (S + 1,), sequence s being rows
     ``offsets[s]:offsets[s + 1]``, and ``groups``, runs of whole sequences of about
-    ``_CHUNK_VALUES / K`` rows each (a longer sequence is a group of its own)."""
+    ``_CHUNK_VALUES / K`` rows each (a longer sequence is a group of its own; one longer
+    than ``block = _SEQUENCE_VALUES / K`` steps ``pieces`` cuts into blocks of that
+    many)."""
 
     def __init__(self, X, lengths, n_states):
         n = X.shape[0]
@@ -109,6 +115,7 @@ class Sequences:
         self.n_rows, self.n_sequences = n, lengths.shape[0]
         self.total_weight = float(n)
         limit = max(1, _CHUNK_VALUES // max(n_states, 1))
+        self.block = max(1, _SEQUENCE_VALUES // max(n_states, 1))
         groups, start = [], 0
         for s in range(1, self.n_sequences + 1):
             if self.offsets[s] - self.offsets[start] > limit and s - 1 > start:
@@ -133,6 +140,18 @@ class Sequences:
         for a, b in self.groups:
             lo, hi = self.offsets[a], self.offsets[b]
             yield self.X[lo:hi], self.offsets[a:b + 1] - lo
+
+    def pieces(self):
+        """(first row, rows of X, offsets within them, blocks) of each group: blocks is
+        None, or for a sequence longer than ``block`` its (start, stop) blocks of
+        ``block`` steps, for the forward-backward passes across blocks."""
+        for (lo, hi), (X, offsets) in zip(((self.offsets[a], self.offsets[b])
+                                           for a, b in self.groups), self.chunks()):
+            n = hi - lo
+            blocks = None
+            if offsets.shape[0] == 2 and n > self.block:
+                blocks = [(t, min(t + self.block, n)) for t in range(0, n, self.block)]
+            yield lo, X, offsets, blocks
 
 
 def _normalized_rows(counts, previous):
@@ -410,13 +429,17 @@ class BaseHMM(EMEstimator):
         with np.errstate(divide="ignore"):
             return np.log(self.startprob_), np.log(self.transmat_)
 
-    def _forward_backward(self, X, offsets):
-        """(log P of each sequence, posteriors (n, K), xi sums (S, K, K)) of one chunk."""
+    def _forward_backward(self, X, offsets, log_em=None, log_start=None):
+        """(log P of each sequence, posteriors (n, K), xi sums (S, K, K)) of one chunk;
+        ``log_em``: its emission log-probabilities if already computed; ``log_start``:
+        the start distribution, if not ``startprob_``."""
         k, n_seq = self.n_components, offsets.shape[0] - 1
-        log_em = self._emission_log_prob(X)
-        log_prob, post = np.empty(n_seq), np.empty((X.shape[0], k))
+        if log_em is None:
+            log_em = self._emission_log_prob(X)
+        log_prob, post = np.empty(n_seq), np.empty((log_em.shape[0], k))
         xi = np.empty((n_seq, k, k))
-        log_start, log_trans = self._log_start_trans()
+        own_start, log_trans = self._log_start_trans()
+        log_start = own_start if log_start is None else log_start
         self._hmm_kernels().forward_backward(log_start, log_trans, log_em, offsets,
                                              self.implementation == "scaling", log_prob, post,
                                              xi, self._runtime[1])
@@ -428,18 +451,60 @@ class BaseHMM(EMEstimator):
                 "startprob_ or transmat_, or an emission of probability zero).")
         return log_prob, post, xi
 
+    def _posteriors(self, data):
+        """For each piece of the data: (its first row, its rows of X, their log P, their
+        posteriors, transition counts (K, K), the start counts (K,)).
+
+        A sequence longer than a chunk (``Sequences.pieces``) is taken in blocks, never
+        whole, and exactly.  A forward pass over the blocks gives each block's start,
+        the predicted distribution ``p_b = alpha_{t-1} A`` of its first step given all
+        before it (normalised), and log P as the sum of the blocks' ``log P(x_b |
+        x_<b)``.  A backward pass, last block first, runs each block from ``p_b`` with
+        one extra step at its end whose emission is the next block's
+        ``b_t(j) beta_t(j) = gamma_t(j) / p_{b+1}(j)`` (up to a constant): the block's
+        posteriors, and the transition counts into the next block, given everything.
+        """
+        for lo, X, offsets, blocks in data.pieces():
+            if blocks is None:
+                log_prob, post, xi = self._forward_backward(X, offsets)
+                firsts = offsets[:-1][offsets[1:] > offsets[:-1]]
+                yield (lo, X, float(np.sum(log_prob)), post, xi.sum(axis=0),
+                       post[firsts].sum(axis=0))
+                continue
+            trans = self.transmat_
+            one = np.array([0, 0], dtype=np.int64)
+            starts, log_p, log_start = [], 0.0, None
+            for a, b in blocks:  # forward over the blocks: their starts and log P
+                starts.append(self._log_start_trans()[0] if log_start is None else log_start)
+                one[1] = b - a
+                lp, post, _ = self._forward_backward(X[a:b], one, log_start=starts[-1])
+                log_p += float(lp[0])
+                with np.errstate(divide="ignore"):
+                    log_start = np.log(post[-1] @ trans)  # (post[-1]: the filtered state)
+            following = None  # the next block's first-step emission row
+            for i in range(len(blocks) - 1, -1, -1):
+                a, b = blocks[i]
+                log_em = self._emission_log_prob(X[a:b])
+                if following is not None:
+                    log_em = np.vstack([log_em, following])
+                one[1] = log_em.shape[0]
+                _, post, xi = self._forward_backward(X[a:b], one, log_em, starts[i])
+                post = post[:b - a]
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    following = np.where(post[0] > 0, np.log(post[0]) - starts[i], -np.inf)
+                yield (lo + a, X[a:b], log_p if i == 0 else 0.0, post, xi[0],
+                       post[0] if i == 0 else np.zeros(self.n_components))
+
     def _summarize(self, data):
         """Log-likelihood of every sequence and the additive statistics: (start counts,
-        transition counts, *emission statistics), summed over the chunks in order."""
+        transition counts, *emission statistics), summed over the pieces in order."""
         k = self.n_components
         start, trans = np.zeros(k), np.zeros((k, k))
         emission, bound = None, 0.0
-        for X, offsets in data.chunks():
-            log_prob, post, xi = self._forward_backward(X, offsets)
-            bound += float(np.sum(log_prob))
-            firsts = offsets[:-1][offsets[1:] > offsets[:-1]]
-            start += post[firsts].sum(axis=0)
-            trans += xi.sum(axis=0)
+        for _, X, log_p, post, xi, first in self._posteriors(data):
+            bound += log_p
+            start += first
+            trans += xi
             part = self._emission_stats(X, post)
             emission = part if emission is None else tuple(a + b for a, b in zip(emission, part))
         return bound, (start, trans) + emission
@@ -478,12 +543,13 @@ class BaseHMM(EMEstimator):
         data = self._inference_input(X, lengths)
         total, parts = 0.0, []
         with limit_blas_threads():
-            for Xc, offsets in data.chunks():
-                log_prob, post, _ = self._forward_backward(Xc, offsets)
-                total += float(np.sum(log_prob))
+            for lo, _, log_p, post, _, _ in self._posteriors(data):
+                total += log_p
                 if posteriors:
-                    parts.append(post)
-        return total, (np.concatenate(parts) if parts else np.empty((0, self.n_components)))
+                    parts.append((lo, post))
+        parts.sort(key=lambda part: part[0])  # (the blocks of a long sequence come last first)
+        return total, (np.concatenate([p for _, p in parts]) if parts else
+                       np.empty((0, self.n_components)))
 
     def score(self, X: ArrayLike, lengths: Optional[ArrayLike] = None) -> float:
         """Log-likelihood of X (all its sequences) under the model."""

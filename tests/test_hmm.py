@@ -266,21 +266,23 @@ def test_sequences_are_cut_into_chunks_of_whole_sequences(monkeypatch):
     np.testing.assert_allclose(many.means_, one.means_, rtol=1e-12)
 
 
-def test_a_memory_mapped_x_is_read_a_chunk_at_a_time(monkeypatch, tmp_path):
+@pytest.mark.parametrize("lengths", [[500] * 200, None])
+def test_a_memory_mapped_x_is_read_a_chunk_at_a_time(monkeypatch, tmp_path, lengths):
     """Validating a memory map (missing rows in it), its mean and covariance, and the EM
-    iterations allocate a small part of X's size, and give the fit of the same array in
-    memory.  (The K-means start of the means is KMeans' own streaming fit.)"""
+    iterations allocate a small part of X's size, for many sequences and for one long
+    one (taken in blocks), and give the fit of the same array in memory.  (The K-means
+    start of the means is KMeans' own streaming fit.)"""
     import tracemalloc
 
     import fastem._hmm as base
     import fastem.gaussian_hmm as gh
 
     rng = np.random.default_rng(8)
-    lengths = [500] * 200
     X = rng.standard_normal((100_000, 4)) + np.repeat(rng.normal(0, 4, (200, 4)), 500, axis=0)
     X[::997] = np.nan
     np.save(tmp_path / "x.npy", X)
     monkeypatch.setattr(base, "_CHUNK_VALUES", 3 * 2_000)  # 4 sequences a chunk
+    monkeypatch.setattr(base, "_SEQUENCE_VALUES", 3 * 2_000)  # or blocks of 2,000 steps
     monkeypatch.setattr(gh, "_ROW_BLOCK", 2_000)
 
     def model():
@@ -544,3 +546,44 @@ def test_stepwise_em_on_a_stream_of_sequences_finds_the_generating_model():
 def test_partial_fit_step_sizes_are_checked():
     with pytest.raises(ValueError, match=r"learning_decay in \(0.5, 1\]"):
         fastem.GaussianHMM(2).partial_fit(_gaussian_data(), learning_decay=0.4)
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+@pytest.mark.parametrize("kind", ["gaussian", "categorical"])
+def test_a_sequence_longer_than_a_chunk_is_taken_in_blocks_exactly(monkeypatch, kind,
+                                                                  implementation):
+    """One sequence cut into blocks of 50 steps (the forward state carried across each
+    boundary, the backward one brought back) gives the fit, score and posteriors of the
+    whole sequence at once, with forbidden transitions in the model."""
+    import fastem._hmm as base
+
+    trans = np.array([[0.8, 0.2, 0.0], [0.0, 0.7, 0.3], [0.25, 0.0, 0.75]])
+    if kind == "gaussian":
+        X = _gaussian_data()
+
+        def make():
+            m = _start(fastem.GaussianHMM(3, "full", init_params="", n_iter=5,
+                                          implementation=implementation), "full")
+            m.transmat_ = trans
+            return m
+    else:
+        X, _ = _discrete_pair("categorical")
+
+        def make():
+            m = fastem.CategoricalHMM(3, init_params="e", n_iter=5, random_state=0,
+                                      implementation=implementation)
+            m.startprob_, m.transmat_ = START, trans
+            return m
+    whole = make().fit(X)
+    monkeypatch.setattr(base, "_SEQUENCE_VALUES", 3 * 50)
+    assert len(base.Sequences(X, None, 3).pieces().__next__()[3]) == 8
+    blocked = make().fit(X)
+    np.testing.assert_allclose(blocked.monitor_.history, whole.monitor_.history, rtol=1e-12)
+    for name in ("startprob_", "transmat_", *whole._emission_attributes):
+        np.testing.assert_allclose(getattr(blocked, name), getattr(whole, name), rtol=1e-9,
+                                   atol=1e-12)
+    lp, post = blocked.score_samples(X)
+    monkeypatch.setattr(base, "_SEQUENCE_VALUES", 1 << 25)
+    ref_lp, ref_post = blocked.score_samples(X)
+    assert lp == pytest.approx(ref_lp, rel=1e-12)
+    np.testing.assert_allclose(post, ref_post, atol=1e-10)
