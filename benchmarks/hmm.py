@@ -2,6 +2,7 @@
 
     python benchmarks/hmm.py                       # the three workloads of issue 16
     python benchmarks/hmm.py --workloads long --repeats 5
+    python benchmarks/hmm.py --workloads categorical --block-steps 65536  # blocked sequences
 
 Workloads (data drawn from a random HMM of the same shape, seeded):
 
@@ -76,6 +77,9 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--backends", default="cython,numba")
     p.add_argument("--implementations", default="scaling,log")
+    p.add_argument("--block-steps", type=int, default=None,
+                   help="take a sequence longer than this many steps in blocks of it "
+                        "(fastem; default: its own threshold, 2^25 / K)")
     args = p.parse_args(argv)
 
     import warnings
@@ -84,11 +88,14 @@ def main(argv=None):
     from threadpoolctl import threadpool_limits
 
     import fastem
+    import fastem._hmm
 
     logging.getLogger("hmmlearn").setLevel(logging.ERROR)
     short, long = 1, 4
     for name in args.workloads.split(","):
         cls, k, kwargs, init, X, lengths = workload(name, np.random.default_rng(0))
+        if args.block_steps:
+            fastem._hmm._SEQUENCE_VALUES = args.block_steps * k
         print(f"\n## {name}: {cls}, {len(lengths):,} sequence(s), {X.shape[0]:,} steps x "
               f"{X.shape[1]} {'symbols' if cls == 'CategoricalHMM' else 'features'}, "
               f"{k} states {kwargs.get('covariance_type', '')}")

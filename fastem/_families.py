@@ -173,6 +173,8 @@ def _hmm_calls(dtype, n, d, k, rng):
     calls = [("forward_backward", (log_start, log_trans, log_emission, offsets, scaled,
                                    np.empty(s), np.empty((n, k)), np.empty((s, k, k))))
              for scaled in (True, False)]
+    calls += [("forward", (log_start, log_trans, log_emission, offsets, scaled, np.empty(s),
+                           np.empty((s, k)))) for scaled in (True, False)]
     calls.append(("decode_viterbi", (log_start, log_trans, log_emission, offsets,
                                      np.empty(s), np.empty(n, np.int32))))
     # the Gaussian HMM's M-step moments, squares and outer products, with posteriors
@@ -206,7 +208,8 @@ FAMILIES = (
            _discrete_mixture_calls,
            (("bernoulli", "BernoulliMixture"), ("multinomial", "MultinomialMixture"),
             ("categorical", "CategoricalMixture"))),
-    Family("hmm", ("forward_backward", "decode_viterbi", "weighted_moments", "symbol_counts"),
+    Family("hmm", ("forward_backward", "forward", "decode_viterbi", "weighted_moments",
+                   "symbol_counts"),
            _hmm_calls,
            (("gaussian-hmm", "GaussianHMM"), ("gmm-hmm", "GMMHMM"),
             ("categorical-hmm", "CategoricalHMM"), ("poisson-hmm", "PoissonHMM"),

@@ -443,13 +443,43 @@ class BaseHMM(EMEstimator):
         self._hmm_kernels().forward_backward(log_start, log_trans, log_em, offsets,
                                              self.implementation == "scaling", log_prob, post,
                                              xi, self._runtime[1])
-        impossible = np.flatnonzero(~np.isfinite(log_prob))
-        if impossible.size:
-            raise ValueError(
-                f"A sequence (number {int(impossible[0])} of its chunk) has probability zero "
-                "under the model: no path of allowed transitions explains it (zeros in "
-                "startprob_ or transmat_, or an emission of probability zero).")
+        _refuse_impossible(log_prob)
         return log_prob, post, xi
+
+    def _forward(self, X, offsets, log_start=None):
+        """(log P of each sequence, its last step's filtered state distribution (S, K)) of
+        one chunk, by the forward pass alone; ``log_start`` as ``_forward_backward``."""
+        log_prob = np.empty(offsets.shape[0] - 1)
+        filtered = np.empty((log_prob.shape[0], self.n_components))
+        own_start, log_trans = self._log_start_trans()
+        self._hmm_kernels().forward(own_start if log_start is None else log_start, log_trans,
+                                    self._emission_log_prob(X), offsets,
+                                    self.implementation == "scaling", log_prob, filtered,
+                                    self._runtime[1])
+        _refuse_impossible(log_prob)
+        return log_prob, filtered
+
+    def _forward_blocks(self, X, blocks):
+        """(each block's start, log P) of one sequence taken in blocks: the forward pass
+        over them (see ``_posteriors``)."""
+        one = np.array([0, 0], dtype=np.int64)
+        starts, log_p, log_start = [], 0.0, self._log_start_trans()[0]
+        for a, b in blocks:
+            starts.append(log_start)
+            one[1] = b - a
+            lp, filtered = self._forward(X[a:b], one, log_start)
+            log_p += float(lp[0])
+            with np.errstate(divide="ignore"):
+                log_start = np.log(filtered[0] @ self.transmat_)
+        return starts, log_p
+
+    def _log_likelihood(self, data):
+        """log P of all of ``data``, by forward passes only."""
+        total = 0.0
+        for _, X, offsets, blocks in data.pieces():
+            total += (float(np.sum(self._forward(X, offsets)[0])) if blocks is None else
+                      self._forward_blocks(X, blocks)[1])
+        return total
 
     def _posteriors(self, data):
         """For each piece of the data: (its first row, its rows of X, their log P, their
@@ -471,16 +501,8 @@ class BaseHMM(EMEstimator):
                 yield (lo, X, float(np.sum(log_prob)), post, xi.sum(axis=0),
                        post[firsts].sum(axis=0))
                 continue
-            trans = self.transmat_
+            starts, log_p = self._forward_blocks(X, blocks)
             one = np.array([0, 0], dtype=np.int64)
-            starts, log_p, log_start = [], 0.0, None
-            for a, b in blocks:  # forward over the blocks: their starts and log P
-                starts.append(self._log_start_trans()[0] if log_start is None else log_start)
-                one[1] = b - a
-                lp, post, _ = self._forward_backward(X[a:b], one, log_start=starts[-1])
-                log_p += float(lp[0])
-                with np.errstate(divide="ignore"):
-                    log_start = np.log(post[-1] @ trans)  # (post[-1]: the filtered state)
             following = None  # the next block's first-step emission row
             for i in range(len(blocks) - 1, -1, -1):
                 a, b = blocks[i]
@@ -542,6 +564,9 @@ class BaseHMM(EMEstimator):
     def _score(self, X, lengths, posteriors):
         data = self._inference_input(X, lengths)
         total, parts = 0.0, []
+        if not posteriors:
+            with limit_blas_threads():
+                return self._log_likelihood(data), None
         with limit_blas_threads():
             for lo, _, log_p, post, _, _ in self._posteriors(data):
                 total += log_p
@@ -638,6 +663,15 @@ class BaseHMM(EMEstimator):
     def bic(self, X: ArrayLike, lengths: Optional[ArrayLike] = None) -> float:
         """Bayesian information criterion: -2 log L + (free parameters) log(n_samples)."""
         return -2 * self.score(X, lengths) + self._n_parameters() * np.log(len(X))
+
+
+def _refuse_impossible(log_prob):
+    impossible = np.flatnonzero(~np.isfinite(log_prob))
+    if impossible.size:
+        raise ValueError(
+            f"A sequence (number {int(impossible[0])} of its chunk) has probability zero "
+            "under the model: no path of allowed transitions explains it (zeros in "
+            "startprob_ or transmat_, or an emission of probability zero).")
 
 
 def warn_empty_states(states, what):

@@ -249,3 +249,9 @@ def test_every_backend_is_exact_where_its_fast_paths_are_not(backend, scaled, ca
     assert got_lp[0] == pytest.approx(log_prob, rel=0, abs=1e-10)
     np.testing.assert_allclose(got_post, gamma, rtol=1e-10, atol=1e-13)
     np.testing.assert_allclose(got_xi[0], xi, rtol=1e-10, atol=1e-13)
+    # the forward pass alone: the same log P, and the last step's filtered distribution
+    filtered = np.empty((1, k))
+    get_kernels(backend, "hmm").forward(log_start, log_trans, log_emission, offsets, scaled,
+                                        got_lp, filtered, 2)
+    assert got_lp[0] == pytest.approx(log_prob, rel=0, abs=1e-10)
+    np.testing.assert_allclose(filtered[0], gamma[-1], rtol=1e-10, atol=1e-13)

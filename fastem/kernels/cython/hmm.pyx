@@ -52,18 +52,13 @@ cdef double _logsumexp(const double* v, Py_ssize_t n) noexcept nogil:
     return log(acc) + top
 
 
-cdef double _fb_log(const double* trans, const double* trans_t, const double* ls,
-                    const double* lt, const double* le, Py_ssize_t n_steps, Py_ssize_t k,
-                    double* post, double* xi, double* la, double* work) noexcept nogil:
-    """One sequence in log space, max-shifted (``la``: (T, K) scratch; ``work``: 5 K +
-    K^2)."""
+cdef double _forward_log(const double* trans, const double* ls, const double* lt,
+                         const double* le, Py_ssize_t n_steps, Py_ssize_t k, double* la,
+                         double* work) noexcept nogil:
+    """numba's ``_forward_log``: ``la`` (T, K) written (``work``: 2 K); returns log P."""
     cdef Py_ssize_t t, i, j
-    cdef double c, n, f, a_i, e_j, log_prob
-    cdef double* e = work + k
-    cdef double* acc = work + 2 * k
-    cdef double* v = work + 3 * k
-    cdef double* lb = work + 4 * k
-    cdef double* direct = work + 5 * k
+    cdef double c, a_i
+    cdef double* acc = work + k
     for j in range(k):
         la[j] = ls[j] + le[j]
     for t in range(1, n_steps):
@@ -88,7 +83,22 @@ cdef double _fb_log(const double* trans, const double* trans_t, const double* ls
                 for i in range(k):
                     work[i] = la[(t - 1) * k + i] + lt[i * k + j]
                 la[t * k + j] = le[t * k + j] + _logsumexp(work, k)
-    log_prob = _logsumexp(la + (n_steps - 1) * k, k)
+    return _logsumexp(la + (n_steps - 1) * k, k)
+
+
+cdef double _fb_log(const double* trans, const double* trans_t, const double* ls,
+                    const double* lt, const double* le, Py_ssize_t n_steps, Py_ssize_t k,
+                    double* post, double* xi, double* la, double* work) noexcept nogil:
+    """One sequence in log space, max-shifted (``la``: (T, K) scratch; ``work``: 5 K +
+    K^2)."""
+    cdef Py_ssize_t t, i, j
+    cdef double c, n, f, a_i, e_j, log_prob
+    cdef double* e = work + k
+    cdef double* acc = work + 2 * k
+    cdef double* v = work + 3 * k
+    cdef double* lb = work + 4 * k
+    cdef double* direct = work + 5 * k
+    log_prob = _forward_log(trans, ls, lt, le, n_steps, k, la, work)
     for i in range(k * k):
         xi[i] = 0.0
         direct[i] = 0.0
@@ -296,6 +306,82 @@ cdef void _log_batch(const double* trans, const double* trans_t, const double[::
     n_failed[0] += failed
 
 
+def _shifted_emissions(const double[:, ::1] log_emission, n_threads):
+    """(exp(le_t - shift_t), shift_t = max_j le_t(j)) of every row, the shifts over fixed
+    blocks of rows and the exponentials by numpy's vectorised exp (see numba's
+    ``forward_backward``); a row no state can emit gives zeros."""
+    cdef Py_ssize_t n = log_emission.shape[0], k = log_emission.shape[1], blk, t, j
+    em_arr, shift_arr = np.empty((n, k)), np.empty(n)
+    cdef double[:, ::1] em = em_arr
+    cdef double[::1] shift = shift_arr
+    cdef Py_ssize_t n_row_blocks = (n + _TIME_BLOCK - 1) // _TIME_BLOCK
+    cdef double m
+    cdef int row_team = _team_size(n_threads, n_row_blocks)
+    for blk in prange(n_row_blocks, nogil=True, num_threads=row_team):
+        for t in range(blk * _TIME_BLOCK, min(n, (blk + 1) * _TIME_BLOCK)):
+            m = log_emission[t, 0]
+            for j in range(1, k):
+                if log_emission[t, j] > m:
+                    m = log_emission[t, j]
+            shift[t] = m
+            for j in range(k):
+                em[t, j] = log_emission[t, j] - m if isfinite(m) else -INFINITY
+    np.exp(em_arr, out=em_arr)
+    return em_arr, shift_arr
+
+
+def forward(const double[::1] log_startprob, const double[:, ::1] log_transmat,
+            const double[:, ::1] log_emission, const int64_t[::1] offsets, scaled,
+            double[::1] log_prob, double[:, ::1] filtered, n_threads):
+    """The forward pass of every sequence of the batch, one sequence a thread (see the
+    reference and numba's ``forward``)."""
+    cdef Py_ssize_t k = log_startprob.shape[0], n_seq = log_prob.shape[0]
+    _check_batch(log_startprob, log_transmat, log_emission, offsets, n_seq)
+    _check(filtered.shape[0] == n_seq and filtered.shape[1] == k,
+           "filtered does not have the batch's shape")
+    cdef bint use_scaled = bool(scaled)
+    cdef double[::1] start = np.exp(log_startprob)
+    cdef double[:, ::1] trans = np.exp(log_transmat)
+    em_arr, shift_arr = (_shifted_emissions(log_emission, n_threads) if use_scaled else
+                         (np.zeros((1, k)), np.zeros(1)))
+    cdef double[:, ::1] em = em_arr
+    cdef double[::1] shift = shift_arr
+    cdef Py_ssize_t s, a, n_steps, j
+    cdef double lp
+    cdef double* scratch
+    cdef int n_team = _team_size(n_threads, n_seq)
+    cdef Py_ssize_t n_failed = 0  # a reduction: prange makes assigned variables private
+    for s in prange(n_seq, nogil=True, schedule='dynamic', num_threads=n_team):
+        a = offsets[s]
+        n_steps = offsets[s + 1] - a
+        if n_steps == 0:
+            log_prob[s] = 0.0
+            for j in range(k):
+                filtered[s, j] = NAN
+            continue
+        scratch = <double*>malloc((n_steps * k + 2 * k) * sizeof(double))
+        if scratch == NULL:
+            n_failed += 1
+            continue
+        lp = NAN
+        if use_scaled:
+            lp = _forward_scaled(&start[0], &trans[0, 0], &em[a, 0], &shift[a], n_steps, k,
+                                 scratch, scratch + n_steps * k)
+        if isfinite(lp):
+            for j in range(k):
+                filtered[s, j] = scratch[(n_steps - 1) * k + j]
+        else:  # log space (asked for, or the scaled form cannot represent the sequence)
+            lp = _forward_log(&trans[0, 0], &log_startprob[0], &log_transmat[0, 0],
+                              &log_emission[a, 0], n_steps, k, scratch,
+                              scratch + n_steps * k)
+            for j in range(k):
+                filtered[s, j] = exp(scratch[(n_steps - 1) * k + j] - lp)
+        log_prob[s] = lp
+        free(scratch)
+    if n_failed:
+        raise MemoryError()
+
+
 def forward_backward(const double[::1] log_startprob, const double[:, ::1] log_transmat,
                      const double[:, ::1] log_emission, const int64_t[::1] offsets, scaled,
                      double[::1] log_prob, double[:, ::1] posteriors, double[:, :, ::1] xi_sums,
@@ -322,23 +408,10 @@ def forward_backward(const double[::1] log_startprob, const double[:, ::1] log_t
         if n_failed:
             raise MemoryError()
         return
-    em_arr, shift_arr = np.empty((n, k)), np.empty(n)
+    em_arr, shift_arr = _shifted_emissions(log_emission, n_threads)
     cdef double[:, ::1] em = em_arr
     cdef double[::1] shift = shift_arr
     cdef Py_ssize_t blk, t, j, s, task, a, n_steps, i
-    cdef Py_ssize_t n_row_blocks = (n + _TIME_BLOCK - 1) // _TIME_BLOCK
-    cdef double m
-    cdef int row_team = _team_size(n_threads, n_row_blocks)
-    for blk in prange(n_row_blocks, nogil=True, num_threads=row_team):
-        for t in range(blk * _TIME_BLOCK, min(n, (blk + 1) * _TIME_BLOCK)):
-            m = log_emission[t, 0]
-            for j in range(1, k):
-                if log_emission[t, j] > m:
-                    m = log_emission[t, j]
-            shift[t] = m
-            for j in range(k):
-                em[t, j] = log_emission[t, j] - m if isfinite(m) else -INFINITY
-    np.exp(em_arr, out=em_arr)  # numpy's vectorised exp (see numba's forward_backward)
     lengths = np.diff(np.asarray(offsets))
     cdef int64_t[::1] order = np.argsort(-lengths, kind="stable").astype(np.int64)
     cdef double[:, ::1] beta = np.empty((n, k))

@@ -64,20 +64,11 @@ def _exact_logsumexp_row(log_transmat, i, v, work):
 
 
 @helper
-def _forward_backward_log(transmat, transmat_t, log_startprob, log_transmat, le, post, xi):
-    """One sequence in log space: its log-likelihood; ``post`` (T, K) and ``xi`` (K, K)
-    written.
-
-    Each step is shifted by its maximum so that it costs K exps and K logs, not K^2:
-    ``log alpha_t(j) = le_t(j) + c + log sum_i exp(log alpha_{t-1}(i) - c) A_ij`` with
-    ``c = max_i log alpha_{t-1}(i)`` (an entry whose shifted sum is subnormal is redone
-    by the exact logsumexp), the backward pass alike with ``A^T``, and
-    ``xi_ij = A_ij sum_t exp(la_t(i) - c_t) exp(v_t(j) - n_t) exp(c_t + n_t - log P)``,
-    ``v_t = le_{t+1} + lb_{t+1}``, ``n_t = max v_t``.
-    """
+def _forward_log(transmat, log_startprob, log_transmat, le, la):
+    """The max-shifted log-space forward pass of one sequence (see
+    ``_forward_backward_log``): ``la`` (T, K) written; returns log P."""
     n_steps, k = le.shape
-    la = np.empty((n_steps, k))
-    work, e, acc, v = np.empty(k), np.empty(k), np.empty(k), np.empty(k)
+    work, acc = np.empty(k), np.empty(k)
     for j in range(k):
         la[0, j] = log_startprob[j] + le[0, j]
     for t in range(1, n_steps):
@@ -95,7 +86,25 @@ def _forward_backward_log(transmat, transmat_t, log_startprob, log_transmat, le,
                 la[t, j] = le[t, j] + c + np.log(acc[j])
             else:
                 la[t, j] = le[t, j] + _exact_logsumexp_col(la[t - 1], log_transmat, j, work)
-    log_prob = _logsumexp_col(la[n_steps - 1])
+    return _logsumexp_col(la[n_steps - 1])
+
+
+@helper
+def _forward_backward_log(transmat, transmat_t, log_startprob, log_transmat, le, post, xi):
+    """One sequence in log space: its log-likelihood; ``post`` (T, K) and ``xi`` (K, K)
+    written.
+
+    Each step is shifted by its maximum so that it costs K exps and K logs, not K^2:
+    ``log alpha_t(j) = le_t(j) + c + log sum_i exp(log alpha_{t-1}(i) - c) A_ij`` with
+    ``c = max_i log alpha_{t-1}(i)`` (an entry whose shifted sum is subnormal is redone
+    by the exact logsumexp), the backward pass alike with ``A^T``, and
+    ``xi_ij = A_ij sum_t exp(la_t(i) - c_t) exp(v_t(j) - n_t) exp(c_t + n_t - log P)``,
+    ``v_t = le_{t+1} + lb_{t+1}``, ``n_t = max v_t``.
+    """
+    n_steps, k = le.shape
+    la = np.empty((n_steps, k))
+    work, e, acc, v = np.empty(k), np.empty(k), np.empty(k), np.empty(k)
+    log_prob = _forward_log(transmat, log_startprob, log_transmat, le, la)
     xi[:, :] = 0.0
     if log_prob == -np.inf:
         post[:, :] = np.nan
@@ -330,6 +339,45 @@ def _forward_backward_scaled_batch(log_startprob, log_transmat, log_emission, em
             log_prob[s] = _forward_backward_log(transmat, transmat_t, log_startprob,
                                                 log_transmat, log_emission[a:b],
                                                 posteriors[a:b], xi_sums[s])
+
+
+@kernel
+def _forward_batch(log_startprob, log_transmat, log_emission, em, shift, offsets, scaled,
+                   log_prob, filtered, n_threads):
+    """The forward passes alone, one sequence a thread (see ``forward``)."""
+    n, k = log_emission.shape
+    startprob, transmat = np.exp(log_startprob), np.exp(log_transmat)
+    for s in prange(offsets.shape[0] - 1):
+        a, b = offsets[s], offsets[s + 1]
+        if b == a:
+            log_prob[s] = 0.0
+            filtered[s, :] = np.nan
+            continue
+        alpha = np.empty((b - a, k))
+        lp = np.nan
+        if scaled:
+            lp = _forward_scaled(startprob, transmat, em[a:b], shift[a:b], 0, b - a, alpha)
+        if np.isfinite(lp):
+            filtered[s, :] = alpha[b - a - 1]
+        else:  # log space (asked for, or the scaled form cannot represent the sequence)
+            lp = _forward_log(transmat, log_startprob, log_transmat, log_emission[a:b], alpha)
+            for j in range(k):
+                filtered[s, j] = np.exp(alpha[b - a - 1, j] - lp)
+        log_prob[s] = lp
+
+
+def forward(log_startprob, log_transmat, log_emission, offsets, scaled, log_prob, filtered,
+            n_threads):
+    """The forward pass of every sequence of the batch (see the reference): scaled as
+    in ``forward_backward`` (the shifted emissions exponentiated by numpy), or in log
+    space; one sequence a thread."""
+    em, shift = log_emission, log_emission[:, 0]  # unused by the log form
+    if scaled:
+        em, shift = np.empty(log_emission.shape), np.empty(log_emission.shape[0])
+        _shift_rows(log_emission, em, shift, n_threads)
+        np.exp(em, out=em)
+    _forward_batch(log_startprob, log_transmat, log_emission, em, np.ascontiguousarray(shift),
+                   offsets, scaled, log_prob, filtered, n_threads)
 
 
 def forward_backward(log_startprob, log_transmat, log_emission, offsets, scaled, log_prob,

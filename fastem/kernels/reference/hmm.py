@@ -148,6 +148,19 @@ def forward_backward(log_startprob, log_transmat, log_emission, offsets, scaled,
                                                        log_emission[a:b])
 
 
+def forward(log_startprob, log_transmat, log_emission, offsets, scaled, log_prob, filtered,
+            n_threads):
+    """The forward pass alone: ``log_prob`` (S,) as ``forward_backward``'s, and
+    ``filtered`` (S, K), each sequence's state distribution at its last step given the
+    sequence, ``P(z_T = j | x_1..x_T)`` (the last row of its posteriors; NaN for an empty
+    sequence).  ``n_threads`` is accepted for signature parity and ignored."""
+    one = forward_backward_scaled if scaled else forward_backward_log
+    for s in range(offsets.shape[0] - 1):
+        a, b = offsets[s], offsets[s + 1]
+        log_prob[s], gamma, _ = one(log_startprob, log_transmat, log_emission[a:b])
+        filtered[s] = gamma[-1] if b > a else np.nan
+
+
 def decode_viterbi(log_startprob, log_transmat, log_emission, offsets, log_prob, path,
                    n_threads):
     """Viterbi over every sequence: ``log_prob`` (S,) the best paths' joint
