@@ -389,13 +389,17 @@ def _stop_on_sigterm():
 def _cmd_fit(args):
     import numpy as np
 
+    from . import Chunks
+
     if args.data is None and not args.quiet:
         print("fastem: no DATA given: fitting the bundled iris demo data (150 x 4)",
               file=sys.stderr)
     X, source, names = _load_data(args.data, stream=True)
     model = _estimator(args, X)
     hmm = args.model in HMM_MODELS
-    lengths = _hmm_lengths(args, X, hmm, "fit")
+    if hmm and isinstance(X, Chunks):
+        raise _one_file_for_hmms("fit")
+    lengths = _hmm_lengths(args, hmm, lambda: X.shape[0])
     if args.checkpoint is not None:
         _stop_on_sigterm()
     mode = args.progress
@@ -447,20 +451,20 @@ def _cmd_fit(args):
     return 0
 
 
-def _hmm_lengths(args, X, hmm, command):
-    """``--lengths`` for a hidden Markov model (None: one sequence); refused for the
-    other models, and for chunk files."""
-    from . import Chunks
+def _one_file_for_hmms(command):
+    return CLIError(f"the hidden Markov models {command} one data file in memory (a "
+                    "directory of chunk files would split their sequences)")
 
+
+def _hmm_lengths(args, hmm, n_rows):
+    """``--lengths`` for a hidden Markov model (None: one sequence), checked against
+    ``n_rows()`` rows; refused for the other models."""
     if not hmm:
         if args.lengths:
             raise CLIError(f"--lengths is an option of the hidden Markov models "
                            f"({', '.join(HMM_MODELS)})")
         return None
-    if isinstance(X, Chunks):
-        raise CLIError(f"the hidden Markov models {command} one data file in memory (a "
-                       "directory of chunk files would split their sequences)")
-    return _load_lengths(args.lengths, X.shape[0]) if args.lengths else None
+    return _load_lengths(args.lengths, n_rows()) if args.lengths else None
 
 
 def _fit_minibatch(model, X, args):
@@ -538,8 +542,7 @@ def _cmd_predict(args):
     hmm = hasattr(model, "transmat_")
     files = _chunk_files(args.data)
     if hmm and files is not None:
-        raise CLIError("the hidden Markov models predict one data file in memory (a "
-                       "directory of chunk files would split their sequences)")
+        raise _one_file_for_hmms("predict")
     if files is None:
         X, _, names = _load_data(args.data)
         parts, source = [X], args.data
@@ -547,16 +550,15 @@ def _cmd_predict(args):
         names = _load_file(files[0])[2]
         parts, source = (_load_file(f)[0] for f in files), f"{args.data} ({len(files)} chunks)"
     order = _column_order(model, names, source)
+    lengths = _hmm_lengths(args, hmm, lambda: parts[0].shape[0])
     try:
         with _quiet_warnings(args), warnings.catch_warnings():
             # the columns were matched by name above; the arrays passed on have none
             warnings.filterwarnings("ignore", message="X does not have valid feature names")
             predict = model.predict_proba if args.proba else model.predict
             if hmm:  # one array: its sequences by --lengths
-                X = parts[0] if order is None else parts[0][:, order]
-                out = predict(X, _hmm_lengths(args, X, True, "predict"))
+                out = predict(parts[0] if order is None else parts[0][:, order], lengths)
             else:
-                _hmm_lengths(args, None, False, "predict")
                 out = np.concatenate([predict(X if order is None else X[:, order])
                                       for X in parts])
     except AttributeError as exc:

@@ -485,8 +485,8 @@ class BaseHMM(EMEstimator):
         """For each piece of the data: (its first row, its rows of X, their log P, their
         posteriors, transition counts (K, K), the start counts (K,)).
 
-        A sequence longer than a chunk (``Sequences.pieces``) is taken in blocks, never
-        whole, and exactly.  A forward pass over the blocks gives each block's start,
+        A sequence longer than ``Sequences.block`` steps (``Sequences.pieces``) is taken
+        in blocks, never whole, and exactly.  A forward pass over the blocks gives each block's start,
         the predicted distribution ``p_b = alpha_{t-1} A`` of its first step given all
         before it (normalised), and log P as the sum of the blocks' ``log P(x_b |
         x_<b)``.  A backward pass, last block first, runs each block from ``p_b`` with
@@ -563,15 +563,14 @@ class BaseHMM(EMEstimator):
 
     def _score(self, X, lengths, posteriors):
         data = self._inference_input(X, lengths)
-        total, parts = 0.0, []
         if not posteriors:
             with limit_blas_threads():
                 return self._log_likelihood(data), None
+        total, parts = 0.0, []
         with limit_blas_threads():
             for lo, _, log_p, post, _, _ in self._posteriors(data):
                 total += log_p
-                if posteriors:
-                    parts.append((lo, post))
+                parts.append((lo, post))
         parts.sort(key=lambda part: part[0])  # (the blocks of a long sequence come last first)
         return total, (np.concatenate([p for _, p in parts]) if parts else
                        np.empty((0, self.n_components)))

@@ -54,24 +54,30 @@ def _missing_rows(X):
 
 
 def _row_blocks(X):
+    """(first row, rows) of X's blocks of ``_ROW_BLOCK`` rows."""
     for start in range(0, X.shape[0], _ROW_BLOCK):
-        yield X[start:start + _ROW_BLOCK]
+        yield start, X[start:start + _ROW_BLOCK]
 
 
-def _mean_and_covariance(X):
-    """(mean, covariance with ``np.cov``'s N - 1) of the observed rows of X, by blocks of
-    rows, in float64: two passes, the second around the mean."""
-    d, n, total = X.shape[1], 0, np.zeros(X.shape[1])
-    for block in _row_blocks(X):
-        block = block[~_missing_rows(block)].astype(np.float64)
+def _observed_mean(X):
+    """The mean of X's observed rows, in float64, by blocks of rows (zeros if none)."""
+    n, total = 0, np.zeros(X.shape[1])
+    for _, block in _row_blocks(X):
+        block = block[~_missing_rows(block)]
         n += block.shape[0]
-        total += block.sum(axis=0)
-    mean = total / max(n, 1)
-    scatter = np.zeros((d, d))
-    for block in _row_blocks(X):
+        total += block.sum(axis=0, dtype=np.float64)
+    return total / max(n, 1)
+
+
+def _observed_covariance(X, mean):
+    """The covariance of X's observed rows about their ``mean`` with ``np.cov``'s
+    N - 1, in float64, by blocks of rows."""
+    d, n, scatter = X.shape[1], 0, np.zeros((X.shape[1], X.shape[1]))
+    for _, block in _row_blocks(X):
         y = block[~_missing_rows(block)].astype(np.float64) - mean
+        n += y.shape[0]
         scatter += y.T @ y
-    return mean, scatter / (n - 1) if n > 1 else np.full((d, d), np.nan)
+    return scatter / (n - 1) if n > 1 else np.full((d, d), np.nan)
 
 
 def _full_covars(covars, cov_type, n_components, n_features):
@@ -101,8 +107,8 @@ class GaussianRows:
         from ._validation import check_array
 
         X = check_array(X, name=name, owner=owner, copy=copy, allow_nan=True)
-        for start in range(0, X.shape[0], _ROW_BLOCK):
-            nan = np.isnan(X[start:start + _ROW_BLOCK])
+        for start, block in _row_blocks(X):
+            nan = np.isnan(block)
             partly = np.flatnonzero(nan.any(axis=1) & ~nan.all(axis=1))
             if not partly.size:
                 continue
@@ -117,8 +123,13 @@ class GaussianRows:
         data = super()._sequences(X, lengths, reset=reset)
         if reset or not hasattr(self, "_center"):  # (a loaded model: from this batch)
             # the statistics' center (see the module docstring)
-            self._center, self._data_covariance = _mean_and_covariance(data.X)
+            self._center = _observed_mean(data.X)
         return data
+
+    def _start_covariance(self, X):
+        """The covariance that starts ``covars_`` (hmmlearn's): the observed rows' own,
+        plus ``min_covar`` on its diagonal (X: the data ``_center`` was taken of)."""
+        return _observed_covariance(X, self._center) + self.min_covar * np.eye(X.shape[1])
 
     def _fill_missing(self, X, post=None):
         """(X with its missing rows set to the mean of means_, so that the kernels see
@@ -264,7 +275,7 @@ class GaussianHMM(GaussianRows, BaseHMM):
                         n_threads=self.n_threads).fit(self._observed_rows(X))
             self.means_ = km.cluster_centers_.astype(np.float64)
         if self._needs_init("c", "_covars_"):
-            cv = self._data_covariance + self.min_covar * np.eye(d)
+            cv = self._start_covariance(X)
             self._covars_ = {"spherical": lambda: np.full(k, cv.mean()),
                              "diag": lambda: np.tile(np.diag(cv), (k, 1)),
                              "full": lambda: np.tile(cv, (k, 1, 1)),

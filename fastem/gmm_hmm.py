@@ -188,8 +188,12 @@ class GMMHMM(GaussianRows, BaseHMM):
         k, m, d = self.n_components, self.n_mix, X.shape[1]
         self.n_features = d
 
-        def data_covariance():
-            return self._data_covariance + self.min_covar * np.eye(d)
+        start = []  # the start covariance, taken (one pass over X) at most once
+
+        def start_covariance():
+            if not start:
+                start.append(self._start_covariance(X))
+            return start[0]
 
         if self._needs_init("m", "means_"):
             X = self._observed_rows(X)
@@ -207,13 +211,13 @@ class GMMHMM(GaussianRows, BaseHMM):
                                         backend=self.backend, n_threads=self.n_threads)
                                  .fit(rows).cluster_centers_.astype(np.float64))
                 else:
-                    means.append(random_state.multivariate_normal(centroid, data_covariance(),
+                    means.append(random_state.multivariate_normal(centroid, start_covariance(),
                                                                   size=m))
             self.means_ = np.stack(means)
         if self._needs_init("w", "weights_"):
             self.weights_ = np.full((k, m), 1.0 / m)
         if self._needs_init("c", "covars_"):
-            cv = data_covariance()
+            cv = start_covariance()
             base = {"spherical": cv.mean(), "diag": np.diag(cv), "full": cv,
                     "tied": cv}[self.covariance_type]
             self.covars_ = np.broadcast_to(base, self._covars_shape(d)).copy()

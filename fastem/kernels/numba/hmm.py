@@ -371,13 +371,13 @@ def forward(log_startprob, log_transmat, log_emission, offsets, scaled, log_prob
     """The forward pass of every sequence of the batch (see the reference): scaled as
     in ``forward_backward`` (the shifted emissions exponentiated by numpy), or in log
     space; one sequence a thread."""
-    em, shift = log_emission, log_emission[:, 0]  # unused by the log form
+    em, shift = log_emission, np.empty(0)  # unused by the log form
     if scaled:
         em, shift = np.empty(log_emission.shape), np.empty(log_emission.shape[0])
         _shift_rows(log_emission, em, shift, n_threads)
         np.exp(em, out=em)
-    _forward_batch(log_startprob, log_transmat, log_emission, em, np.ascontiguousarray(shift),
-                   offsets, scaled, log_prob, filtered, n_threads)
+    _forward_batch(log_startprob, log_transmat, log_emission, em, shift, offsets, scaled,
+                   log_prob, filtered, n_threads)
 
 
 def forward_backward(log_startprob, log_transmat, log_emission, offsets, scaled, log_prob,
