@@ -470,6 +470,8 @@ def test_hmm_options_are_checked(tmp_path):
             (["fit", "gaussian-hmm", tmp_path / "x.npy", "--lengths", tmp_path / "bad.npy"],
              "summing to the data's 10 rows; it sums to 9"),
             (["fit", "gaussian-hmm", tmp_path / "x.npy", "--n-init", 3],
-             "--n-init is not an option of the hidden Markov models")]:
+             "--n-init is not an option of the hidden Markov models"),
+            (["fit", "gaussian-hmm", tmp_path / "x.npy", "--lengths", tmp_path / "none.csv"],
+             "cannot read the sequence lengths from")]:
         out = run(*args)
         assert out.returncode == 2 and message in out.stderr and out.stdout == "", out.stderr

@@ -587,3 +587,13 @@ def test_a_sequence_longer_than_a_chunk_is_taken_in_blocks_exactly(monkeypatch, 
     ref_lp, ref_post = blocked.score_samples(X)
     assert lp == pytest.approx(ref_lp, rel=1e-12)
     np.testing.assert_allclose(post, ref_post, atol=1e-10)
+
+
+def test_too_few_observed_rows_or_symbols_to_start_are_refused():
+    X = np.full((6, 2), np.nan)
+    X[0] = [0.0, 1.0]
+    with pytest.raises(ValueError, match="X has 1 observed rows .* needs at least "
+                                         "n_components = 2"):
+        fastem.GaussianHMM(2).fit(X)
+    with pytest.raises(ValueError, match="X has no observed symbol .* set n_features"):
+        fastem.CategoricalHMM(2).fit(np.full((5, 1), -1))

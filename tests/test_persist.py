@@ -328,3 +328,13 @@ def test_an_hmm_file_with_an_invalid_transition_matrix_is_refused(tmp_path):
     _write(tmp_path / "hmm.npz", meta, files)
     with pytest.raises(ValueError, match="invalid model: transmat_ rows must sum to 1"):
         fastem.load(tmp_path / "hmm.npz")
+
+
+def test_an_hmm_file_with_a_broken_convergence_record_is_refused(tmp_path):
+    est, _, _ = _fitted_hmm("categorical-hmm")
+    est.save(tmp_path / "hmm.npz")
+    meta, files = _read(tmp_path / "hmm.npz")
+    files["a___monitor_record"] = np.array([np.nan, 1.0])
+    _write(tmp_path / "hmm.npz", meta, files)
+    with pytest.raises(ValueError, match="the convergence record is not a finite 1-D array"):
+        fastem.load(tmp_path / "hmm.npz")
