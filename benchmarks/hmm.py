@@ -3,6 +3,7 @@
     python benchmarks/hmm.py                       # the three workloads of issue 16
     python benchmarks/hmm.py --workloads long --repeats 5
     python benchmarks/hmm.py --workloads categorical --block-steps 65536  # blocked sequences
+    python benchmarks/hmm.py --sources memory,chunks,dask  # also from Chunks, on Dask
 
 Workloads (data drawn from a random HMM of the same shape, seeded):
 
@@ -15,6 +16,11 @@ a fixed number of iterations (``tol`` below any gain), in both implementations (
 "scaling").  Seconds per iteration are the slope between a short and a long fit (set-up
 cancels out), median of ``--repeats``; beside them, each fit's final log-likelihood,
 which must agree between the libraries since they run the same iterations.
+
+``--sources`` adds fastem fits of the same rows from ``fastem.Chunks`` (X in 10 pieces,
+cut inside the sequences) and from a Dask array (8 blocks, persisted on a
+``LocalCluster`` of 2 single-threaded worker processes); each must reach the in-memory
+log-likelihood exactly.
 """
 
 import argparse
@@ -80,7 +86,16 @@ def main(argv=None):
     p.add_argument("--block-steps", type=int, default=None,
                    help="take a sequence longer than this many steps in blocks of it "
                         "(fastem; default: its own threshold, 2^25 / K)")
+    p.add_argument("--sources", default="memory",
+                   help="where fastem reads X: memory, chunks, dask (comma-separated)")
     args = p.parse_args(argv)
+    sources = args.sources.split(",")
+    client = None
+    if "dask" in sources:
+        from distributed import Client, LocalCluster
+
+        client = Client(LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                     dashboard_address=None))
 
     import warnings
 
@@ -100,7 +115,17 @@ def main(argv=None):
               f"{X.shape[1]} {'symbols' if cls == 'CategoricalHMM' else 'features'}, "
               f"{k} states {kwargs.get('covariance_type', '')}")
 
-        def make(lib, impl, backend=None):
+        data = {"memory": X}
+        if "chunks" in sources:
+            data["chunks"] = fastem.Chunks(np.array_split(X, 10))
+        if client is not None:
+            import dask.array as da
+
+            with warnings.catch_warnings():  # ("Sending large graph": X, once, to the workers)
+                warnings.simplefilter("ignore")
+                data["dask"] = da.from_array(X, chunks=(-(-X.shape[0] // 8), X.shape[1])).persist()
+
+        def make(lib, impl, backend=None, source="memory"):
             def fit(n_iter):
                 common = dict(init_params="", n_iter=n_iter, tol=-1e300, implementation=impl,
                               **kwargs)
@@ -108,14 +133,16 @@ def main(argv=None):
                          getattr(fastem, cls)(k, backend=backend, **common))
                 for key, value in init.items():
                     setattr(model, key, np.array(value))
-                return model.fit(X, lengths)
+                return model.fit(data[source], lengths)
             return fit
 
         rows = []
         for impl in args.implementations.split(","):
             runs = {f"hmmlearn {impl}": make("hmmlearn", impl)}
             for b in args.backends.split(","):
-                runs[f"fastem {b} {impl}"] = make("fastem", impl, b)
+                for source in sources:
+                    label = "" if source == "memory" else f" ({source})"
+                    runs[f"fastem {b} {impl}{label}"] = make("fastem", impl, b, source)
             results = {}
             with warnings.catch_warnings(), threadpool_limits(limits=None):
                 warnings.simplefilter("ignore")
@@ -139,6 +166,8 @@ def main(argv=None):
         print("|---|---|---|---|---|")
         print("\n".join(rows), flush=True)
     print(f"\n(at {time.strftime('%Y-%m-%d %H:%M')}, 2 cores)")
+    if client is not None:
+        client.close()
 
 
 if __name__ == "__main__":

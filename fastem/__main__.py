@@ -316,7 +316,7 @@ def _load_lengths(path, n_rows):
     lengths = np.asarray(lengths).ravel()
     if lengths.dtype.kind == "f" and np.all(lengths == np.round(lengths)):
         lengths = lengths.astype(np.int64)
-    if lengths.dtype.kind not in "iu" or int(lengths.sum()) != n_rows:
+    if lengths.dtype.kind not in "iu" or n_rows is not None and int(lengths.sum()) != n_rows:
         raise CLIError(f"{path} must hold one integer length per sequence, summing to the "
                        f"data's {n_rows} rows; it sums to {lengths.sum()}")
     return lengths
@@ -397,9 +397,8 @@ def _cmd_fit(args):
     X, source, names = _load_data(args.data, stream=True)
     model = _estimator(args, X)
     hmm = args.model in HMM_MODELS
-    if hmm and isinstance(X, Chunks):
-        raise _one_file_for_hmms("fit")
-    lengths = _hmm_lengths(args, hmm, lambda: X.shape[0])
+    # (chunk files: the model checks that the lengths sum to their rows, in its first pass)
+    lengths = _hmm_lengths(args, hmm, lambda: None if isinstance(X, Chunks) else X.shape[0])
     if args.checkpoint is not None:
         _stop_on_sigterm()
     mode = args.progress
@@ -415,7 +414,6 @@ def _cmd_fit(args):
     try:
         with _quiet_warnings(args):
             if hmm:
-                del fit_options["callback"]  # (no progress display for them yet)
                 labels = model.fit(X, lengths, **fit_options).predict(X, lengths)
             elif args.model == "kmeans":
                 labels = model.fit(X, **fit_options).labels_
@@ -451,14 +449,9 @@ def _cmd_fit(args):
     return 0
 
 
-def _one_file_for_hmms(command):
-    return CLIError(f"the hidden Markov models {command} one data file in memory (a "
-                    "directory of chunk files would split their sequences)")
-
-
 def _hmm_lengths(args, hmm, n_rows):
     """``--lengths`` for a hidden Markov model (None: one sequence), checked against
-    ``n_rows()`` rows; refused for the other models."""
+    ``n_rows()`` rows (None: not here); refused for the other models."""
     if not hmm:
         if args.lengths:
             raise CLIError(f"--lengths is an option of the hidden Markov models "
@@ -541,8 +534,6 @@ def _cmd_predict(args):
     model = _read_model(args.model_file)
     hmm = hasattr(model, "transmat_")
     files = _chunk_files(args.data)
-    if hmm and files is not None:
-        raise _one_file_for_hmms("predict")
     if files is None:
         X, _, names = _load_data(args.data)
         parts, source = [X], args.data
@@ -550,13 +541,19 @@ def _cmd_predict(args):
         names = _load_file(files[0])[2]
         parts, source = (_load_file(f)[0] for f in files), f"{args.data} ({len(files)} chunks)"
     order = _column_order(model, names, source)
-    lengths = _hmm_lengths(args, hmm, lambda: parts[0].shape[0])
+    lengths = _hmm_lengths(args, hmm, lambda: None if files else parts[0].shape[0])
     try:
         with _quiet_warnings(args), warnings.catch_warnings():
             # the columns were matched by name above; the arrays passed on have none
             warnings.filterwarnings("ignore", message="X does not have valid feature names")
             predict = model.predict_proba if args.proba else model.predict
-            if hmm:  # one array: its sequences by --lengths
+            if hmm and files:  # sequences may run across the files: read as one
+                from . import Chunks
+
+                out = predict(Chunks(lambda: (_load_file(f)[0] if order is None else
+                                              _load_file(f)[0][:, order] for f in files)),
+                              lengths)
+            elif hmm:  # one array: its sequences by --lengths
                 out = predict(parts[0] if order is None else parts[0][:, order], lengths)
             else:
                 out = np.concatenate([predict(X if order is None else X[:, order])
@@ -631,6 +628,8 @@ class _Progress:
     def __init__(self, model, mode, interval=10.0, clock=time.monotonic):
         self.model, self.mode, self.interval, self.clock = model, mode, interval, clock
         self.shown, self.init, self.init_start, self.last_log = False, None, 0.0, None
+        # (the hidden Markov models call it n_iter, as hmmlearn does)
+        self.max_iter = model.max_iter if hasattr(model, "max_iter") else model.n_iter
 
     def __call__(self, info):
         if self.mode == "none":
@@ -640,13 +639,13 @@ class _Progress:
             self.last_log = None
         self.elapsed = info["elapsed"]
         rate = info["iteration"] / max(info["elapsed"] - self.init_start, 1e-9)
-        left = (self.model.max_iter - info["iteration"]) / rate
+        left = (self.max_iter - info["iteration"]) / rate
         if "lower_bound" in info:
             figures = f"lower bound {info['lower_bound']:.6g}  change {info['change']:.2e}"
         else:
             figures = (f"center shift {info['center_shift']:.2e}  {info['n_changed']} labels "
                        "changed")
-        line = (f"init {info['init'] + 1}  iteration {info['iteration']}/{self.model.max_iter}"
+        line = (f"init {info['init'] + 1}  iteration {info['iteration']}/{self.max_iter}"
                 f"  {figures}  {rate:.1f} it/s  <= {left:.0f} s left")
         if self.mode == "bar":
             import shutil

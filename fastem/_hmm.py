@@ -51,6 +51,85 @@ _CHUNK_VALUES = 1 << 21
 #: each): a longer sequence goes in blocks of this size, exactly, at the price of a
 #: second pass over its emissions and forward recursion (``BaseHMM._posteriors``).
 _SEQUENCE_VALUES = 1 << 25
+#: Rows per block of the passes over all of X outside the E-step (checks, the start's
+#: mean, covariance and count statistics), so that a memory map or ``Chunks`` is read a
+#: block at a time; the blocks are the same for every source, and so are the sums.
+_ROW_BLOCK = 1 << 16
+
+
+def row_blocks(X):
+    """(first row, rows) of X's blocks of ``_ROW_BLOCK`` rows."""
+    for start in range(0, X.shape[0], _ROW_BLOCK):
+        yield start, X[start:start + _ROW_BLOCK]
+
+
+def rows_where(X, mask):
+    """The rows of X where the boolean (n,) ``mask`` holds, in order, read by blocks."""
+    if isinstance(X, np.ndarray) and not isinstance(X, np.memmap):
+        return X[mask]
+    return np.concatenate([block[mask[a:a + block.shape[0]]] for a, block in row_blocks(X)])
+
+
+class StackedRows:
+    """The rows of a ``Chunks`` as one read-only array: ``shape``, ``dtype`` and rows
+    ``[a:b]`` (an array, read from the pieces they lie in).
+
+    An HMM's passes read runs of whole sequences, or blocks of one long sequence, and
+    either may straddle the pieces.  Pieces given as a list (arrays or ``.npy`` files,
+    memory-mapped) are read where they lie; the pieces of a function are read in order,
+    and from the first again when a read goes back (the backward pass over the blocks
+    of a sequence longer than ``Sequences.block``, last block first).  ``sizes`` are the
+    pieces' rows, from the validating pass; a piece whose size changed since is refused.
+    """
+
+    ndim = 2
+
+    def __init__(self, chunks, sizes, n_features, dtype):
+        self._chunks, self._sizes = chunks, list(sizes)
+        self._bounds = np.concatenate([[0], np.cumsum(self._sizes)]).astype(np.int64)
+        self.shape = (int(self._bounds[-1]), int(n_features))
+        self.dtype = np.dtype(dtype)
+        self._cursor = None  # a function's pieces: (iterator, index of its piece, piece)
+
+    def __len__(self):
+        return self.shape[0]
+
+    def _piece(self, i):
+        items = self._chunks._items
+        if items is not None:
+            from ._stream import _open_piece
+
+            piece = _open_piece(items[i])
+        else:
+            if self._cursor is None or self._cursor[1] > i:
+                self._cursor = (iter(self._chunks), -1, None)
+            it, at, piece = self._cursor
+            while at < i:
+                piece = next(it, None)
+                if piece is None:
+                    break
+                at += 1
+            self._cursor = (it, at, piece)
+        if piece is None or np.shape(piece)[0] != self._sizes[i]:
+            raise ValueError(f"the data changed while fitting: {self._chunks.describe(i)} "
+                             f"no longer has the {self._sizes[i]} rows it had when checked")
+        return piece
+
+    def __getitem__(self, key):
+        if not isinstance(key, slice) or key.step not in (None, 1):
+            raise TypeError("StackedRows reads runs of rows: index it with a slice [a:b]")
+        a, b, _ = key.indices(self.shape[0])
+        b = max(a, b)
+        out = np.empty((b - a, self.shape[1]), dtype=self.dtype)
+        i = int(np.searchsorted(self._bounds, a, side="right")) - 1
+        pos = a
+        while pos < b:
+            lo, hi = int(self._bounds[i]), int(self._bounds[i + 1])
+            stop = min(b, hi)
+            if stop > pos:
+                out[pos - a:stop - a] = np.asarray(self._piece(i)[pos - lo:stop - lo])
+            pos, i = stop, i + 1
+        return out
 
 
 class ConvergenceMonitor:
@@ -93,6 +172,9 @@ class Sequences:
     than ``block = _SEQUENCE_VALUES / K`` steps ``pieces`` cuts into blocks of that
     many)."""
 
+    #: The pieces are summarized on Dask workers (``fastem.dask.DaskSequences``), not here.
+    distributed = False
+
     def __init__(self, X, lengths, n_states):
         n = X.shape[0]
         if lengths is None:
@@ -133,7 +215,10 @@ class Sequences:
         ~1,000 evenly spaced rows, hashed."""
         from ._checkpoint import data_fingerprint
 
-        return data_fingerprint([self.X], self.n_rows, self.offsets.astype(np.float64))
+        step = max(1, self.n_rows // 1024)
+        sample = np.concatenate([block[-a % step::step] for a, block in row_blocks(self.X)]
+                                or [np.zeros((0, self.X.shape[1]), self.X.dtype)])
+        return data_fingerprint([sample], self.n_rows, self.offsets.astype(np.float64))
 
     def chunks(self):
         """(rows of X, offsets within them) of each group, in order."""
@@ -141,17 +226,65 @@ class Sequences:
             lo, hi = self.offsets[a], self.offsets[b]
             yield self.X[lo:hi], self.offsets[a:b + 1] - lo
 
-    def pieces(self):
-        """(first row, rows of X, offsets within them, blocks) of each group: blocks is
-        None, or for a sequence longer than ``block`` its (start, stop) blocks of
-        ``block`` steps, for the forward-backward passes across blocks."""
-        for (lo, hi), (X, offsets) in zip(((self.offsets[a], self.offsets[b])
-                                           for a, b in self.groups), self.chunks()):
-            n = hi - lo
+    def layout(self):
+        """(first row, one past the last, offsets within them, blocks) of each group,
+        without reading X: blocks is None, or for a sequence longer than ``block`` its
+        (start, stop) blocks of ``block`` steps, for the passes across blocks."""
+        for a, b in self.groups:
+            lo, hi = int(self.offsets[a]), int(self.offsets[b])
+            offsets = self.offsets[a:b + 1] - lo
             blocks = None
-            if offsets.shape[0] == 2 and n > self.block:
-                blocks = [(t, min(t + self.block, n)) for t in range(0, n, self.block)]
-            yield lo, X, offsets, blocks
+            if offsets.shape[0] == 2 and hi - lo > self.block:
+                blocks = [(t, min(t + self.block, hi - lo)) for t in range(0, hi - lo, self.block)]
+            yield lo, hi, offsets, blocks
+
+    def pieces(self):
+        """(first row, rows of X, offsets within them, blocks) of each group (``layout``):
+        the rows of a sequence taken in blocks are a view, read a block at a time."""
+        for lo, hi, offsets, blocks in self.layout():
+            yield lo, (self.X[lo:hi] if blocks is None else _Window(self.X, lo, hi)), offsets, \
+                blocks
+
+
+class _Window:
+    """Rows [lo, hi) of an array or ``StackedRows``, read only when sliced."""
+
+    def __init__(self, X, lo, hi):
+        self._X, self._lo, self.shape = X, lo, (hi - lo, X.shape[1])
+
+    def __getitem__(self, key):
+        a, b, _ = key.indices(self.shape[0])
+        return self._X[self._lo + a:self._lo + b]
+
+
+def _reachable(startprob, transmat):
+    """Which states some path of non-zero start and transition probabilities reaches."""
+    seen = startprob > 0
+    while True:
+        more = seen | (transmat[seen] > 0).any(axis=0)
+        if (more == seen).all():
+            return seen
+        seen = more
+
+
+def _make_room(rows, states, allowed, floor):
+    """``rows`` (probabilities, each summing to one) with every ``allowed`` entry in the
+    columns ``states`` raised to at least ``floor``, and the row's other entries scaled
+    so that it still sums to one."""
+    rows = rows.copy()
+    cols = np.zeros(rows.shape[1], dtype=bool)
+    cols[states] = True
+    for r in range(rows.shape[0]):
+        raise_ = cols & allowed[r]
+        if not raise_.any():
+            continue
+        fixed = np.maximum(rows[r, raise_], floor)
+        total = min(fixed.sum(), 1.0)
+        others = rows[r, ~raise_]
+        rest = others.sum()
+        rows[r, raise_] = fixed * (total / fixed.sum())
+        rows[r, ~raise_] = others * ((1.0 - total) / rest) if rest > 0 else 0.0
+    return rows / rows.sum(axis=1, keepdims=True)
 
 
 def _normalized_rows(counts, previous):
@@ -187,16 +320,20 @@ class BaseHMM(EMEstimator):
     ``params`` / ``init_params``), ``_emission_attributes`` (the fitted arrays, in
     parameter order), ``_init_emissions(X, random_state)``, ``_check_emissions()``,
     ``_emission_log_prob(X)`` ((n, K) float64), ``_emission_stats(X, posteriors)``
-    (additive float64 arrays), ``_emission_mstep(stats)``, ``_emission_sizes()``
+    (additive float64 arrays), ``_emission_mstep(stats)`` (the update; returns the
+    states it could not update, which keep their values), ``_reseed_emissions(data,
+    states, stats)`` (new emissions for those, see ``_renew``), ``_emission_sizes()``
     (free scalars per letter) and ``_generate_sample_from_state(state, random_state)``;
     ``_flat_emission_priors`` says whether the emission update is the likelihood's
-    maximizer (otherwise the log-likelihood alone may fall in an iteration).
+    maximizer (otherwise the log-likelihood alone may fall in an iteration), and
+    ``_observed(X)`` which rows are observed steps.
     """
 
     _estimator_type = "hmm"
     _emission_letters = ""
     _emission_attributes = ()
     _fitted_attributes = ("startprob_", "transmat_", "monitor_", "n_features_in_")
+    _em_counters = ("n_reseeded_",)
     verbose_interval = 1
 
     _parameter_constraints = {
@@ -243,7 +380,8 @@ class BaseHMM(EMEstimator):
     # ------------------------------------------------------------------ model files
     def _persisted_attributes(self):
         return ("n_features_in_", "feature_names_in_", "startprob_", "transmat_",
-                *self._emission_attributes, "n_iter_", "backend_", "_monitor_record")
+                *self._emission_attributes, "n_iter_", "n_reseeded_", "backend_",
+                "_monitor_record")
 
     def _required_attributes(self):
         return ("n_features_in_", "startprob_", "transmat_", *self._emission_attributes,
@@ -279,26 +417,59 @@ class BaseHMM(EMEstimator):
         return self.n_components
 
     def _sequences(self, X, lengths, *, reset):
-        X = self._validate_data(X, reset=reset)
+        from ._stream import Chunks
+        from .dask import is_dask_array
+
+        if is_dask_array(X):
+            from .dask import dask_sequences
+
+            return dask_sequences(self, X, lengths, reset)
+        X = (self._stacked(X, reset) if isinstance(X, Chunks) else
+             self._validate_data(X, reset=reset))
         return Sequences(X, lengths, self._row_width)
+
+    def _stacked(self, chunks, reset):
+        """A ``Chunks`` X as ``StackedRows``, its pieces checked one by one (a first pass;
+        float32 only when every piece is)."""
+        owner, sizes, dtypes, width = type(self).__name__, [], set(), None
+        for i, piece in enumerate(chunks):
+            piece = self._check_input(piece, owner=owner, copy=False, name=chunks.describe(i))
+            if width is None:
+                width = piece.shape[1]
+            elif piece.shape[1] != width:
+                raise ValueError(f"{chunks.describe(i)} has {piece.shape[1]} columns but the "
+                                 f"first has {width}; every piece needs the same columns.")
+            sizes.append(piece.shape[0])
+            dtypes.add(piece.dtype)
+        if width is None:
+            raise ValueError("X (Chunks) yielded no data.")
+        if reset and hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        self._check_n_features(width, reset)
+        return StackedRows(chunks, sizes, width, np.result_type(*dtypes))
 
     def _hmm_kernels(self):
         return self._kernels(self._runtime[0], "hmm")
 
     # ------------------------------------------------------------------ fit
-    def fit(self, X: ArrayLike, lengths: Optional[ArrayLike] = None, *,
+    def fit(self, X: ArrayLike, lengths: Optional[ArrayLike] = None, *, callback: Any = None,
             checkpoint: Any = None, checkpoint_every: int = 10,
             checkpoint_seconds: Optional[float] = None) -> Self:
         """Estimate the parameters by Baum-Welch (EM); returns self.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            The sequences, one after another.
+        X : array-like of shape (n_samples, n_features), or ``fastem.Chunks``
+            The sequences, one after another.  A memory map or ``Chunks`` (pieces cut
+            anywhere, even inside a sequence) is read a run of sequences at a time and
+            gives the model of the same rows in memory, bit for bit.
         lengths : array-like of int, shape (n_sequences,), default=None
             The length of each sequence in X (they must sum to ``len(X)``); None: X is
             one sequence.
-
+        callback : callable, default=None
+            Called after every iteration with a dict (``init``, ``iteration``,
+            ``lower_bound``, ``change``, ``converged``, ``elapsed``), as for the mixtures;
+            a true return value stops the fit there.
         checkpoint : path, default=None
             Write the fit's state there every ``checkpoint_every`` iterations and/or
             every ``checkpoint_seconds`` seconds; a fit started again with the same file
@@ -320,7 +491,7 @@ class BaseHMM(EMEstimator):
         with limit_blas_threads():
             best, _ = self._run_em(data, n_init=1, initialize=True,
                                    random_state=check_random_state(self.random_state),
-                                   ckpt=ckpt, max_iter=self.n_iter)
+                                   callback=callback, ckpt=ckpt, max_iter=self.n_iter)
         self.n_iter_ = best.n_iter
         self.backend_ = self._runtime[0]
         ckpt.finish()
@@ -357,6 +528,7 @@ class BaseHMM(EMEstimator):
         with limit_blas_threads():
             if not fitted:
                 self.monitor_ = ConvergenceMonitor(self.tol, self.n_iter, self.verbose)
+                self.n_reseeded_ = 0
                 self._em_initialize(data, check_random_state(self.random_state))
             else:
                 self._check_parameters()
@@ -408,14 +580,15 @@ class BaseHMM(EMEstimator):
 
     def _em_iterate(self, data):
         bound, stats = self._summarize(data)
-        self._from_summaries(data, stats)
+        reseeded = self._from_summaries(data, stats)
         self.monitor_.report(bound)
         history = self.monitor_.history
         # hmmlearn's rule (a signed gain); a MAP update (informative priors) maximizes
         # the posterior, not the likelihood, which may then fall: no monotonicity check
         flat = self._flat_emission_priors() and self._flat_transition_priors()
-        return Iteration(bound, converged=len(history) >= 2 and
-                         history[-1] - history[-2] < self.tol, slack=0.0 if flat else np.inf)
+        return Iteration(bound, converged=not reseeded and len(history) >= 2 and
+                         history[-1] - history[-2] < self.tol, reseeded=bool(reseeded),
+                         slack=0.0 if flat else np.inf)
 
     def _flat_transition_priors(self):
         return bool(np.all(np.asarray(self.startprob_prior) == 1.0)
@@ -459,19 +632,43 @@ class BaseHMM(EMEstimator):
         _refuse_impossible(log_prob)
         return log_prob, filtered
 
+    def _block_forward(self, X, log_start):
+        """(log P(x_b | x_<b), the next block's start) of one block of a sequence taken in
+        blocks, from its ``log_start`` (see ``_posteriors``)."""
+        lp, filtered = self._forward(X, np.array([0, X.shape[0]], dtype=np.int64), log_start)
+        with np.errstate(divide="ignore"):
+            return float(lp[0]), np.log(filtered[0] @ self.transmat_)
+
     def _forward_blocks(self, X, blocks):
         """(each block's start, log P) of one sequence taken in blocks: the forward pass
         over them (see ``_posteriors``)."""
-        one = np.array([0, 0], dtype=np.int64)
         starts, log_p, log_start = [], 0.0, self._log_start_trans()[0]
         for a, b in blocks:
             starts.append(log_start)
-            one[1] = b - a
-            lp, filtered = self._forward(X[a:b], one, log_start)
-            log_p += float(lp[0])
-            with np.errstate(divide="ignore"):
-                log_start = np.log(filtered[0] @ self.transmat_)
+            lp, log_start = self._block_forward(X[a:b], log_start)
+            log_p += lp
         return starts, log_p
+
+    def _block_posteriors(self, X, log_start, following):
+        """(posteriors, transition counts (K, K), ``following`` for the block before) of
+        one block of a sequence taken in blocks, from its start and the next block's
+        ``following`` (None for the last block; see ``_posteriors``)."""
+        log_em = self._emission_log_prob(X)
+        if following is not None:
+            log_em = np.vstack([log_em, following])
+        _, post, xi = self._forward_backward(
+            X, np.array([0, log_em.shape[0]], dtype=np.int64), log_em, log_start)
+        post = post[:X.shape[0]]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            following = np.where(post[0] > 0, np.log(post[0]) - log_start, -np.inf)
+        return post, xi[0], following
+
+    def _group_posteriors(self, X, offsets):
+        """(log P, posteriors, transition counts (K, K), start counts (K,)) of a run of
+        whole sequences."""
+        log_prob, post, xi = self._forward_backward(X, offsets)
+        firsts = offsets[:-1][offsets[1:] > offsets[:-1]]
+        return float(np.sum(log_prob)), post, xi.sum(axis=0), post[firsts].sum(axis=0)
 
     def _log_likelihood(self, data):
         """log P of all of ``data``, by forward passes only."""
@@ -486,53 +683,65 @@ class BaseHMM(EMEstimator):
         posteriors, transition counts (K, K), the start counts (K,)).
 
         A sequence longer than ``Sequences.block`` steps (``Sequences.pieces``) is taken
-        in blocks, never whole, and exactly.  A forward pass over the blocks gives each block's start,
-        the predicted distribution ``p_b = alpha_{t-1} A`` of its first step given all
-        before it (normalised), and log P as the sum of the blocks' ``log P(x_b |
-        x_<b)``.  A backward pass, last block first, runs each block from ``p_b`` with
-        one extra step at its end whose emission is the next block's
+        in blocks, never whole, and exactly.  A forward pass over the blocks gives each
+        block's start, the predicted distribution ``p_b = alpha_{t-1} A`` of its first
+        step given all before it (normalised), and log P as the sum of the blocks' ``log
+        P(x_b | x_<b)``.  A backward pass, last block first, runs each block from ``p_b``
+        with one extra step at its end whose emission is the next block's
         ``b_t(j) beta_t(j) = gamma_t(j) / p_{b+1}(j)`` (up to a constant): the block's
         posteriors, and the transition counts into the next block, given everything.
         """
         for lo, X, offsets, blocks in data.pieces():
             if blocks is None:
-                log_prob, post, xi = self._forward_backward(X, offsets)
-                firsts = offsets[:-1][offsets[1:] > offsets[:-1]]
-                yield (lo, X, float(np.sum(log_prob)), post, xi.sum(axis=0),
-                       post[firsts].sum(axis=0))
+                yield (lo, X, *self._group_posteriors(X, offsets))
                 continue
             starts, log_p = self._forward_blocks(X, blocks)
-            one = np.array([0, 0], dtype=np.int64)
             following = None  # the next block's first-step emission row
             for i in range(len(blocks) - 1, -1, -1):
                 a, b = blocks[i]
-                log_em = self._emission_log_prob(X[a:b])
-                if following is not None:
-                    log_em = np.vstack([log_em, following])
-                one[1] = log_em.shape[0]
-                _, post, xi = self._forward_backward(X[a:b], one, log_em, starts[i])
-                post = post[:b - a]
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    following = np.where(post[0] > 0, np.log(post[0]) - starts[i], -np.inf)
-                yield (lo + a, X[a:b], log_p if i == 0 else 0.0, post, xi[0],
+                post, xi, following = self._block_posteriors(X[a:b], starts[i], following)
+                yield (lo + a, X[a:b], log_p if i == 0 else 0.0, post, xi,
                        post[0] if i == 0 else np.zeros(self.n_components))
+
+    def _group_summary(self, X, offsets):
+        """(log P, start counts, transition counts, emission statistics) of a run of
+        whole sequences: its share of ``_summarize``."""
+        log_p, post, xi, first = self._group_posteriors(X, offsets)
+        return log_p, first, xi, self._emission_stats(X, post)
+
+    def _block_summary(self, X, log_start, following, first):
+        """((0, start counts, transition counts, emission statistics), ``following``) of
+        one block of a sequence taken in blocks (``first``: the sequence's first block,
+        whose first posterior is the start count; log P comes from the forward pass)."""
+        post, xi, following = self._block_posteriors(X, log_start, following)
+        return ((0.0, post[0] if first else np.zeros(self.n_components), xi,
+                 self._emission_stats(X, post)), following)
+
+    def _summaries(self, data):
+        """The shares of ``_summarize`` of every piece of the data, in order (a sequence
+        taken in blocks: its blocks last first, log P with the first)."""
+        for _, X, log_p, post, xi, first in self._posteriors(data):
+            yield log_p, first, xi, self._emission_stats(X, post)
 
     def _summarize(self, data):
         """Log-likelihood of every sequence and the additive statistics: (start counts,
-        transition counts, *emission statistics), summed over the pieces in order."""
+        transition counts, *emission statistics), summed over the pieces in order (on a
+        Dask array, the pieces' shares come from the workers: ``fastem.dask``)."""
         k = self.n_components
         start, trans = np.zeros(k), np.zeros((k, k))
         emission, bound = None, 0.0
-        for _, X, log_p, post, xi, first in self._posteriors(data):
+        for log_p, first, xi, part in (data.summaries(self) if data.distributed else
+                                       self._summaries(data)):
             bound += log_p
             start += first
             trans += xi
-            part = self._emission_stats(X, post)
             emission = part if emission is None else tuple(a + b for a, b in zip(emission, part))
         return bound, (start, trans) + emission
 
     def _from_summaries(self, data, stats):
+        """The M-step; returns the number of states re-seeded (``_renew``)."""
         start, trans, *emission = stats
+        old_start, old_trans = self.startprob_, self.transmat_
         if "s" in self.params:
             counts = np.maximum(np.asarray(self.startprob_prior) - 1.0 + start, 0.0)
             counts = np.where(self.startprob_ == 0, 0.0, counts)
@@ -541,8 +750,77 @@ class BaseHMM(EMEstimator):
             counts = np.maximum(np.asarray(self.transmat_prior) - 1.0 + trans, 0.0)
             counts = np.where(self.transmat_ == 0, 0.0, counts)
             self.transmat_ = _normalized_rows(counts, self.transmat_)
-        self._emission_mstep(tuple(emission))
-        return 0
+        collapsed = self._emission_mstep(tuple(emission))
+        return self._renew(data, collapsed, old_start, old_trans, tuple(emission))
+
+    def _renew(self, data, collapsed, old_start, old_trans, emission):
+        """Re-seed the states whose emission update had nothing to stand on (``collapsed``:
+        no occupancy, or a covariance that is not positive definite), which the M-step
+        left with their previous emission parameters; returns how many.
+
+        A state is re-seeded when a path into it is allowed (by the zeros of
+        ``startprob_`` and ``transmat_`` before the update) and ``params`` lets EM change
+        its emissions: ``_reseed_emissions`` puts them on the steps the other states
+        explain worst (Gaussian families) or on the data's overall frequencies (discrete
+        ones), and its start probability and every allowed transition into it get at
+        least one step's worth, 1 / n_samples, the other entries of each row scaled to
+        make room (an entry EM set to zero would otherwise stay zero for good).  A state
+        no path reaches keeps everything, with a warning.  Re-seeded states are counted
+        in ``n_reseeded_`` and reported by a ``CollapseWarning``.
+        """
+        from .gaussian_mixture import CollapseWarning
+
+        collapsed = [int(k) for k in collapsed]
+        if not collapsed:
+            return 0
+        reachable = _reachable(old_start, old_trans)
+        can = any(letter in self.params for letter in self._emission_letters)
+        renew = [k for k in collapsed if reachable[k] and can]
+        kept = [k for k in collapsed if k not in renew]
+        if kept:
+            why = ("no path of allowed start and transition probabilities reaches them"
+                   if can else "params leaves their emissions fixed")
+            warnings.warn(f"State(s) {kept} had no occupancy in this iteration; {why}, so "
+                          "they keep their parameters (hmmlearn would give NaN).",
+                          CollapseWarning, stacklevel=4)
+        if not renew:
+            return 0
+        self._reseed_emissions(data, renew, emission)
+        floor = 1.0 / max(data.n_rows, 1)
+        if "s" in self.params:
+            self.startprob_ = _make_room(self.startprob_[None], renew, old_start[None] > 0,
+                                         floor)[0]
+        if "t" in self.params:
+            self.transmat_ = _make_room(self.transmat_, renew, old_trans > 0, floor)
+        self.n_reseeded_ = getattr(self, "n_reseeded_", 0) + len(renew)
+        warnings.warn(f"State(s) {renew} had no occupancy in this iteration and were "
+                      f"re-seeded (n_reseeded_={self.n_reseeded_}). Consider fewer states.",
+                      CollapseWarning, stacklevel=4)
+        return len(renew)
+
+    def _worst_explained(self, data, excluded, n):
+        """The ``n`` observed steps of X (in float64) whose best log-density under the
+        states other than ``excluded`` is lowest (ties: the first), by blocks of rows;
+        fewer when X has fewer observed steps."""
+        survivors = np.setdiff1d(np.arange(self.n_components), excluded)
+        keep_v, keep_i = np.empty(0), np.empty(0, dtype=np.int64)
+        keep_x = np.empty((0, data.X.shape[1]))
+        for start, block in row_blocks(data.X):
+            rows = np.flatnonzero(self._observed(block))
+            if survivors.size:
+                v = self._emission_log_prob(block[rows])[:, survivors].max(axis=1)
+            else:
+                v = np.zeros(rows.size)
+            v = np.concatenate([keep_v, v])
+            i = np.concatenate([keep_i, start + rows])
+            x = np.concatenate([keep_x, block[rows].astype(np.float64)])
+            order = np.lexsort((i, v))[:n]
+            keep_v, keep_i, keep_x = v[order], i[order], x[order]
+        return keep_x
+
+    def _observed(self, X):
+        """Which rows of X are observed steps (all, unless the family has missing ones)."""
+        return np.ones(X.shape[0], dtype=bool)
 
     def _get_parameters(self):
         return (self.startprob_.copy(), self.transmat_.copy()) + tuple(
@@ -655,13 +933,19 @@ class BaseHMM(EMEstimator):
         sizes = {"s": k - 1, "t": k * (k - 1), **self._emission_sizes()}
         return sum(v for letter, v in sizes.items() if letter in self.params)
 
+    def _criterion(self, X, lengths, penalty):
+        data = self._inference_input(X, lengths)
+        with limit_blas_threads():
+            log_l = self._log_likelihood(data)
+        return -2 * log_l + self._n_parameters() * penalty(data.n_rows)
+
     def aic(self, X: ArrayLike, lengths: Optional[ArrayLike] = None) -> float:
         """Akaike information criterion: -2 log L + 2 (free parameters ``params`` fits)."""
-        return -2 * self.score(X, lengths) + 2 * self._n_parameters()
+        return self._criterion(X, lengths, lambda n: 2.0)
 
     def bic(self, X: ArrayLike, lengths: Optional[ArrayLike] = None) -> float:
         """Bayesian information criterion: -2 log L + (free parameters) log(n_samples)."""
-        return -2 * self.score(X, lengths) + self._n_parameters() * np.log(len(X))
+        return self._criterion(X, lengths, np.log)
 
 
 def _refuse_impossible(log_prob):
@@ -673,16 +957,6 @@ def _refuse_impossible(log_prob):
             "startprob_ or transmat_, or an emission of probability zero).")
 
 
-def warn_empty_states(states, what):
-    """Say that ``states`` had no occupancy in an iteration (their ``what`` kept)."""
-    from .gaussian_mixture import CollapseWarning
-
-    if len(states):
-        warnings.warn(f"State(s) {list(map(int, states))} had no occupancy in this iteration; "
-                      f"their {what} were kept (hmmlearn would give NaN). Consider fewer "
-                      "states.", CollapseWarning, stacklevel=4)
-
-
 def check_counts(X, name="X", owner="this estimator"):
     """X as a C-contiguous float64 array of non-negative integer counts."""
     from ._validation import check_array
@@ -691,6 +965,28 @@ def check_counts(X, name="X", owner="this estimator"):
     if (arr < 0).any() or not np.all(arr == np.round(arr)):
         raise ValueError(f"{name} must hold non-negative integer counts for {owner}.")
     return arr
+
+
+def overall_frequencies(counts):
+    """The frequencies of the (K, n_symbols) expected ``counts`` summed over the states
+    (uniform when there are none): the emissions of a one-state model."""
+    total = counts.sum(axis=0)
+    return total / total.sum() if total.sum() > 0 else np.full(total.shape, 1.0 / total.size)
+
+
+def row_sums(X):
+    """Each row's sum, (n,), by blocks of rows."""
+    return np.concatenate([block.sum(axis=1) for _, block in row_blocks(X)]
+                          or [np.zeros(0, dtype=X.dtype)])
+
+
+def mean_and_variance(X):
+    """The mean and variance of all of X's entries, in float64, by blocks of rows (the
+    variance about the mean, in a second pass)."""
+    n = X.shape[0] * X.shape[1]
+    mean = sum(float(block.sum(dtype=np.float64)) for _, block in row_blocks(X)) / max(n, 1)
+    scatter = sum(float(np.square(block - mean).sum()) for _, block in row_blocks(X))
+    return mean, scatter / max(n, 1)
 
 
 def count_log_likelihood(X, log_table, row_term):

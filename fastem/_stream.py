@@ -76,6 +76,7 @@ class Chunks:
             if not source:
                 raise ValueError("Chunks got an empty list: give at least one array")
             items = list(source)
+            self._items = items
             self._open = lambda: (_open_piece(item) for item in items)
             self._paths = [os.fspath(i) if isinstance(i, (str, os.PathLike)) else None
                            for i in items]
@@ -93,6 +94,7 @@ class Chunks:
                 f"function returning an iterable of arrays; got {type(source).__name__}.")
 
     _paths = ()
+    _items = None  #: the list of pieces (None: a function's), which can be read in any order
 
     def __iter__(self):
         return iter(self._open())

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ._hmm import BaseHMM, _check_distribution, _normalized_rows, warn_empty_states
+from ._hmm import BaseHMM, _check_distribution, _normalized_rows, overall_frequencies, row_blocks
 from ._validation import Interval
 
 if TYPE_CHECKING:
@@ -105,18 +105,24 @@ class CategoricalHMM(BaseHMM):
 
     def _sequences(self, X, lengths, *, reset):
         data = super()._sequences(X, lengths, reset=reset)
-        top = int(data.X.max()) if data.n_rows else -1
+        top = self._largest_symbol(data.X)
         if self.n_features is not None and top >= self.n_features:
             raise ValueError(f"Largest symbol is {top} but the model only emits symbols up "
                              f"to {self.n_features - 1} (n_features={self.n_features}).")
         return data
 
+    @staticmethod
+    def _largest_symbol(X):
+        """max(X), by blocks of rows (-1 for no rows, or only missing ones)."""
+        return max((int(block.max()) for _, block in row_blocks(X)), default=-1)
+
     def _init_emissions(self, X, random_state):
         if self.n_features is None:
-            if not (X >= 0).any():
+            top = self._largest_symbol(X)
+            if top < 0:
                 raise ValueError("X has no observed symbol (every entry is -1): set "
                                  "n_features, or fit on observed data.")
-            self.n_features = int(X.max()) + 1
+            self.n_features = top + 1
         if self._needs_init("e", "emissionprob_"):
             table = random_state.rand(self.n_components, self.n_features)
             self.emissionprob_ = table / table.sum(axis=1, keepdims=True)
@@ -153,12 +159,18 @@ class CategoricalHMM(BaseHMM):
         return (counts,)
 
     def _emission_mstep(self, stats):
-        if "e" not in self.params:
-            return
         (counts,) = stats
         counts = np.maximum(np.asarray(self.emissionprob_prior) - 1.0 + counts, 0.0)
-        warn_empty_states(np.flatnonzero(~(counts.sum(axis=1) > 0)), "emission probabilities")
-        self.emissionprob_ = _normalized_rows(counts, self.emissionprob_)
+        if "e" in self.params:
+            self.emissionprob_ = _normalized_rows(counts, self.emissionprob_)
+        return np.flatnonzero(~(counts.sum(axis=1) > 0))
+
+    def _reseed_emissions(self, data, states, stats):
+        """A re-seeded state emits with the data's overall symbol frequencies."""
+        self.emissionprob_[states] = overall_frequencies(stats[0])
+
+    def _observed(self, X):
+        return X[:, 0] >= 0
 
     def _generate_sample_from_state(self, state, random_state):
         cdf = np.cumsum(self.emissionprob_[state, :])

@@ -27,6 +27,8 @@ Workers
     of in every worker process at the same time.
 
 Sample weights are kept by the client (8 bytes a row) and shipped once per fit.
+Hidden Markov models take a Dask array of sequences the same way (``DaskSequences``, at
+the end: its blocks are runs of whole sequences, or chains of blocks of a long one).
 This module imports dask; ``import fastem`` does not import it.
 """
 
@@ -114,12 +116,17 @@ def _shifted_block(block, shift, dtype):
     return np.require(np.asarray(block), dtype=dtype, requirements="C") - shift
 
 
-def _call(fn, chunk, args):
+def _locked(fn, *args):
+    """``fn(*args)`` with BLAS at one thread, behind the kernel lock where numba needs it."""
     if _needs_lock():
         with _kernel_lock, limit_blas_threads():
-            return fn(chunk, *args)
+            return fn(*args)
     with limit_blas_threads():
-        return fn(chunk, *args)
+        return fn(*args)
+
+
+def _call(fn, chunk, args):
+    return _locked(fn, chunk, *args)
 
 
 def _run_chunk(fn, args, start, stop, block, w, state, shift, dtype, host_threads):
@@ -338,6 +345,20 @@ class _Distributed:
         return self.client.compute(list(array.to_delayed().ravel()))
 
 
+def _runner(blocks, backend):
+    """(the runner of tasks on ``blocks``: ``_Local`` or ``_Distributed``, the worker
+    threads of each host), on the current client if there is one."""
+    client = _client()
+    if client is None:
+        return _Local(list(blocks)), {}
+    _warm_workers(client, backend)
+    host_threads = {}
+    for addr, info in client.scheduler_info()["workers"].items():
+        host = addr.rsplit(":", 1)[0]
+        host_threads[host] = host_threads.get(host, 0) + info["nthreads"]
+    return _Distributed(client, blocks), host_threads
+
+
 class BlockState:
     """Per-row state of a Dask fit: one block per chunk (futures on the workers, or arrays
     here under a local scheduler)."""
@@ -359,21 +380,12 @@ class DaskRows(Rows):
             X = X.rechunk((self.chunk_rows, n_features))
         self.dask_array = X
         blocks = X.to_delayed().ravel()
-        client = _client()
-        self._host_threads = {}
-        if client is None:
-            self._run = _Local(list(blocks))
-        else:
-            _warm_workers(client, backend)
-            for addr, info in client.scheduler_info()["workers"].items():
-                host = addr.rsplit(":", 1)[0]
-                self._host_threads[host] = self._host_threads.get(host, 0) + info["nthreads"]
-            self._run = _Distributed(client, blocks)
+        self._run, self._host_threads = _runner(blocks, backend)
         self._blocks = self._run.blocks
         self._w_blocks = ([None] * len(blocks) if weights is None else
                           [np.ascontiguousarray(weights[a:b]) for a, b in self.spans()])
-        if weights is not None and client is not None:
-            self._w_blocks = client.scatter(self._w_blocks)
+        if weights is not None and isinstance(self._run, _Distributed):
+            self._w_blocks = self._run.client.scatter(self._w_blocks)
 
     def chunks(self):
         raise TypeError("this step of the fit reads every row in the client process, which a "
@@ -458,21 +470,9 @@ class DaskRows(Rows):
 def dask_rows(X, check, *, owner, sample_weight, backend):
     """Validate a Dask array X into ``DaskRows``: ``check(block, name, copy)`` (the
     model's check of one array) runs on every block on the workers, in one pass."""
-    import dask
-
     from ._stream import _weights
 
-    if X.ndim != 2:
-        raise ValueError(f"{owner} expects a 2-D Dask array (n_samples, n_features); got "
-                         f"{X.ndim} dimensions.")
-    if any(np.isnan(c) for c in X.shape):
-        raise ValueError(f"{owner} needs a Dask array of known shape; call "
-                         "X.compute_chunk_sizes() first.")
-    X = _whole_rows(X)
-    blocks = X.to_delayed().ravel()
-    named = dask.delayed(_check_block, pure=True)
-    results = dask.compute(*[named(check, f"block {i} of X", blk)
-                             for i, blk in enumerate(blocks)])
+    X, results = _checked_blocks(X, check, owner)
     n_rows = sum(r[0] for r in results)
     dtype = np.result_type(*[np.dtype(r[1]) for r in results])
     span = max(r[2] for r in results)
@@ -481,6 +481,23 @@ def dask_rows(X, check, *, owner, sample_weight, backend):
     weights = _weights(sample_weight, n_rows, owner)
     return DaskRows(X, n_rows=n_rows, n_features=X.shape[1], dtype=dtype, span=span,
                     weights=weights, backend=backend)
+
+
+def _checked_blocks(X, check, owner):
+    """(X with every row in one block, ``_check_block`` of each block), the checks run on
+    the workers in one pass."""
+    import dask
+
+    if X.ndim != 2:
+        raise ValueError(f"{owner} expects a 2-D Dask array (n_samples, n_features); got "
+                         f"{X.ndim} dimensions.")
+    if any(np.isnan(c) for c in X.shape):
+        raise ValueError(f"{owner} needs a Dask array of known shape; call "
+                         "X.compute_chunk_sizes() first.")
+    X = _whole_rows(X)
+    named = dask.delayed(_check_block, pure=True)
+    return X, dask.compute(*[named(check, f"block {i} of X", blk)
+                             for i, blk in enumerate(X.to_delayed().ravel())])
 
 
 def _whole_rows(X):
@@ -529,3 +546,135 @@ def partial_fit_blocks(est, X, sample_weight=None):
             w = w.compute()
         est.partial_fit(np.asarray(block.compute()), sample_weight=w)
     return est
+
+
+# ------------------------------------------------------------------ hidden Markov models
+# An HMM fit's unit of work is a piece of its sequences (``fastem._hmm.Sequences``): a
+# run of whole sequences, or one block of a sequence too long to take whole.  The Dask
+# array is re-chunked to those pieces, so each block is one piece: the runs are summarized
+# as independent tasks, a long sequence's blocks as two chains of tasks (the forward pass
+# over them, then the backward pass, last block first), each link carrying the K-vector
+# across the boundary.  The client adds the shares in the order the in-memory loop does.
+
+def _hmm_task(method, model, dtype, host_threads, block, *args):
+    """``model.<method>(block, *args)`` on a worker, with this host's share of threads (a
+    shallow copy of the model carries them: tasks of a local scheduler share it)."""
+    import copy
+
+    model = copy.copy(model)
+    model._runtime = (model._runtime[0], _task_threads(host_threads))
+    X = np.require(np.asarray(block), dtype=dtype, requirements="C")
+    return _locked(getattr(model, method), X, *args)
+
+
+def _forward_link(carry, model, dtype, host_threads, block):
+    """One block of the forward chain: carry = (log P so far, the blocks' starts, the
+    next start)."""
+    log_p, starts, log_start = carry
+    lp, following_start = _hmm_task("_block_forward", model, dtype, host_threads, block,
+                                    log_start)
+    return log_p + lp, starts + [log_start], following_start
+
+
+def _backward_link(carry, model, dtype, host_threads, block, log_start, first):
+    """One block of the backward chain: carry = (the next block's ``following``, the
+    shares so far, last block first)."""
+    following, shares = carry
+    share, following = _hmm_task("_block_summary", model, dtype, host_threads, block,
+                                 log_start, following, first)
+    return following, shares + [share]
+
+
+class DaskStackedRows:
+    """The rows of a Dask array as one read-only array: rows [a:b] computed into this
+    process.  The passes of an HMM fit outside its EM iterations (the start's
+    statistics, a re-seed's search, inference) read X through it, a block of rows at a
+    time."""
+
+    ndim = 2
+
+    def __init__(self, X, n_rows, dtype):
+        self.dask_array, self.shape, self.dtype = X, (int(n_rows), X.shape[1]), np.dtype(dtype)
+
+    def __len__(self):
+        return self.shape[0]
+
+    def __getitem__(self, key):
+        a, b, _ = key.indices(self.shape[0])
+        block = self.dask_array[a:max(a, b)].compute()
+        return np.require(np.asarray(block), dtype=self.dtype, requirements="C")
+
+
+def dask_sequences(model, X, lengths, reset):
+    """Validate a Dask array X of sequences for the HMM ``model`` into ``DaskSequences``:
+    the model's check runs on every block on the workers, in one pass."""
+    owner = type(model).__name__
+
+    def check(a, name, copy):
+        return model._check_input(a, owner=owner, copy=copy, name=name)
+
+    X, results = _checked_blocks(X, check, owner)
+    dtype = np.result_type(*[np.dtype(r[1]) for r in results])
+    if reset and hasattr(model, "feature_names_in_"):
+        del model.feature_names_in_
+    model._check_n_features(X.shape[1], reset)
+    from ._dispatch import resolve_backend
+
+    return DaskSequences(X, lengths, model._row_width, dtype, sum(r[0] for r in results),
+                         resolve_backend(model.backend, model._kernel_family))
+
+
+class DaskSequences:
+    """``fastem._hmm.Sequences`` of a Dask array, whose EM iterations run on the workers
+    (``summaries``); everything else reads the rows through ``DaskStackedRows``."""
+
+    distributed = True
+
+    def __init__(self, X, lengths, n_states, dtype, n_rows, backend):
+        from ._hmm import Sequences
+
+        self._seq = Sequences(DaskStackedRows(X, n_rows, dtype), lengths, n_states)
+        self._dask, self._backend, self._run = X, backend, None
+
+    def __getattr__(self, name):  # X, offsets, n_rows, pieces(), fingerprint(), ...
+        if name.startswith("__") or name == "_seq":
+            raise AttributeError(name)
+        return getattr(self._seq, name)
+
+    def _start(self):
+        """Re-chunk X to the pieces and start the runner, at the first pass that needs
+        the workers (inference reads through the client and never does)."""
+        self._layout, sizes = [], []
+        for lo, hi, offsets, blocks in self._seq.layout():
+            if blocks is None:
+                self._layout.append((len(sizes), offsets))
+                sizes.append(hi - lo)
+            else:
+                self._layout.append(list(range(len(sizes), len(sizes) + len(blocks))))
+                sizes.extend(b - a for a, b in blocks)
+        X = self._dask
+        if X.chunks[0] != tuple(sizes):
+            X = X.rechunk({0: tuple(sizes)})
+        self._run, self._host_threads = _runner(X.to_delayed().ravel(), self._backend)
+
+    def summaries(self, model):
+        """The shares of ``BaseHMM._summarize`` of every piece, in the in-memory order."""
+        if self._run is None:
+            self._start()
+        run, blocks, common = self._run, self._run.blocks, (model, self.dtype, self._host_threads)
+        runs = [(i, item) for i, item in enumerate(self._layout) if isinstance(item, tuple)]
+        done = dict(zip([i for i, _ in runs], run.run(
+            [(_hmm_task, "_group_summary", *common, blocks[b], offsets) for _, (b, offsets)
+             in runs])))
+        out = []
+        for i, item in enumerate(self._layout):
+            if i in done:
+                out.append(done[i])
+                continue
+            log_p, starts, _ = run.chain(_forward_link, (0.0, [], model._log_start_trans()[0]),
+                                         [(*common, blocks[b]) for b in item])
+            order = list(range(len(item) - 1, -1, -1))
+            _, shares = run.chain(_backward_link, (None, []),
+                                  [(*common, blocks[item[j]], starts[j], j == 0) for j in order])
+            out.extend((log_p if j == 0 else 0.0, *share[1:]) for j, share in zip(order, shares))
+        return out

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ._hmm import BaseHMM, warn_empty_states
+from ._hmm import BaseHMM, row_blocks
 from ._validation import Interval, Options
 from .gaussian_mixture import _cholesky_upper_precision
 from .kernels._covariance import COVARIANCE_TYPES
@@ -43,26 +43,15 @@ if TYPE_CHECKING:
     from typing import Any, Optional
 
 
-#: Rows per block of the passes over all of X (checks, mean, covariance), so that a
-#: memory-mapped X is read a block at a time and never copied whole.
-_ROW_BLOCK = 1 << 16
-
-
 def _missing_rows(X):
     """The rows of X that are all NaN (missing observations; see the module docstring)."""
     return np.isnan(X[:, 0]) if X.shape[1] else np.zeros(X.shape[0], dtype=bool)
 
 
-def _row_blocks(X):
-    """(first row, rows) of X's blocks of ``_ROW_BLOCK`` rows."""
-    for start in range(0, X.shape[0], _ROW_BLOCK):
-        yield start, X[start:start + _ROW_BLOCK]
-
-
 def _observed_mean(X):
     """The mean of X's observed rows, in float64, by blocks of rows (zeros if none)."""
     n, total = 0, np.zeros(X.shape[1])
-    for _, block in _row_blocks(X):
+    for _, block in row_blocks(X):
         block = block[~_missing_rows(block)]
         n += block.shape[0]
         total += block.sum(axis=0, dtype=np.float64)
@@ -73,7 +62,7 @@ def _observed_covariance(X, mean):
     """The covariance of X's observed rows about their ``mean`` with ``np.cov``'s
     N - 1, in float64, by blocks of rows."""
     d, n, scatter = X.shape[1], 0, np.zeros((X.shape[1], X.shape[1]))
-    for _, block in _row_blocks(X):
+    for _, block in row_blocks(X):
         y = block[~_missing_rows(block)].astype(np.float64) - mean
         n += y.shape[0]
         scatter += y.T @ y
@@ -107,7 +96,7 @@ class GaussianRows:
         from ._validation import check_array
 
         X = check_array(X, name=name, owner=owner, copy=copy, allow_nan=True)
-        for start, block in _row_blocks(X):
+        for start, block in row_blocks(X):
             nan = np.isnan(block)
             partly = np.flatnonzero(nan.any(axis=1) & ~nan.all(axis=1))
             if not partly.size:
@@ -131,6 +120,9 @@ class GaussianRows:
         plus ``min_covar`` on its diagonal (X: the data ``_center`` was taken of)."""
         return _observed_covariance(X, self._center) + self.min_covar * np.eye(X.shape[1])
 
+    def _observed(self, X):
+        return ~_missing_rows(X)
+
     def _fill_missing(self, X, post=None):
         """(X with its missing rows set to the mean of means_, so that the kernels see
         finite rows, the missing rows' mask, and ``post`` with those rows' weights zero:
@@ -144,15 +136,26 @@ class GaussianRows:
         return X, missing, post
 
     def _observed_rows(self, X):
-        """The rows of X that are not missing (X itself, not a copy, when none is), as
-        many as K-means needs to start the means."""
-        missing = _missing_rows(X)
-        X = X[~missing] if missing.any() else X
-        if X.shape[0] < self.n_components:
-            raise ValueError(f"X has {X.shape[0]} observed rows (rows that are not all NaN); "
+        """(the rows of X that are not missing, their mask): as many rows as K-means needs
+        to start the means.  X in memory gives an array (X itself when no row is
+        missing); a memory map or ``Chunks`` gives a ``Chunks`` of them, read by blocks,
+        which K-means fits as it would the array."""
+        from ._stream import Chunks
+
+        observed = np.concatenate([~_missing_rows(block) for _, block in row_blocks(X)]
+                                  or [np.zeros(0, dtype=bool)])
+        n = int(observed.sum())
+        if n < self.n_components:
+            raise ValueError(f"X has {n} observed rows (rows that are not all NaN); "
                              f"initializing means_ needs at least n_components = "
                              f"{self.n_components}.")
-        return X
+        if isinstance(X, np.ndarray) and not isinstance(X, np.memmap):
+            return (X if n == X.shape[0] else X[observed]), observed
+        dask_array = getattr(X, "dask_array", None)
+        if dask_array is not None:  # (fastem.dask.DaskStackedRows) K-means on the workers
+            return (dask_array if n == X.shape[0] else dask_array[observed]), observed
+        return Chunks(lambda: (block[observed[a:a + block.shape[0]]]
+                               for a, block in row_blocks(X))), observed
 
 
 class GaussianHMM(GaussianRows, BaseHMM):
@@ -272,7 +275,7 @@ class GaussianHMM(GaussianRows, BaseHMM):
             from .kmeans import KMeans
 
             km = KMeans(k, random_state=self.random_state, n_init=10, backend=self.backend,
-                        n_threads=self.n_threads).fit(self._observed_rows(X))
+                        n_threads=self.n_threads).fit(self._observed_rows(X)[0])
             self.means_ = km.cluster_centers_.astype(np.float64)
         if self._needs_init("c", "_covars_"):
             cv = self._start_covariance(X)
@@ -389,7 +392,18 @@ class GaussianHMM(GaussianRows, BaseHMM):
                 raise ValueError("The tied covariance is not positive definite: the data are "
                                  "degenerate (e.g. a constant feature). Use covars_prior > 0.")
             self._covars_ = covars
-        warn_empty_states(empty, "means and covariances")
+        return empty
+
+    def _reseed_emissions(self, data, states, stats):
+        """A re-seeded state's mean is one of the steps the other states explain worst,
+        its covariance the data's (``_start_covariance``; a tied covariance stays)."""
+        rows = self._worst_explained(data, states, len(states))
+        if "m" in self.params and rows.shape[0]:
+            self.means_[states] = rows[np.arange(len(states)) % rows.shape[0]]
+        if "c" in self.params and self.covariance_type != "tied":
+            cv = self._start_covariance(data.X)
+            self._covars_[states] = {"spherical": lambda: cv.mean(), "diag": lambda: np.diag(cv),
+                                     "full": lambda: cv}[self.covariance_type]()
 
     # ------------------------------------------------------------------ sampling
     def _generate_sample_from_state(self, state, random_state):

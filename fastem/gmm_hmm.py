@@ -30,8 +30,8 @@ the update a generalized EM step: the likelihood is not checked for monotonicity
 defaults of ``covars_prior`` / ``covars_weight`` (None) are hmmlearn's per type, which
 make the update the maximum-likelihood one.  As in ``GaussianHMM``, the statistics are
 accumulated around the data's mean, and an all-NaN row of X is a missing observation.
-A component (or state) with no occupancy keeps its parameters, with a CollapseWarning,
-where hmmlearn gives NaN.
+A state with no occupancy is re-seeded (``BaseHMM._renew``); a component with none in a
+state that has some keeps its parameters, with a CollapseWarning, where hmmlearn gives NaN.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ._hmm import BaseHMM, _check_distribution, warn_empty_states
+from ._hmm import BaseHMM, _check_distribution, rows_where
 from ._validation import Interval, Options
 from .gaussian_hmm import GaussianRows, _full_covars, _usable_covariance
 from .gaussian_mixture import _cholesky_upper_precision
@@ -196,16 +196,18 @@ class GMMHMM(GaussianRows, BaseHMM):
             return start[0]
 
         if self._needs_init("m", "means_"):
-            X = self._observed_rows(X)
+            observed_rows, observed = self._observed_rows(X)
             # hmmlearn's: K-means into the states, then K-means of each state's rows into
             # its components (a state with fewer rows than n_mix: draws around the
             # centers' mean; hmmlearn takes those from numpy's global generator)
             km = KMeans(k, random_state=self.random_state, n_init=10, backend=self.backend,
-                        n_threads=self.n_threads).fit(X)
+                        n_threads=self.n_threads).fit(observed_rows)
             centroid = km.cluster_centers_.mean(axis=0)
+            labels = np.full(observed.shape[0], -1)
+            labels[observed] = np.asarray(km.labels_)  # (computed, on a Dask array)
             means = []
             for state in range(k):
-                rows = X[km.labels_ == state]
+                rows = rows_where(X, labels == state)
                 if rows.shape[0] >= m:
                     means.append(KMeans(m, random_state=self.random_state, n_init=10,
                                         backend=self.backend, n_threads=self.n_threads)
@@ -371,8 +373,33 @@ class GMMHMM(GaussianRows, BaseHMM):
                         empty.flat[q] = True
                 covars[empty] = old_covars[empty]
             self.covars_ = covars
-        states = np.union1d(empty_states, np.flatnonzero(empty.any(axis=1)))
-        warn_empty_states(states, "mixture weights, means and covariances")
+        partly = np.setdiff1d(np.flatnonzero(empty.any(axis=1)), empty_states)
+        if partly.size:  # a component inside a live state: kept (its state re-seeds none)
+            import warnings
+
+            from .gaussian_mixture import CollapseWarning
+
+            warnings.warn(f"A mixture component of state(s) {partly.tolist()} had no "
+                          "occupancy in this iteration; its parameters were kept (hmmlearn "
+                          "would give NaN). Consider a smaller n_mix.", CollapseWarning,
+                          stacklevel=4)
+        return empty_states
+
+    def _reseed_emissions(self, data, states, stats):
+        """A re-seeded state's components sit on the steps the other states explain worst
+        (n_mix of them each), with equal weights and the data's covariance."""
+        m = self.n_mix
+        rows = self._worst_explained(data, states, len(states) * m)
+        if "m" in self.params and rows.shape[0]:
+            for j, k in enumerate(states):
+                self.means_[k] = rows[np.arange(j * m, (j + 1) * m) % rows.shape[0]]
+        if "w" in self.params:
+            self.weights_[states] = 1.0 / m
+        if "c" in self.params:
+            cv = self._start_covariance(data.X)
+            base = {"spherical": cv.mean(), "diag": np.diag(cv), "full": cv,
+                    "tied": cv}[self.covariance_type]
+            self.covars_[states] = base
 
     # ------------------------------------------------------------------ sampling
     def _generate_sample_from_state(self, state, random_state):

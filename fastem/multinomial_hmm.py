@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ._hmm import (BaseHMM, _check_distribution, _normalized_rows, check_counts,
-                   count_log_likelihood, warn_empty_states)
+                   count_log_likelihood, overall_frequencies, row_sums)
 from ._validation import Interval
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ class MultinomialHMM(BaseHMM):
     def _sequences(self, X, lengths, *, reset):
         data = super()._sequences(X, lengths, reset=reset)
         if self.n_trials is not None:
-            totals = data.X.sum(axis=1)
+            totals = row_sums(data.X)
             if not np.all(totals == np.asarray(self.n_trials)):
                 raise ValueError("Every row of X must sum to n_trials (the number of draws "
                                  "of a step); set n_trials=None to take each row's own sum.")
@@ -78,7 +78,7 @@ class MultinomialHMM(BaseHMM):
     def _init_emissions(self, X, random_state):
         self.n_features = X.shape[1]
         if self.n_trials is None:
-            self.n_trials = X.sum(axis=1).astype(np.int64)
+            self.n_trials = row_sums(X).astype(np.int64)
         if self._needs_init("e", "emissionprob_"):
             table = random_state.rand(self.n_components, self.n_features)
             self.emissionprob_ = table / table.sum(axis=1, keepdims=True)
@@ -104,11 +104,14 @@ class MultinomialHMM(BaseHMM):
         return (post.T @ X,)
 
     def _emission_mstep(self, stats):
-        if "e" not in self.params:
-            return
         (obs,) = stats
-        warn_empty_states(np.flatnonzero(~(obs.sum(axis=1) > 0)), "emission probabilities")
-        self.emissionprob_ = _normalized_rows(obs, self.emissionprob_)
+        if "e" in self.params:
+            self.emissionprob_ = _normalized_rows(obs, self.emissionprob_)
+        return np.flatnonzero(~(obs.sum(axis=1) > 0))
+
+    def _reseed_emissions(self, data, states, stats):
+        """A re-seeded state draws with the data's overall frequencies."""
+        self.emissionprob_[states] = overall_frequencies(stats[0])
 
     def _generate_sample_from_state(self, state, random_state):
         trials = np.unique(np.asarray(self.n_trials))

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ._hmm import BaseHMM, check_counts, count_log_likelihood, warn_empty_states
+from ._hmm import BaseHMM, check_counts, count_log_likelihood, mean_and_variance
 from ._validation import Interval
 
 if TYPE_CHECKING:
@@ -75,7 +75,7 @@ class PoissonHMM(BaseHMM):
     def _init_emissions(self, X, random_state):
         self.n_features = X.shape[1]
         if self._needs_init("l", "lambdas_"):
-            mean, var = X.mean(), X.var()
+            mean, var = mean_and_variance(X)
             if not (mean > 0 and var > 0):
                 raise ValueError("PoissonHMM's initial rates are drawn from the counts' mean "
                                  "and variance, which must be positive; set lambdas_ by hand "
@@ -110,18 +110,24 @@ class PoissonHMM(BaseHMM):
         return post.sum(axis=0), post.T @ X
 
     def _emission_mstep(self, stats):
-        if "l" not in self.params:
-            return
         nk, obs = stats
         empty = np.flatnonzero(~(nk > 0))
+        if "l" not in self.params:
+            return empty
         n = nk.sum()
         with np.errstate(invalid="ignore", divide="ignore"):
             xbar = obs / nk[:, None]
             lam = (np.asarray(self.lambdas_prior) + n * xbar) / (
                 np.asarray(self.lambdas_weight) + n)
         lam[empty] = self.lambdas_[empty]
-        warn_empty_states(empty, "rates")
         self.lambdas_ = lam
+        return empty
+
+    def _reseed_emissions(self, data, states, stats):
+        """A re-seeded state's rates are the data's mean counts."""
+        nk, obs = stats
+        if "l" in self.params and nk.sum() > 0:
+            self.lambdas_[states] = obs.sum(axis=0) / nk.sum()
 
     def _generate_sample_from_state(self, state, random_state):
         return random_state.poisson(self.lambdas_[state])

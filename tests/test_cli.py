@@ -461,6 +461,33 @@ def test_hmm_fit_with_lengths_save_and_predict(tmp_path, model, options):
     np.testing.assert_array_equal(np.load(tmp_path / "states.npy"), ref.predict(X, [170, 130]))
 
 
+def test_hmm_fit_and_predict_on_chunk_files(tmp_path):
+    """A directory of chunk files cut inside the sequences fits the model of the stacked
+    array, and predict decodes the same directory with the same lengths; the fit shows
+    its progress."""
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((300, 2))
+    X[100:220] += 5.0
+    (tmp_path / "parts").mkdir()
+    for i, part in enumerate(np.split(X, [80, 81, 200])):
+        np.save(tmp_path / "parts" / f"{i}.npy", part)
+    np.savetxt(tmp_path / "lengths.csv", [170, 130], fmt="%d")
+    out = run("fit", "gaussian-hmm", tmp_path / "parts", "-k", 2, "--lengths",
+              tmp_path / "lengths.csv", "--max-iter", 5, "-o", tmp_path / "m.npz", "--json",
+              "--progress", "log")
+    assert out.returncode == 0, out.stderr
+    assert "fastem: init 1  iteration 1/5" in out.stderr
+    ref = fastem.GaussianHMM(2, n_iter=5, random_state=0).fit(X, [170, 130])
+    assert json.loads(out.stdout)["log_likelihood"] == ref.monitor_.history[-1]
+    out = run("predict", tmp_path / "m.npz", tmp_path / "parts", "--lengths",
+              tmp_path / "lengths.csv", "-o", tmp_path / "states.npy")
+    assert out.returncode == 0, out.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "states.npy"), ref.predict(X, [170, 130]))
+    np.savetxt(tmp_path / "short.csv", [170, 100], fmt="%d")
+    out = run("fit", "gaussian-hmm", tmp_path / "parts", "--lengths", tmp_path / "short.csv")
+    assert out.returncode == 2 and "lengths must sum to len(X) = 300" in out.stderr
+
+
 def test_hmm_options_are_checked(tmp_path):
     np.save(tmp_path / "x.npy", np.zeros((10, 2)))
     np.save(tmp_path / "bad.npy", np.array([4, 5]))

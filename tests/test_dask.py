@@ -269,6 +269,68 @@ def test_models_without_dask_support_say_so(scheduler):
         fastem.KMeans(2).fit(_data(np.float64)[:, :2]).predict(dX)
 
 
+def _sequence_data(kind):
+    """(X, lengths, a model maker) for each HMM: five sequences, missing steps in the
+    Gaussian and categorical data."""
+    rng = np.random.default_rng(4)
+    lengths = [130, 75, 1, 200, 94]
+    n = sum(lengths)
+    if kind in ("gaussian", "gmm"):
+        X = rng.standard_normal((n, 2)) + np.repeat(rng.normal(0, 3, (10, 2)), 50, axis=0)
+        X[[7, 150, 320]] = np.nan
+        make = {"gaussian": lambda: fastem.GaussianHMM(3, "full", n_iter=4, random_state=0),
+                "gmm": lambda: fastem.GMMHMM(2, n_mix=2, n_iter=3, random_state=0)}[kind]
+    elif kind == "categorical":
+        X = rng.integers(0, 5, (n, 1))
+        X[[3, 99]] = -1
+        make = lambda: fastem.CategoricalHMM(3, n_iter=4, random_state=0)  # noqa: E731
+    else:
+        X = rng.poisson(3.0, (n, 3)).astype(float)
+        cls = fastem.PoissonHMM if kind == "poisson" else fastem.MultinomialHMM
+        make = lambda: cls(3, n_iter=4, random_state=0)  # noqa: E731
+    return X, lengths, make
+
+
+def _same_hmm(ref, got):
+    assert list(got.monitor_.history) == list(ref.monitor_.history)
+    for name in ("startprob_", "transmat_", *ref._emission_attributes):
+        np.testing.assert_array_equal(getattr(got, name), getattr(ref, name), err_msg=name)
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "gmm", "categorical", "poisson", "multinomial"])
+def test_hmms_on_dask_equal_the_in_memory_fit(scheduler, kind, monkeypatch):
+    """Runs of whole sequences (about 100 steps each here) are tasks on the workers; the
+    blocks of the array cut inside sequences.  The fit from the default start (K-means
+    on the workers for the Gaussian ones), score and decoding equal the in-memory ones,
+    and so does a partial_fit."""
+    import fastem._hmm as base
+
+    monkeypatch.setattr(base, "_CHUNK_VALUES", 300)  # the client's layout: 100 steps
+    X, lengths, make = _sequence_data(kind)
+    dX = da.from_array(X, chunks=(77, X.shape[1]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref, got = make().fit(X, lengths), make().fit(dX, lengths)
+        _same_hmm(ref, got)
+        assert got.score(dX, lengths) == ref.score(X, lengths)
+        np.testing.assert_array_equal(got.predict(dX, lengths), ref.predict(X, lengths))
+        _same_hmm(make().partial_fit(X, lengths), make().partial_fit(dX, lengths))
+
+
+def test_a_long_sequence_on_dask_runs_as_chains_of_blocks(scheduler, monkeypatch):
+    """One sequence in blocks of 60 steps: the forward and backward chains of tasks carry
+    the state across the blocks and give the in-memory fit (itself the fit of the whole
+    sequence at once, tested elsewhere)."""
+    import fastem._hmm as base
+
+    monkeypatch.setattr(base, "_SEQUENCE_VALUES", 3 * 60)
+    X, _, _ = _sequence_data("gaussian")
+    make = lambda: fastem.GaussianHMM(3, "diag", n_iter=3, random_state=1)  # noqa: E731
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _same_hmm(make().fit(X), make().fit(da.from_array(X, chunks=(101, 2))))
+
+
 def test_import_fastem_does_not_import_dask():
     code = ("import sys, numpy as np, fastem; fastem.KMeans(2).fit(np.random.rand(20, 2)); "
             "print('dask' in sys.modules)")

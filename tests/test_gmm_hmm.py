@@ -163,3 +163,27 @@ def test_priors_that_do_not_broadcast_are_named():
     with pytest.raises(ValueError, match=r"weights_prior must be a scalar or broadcast to "
                                          r"shape \(2, 2\)"):
         model.fit(_data())
+
+
+def test_a_state_without_data_is_reseeded_on_the_worst_explained_steps():
+    """State 1 far from every row: its two components are re-seeded on the two steps
+    state 0 (as just updated) explains worst, with equal weights and the data's
+    covariance."""
+    from scipy.stats import multivariate_normal
+
+    X = _data()
+    model = _start(fastem.GMMHMM(K, n_mix=M, covariance_type="full", init_params="",
+                                 n_iter=1), "full")
+    model.means_ = model.means_.copy()
+    model.means_[1] = [[1e3, 1e3], [2e3, 1e3]]
+    with pytest.warns(CollapseWarning, match=r"State\(s\) \[1\] had no occupancy .* re-seeded"):
+        model.fit(X, LENGTHS)
+    density = sum(model.weights_[0, m] * multivariate_normal(model.means_[0, m],
+                                                             model.covars_[0, m]).pdf(X)
+                  for m in range(M))
+    worst = np.lexsort((np.arange(len(X)), np.log(density)))[:2]
+    np.testing.assert_array_equal(model.means_[1], X[worst])
+    np.testing.assert_array_equal(model.weights_[1], [0.5, 0.5])
+    np.testing.assert_allclose(model.covars_[1], np.tile(np.cov(X.T) + 1e-3 * np.eye(D),
+                                                         (M, 1, 1)), rtol=1e-12)
+    assert model.n_reseeded_ == 1

@@ -226,6 +226,61 @@ def test_a_state_never_visited_keeps_its_row_and_every_row_sums_to_one():
     assert np.isfinite(model.means_).all() and np.isfinite(model.covars_).all()
 
 
+def test_a_reachable_state_with_no_occupancy_is_reseeded_at_the_worst_explained_step():
+    """State 2 starts a thousand standard deviations from every step: after the first
+    E-step it has no occupancy (hmmlearn gives it NaN).  It is re-seeded: its mean at the
+    step the other two states (as just updated) explain worst, its covariance the data's,
+    and its start and incoming transition probabilities at least 1 / n_samples, each row
+    still summing to one; counted and warned, and the fit goes on finite."""
+    from scipy.stats import multivariate_normal
+
+    X = _gaussian_data()
+    model = _start(fastem.GaussianHMM(3, "diag", init_params="", n_iter=1), "diag")
+    model.means_ = np.array([[0.5, 0.0], [2.0, 2.5], [1000.0, 1000.0]])
+    with pytest.warns(CollapseWarning, match=r"State\(s\) \[2\] had no occupancy in this "
+                                             r"iteration and were re-seeded \(n_reseeded_=1\)"):
+        model.fit(X, LENGTHS)
+    assert model.n_reseeded_ == 1
+    best = np.max([multivariate_normal(model.means_[j], np.diag(model.covars_[j])).logpdf(X)
+                   for j in (0, 1)], axis=0)
+    np.testing.assert_array_equal(model.means_[2], X[np.argmin(best)])
+    np.testing.assert_allclose(model.covars_[2], np.diag(np.diag(np.cov(X.T)) + 1e-3),
+                               rtol=1e-12)
+    assert model.startprob_[2] >= 1 / len(X) and (model.transmat_[:, 2] >= 1 / len(X)).all()
+    np.testing.assert_allclose(model.transmat_.sum(axis=1), 1.0, rtol=1e-14)
+    assert model.startprob_.sum() == pytest.approx(1.0, rel=1e-14)
+    model.set_params(init_params="", n_iter=5).fit(X, LENGTHS)  # state 2 now takes steps
+    assert np.isfinite(model.means_).all() and model.predict_proba(X, LENGTHS)[:, 2].sum() > 1
+
+
+def test_a_categorical_state_that_emits_no_observed_symbol_is_reseeded_at_the_frequencies():
+    """State 2 only emits symbol 5, which the data never show: re-seeded, it emits with
+    the data's symbol frequencies (its expected counts summed over the states are the
+    counts of the observed symbols)."""
+    X, _ = _discrete_pair("categorical")
+    X[[3, 50]] = -1  # missing steps count toward no symbol
+    model = fastem.CategoricalHMM(3, n_features=6, init_params="", n_iter=1)
+    model.startprob_, model.transmat_ = START, TRANS
+    model.emissionprob_ = np.array([[0.3, 0.2, 0.2, 0.2, 0.1, 0.0],
+                                    [0.1, 0.1, 0.2, 0.3, 0.3, 0.0], [0, 0, 0, 0, 0, 1.0]])
+    with pytest.warns(CollapseWarning, match="re-seeded"):
+        model.fit(X, LENGTHS)
+    observed = X[X[:, 0] >= 0, 0]
+    np.testing.assert_allclose(model.emissionprob_[2],
+                               np.bincount(observed, minlength=6) / observed.size, rtol=1e-10)
+    assert model.n_reseeded_ == 1
+
+
+def test_a_state_whose_emissions_params_fixes_is_kept_with_a_warning():
+    X = _gaussian_data()
+    model = _start(fastem.GaussianHMM(3, "diag", init_params="", params="st", n_iter=1), "diag")
+    model.means_ = np.array([[0.5, 0.0], [2.0, 2.5], [1000.0, 1000.0]])
+    with pytest.warns(CollapseWarning, match="params leaves their emissions fixed"):
+        model.fit(X, LENGTHS)
+    np.testing.assert_array_equal(model.means_[2], [1000.0, 1000.0])
+    assert model.n_reseeded_ == 0
+
+
 # ----------------------------------------------------------------- backends and threads
 @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
 def test_every_backend_fits_the_same_model(implementation):
@@ -268,14 +323,14 @@ def test_sequences_are_cut_into_chunks_of_whole_sequences(monkeypatch):
 
 @pytest.mark.parametrize("lengths", [[500] * 200, None])
 def test_a_memory_mapped_x_is_read_a_chunk_at_a_time(monkeypatch, tmp_path, lengths):
-    """Validating a memory map (missing rows in it), its mean and covariance, and the EM
-    iterations allocate a small part of X's size, for many sequences and for one long
-    one (taken in blocks), and give the fit of the same array in memory.  (The K-means
+    """Validating a memory map or ``Chunks`` of files (missing rows in it), its mean and
+    covariance, and the EM iterations allocate a small part of X's size, for many
+    sequences and for one long one (taken in blocks), and give the fit of the same array
+    in memory, bit for bit.  (The K-means
     start of the means is KMeans' own streaming fit.)"""
     import tracemalloc
 
     import fastem._hmm as base
-    import fastem.gaussian_hmm as gh
 
     rng = np.random.default_rng(8)
     X = rng.standard_normal((100_000, 4)) + np.repeat(rng.normal(0, 4, (200, 4)), 500, axis=0)
@@ -283,7 +338,7 @@ def test_a_memory_mapped_x_is_read_a_chunk_at_a_time(monkeypatch, tmp_path, leng
     np.save(tmp_path / "x.npy", X)
     monkeypatch.setattr(base, "_CHUNK_VALUES", 3 * 2_000)  # 4 sequences a chunk
     monkeypatch.setattr(base, "_SEQUENCE_VALUES", 3 * 2_000)  # or blocks of 2,000 steps
-    monkeypatch.setattr(gh, "_ROW_BLOCK", 2_000)
+    monkeypatch.setattr(base, "_ROW_BLOCK", 2_000)
 
     def model():
         m = fastem.GaussianHMM(3, "full", n_iter=3, init_params="st", random_state=0)
@@ -292,14 +347,104 @@ def test_a_memory_mapped_x_is_read_a_chunk_at_a_time(monkeypatch, tmp_path, leng
         return m
 
     in_memory = model().fit(X, lengths)
-    mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
-    tracemalloc.start()
-    fitted = model().fit(mapped, lengths)
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    assert peak < X.nbytes / 4, (peak, X.nbytes)
-    np.testing.assert_allclose(fitted.monitor_.history, in_memory.monitor_.history, rtol=1e-12)
-    np.testing.assert_allclose(fitted.means_, in_memory.means_, rtol=1e-10)
+    for i, part in enumerate(np.split(X, [33_333, 66_666])):  # cut inside sequences
+        np.save(tmp_path / f"part{i}.npy", part)
+    for source in (np.load(tmp_path / "x.npy", mmap_mode="r"),
+                   fastem.Chunks(sorted(map(str, tmp_path.glob("part*.npy"))))):
+        tracemalloc.start()
+        fitted = model().fit(source, lengths)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert peak < X.nbytes / 4, (peak, X.nbytes)
+        assert list(fitted.monitor_.history) == list(in_memory.monitor_.history)
+        np.testing.assert_array_equal(fitted.means_, in_memory.means_)
+
+
+def _pieces(X, cuts=(37, 38, 150, 161)):
+    """X cut at ``cuts``: pieces that split sequences (and one piece of one row)."""
+    return np.split(X, list(cuts))
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "gmm", "categorical", "poisson", "multinomial"])
+def test_chunks_cut_inside_sequences_fit_like_the_array(kind):
+    """Every HMM fits ``Chunks`` (a list of pieces, and a function yielding them) from
+    its default start (K-means for the Gaussian ones, with missing rows in X) to the
+    model of the stacked array, bit for bit; score, posteriors, decoding and BIC
+    agree."""
+    if kind in ("gaussian", "gmm"):
+        X = _gaussian_data()
+        X[[5, 60, 200]] = np.nan
+        make = {"gaussian": lambda: fastem.GaussianHMM(3, "full", n_iter=4, random_state=0),
+                "gmm": lambda: fastem.GMMHMM(2, n_mix=2, n_iter=4, random_state=0)}[kind]
+    else:
+        X, _ = _discrete_pair(kind)
+        if kind == "categorical":
+            X[[5, 60]] = -1
+        cls = {"categorical": fastem.CategoricalHMM, "poisson": fastem.PoissonHMM,
+               "multinomial": fastem.MultinomialHMM}[kind]
+        make = lambda: cls(3, n_iter=4, random_state=0)  # noqa: E731
+    pieces = _pieces(X)
+    whole = make().fit(X, LENGTHS)
+    for source in (pieces, lambda: iter(pieces)):
+        streamed = make().fit(fastem.Chunks(source), LENGTHS)
+        assert list(streamed.monitor_.history) == list(whole.monitor_.history)
+        for name in ("startprob_", "transmat_", *whole._emission_attributes):
+            np.testing.assert_array_equal(getattr(streamed, name), getattr(whole, name))
+    data = fastem.Chunks(pieces)
+    assert whole.score(data, LENGTHS) == whole.score(X, LENGTHS)
+    np.testing.assert_array_equal(whole.predict_proba(data, LENGTHS),
+                                  whole.predict_proba(X, LENGTHS))
+    np.testing.assert_array_equal(whole.predict(data, LENGTHS), whole.predict(X, LENGTHS))
+    assert whole.bic(data, LENGTHS) == whole.bic(X, LENGTHS)
+
+
+def test_a_long_sequence_in_blocks_across_streamed_pieces(monkeypatch):
+    """A function's pieces are read forward, and again from the first for each block the
+    backward pass goes back to: one sequence in blocks of 50 steps across pieces of
+    other sizes fits as the array does; a piece that changes size is refused."""
+    import fastem._hmm as base
+
+    monkeypatch.setattr(base, "_SEQUENCE_VALUES", 3 * 50)
+    X = _gaussian_data()
+    pieces = _pieces(X, (33, 120, 121, 310))
+    make = lambda: _start(fastem.GaussianHMM(3, "diag", init_params="", n_iter=3), "diag")  # noqa: E731
+    whole = make().fit(X)
+    reads = []
+
+    def source():
+        reads.append(1)
+        return iter(pieces)
+    streamed = make().fit(fastem.Chunks(source))
+    np.testing.assert_array_equal(streamed.means_, whole.means_)
+    assert list(streamed.monitor_.history) == list(whole.monitor_.history)
+    assert len(reads) > 3 * 8  # each backward block reread the pieces from the first
+    changed = [pieces[0], pieces[1][:-1], *pieces[2:]]
+    calls = iter([pieces, changed])
+    with pytest.raises(ValueError, match=r"the data changed while fitting: piece 1 of X no "
+                                         r"longer has the 87 rows"):
+        make().fit(fastem.Chunks(lambda: iter(next(calls, changed))))
+
+
+def test_bad_pieces_of_sequences_are_named():
+    X = _gaussian_data()
+    with pytest.raises(ValueError, match="piece 1 of X has 3 columns but the first has 2"):
+        fastem.GaussianHMM(2).fit(fastem.Chunks([X[:10], np.zeros((5, 3))]))
+    bad = X[10:20].copy()
+    bad[4, 0] = np.nan
+    with pytest.raises(ValueError, match="Row 4 of piece 1 of X has some features NaN"):
+        fastem.GaussianHMM(2).fit(fastem.Chunks([X[:10], bad]))
+    with pytest.raises(ValueError, match="lengths must sum to len"):
+        fastem.GaussianHMM(2).fit(fastem.Chunks([X[:10], X[10:]]), [5, 5])
+
+
+def test_a_callback_sees_every_iteration_and_can_stop_the_fit():
+    seen = []
+    m = _start(fastem.GaussianHMM(3, "diag", init_params="", n_iter=20, tol=-1e9), "diag")
+    m.fit(_gaussian_data(), LENGTHS,
+          callback=lambda info: seen.append(info) or info["iteration"] == 4)
+    assert [i["iteration"] for i in seen] == [1, 2, 3, 4]
+    assert [i["lower_bound"] for i in seen] == list(m.monitor_.history)
+    assert m.n_iter_ == 4
 
 
 # ----------------------------------------------------------------- errors
