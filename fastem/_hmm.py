@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import numbers
 import string
+import threading
 import warnings
 from collections import deque
 from typing import TYPE_CHECKING
@@ -130,6 +131,32 @@ class StackedRows:
                 out[pos - a:stop - a] = np.asarray(self._piece(i)[pos - lo:stop - lo])
             pos, i = stop, i + 1
         return out
+
+
+#: The ``Scratch`` each thread's running fit or prediction lends its passes, by model.
+_held = threading.local()
+
+
+def _lends_scratch(method):
+    """Give ``method`` (a public entry point) a ``Scratch`` of work arrays for its passes
+    (``BaseHMM._work``), dropped when the outermost such call returns (see
+    ``fastem/kernels/_scratch.py``).  Held per thread, so that one model predicting in
+    several threads at once gives each call its own arrays."""
+    import functools
+
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        held = _held.__dict__.setdefault("by_model", {})
+        if id(self) in held:
+            return method(self, *args, **kwargs)
+        from .kernels._scratch import Scratch
+
+        held[id(self)] = Scratch()
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            del held[id(self)]
+    return run
 
 
 class ConvergenceMonitor:
@@ -451,7 +478,15 @@ class BaseHMM(EMEstimator):
     def _hmm_kernels(self):
         return self._kernels(self._runtime[0], "hmm")
 
+    def _work(self):
+        """The ``Scratch`` of the running fit or prediction (``_lends_scratch``): the
+        per-step arrays of every pass reuse its buffers (a new one outside those)."""
+        from .kernels._scratch import scratch_of
+
+        return scratch_of(_held.__dict__.get("by_model", {}).get(id(self)))
+
     # ------------------------------------------------------------------ fit
+    @_lends_scratch
     def fit(self, X: ArrayLike, lengths: Optional[ArrayLike] = None, *, callback: Any = None,
             checkpoint: Any = None, checkpoint_every: int = 10,
             checkpoint_seconds: Optional[float] = None) -> Self:
@@ -497,6 +532,7 @@ class BaseHMM(EMEstimator):
         ckpt.finish()
         return self
 
+    @_lends_scratch
     def partial_fit(self, X: ArrayLike, lengths: Optional[ArrayLike] = None, *,
                     learning_decay: float = 0.7, learning_offset: float = 10.0) -> Self:
         """One step of stepwise (online) EM on a batch of whole sequences; returns self.
@@ -609,13 +645,14 @@ class BaseHMM(EMEstimator):
         k, n_seq = self.n_components, offsets.shape[0] - 1
         if log_em is None:
             log_em = self._emission_log_prob(X)
-        log_prob, post = np.empty(n_seq), np.empty((log_em.shape[0], k))
+        work = self._work()
+        log_prob, post = np.empty(n_seq), work.empty("posteriors", (log_em.shape[0], k))
         xi = np.empty((n_seq, k, k))
         own_start, log_trans = self._log_start_trans()
         log_start = own_start if log_start is None else log_start
         self._hmm_kernels().forward_backward(log_start, log_trans, log_em, offsets,
                                              self.implementation == "scaling", log_prob, post,
-                                             xi, self._runtime[1])
+                                             xi, self._runtime[1], scratch=work)
         _refuse_impossible(log_prob)
         return log_prob, post, xi
 
@@ -628,7 +665,7 @@ class BaseHMM(EMEstimator):
         self._hmm_kernels().forward(own_start if log_start is None else log_start, log_trans,
                                     self._emission_log_prob(X), offsets,
                                     self.implementation == "scaling", log_prob, filtered,
-                                    self._runtime[1])
+                                    self._runtime[1], scratch=self._work())
         _refuse_impossible(log_prob)
         return log_prob, filtered
 
@@ -839,6 +876,7 @@ class BaseHMM(EMEstimator):
         self._runtime = self._resolve_runtime()
         return data
 
+    @_lends_scratch
     def _score(self, X, lengths, posteriors):
         data = self._inference_input(X, lengths)
         if not posteriors:
@@ -848,7 +886,7 @@ class BaseHMM(EMEstimator):
         with limit_blas_threads():
             for lo, _, log_p, post, _, _ in self._posteriors(data):
                 total += log_p
-                parts.append((lo, post))
+                parts.append((lo, post.copy()))  # (post is a view of reused work arrays)
         parts.sort(key=lambda part: part[0])  # (the blocks of a long sequence come last first)
         return total, (np.concatenate([p for _, p in parts]) if parts else
                        np.empty((0, self.n_components)))
@@ -866,6 +904,7 @@ class BaseHMM(EMEstimator):
         """State posteriors ``P(z_t = k | the sequence)``, shape (n_samples, n_components)."""
         return self._score(X, lengths, True)[1]
 
+    @_lends_scratch
     def decode(self, X: ArrayLike, lengths: Optional[ArrayLike] = None,
                algorithm: Optional[str] = None) -> tuple[float, Labels]:
         """(log-probability, states (n_samples,)): the most probable state path of each
@@ -933,6 +972,7 @@ class BaseHMM(EMEstimator):
         sizes = {"s": k - 1, "t": k * (k - 1), **self._emission_sizes()}
         return sum(v for letter, v in sizes.items() if letter in self.params)
 
+    @_lends_scratch
     def _criterion(self, X, lengths, penalty):
         data = self._inference_input(X, lengths)
         with limit_blas_threads():

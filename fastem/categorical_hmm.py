@@ -143,7 +143,8 @@ class CategoricalHMM(BaseHMM):
         with np.errstate(divide="ignore"):
             log_table = np.log(self.emissionprob_.T)  # (n_features, K)
         missing = X[:, 0] < 0
-        out = np.take(log_table, np.where(missing, 0, X[:, 0]), axis=0)
+        out = self._work().empty("log_emission", (X.shape[0], self.n_components))
+        np.take(log_table, np.where(missing, 0, X[:, 0]), axis=0, out=out, mode="clip")
         out[missing] = 0.0  # an unobserved step: probability one under every state
         return out
 

@@ -328,7 +328,7 @@ class GaussianHMM(GaussianRows, BaseHMM):
         X, missing, _ = self._fill_missing(X)
         prec_chol, log_det = self._precision_factors()
         log_consts = np.ascontiguousarray(log_det - 0.5 * X.shape[1] * np.log(2 * np.pi))
-        out = np.empty((X.shape[0], self.n_components))
+        out = self._work().empty("log_emission", (X.shape[0], self.n_components))
         kern = self._kernels(self._runtime[0], "gaussian_mixture")
         getattr(kern, "estimate_log_prob_" + self.covariance_type)(
             X, np.ascontiguousarray(self.means_, dtype=X.dtype),

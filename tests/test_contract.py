@@ -1,7 +1,7 @@
 """The kernel contract, generated from the family declarations (fastem/_families.py).
 
-For every declared family and kernel: the same name and positional signature in every
-backend (``n_threads`` last); the declared calls use every declared kernel (so warm-up
+For every declared family and kernel: the same name and signature in every backend
+(``n_threads`` the last positional parameter, then any keyword-only ones); the declared calls use every declared kernel (so warm-up
 compiles them all); every backend gives the reference's results on them over shapes
 and dtypes (one row, K = 1, N not a multiple of the block, several blocks and slots;
 zero weights and an empty cluster are in every case); results are bit-identical for 1,
@@ -30,7 +30,11 @@ def _family_ids(f):
 
 
 def _signature(func):
-    return list(inspect.signature(getattr(func, "py_func", func)).parameters)
+    """The parameters, the keyword-only ones (lent work arrays) after a "*"."""
+    params = inspect.signature(getattr(func, "py_func", func)).parameters.values()
+    positional = [p.name for p in params if p.kind is not p.KEYWORD_ONLY]
+    keywords = [p.name for p in params if p.kind is p.KEYWORD_ONLY]
+    return positional + (["*", *keywords] if keywords else [])
 
 
 @pytest.mark.parametrize("family", FAMILIES, ids=_family_ids)
@@ -38,7 +42,7 @@ def test_every_backend_defines_every_declared_kernel_with_one_signature(family):
     reference = get_kernels("numpy", family.name)
     for name in family.kernels:
         expected = _signature(getattr(reference, name))
-        assert expected[-1] == "n_threads", name
+        assert expected[:expected.index("*") if "*" in expected else None][-1] == "n_threads", name
         for backend in BACKENDS:
             kern = get_kernels(backend, family.name)
             assert hasattr(kern, name), f"{backend} has no {family.name}.{name}"

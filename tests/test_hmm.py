@@ -306,6 +306,21 @@ def test_fits_are_bit_identical_for_any_thread_count(backend):
         np.testing.assert_array_equal(model.transmat_, fits[0].transmat_)
 
 
+def test_one_model_predicting_in_several_threads_at_once_gives_each_its_answer():
+    """Each call's work arrays are its thread's own (``fastem/kernels/_scratch.py``)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    model = _start(fastem.GaussianHMM(3, "diag", init_params="", n_iter=2), "diag")
+    model.fit(_gaussian_data(), LENGTHS)
+    batches = [_gaussian_data()[i:i + 150 + 20 * i] for i in range(6)]
+    alone = [model.score_samples(b) for b in batches]
+    with ThreadPoolExecutor(3) as pool:
+        together = list(pool.map(model.score_samples, batches * 3))
+    for (lp, post), (ref_lp, ref_post) in zip(together, alone * 3):
+        assert lp == ref_lp
+        np.testing.assert_array_equal(post, ref_post)
+
+
 def test_sequences_are_cut_into_chunks_of_whole_sequences(monkeypatch):
     """Many chunks (a tiny chunk budget) give the one-chunk fit: the statistics add up."""
     import fastem._hmm as base

@@ -213,6 +213,32 @@ def test_every_backend_runs_a_batch_of_sequences_as_the_reference(backend, scale
             assert got[0][q] == pytest.approx(one[0], rel=1e-12)
 
 
+@pytest.mark.parametrize("scaled", [True, False])
+def test_a_lent_scratch_gives_the_same_bits_whatever_it_held_before(backend, scaled):
+    """The work arrays a fit lends its kernels (``Scratch``) are reused from call to
+    call, larger batches first: the results are those of fresh arrays, bit for bit."""
+    from fastem._dispatch import get_kernels
+    from fastem.kernels._scratch import Scratch
+
+    kern = get_kernels(backend, "hmm")
+    rng = np.random.default_rng(5)
+    big, small = _batch(rng), _batch(np.random.default_rng(6))
+    small = (*small[:2], small[2][:200], np.minimum(small[3], 200))
+    scratch = Scratch()
+
+    def run(args, **kw):
+        n, k, s = args[2].shape[0], args[2].shape[1], args[3].shape[0] - 1
+        fb = np.empty(s), np.empty((n, k)), np.empty((s, k, k))
+        kern.forward_backward(*args, scaled, *fb, 2, **kw)
+        fw = np.empty(s), np.empty((s, k))
+        kern.forward(*args, scaled, *fw, 2, **kw)
+        return fb + fw
+
+    run(big, scratch=scratch)  # leaves its values in the buffers
+    for got, ref in zip(run(small, scratch=scratch), run(small)):
+        np.testing.assert_array_equal(got, ref)
+
+
 def _edge_models():
     """Models that drive the fast backends off their fast paths, each small enough to
     enumerate: (name, log start, log transmat, log emission)."""

@@ -13,6 +13,8 @@ checks its arguments' shapes once before entering ``nogil`` code.
 
 import numpy as np
 
+from fastem.kernels._scratch import scratch_of
+
 from cython.parallel cimport prange
 from libc.math cimport INFINITY, NAN, exp, isfinite, log
 from libc.stdint cimport int32_t, int64_t, uint8_t
@@ -306,12 +308,13 @@ cdef void _log_batch(const double* trans, const double* trans_t, const double[::
     n_failed[0] += failed
 
 
-def _shifted_emissions(const double[:, ::1] log_emission, n_threads):
-    """(exp(le_t - shift_t), shift_t = max_j le_t(j)) of every row, the shifts over fixed
-    blocks of rows and the exponentials by numpy's vectorised exp (see numba's
-    ``forward_backward``); a row no state can emit gives zeros."""
+def _shifted_emissions(const double[:, ::1] log_emission, n_threads, scratch):
+    """(exp(le_t - shift_t), shift_t = max_j le_t(j)) of every row, in ``scratch``'s
+    arrays "em" and "shift", the shifts over fixed blocks of rows and the exponentials by
+    numpy's vectorised exp (see numba's ``forward_backward``); a row no state can emit
+    gives zeros."""
     cdef Py_ssize_t n = log_emission.shape[0], k = log_emission.shape[1], blk, t, j
-    em_arr, shift_arr = np.empty((n, k)), np.empty(n)
+    em_arr, shift_arr = scratch.empty("em", (n, k)), scratch.empty("shift", (n,))
     cdef double[:, ::1] em = em_arr
     cdef double[::1] shift = shift_arr
     cdef Py_ssize_t n_row_blocks = (n + _TIME_BLOCK - 1) // _TIME_BLOCK
@@ -332,25 +335,28 @@ def _shifted_emissions(const double[:, ::1] log_emission, n_threads):
 
 def forward(const double[::1] log_startprob, const double[:, ::1] log_transmat,
             const double[:, ::1] log_emission, const int64_t[::1] offsets, scaled,
-            double[::1] log_prob, double[:, ::1] filtered, n_threads):
-    """The forward pass of every sequence of the batch, one sequence a thread (see the
-    reference and numba's ``forward``)."""
+            double[::1] log_prob, double[:, ::1] filtered, n_threads, *, scratch=None):
+    """The forward pass of every sequence of the batch, one sequence a thread, its work
+    arrays lent by ``scratch`` (see the reference and numba's ``forward``)."""
     cdef Py_ssize_t k = log_startprob.shape[0], n_seq = log_prob.shape[0]
+    cdef Py_ssize_t n = log_emission.shape[0]
     _check_batch(log_startprob, log_transmat, log_emission, offsets, n_seq)
     _check(filtered.shape[0] == n_seq and filtered.shape[1] == k,
            "filtered does not have the batch's shape")
+    scratch = scratch_of(scratch)
     cdef bint use_scaled = bool(scaled)
     cdef double[::1] start = np.exp(log_startprob)
     cdef double[:, ::1] trans = np.exp(log_transmat)
-    em_arr, shift_arr = (_shifted_emissions(log_emission, n_threads) if use_scaled else
-                         (np.zeros((1, k)), np.zeros(1)))
+    em_arr, shift_arr = (_shifted_emissions(log_emission, n_threads, scratch) if use_scaled
+                         else (np.zeros((1, k)), np.zeros(1)))
     cdef double[:, ::1] em = em_arr
     cdef double[::1] shift = shift_arr
+    # each sequence's alphas in its own rows, and 2K values of work of its own
+    cdef double[:, ::1] alpha = scratch.empty("alpha", (max(n, 1), k))
+    cdef double[:, ::1] work = scratch.empty("work", (max(n_seq, 1), 2 * k))
     cdef Py_ssize_t s, a, n_steps, j
     cdef double lp
-    cdef double* scratch
     cdef int n_team = _team_size(n_threads, n_seq)
-    cdef Py_ssize_t n_failed = 0  # a reduction: prange makes assigned variables private
     for s in prange(n_seq, nogil=True, schedule='dynamic', num_threads=n_team):
         a = offsets[s]
         n_steps = offsets[s + 1] - a
@@ -359,35 +365,27 @@ def forward(const double[::1] log_startprob, const double[:, ::1] log_transmat,
             for j in range(k):
                 filtered[s, j] = NAN
             continue
-        scratch = <double*>malloc((n_steps * k + 2 * k) * sizeof(double))
-        if scratch == NULL:
-            n_failed += 1
-            continue
         lp = NAN
         if use_scaled:
             lp = _forward_scaled(&start[0], &trans[0, 0], &em[a, 0], &shift[a], n_steps, k,
-                                 scratch, scratch + n_steps * k)
+                                 &alpha[a, 0], &work[s, 0])
         if isfinite(lp):
             for j in range(k):
-                filtered[s, j] = scratch[(n_steps - 1) * k + j]
+                filtered[s, j] = alpha[a + n_steps - 1, j]
         else:  # log space (asked for, or the scaled form cannot represent the sequence)
             lp = _forward_log(&trans[0, 0], &log_startprob[0], &log_transmat[0, 0],
-                              &log_emission[a, 0], n_steps, k, scratch,
-                              scratch + n_steps * k)
+                              &log_emission[a, 0], n_steps, k, &alpha[a, 0], &work[s, 0])
             for j in range(k):
-                filtered[s, j] = exp(scratch[(n_steps - 1) * k + j] - lp)
+                filtered[s, j] = exp(alpha[a + n_steps - 1, j] - lp)
         log_prob[s] = lp
-        free(scratch)
-    if n_failed:
-        raise MemoryError()
 
 
 def forward_backward(const double[::1] log_startprob, const double[:, ::1] log_transmat,
                      const double[:, ::1] log_emission, const int64_t[::1] offsets, scaled,
                      double[::1] log_prob, double[:, ::1] posteriors, double[:, :, ::1] xi_sums,
-                     n_threads):
-    """Forward-backward over every sequence of the batch (see the reference and numba's
-    ``forward_backward``)."""
+                     n_threads, *, scratch=None):
+    """Forward-backward over every sequence of the batch, the scaled form's work arrays
+    lent by ``scratch`` (see the reference and numba's ``forward_backward``)."""
     cdef Py_ssize_t k = log_startprob.shape[0], n_seq = log_prob.shape[0]
     cdef Py_ssize_t n = log_emission.shape[0]
     _check_batch(log_startprob, log_transmat, log_emission, offsets, n_seq)
@@ -408,14 +406,15 @@ def forward_backward(const double[::1] log_startprob, const double[:, ::1] log_t
         if n_failed:
             raise MemoryError()
         return
-    em_arr, shift_arr = _shifted_emissions(log_emission, n_threads)
+    scratch = scratch_of(scratch)
+    em_arr, shift_arr = _shifted_emissions(log_emission, n_threads, scratch)
     cdef double[:, ::1] em = em_arr
     cdef double[::1] shift = shift_arr
     cdef Py_ssize_t blk, t, j, s, task, a, n_steps, i
     lengths = np.diff(np.asarray(offsets))
     cdef int64_t[::1] order = np.argsort(-lengths, kind="stable").astype(np.int64)
-    cdef double[:, ::1] beta = np.empty((n, k))
-    cdef double[::1] norm = np.empty(n)
+    cdef double[:, ::1] beta = scratch.empty("beta", (n, k))
+    cdef double[::1] norm = scratch.empty("norm", (n,))
     cdef uint8_t[::1] backward_ok = np.ones(n_seq, dtype=np.uint8)
     cdef double* acc
     for task in prange(2 * n_seq, nogil=True, schedule='dynamic', num_threads=n_team):

@@ -20,6 +20,7 @@
 import numpy as np
 from numba import prange
 
+from .._scratch import scratch_of
 from ._jit import helper, kernel
 from ._slots import BLOCK_SIZE, MAX_SLOTS, SLOT_BUDGET_BYTES, _n_slots, _slot_samples  # noqa: F401
 
@@ -289,16 +290,16 @@ def _shift_rows(log_emission, shifted, shift, n_threads):
 
 @kernel
 def _forward_backward_scaled_batch(log_startprob, log_transmat, log_emission, em, shift,
-                                   offsets, log_prob, posteriors, xi_sums, n_threads):
-    """The scaled passes of a batch whose ``em = exp(le - shift)`` is given (see
-    ``forward_backward``)."""
+                                   beta, norm, offsets, log_prob, posteriors, xi_sums,
+                                   n_threads):
+    """The scaled passes of a batch whose ``em = exp(le - shift)`` is given, with work
+    arrays ``beta`` (N, K) and ``norm`` (N,) (see ``forward_backward``)."""
     n, k = log_emission.shape
     n_seq = offsets.shape[0] - 1
     startprob, transmat = np.exp(log_startprob), np.exp(log_transmat)
     transmat_t = np.ascontiguousarray(transmat.T)
     lengths = offsets[1:] - offsets[:-1]
     order = np.argsort(-lengths, kind="mergesort")
-    beta, norm = np.empty((n, k)), np.empty(n)
     backward_ok = np.ones(n_seq, dtype=np.bool_)
     for task in prange(2 * n_seq):
         s = order[task // 2]
@@ -342,9 +343,10 @@ def _forward_backward_scaled_batch(log_startprob, log_transmat, log_emission, em
 
 
 @kernel
-def _forward_batch(log_startprob, log_transmat, log_emission, em, shift, offsets, scaled,
-                   log_prob, filtered, n_threads):
-    """The forward passes alone, one sequence a thread (see ``forward``)."""
+def _forward_batch(log_startprob, log_transmat, log_emission, em, shift, alphas, offsets,
+                   scaled, log_prob, filtered, n_threads):
+    """The forward passes alone, one sequence a thread, into the work array ``alphas``
+    (N, K) (see ``forward``)."""
     n, k = log_emission.shape
     startprob, transmat = np.exp(log_startprob), np.exp(log_transmat)
     for s in prange(offsets.shape[0] - 1):
@@ -353,7 +355,7 @@ def _forward_batch(log_startprob, log_transmat, log_emission, em, shift, offsets
             log_prob[s] = 0.0
             filtered[s, :] = np.nan
             continue
-        alpha = np.empty((b - a, k))
+        alpha = alphas[a:b]
         lp = np.nan
         if scaled:
             lp = _forward_scaled(startprob, transmat, em[a:b], shift[a:b], 0, b - a, alpha)
@@ -366,22 +368,32 @@ def _forward_batch(log_startprob, log_transmat, log_emission, em, shift, offsets
         log_prob[s] = lp
 
 
+def _shifted_emissions(log_emission, scratch, n_threads):
+    """(exp(le - shift), shift) of every row, in ``scratch``'s arrays "em" and "shift"."""
+    em = scratch.empty("em", log_emission.shape)
+    shift = scratch.empty("shift", (log_emission.shape[0],))
+    _shift_rows(log_emission, em, shift, n_threads)
+    np.exp(em, out=em)
+    return em, shift
+
+
 def forward(log_startprob, log_transmat, log_emission, offsets, scaled, log_prob, filtered,
-            n_threads):
+            n_threads, *, scratch=None):
     """The forward pass of every sequence of the batch (see the reference): scaled as
     in ``forward_backward`` (the shifted emissions exponentiated by numpy), or in log
-    space; one sequence a thread."""
+    space; one sequence a thread.  ``scratch``: a ``fastem.kernels._scratch.Scratch``
+    lending the work arrays (None: allocated for this call)."""
+    scratch = scratch_of(scratch)
     em, shift = log_emission, np.empty(0)  # unused by the log form
     if scaled:
-        em, shift = np.empty(log_emission.shape), np.empty(log_emission.shape[0])
-        _shift_rows(log_emission, em, shift, n_threads)
-        np.exp(em, out=em)
-    _forward_batch(log_startprob, log_transmat, log_emission, em, shift, offsets, scaled,
-                   log_prob, filtered, n_threads)
+        em, shift = _shifted_emissions(log_emission, scratch, n_threads)
+    _forward_batch(log_startprob, log_transmat, log_emission, em, shift,
+                   scratch.empty("alpha", log_emission.shape), offsets, scaled, log_prob,
+                   filtered, n_threads)
 
 
 def forward_backward(log_startprob, log_transmat, log_emission, offsets, scaled, log_prob,
-                     posteriors, xi_sums, n_threads):
+                     posteriors, xi_sums, n_threads, *, scratch=None):
     """Forward-backward over every sequence of the batch (see the reference).
 
     Log space: each sequence in one thread.  Scaled: phases whose work split depends
@@ -390,16 +402,17 @@ def forward_backward(log_startprob, log_transmat, log_emission, offsets, scaled,
     ``exp``); the forward and the backward pass of every sequence as separate tasks
     (longest sequences first, so one long sequence keeps two threads busy); posteriors
     and transition counts over blocks of ``TIME_BLOCK`` steps; the log-space recursions
-    for any sequence the scaled form could not represent.
+    for any sequence the scaled form could not represent.  ``scratch`` as ``forward``.
     """
     if not scaled:
         _forward_backward_log_batch(log_startprob, log_transmat, log_emission, offsets,
                                     log_prob, posteriors, xi_sums, n_threads)
         return
-    em, shift = np.empty(log_emission.shape), np.empty(log_emission.shape[0])
-    _shift_rows(log_emission, em, shift, n_threads)
-    np.exp(em, out=em)
-    _forward_backward_scaled_batch(log_startprob, log_transmat, log_emission, em, shift, offsets,
+    scratch = scratch_of(scratch)
+    em, shift = _shifted_emissions(log_emission, scratch, n_threads)
+    _forward_backward_scaled_batch(log_startprob, log_transmat, log_emission, em, shift,
+                                   scratch.empty("beta", log_emission.shape),
+                                   scratch.empty("norm", (log_emission.shape[0],)), offsets,
                                    log_prob, posteriors, xi_sums, n_threads)
 
 

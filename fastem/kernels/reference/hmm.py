@@ -137,10 +137,11 @@ def viterbi(log_startprob, log_transmat, log_emission):
 # which the caller adds in sequence order.
 
 def forward_backward(log_startprob, log_transmat, log_emission, offsets, scaled, log_prob,
-                     posteriors, xi_sums, n_threads):
+                     posteriors, xi_sums, n_threads, *, scratch=None):
     """Forward-backward over every sequence (scaled, else in log space; see the module
     docstring): ``log_prob`` (S,), ``posteriors`` (N, K) and ``xi_sums`` (S, K, K) are
-    written.  ``n_threads`` is accepted for signature parity and ignored."""
+    written.  ``n_threads`` and ``scratch`` (the fast backends' reusable work arrays) are
+    accepted for signature parity and ignored."""
     one = forward_backward_scaled if scaled else forward_backward_log
     for s in range(offsets.shape[0] - 1):
         a, b = offsets[s], offsets[s + 1]
@@ -149,11 +150,12 @@ def forward_backward(log_startprob, log_transmat, log_emission, offsets, scaled,
 
 
 def forward(log_startprob, log_transmat, log_emission, offsets, scaled, log_prob, filtered,
-            n_threads):
+            n_threads, *, scratch=None):
     """The forward pass alone: ``log_prob`` (S,) as ``forward_backward``'s, and
     ``filtered`` (S, K), each sequence's state distribution at its last step given the
     sequence, ``P(z_T = j | x_1..x_T)`` (the last row of its posteriors; NaN for an empty
-    sequence).  ``n_threads`` is accepted for signature parity and ignored."""
+    sequence).  ``n_threads`` and ``scratch`` are accepted for signature parity and
+    ignored."""
     one = forward_backward_scaled if scaled else forward_backward_log
     for s in range(offsets.shape[0] - 1):
         a, b = offsets[s], offsets[s + 1]
