@@ -177,7 +177,11 @@ cdef extern from *:
             const double* __restrict start, const double* __restrict trans,
             const double* __restrict b, const double* __restrict shift, Py_ssize_t n_steps,
             Py_ssize_t k, double* __restrict alpha, double* __restrict acc) {
-        double log_like = 0.0;
+        /* log P = sum_t log s_t + shift_t, the s_t multiplied into prod (kept above
+           1e-150, so that the next factor, at least the smallest normal number, cannot
+           underflow it) and its log taken only when it gets that small: one log every
+           many steps instead of one a step. */
+        double log_like = 0.0, prod = 1.0;
         for (Py_ssize_t t = 0; t < n_steps; t++) {
             if (!isfinite(shift[t])) return NAN;
             const double* bt = b + t * k;
@@ -196,12 +200,17 @@ cdef extern from *:
             double total = 0.0;
             for (Py_ssize_t j = 0; j < k; j++) total += acc[j];
             if (!(total >= FASTEM_SMALLEST_NORMAL)) return NAN;
-            log_like += log(total) + shift[t];
+            if (prod < 1e-150 || total < 1e-150) {
+                log_like += log(prod);
+                prod = 1.0;
+            }
+            prod *= total;
+            log_like += shift[t];
             const double inv = 1.0 / total;
             double* out = alpha + t * k;
             for (Py_ssize_t j = 0; j < k; j++) out[j] = acc[j] * inv;
         }
-        return log_like;
+        return log_like + log(prod);
     }
 
     static FASTEM_CLONES int fastem_backward_scaled(
@@ -559,27 +568,30 @@ cdef void _moments_slot(const floating* X, Py_ssize_t d, const double* center,
         for i in range(m):
             for j in range(d):
                 y[i * d + j] = <double>X[(b_start + i) * d + j] - center[j]
-        for c in range(k):
+        if rows == 1:  # squares: row by row, each row's K weights read together
+            for i in range(m):
+                for c in range(k):
+                    w = weights[(b_start + i) * k + c]
+                    p_nk[c] += w
+                    for j in range(d):
+                        v = w * y[i * d + j]
+                        p_y[c * d + j] += v
+                        p_yy[c * d + j] += v * y[i * d + j]
+            b_start = b_stop
+            continue
+        for c in range(k):  # outer products
             total = 0.0
             for i in range(m):
                 total += weights[(b_start + i) * k + c]
             if total == 0.0:
                 continue
             p_nk[c] += total
-            if rows == 1:
-                for i in range(m):
-                    w = weights[(b_start + i) * k + c]
-                    for j in range(d):
-                        v = w * y[i * d + j]
-                        p_y[c * d + j] += v
-                        p_yy[c * d + j] += v * y[i * d + j]
-            else:
-                for i in range(m):
-                    w = weights[(b_start + i) * k + c]
-                    for j in range(d):
-                        yw[i * d + j] = w * y[i * d + j]
-                        p_y[c * d + j] += yw[i * d + j]
-                _add_weighted_outer(y, yw, <int>m, <int>d, p_yy + c * d * d)
+            for i in range(m):
+                w = weights[(b_start + i) * k + c]
+                for j in range(d):
+                    yw[i * d + j] = w * y[i * d + j]
+                    p_y[c * d + j] += yw[i * d + j]
+            _add_weighted_outer(y, yw, <int>m, <int>d, p_yy + c * d * d)
         b_start = b_stop
 
 

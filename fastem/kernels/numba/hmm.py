@@ -167,10 +167,13 @@ _TINY_NORM = 1e-290
 def _forward_scaled(startprob, transmat, b, shift, a0, a1, alpha):
     """Scaled forward pass of rows a0:a1: ``alpha_t = (alpha_{t-1} A) * b_t / s_t`` (each
     row summing to one) written to ``alpha``; returns ``sum_t log s_t + shift_t``, the
-    log-likelihood, or NaN where the scaled form cannot represent the sequence."""
+    log-likelihood, or NaN where the scaled form cannot represent the sequence.  The
+    s_t are multiplied into ``prod`` (kept above 1e-150, so that the next factor, at
+    least the smallest normal number, cannot underflow it), whose log is taken only when
+    it gets that small: one log every many steps instead of one a step."""
     k = startprob.shape[0]
     acc = np.empty(k)
-    log_like = 0.0
+    log_like, prod = 0.0, 1.0
     for t in range(a0, a1):
         if not np.isfinite(shift[t]):
             return np.nan
@@ -190,11 +193,15 @@ def _forward_scaled(startprob, transmat, b, shift, a0, a1, alpha):
             total += acc[j]
         if not total >= _SMALLEST_NORMAL:
             return np.nan
-        log_like += np.log(total) + shift[t]
+        if prod < 1e-150 or total < 1e-150:
+            log_like += np.log(prod)
+            prod = 1.0
+        prod *= total
+        log_like += shift[t]
         inv = 1.0 / total
         for j in range(k):
             alpha[t, j] = acc[j] * inv
-    return log_like
+    return log_like + np.log(prod)
 
 
 @helper
@@ -470,13 +477,32 @@ def weighted_moments(X, center, weights, nk, sum_y, sum_yy, n_threads):
         start, stop = _slot_samples(slot, n_slots, n_blocks, n)
         y = np.empty((BLOCK_SIZE, d))
         yw = np.empty((BLOCK_SIZE, d))
-        ay, ayy = np.empty(d), np.empty(d)
+        ay = np.empty(d)
+        bn, by, byy = np.empty(k), np.empty((k, d)), np.empty((k, d))
         for b_start in range(start, stop, BLOCK_SIZE):
             m = min(b_start + BLOCK_SIZE, stop) - b_start
             for i in range(m):
                 for j in range(d):
                     y[i, j] = np.float64(X[b_start + i, j]) - center[j]
-            for c in range(k):
+            if rows == 1:  # squares: row by row, each row's K weights read together
+                bn[:] = 0.0
+                by[:, :] = 0.0
+                byy[:, :] = 0.0
+                for i in range(m):
+                    for c in range(k):
+                        w = weights[b_start + i, c]
+                        bn[c] += w
+                        for j in range(d):
+                            v = w * y[i, j]
+                            by[c, j] += v
+                            byy[c, j] += v * y[i, j]
+                for c in range(k):
+                    part_nk[slot, c] += bn[c]
+                    for j in range(d):
+                        part_y[slot, c, j] += by[c, j]
+                        part_yy[slot, c, 0, j] += byy[c, j]
+                continue
+            for c in range(k):  # outer products: one gemm per state
                 total = 0.0
                 for i in range(m):
                     total += weights[b_start + i, c]
@@ -484,22 +510,12 @@ def weighted_moments(X, center, weights, nk, sum_y, sum_yy, n_threads):
                     continue
                 part_nk[slot, c] += total
                 ay[:] = 0.0
-                if rows == 1:
-                    ayy[:] = 0.0
-                    for i in range(m):
-                        w = weights[b_start + i, c]
-                        for j in range(d):
-                            ay[j] += w * y[i, j]
-                            ayy[j] += w * y[i, j] * y[i, j]
+                for i in range(m):
+                    w = weights[b_start + i, c]
                     for j in range(d):
-                        part_yy[slot, c, 0, j] += ayy[j]
-                else:
-                    for i in range(m):
-                        w = weights[b_start + i, c]
-                        for j in range(d):
-                            yw[i, j] = w * y[i, j]
-                            ay[j] += yw[i, j]
-                    part_yy[slot, c] += np.dot(yw[:m].T, y[:m])
+                        yw[i, j] = w * y[i, j]
+                        ay[j] += yw[i, j]
+                part_yy[slot, c] += np.dot(yw[:m].T, y[:m])
                 for j in range(d):
                     part_y[slot, c, j] += ay[j]
     nk[:] = 0.0
