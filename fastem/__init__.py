@@ -15,6 +15,7 @@ from .gaussian_hmm import GaussianHMM
 from .gmm_hmm import GMMHMM
 from .gaussian_mixture import GaussianMixture
 from .kmeans import KMeans, kmeans_plusplus
+from .lda import LatentDirichletAllocation
 from .minibatch_kmeans import MiniBatchKMeans
 from .multinomial_hmm import MultinomialHMM
 from .multinomial_mixture import MultinomialMixture
@@ -31,6 +32,7 @@ __all__ = [
     "GMMHMM",
     "GaussianMixture",
     "KMeans",
+    "LatentDirichletAllocation",
     "MiniBatchKMeans",
     "available_backends",
     "config_context",

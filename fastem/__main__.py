@@ -264,6 +264,12 @@ def _estimator(args, X):
         if args.algorithm:
             extra["algorithm"] = args.algorithm
         return fastem.KMeans(n_clusters=k, **common, **extra)
+    if args.model == "lda":
+        given = [f"--{n.replace('_', '-')}" for n in ("tol", "n_init") if n in common]
+        if given or args.init:
+            raise CLIError(f"{', '.join(given or ['--init'])} is not an option of lda (it "
+                           "runs max_iter passes from its random_state's draws)")
+        return fastem.LatentDirichletAllocation(k, **common)
     if args.init:
         common["init_params"] = args.init
     if args.model in HMM_MODELS:
@@ -331,6 +337,8 @@ def _summary(model):
     if hasattr(model, "inertia_"):
         out.update(n_clusters=int(model.n_clusters), inertia=float(model.inertia_),
                    cluster_centers=model.cluster_centers_.tolist())
+    elif hasattr(model, "exp_dirichlet_component_"):  # a topic model
+        out.update(n_components=int(model.n_components), perplexity=float(model.bound_))
     elif hasattr(model, "transmat_"):
         out.update(n_components=int(model.n_components),
                    converged=bool(model.monitor_.converged),
@@ -354,6 +362,9 @@ def _print_summary(s, names, sizes):
     if "inertia" in s:
         print(f"inertia {s['inertia']:.6g}")
         rows, first, head = s["cluster_centers"], [f"{n:>6}" for n in sizes], "cluster    size"
+    elif "perplexity" in s:
+        print(f"perplexity {s['perplexity']:.6g} on the training documents")
+        rows, first, head = None, [f"{n:>6}" for n in sizes], "    topic    documents"
     elif "transmat" in s:
         state = "converged" if s["converged"] else "not converged"
         print(f"log-likelihood {s['log_likelihood']:.6g}, {state}")
@@ -419,6 +430,10 @@ def _cmd_fit(args):
                 labels = model.fit(X, **fit_options).labels_
             elif args.model == "minibatch":
                 labels = _fit_minibatch(model, X, args)
+            elif args.model == "lda":  # each document's main topic
+                if args.checkpoint:
+                    raise CLIError("--checkpoint is not supported for lda yet")
+                labels = model.fit(X, callback=progress).transform(X).argmax(axis=1)
             else:
                 labels = model.fit_predict(X, **fit_options)
             progress.close()
@@ -442,7 +457,7 @@ def _cmd_fit(args):
         return 0
     print(f"{type(model).__name__} on {source}: {n_samples} samples x {n_features} features, "
           f"k={k}")
-    print(f"{elapsed:.3f} s; {'state' if hmm else 'cluster'} sizes {sizes.tolist()}")
+    print(f"{elapsed:.3f} s; {'state' if hmm else 'topic' if args.model == 'lda' else 'cluster'} sizes {sizes.tolist()}")
     _print_summary(summary, names, sizes)
     if args.output:
         print(f"model written to {args.output}")
@@ -546,7 +561,12 @@ def _cmd_predict(args):
         with _quiet_warnings(args), warnings.catch_warnings():
             # the columns were matched by name above; the arrays passed on have none
             warnings.filterwarnings("ignore", message="X does not have valid feature names")
-            predict = model.predict_proba if args.proba else model.predict
+            if hasattr(model, "exp_dirichlet_component_"):  # a topic model: topic mixtures
+                def predict(X):
+                    mix = model.transform(X)
+                    return mix if args.proba else mix.argmax(axis=1).astype(np.int32)
+            else:
+                predict = model.predict_proba if args.proba else model.predict
             if hmm and files:  # sequences may run across the files: read as one
                 from . import Chunks
 
@@ -642,9 +662,11 @@ class _Progress:
         left = (self.max_iter - info["iteration"]) / rate
         if "lower_bound" in info:
             figures = f"lower bound {info['lower_bound']:.6g}  change {info['change']:.2e}"
-        else:
+        elif "center_shift" in info:
             figures = (f"center shift {info['center_shift']:.2e}  {info['n_changed']} labels "
                        "changed")
+        else:  # (a topic model between its perplexity evaluations)
+            figures = "no bound this iteration"
         line = (f"init {info['init'] + 1}  iteration {info['iteration']}/{self.max_iter}"
                 f"  {figures}  {rate:.1f} it/s  <= {left:.0f} s left")
         if self.mode == "bar":

@@ -191,6 +191,31 @@ def _hmm_calls(dtype, n, d, k, rng):
     return calls
 
 
+def _topics_calls(dtype, n, d, k, rng):
+    import numpy as np
+
+    # n documents over d words: counts, an empty document, a word no document has
+    counts = rng.poisson(1.0, size=(n, d)).astype(dtype)
+    counts[0] = 0.0
+    if d > 1:
+        counts[:, -1] = 0.0
+    indptr = np.concatenate([[0], np.cumsum((counts > 0).sum(axis=1))]).astype(np.int64)
+    indices = np.nonzero(counts)[1].astype(np.int64)
+    data = counts[counts > 0]
+    topics = rng.gamma(100.0, 0.01, (k, d))
+    from scipy.special import psi
+
+    elog = psi(topics) - psi(topics.sum(axis=1))[:, None]
+    start = rng.gamma(100.0, 0.01, (n, k)).astype(dtype)
+    calls = [("lda_e_step", (data, indices, indptr, np.exp(elog), start.copy(), 0.1, 30, 1e-3,
+                             np.empty((k, d)))),
+             ("lda_e_step", (data, indices, indptr, np.exp(elog), np.ones((n, k), dtype),
+                             0.1, 30, 1e-3, np.empty((0, d))))]
+    elog_doc = psi(start.astype(np.float64)) - psi(start.sum(axis=1, dtype=np.float64))[:, None]
+    calls.append(("lda_word_bound", (data, indices, indptr, elog_doc, elog, np.empty(n))))
+    return calls
+
+
 FAMILIES = (
     Family("kmeans",
            ("assign_labels", "lloyd_step", "inertia", "kmeanspp_update_closest",
@@ -214,6 +239,8 @@ FAMILIES = (
            (("gaussian-hmm", "GaussianHMM"), ("gmm-hmm", "GMMHMM"),
             ("categorical-hmm", "CategoricalHMM"), ("poisson-hmm", "PoissonHMM"),
             ("multinomial-hmm", "MultinomialHMM"))),
+    Family("topics", ("lda_e_step", "lda_word_bound"), _topics_calls,
+           (("lda", "LatentDirichletAllocation"),)),
 )
 
 #: The family names, in declaration order.

@@ -488,6 +488,30 @@ def test_hmm_fit_and_predict_on_chunk_files(tmp_path):
     assert out.returncode == 2 and "lengths must sum to len(X) = 300" in out.stderr
 
 
+def test_lda_fits_a_sparse_npz_and_predicts_topics(tmp_path):
+    """``fastem fit lda DOCS.npz -k K`` is the API's fit; predict gives each document's
+    main topic (``--proba``: its topic mixture)."""
+    import scipy.sparse as sp
+
+    X = sp.csr_matrix(np.random.default_rng(4).poisson(0.4, (200, 30)).astype(float))
+    sp.save_npz(tmp_path / "docs.npz", X)
+    out = run("fit", "lda", tmp_path / "docs.npz", "-k", 3, "--max-iter", 4, "--json", "-o",
+              tmp_path / "lda.npz")
+    assert out.returncode == 0, out.stderr
+    ref = fastem.LatentDirichletAllocation(3, max_iter=4, random_state=0).fit(X)
+    res = json.loads(out.stdout)
+    assert res["perplexity"] == ref.bound_
+    assert res["cluster_sizes"] == np.bincount(ref.transform(X).argmax(axis=1),
+                                               minlength=3).tolist()
+    for flag, expected in (([], ref.transform(X).argmax(axis=1)), (["--proba"], ref.transform(X))):
+        out = run("predict", tmp_path / "lda.npz", tmp_path / "docs.npz", "-o",
+                  tmp_path / "t.npy", *flag)
+        assert out.returncode == 0, out.stderr
+        np.testing.assert_array_equal(np.load(tmp_path / "t.npy"), expected)
+    out = run("fit", "lda", tmp_path / "docs.npz", "--n-init", 2)
+    assert out.returncode == 2 and "--n-init is not an option of lda" in out.stderr
+
+
 def test_hmm_options_are_checked(tmp_path):
     np.save(tmp_path / "x.npy", np.zeros((10, 2)))
     np.save(tmp_path / "bad.npy", np.array([4, 5]))

@@ -1,0 +1,178 @@
+# cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""Topic-model kernels in Cython: numba/topics.py's loops and phases (see the reference
+for the mathematics): the documents in parallel, then the M-step statistics word by
+word, each word's documents in order."""
+
+import numpy as np
+
+from cython.parallel cimport prange
+from libc.math cimport INFINITY, exp, fabs, isfinite, log
+from libc.stdint cimport int64_t
+from libc.stdlib cimport free, malloc
+
+from cython cimport floating
+
+from fastem.kernels.cython._common cimport _BLOCK, _MAX_SLOTS, _SLOT_BUDGET_BYTES, _team_size
+
+BLOCK_SIZE, MAX_SLOTS, SLOT_BUDGET_BYTES = _BLOCK, _MAX_SLOTS, _SLOT_BUDGET_BYTES
+
+cdef double _EPS = np.finfo(np.float64).eps
+
+
+cdef double _digamma(double x) noexcept nogil:
+    """numba/topics.py's ``_digamma``: the recurrence up to x >= 10, then the asymptotic
+    series to x^-12."""
+    cdef double result = 0.0, r, r2, series
+    if x == 0.0:
+        return -INFINITY
+    while x < 10.0:
+        result -= 1.0 / x
+        x += 1.0
+    r = 1.0 / x
+    r2 = r * r
+    series = r2 * (1.0 / 12 - r2 * (1.0 / 120 - r2 * (1.0 / 252 - r2 * (
+        1.0 / 240 - r2 * (1.0 / 132 - r2 * (691.0 / 32760))))))
+    return result + log(x) - 0.5 * r - series
+
+
+cdef void _expect(const double* gamma, Py_ssize_t k, double* e) noexcept nogil:
+    cdef double total = 0.0, psi_total
+    cdef Py_ssize_t j
+    for j in range(k):
+        total += gamma[j]
+    psi_total = _digamma(total)
+    for j in range(k):
+        e[j] = exp(_digamma(gamma[j]) - psi_total)
+
+
+cdef inline double _phi_norm(const double* e, const double* ewt_w, Py_ssize_t k) noexcept nogil:
+    cdef double s = 0.0
+    cdef Py_ssize_t j
+    for j in range(k):
+        s += e[j] * ewt_w[j]
+    return s + _EPS
+
+
+def _update_typed(const floating[::1] data, const int64_t[::1] indices,
+                  const int64_t[::1] indptr, const double[:, ::1] ewt,
+                  floating[:, ::1] doc_topic, double prior, Py_ssize_t max_iter, double tol,
+                  double[:, ::1] e_out, n_threads):
+    """Phase 1 (numba's ``_update_documents``): each document's gamma and final e."""
+    cdef Py_ssize_t n = doc_topic.shape[0], k = doc_topic.shape[1], d, j, p, w, it
+    cdef double c, g, change
+    cdef double* work
+    cdef double* gamma
+    cdef double* e
+    cdef double* acc
+    cdef int n_team = _team_size(n_threads, n)
+    cdef Py_ssize_t n_failed = 0  # a reduction: prange makes assigned variables private
+    for d in prange(n, nogil=True, schedule='dynamic', num_threads=n_team):
+        work = <double*>malloc(3 * k * sizeof(double) + 8)
+        if work == NULL:
+            n_failed += 1
+            continue
+        gamma = work
+        e = work + k
+        acc = work + 2 * k
+        for j in range(k):
+            gamma[j] = doc_topic[d, j]
+        _expect(gamma, k, e)
+        for it in range(max_iter):
+            for j in range(k):
+                acc[j] = 0.0
+            for p in range(indptr[d], indptr[d + 1]):
+                w = indices[p]
+                c = <double>data[p] / _phi_norm(e, &ewt[w, 0], k)
+                for j in range(k):
+                    acc[j] = acc[j] + c * ewt[w, j]
+            change = 0.0
+            for j in range(k):
+                g = e[j] * acc[j] + prior
+                change = change + fabs(g - gamma[j])
+                gamma[j] = g
+            _expect(gamma, k, e)
+            if change / k < tol:
+                break
+        for j in range(k):
+            doc_topic[d, j] = <floating>gamma[j]
+            e_out[d, j] = e[j]
+        free(work)
+    if n_failed:
+        raise MemoryError()
+
+
+def _statistics_typed(const floating[::1] col_data, const int64_t[::1] col_docs,
+                      const int64_t[::1] col_ptr, const double[:, ::1] ewt,
+                      const double[:, ::1] e, double[:, ::1] sstats_t, n_threads):
+    """Phase 2 (numba's ``_word_statistics``): each word's statistics over its documents
+    in order."""
+    cdef Py_ssize_t v = sstats_t.shape[0], k = sstats_t.shape[1], w, p, d, j
+    cdef double s, c
+    cdef int n_team = _team_size(n_threads, v)
+    for w in prange(v, nogil=True, schedule='static', num_threads=n_team):
+        for j in range(k):
+            sstats_t[w, j] = 0.0
+        for p in range(col_ptr[w], col_ptr[w + 1]):
+            d = col_docs[p]
+            s = 0.0
+            for j in range(k):
+                s = s + e[d, j] * ewt[w, j]
+            c = <double>col_data[p] / (s + _EPS)
+            for j in range(k):
+                sstats_t[w, j] = sstats_t[w, j] + e[d, j] * c
+
+
+def lda_e_step(data, indices, indptr, exp_topic_word, doc_topic, doc_topic_prior, max_iter,
+               mean_change_tol, sstats, n_threads):
+    """The variational E-step of every document (see the reference and numba's
+    ``lda_e_step``: the documents in parallel, then the statistics word by word)."""
+    import scipy.sparse as sp
+
+    n, k = doc_topic.shape
+    v = exp_topic_word.shape[1]
+    ewt = np.ascontiguousarray(np.asarray(exp_topic_word, dtype=np.float64).T)
+    e = np.empty((n, k))
+    if n > 0:
+        _update_typed(data, np.asarray(indices, dtype=np.int64),
+                      np.asarray(indptr, dtype=np.int64), ewt, doc_topic,
+                      float(doc_topic_prior), int(max_iter), float(mean_change_tol), e,
+                      n_threads)
+    if sstats.shape[0] > 0:
+        cols = sp.csr_matrix((data, indices, indptr), shape=(n, v)).tocsc()
+        out = np.empty((v, k))
+        _statistics_typed(cols.data, np.asarray(cols.indices, dtype=np.int64),
+                          np.asarray(cols.indptr, dtype=np.int64), ewt, e, out, n_threads)
+        sstats[:] = out.T
+
+
+def _word_bound_typed(const floating[::1] data, const int64_t[::1] indices,
+                      const int64_t[::1] indptr, const double[:, ::1] elog_doc_topic,
+                      const double[:, ::1] elog_word_topic, double[::1] out, n_threads):
+    cdef Py_ssize_t n = out.shape[0], k = elog_doc_topic.shape[1], d, p, j, w
+    cdef double total, m, s, x
+    cdef int n_team = _team_size(n_threads, n)
+    for d in prange(n, nogil=True, schedule='static', num_threads=n_team):
+        total = 0.0
+        for p in range(indptr[d], indptr[d + 1]):
+            w = indices[p]
+            m = -INFINITY
+            for j in range(k):
+                x = elog_doc_topic[d, j] + elog_word_topic[w, j]
+                if x > m:
+                    m = x
+            s = 0.0
+            if isfinite(m):
+                for j in range(k):
+                    s = s + exp(elog_doc_topic[d, j] + elog_word_topic[w, j] - m)
+            total = total + <double>data[p] * (m + log(s))
+        out[d] = total
+
+
+def lda_word_bound(data, indices, indptr, elog_doc_topic, elog_topic_word, out, n_threads):
+    """Each document's word term of the bound (see the reference and numba's
+    ``lda_word_bound``)."""
+    _word_bound_typed(data, np.asarray(indices, dtype=np.int64),
+                      np.asarray(indptr, dtype=np.int64),
+                      np.ascontiguousarray(elog_doc_topic, dtype=np.float64),
+                      np.ascontiguousarray(np.asarray(elog_topic_word, dtype=np.float64).T),
+                      out, n_threads)

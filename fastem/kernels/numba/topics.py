@@ -1,0 +1,155 @@
+"""Topic-model kernels in numba (see the reference for the mathematics).
+
+Every document's update is independent (one task each), and the M-step statistics
+are summed word by word over the batch taken column-wise, each word's documents in
+order (one task a word): no result depends on the thread count, and no (V, K) partial
+sums are kept per thread.  The topic-word table is used transposed, (V, K), so that a
+word's K values are contiguous.  numba has no digamma: ``_digamma`` is ours (tested against
+``scipy.special.psi``).
+"""
+
+import numpy as np
+from numba import prange
+
+from ._jit import helper, kernel
+from ._slots import BLOCK_SIZE, MAX_SLOTS, SLOT_BUDGET_BYTES  # noqa: F401 (the contract's constants)
+
+_EPS = np.finfo(np.float64).eps
+
+
+@helper
+def _digamma(x):
+    """psi(x) for x >= 0: the recurrence psi(x) = psi(x + 1) - 1/x up to x >= 10, then
+    the asymptotic series ln x - 1/(2x) - sum_n B_2n / (2n x^2n) to x^-12 (its next
+    term is below 1e-14 there); psi(0) = -inf."""
+    if x == 0.0:
+        return -np.inf
+    result = 0.0
+    while x < 10.0:
+        result -= 1.0 / x
+        x += 1.0
+    r = 1.0 / x
+    r2 = r * r
+    series = r2 * (1.0 / 12 - r2 * (1.0 / 120 - r2 * (1.0 / 252 - r2 * (
+        1.0 / 240 - r2 * (1.0 / 132 - r2 * (691.0 / 32760))))))
+    return result + np.log(x) - 0.5 * r - series
+
+
+@helper
+def _expect(gamma, e):
+    """e_k = exp(psi(gamma_k) - psi(sum_k gamma_k))."""
+    k = gamma.shape[0]
+    total = 0.0
+    for j in range(k):
+        total += gamma[j]
+    psi_total = _digamma(total)
+    for j in range(k):
+        e[j] = np.exp(_digamma(gamma[j]) - psi_total)
+
+
+@helper
+def _phi_norm(e, ewt, word):
+    s = 0.0
+    for j in range(e.shape[0]):
+        s += e[j] * ewt[word, j]
+    return s + _EPS
+
+
+@kernel
+def _update_documents(data, indices, indptr, ewt, doc_topic, doc_topic_prior, max_iter,
+                      mean_change_tol, e_out, n_threads):
+    """Phase 1: each document's gamma (in place) and its final e (``e_out``), one
+    document a task."""
+    n, k = doc_topic.shape
+    for d in prange(n):
+        gamma, e, acc = np.empty(k), np.empty(k), np.empty(k)
+        a, b = indptr[d], indptr[d + 1]
+        for j in range(k):
+            gamma[j] = doc_topic[d, j]
+        _expect(gamma, e)
+        for _ in range(max_iter):
+            acc[:] = 0.0
+            for p in range(a, b):
+                w = indices[p]
+                c = np.float64(data[p]) / _phi_norm(e, ewt, w)
+                for j in range(k):
+                    acc[j] += c * ewt[w, j]
+            change = 0.0
+            for j in range(k):
+                g = e[j] * acc[j] + doc_topic_prior
+                change += abs(g - gamma[j])
+                gamma[j] = g
+            _expect(gamma, e)
+            if change / k < mean_change_tol:
+                break
+        for j in range(k):
+            doc_topic[d, j] = gamma[j]
+            e_out[d, j] = e[j]
+
+
+@kernel
+def _word_statistics(col_data, col_docs, col_ptr, ewt, e, sstats_t, n_threads):
+    """Phase 2: ``sstats_t[w] = sum_d e_d n_dw / phi_norm_dw`` over the documents of
+    word w in document order (CSC), one word a task."""
+    v, k = sstats_t.shape
+    for w in prange(v):
+        for j in range(k):
+            sstats_t[w, j] = 0.0
+        for p in range(col_ptr[w], col_ptr[w + 1]):
+            d = col_docs[p]
+            s = 0.0
+            for j in range(k):
+                s += e[d, j] * ewt[w, j]
+            c = np.float64(col_data[p]) / (s + _EPS)
+            for j in range(k):
+                sstats_t[w, j] += e[d, j] * c
+
+
+def lda_e_step(data, indices, indptr, exp_topic_word, doc_topic, doc_topic_prior, max_iter,
+               mean_change_tol, sstats, n_threads):
+    """The variational E-step of every document (see the reference), in two phases
+    whose work split depends on the data only: the documents in parallel, then the
+    M-step statistics word by word in parallel, each word's documents in order (the
+    batch taken column-wise, CSC), so no (V, K) partial sums are kept per thread."""
+    n, k = doc_topic.shape
+    ewt = np.ascontiguousarray(exp_topic_word.T, dtype=np.float64)
+    e = np.empty((n, k))
+    _update_documents(data, indices, indptr, ewt, doc_topic, float(doc_topic_prior),
+                      int(max_iter), float(mean_change_tol), e, n_threads)
+    if sstats.shape[0] > 0:
+        cols = _by_word(data, indices, indptr, n, ewt.shape[0])
+        out = np.empty(ewt.shape)
+        _word_statistics(cols.data, cols.indices, cols.indptr, ewt, e, out, n_threads)
+        sstats[:] = out.T
+
+
+def _by_word(data, indices, indptr, n, v):
+    """The batch as CSC: each word's documents in increasing order."""
+    import scipy.sparse as sp
+
+    return sp.csr_matrix((data, indices, indptr), shape=(n, v)).tocsc()
+
+
+@kernel
+def _word_bound(data, indices, indptr, elog_doc_topic, elog_word_topic, out, n_threads):
+    n, k = elog_doc_topic.shape
+    for d in prange(n):
+        total = 0.0
+        for p in range(indptr[d], indptr[d + 1]):
+            w = indices[p]
+            m = -np.inf
+            for j in range(k):
+                m = max(m, elog_doc_topic[d, j] + elog_word_topic[w, j])
+            s = 0.0
+            if np.isfinite(m):
+                for j in range(k):
+                    s += np.exp(elog_doc_topic[d, j] + elog_word_topic[w, j] - m)
+            total += np.float64(data[p]) * (m + np.log(s))
+        out[d] = total
+
+
+def lda_word_bound(data, indices, indptr, elog_doc_topic, elog_topic_word, out, n_threads):
+    """Each document's word term of the bound (see the reference), one document a task,
+    a max-shifted logsumexp per word over the transposed (V, K) table."""
+    _word_bound(data, indices, indptr, np.ascontiguousarray(elog_doc_topic, dtype=np.float64),
+                np.ascontiguousarray(elog_topic_word.T, dtype=np.float64), out, n_threads)
