@@ -19,20 +19,21 @@ _EPS = np.finfo(np.float64).eps
 
 @helper
 def _digamma(x):
-    """psi(x) for x >= 0: the recurrence psi(x) = psi(x + 1) - 1/x up to x >= 10, then
-    the asymptotic series ln x - 1/(2x) - sum_n B_2n / (2n x^2n) to x^-12 (its next
-    term is below 1e-14 there); psi(0) = -inf."""
+    """psi(x) for x >= 0: the recurrence psi(x) = psi(x + 1) - 1/x up to x >= 10 (its
+    terms summed as one fraction), then the asymptotic series ln x - 1/(2x) -
+    sum_n B_2n / (2n x^2n) to x^-12 (its next term is below 1e-14 there); psi(0) = -inf."""
     if x == 0.0:
         return -np.inf
-    result = 0.0
-    while x < 10.0:
-        result -= 1.0 / x
+    num, den = 0.0, 1.0
+    while x < 10.0:  # sum 1/(x + i) as one fraction num / den: a single division
+        num = num * x + den
+        den = den * x
         x += 1.0
     r = 1.0 / x
     r2 = r * r
     series = r2 * (1.0 / 12 - r2 * (1.0 / 120 - r2 * (1.0 / 252 - r2 * (
         1.0 / 240 - r2 * (1.0 / 132 - r2 * (691.0 / 32760))))))
-    return result + np.log(x) - 0.5 * r - series
+    return np.log(x) - 0.5 * r - series - num / den
 
 
 @helper
