@@ -19,6 +19,7 @@ from .lda import LatentDirichletAllocation
 from .minibatch_kmeans import MiniBatchKMeans
 from .multinomial_hmm import MultinomialHMM
 from .multinomial_mixture import MultinomialMixture
+from .plsa import PLSA
 from .poisson_hmm import PoissonHMM
 
 __version__ = "0.1.0"
@@ -41,6 +42,7 @@ __all__ = [
     "load",
     "MultinomialHMM",
     "MultinomialMixture",
+    "PLSA",
     "PoissonHMM",
     "set_config",
     "__version__",

@@ -270,6 +270,11 @@ def _estimator(args, X):
             raise CLIError(f"{', '.join(given or ['--init'])} is not an option of lda (it "
                            "runs max_iter passes from its random_state's draws)")
         return fastem.LatentDirichletAllocation(k, **common)
+    if args.model == "plsa":
+        if "n_init" in common or args.init:
+            raise CLIError("--n-init and --init are not options of plsa (one run from its "
+                           "random_state's draws)")
+        return fastem.PLSA(k, **common)
     if args.init:
         common["init_params"] = args.init
     if args.model in HMM_MODELS:
@@ -337,8 +342,11 @@ def _summary(model):
     if hasattr(model, "inertia_"):
         out.update(n_clusters=int(model.n_clusters), inertia=float(model.inertia_),
                    cluster_centers=model.cluster_centers_.tolist())
-    elif hasattr(model, "exp_dirichlet_component_"):  # a topic model
+    elif hasattr(model, "exp_dirichlet_component_"):  # LDA
         out.update(n_components=int(model.n_components), perplexity=float(model.bound_))
+    elif hasattr(model, "doc_topic_"):  # PLSA
+        out.update(n_components=int(model.n_components), converged=bool(model.converged_),
+                   log_likelihood=float(model.lower_bound_))
     elif hasattr(model, "transmat_"):
         out.update(n_components=int(model.n_components),
                    converged=bool(model.monitor_.converged),
@@ -362,8 +370,9 @@ def _print_summary(s, names, sizes):
     if "inertia" in s:
         print(f"inertia {s['inertia']:.6g}")
         rows, first, head = s["cluster_centers"], [f"{n:>6}" for n in sizes], "cluster    size"
-    elif "perplexity" in s:
-        print(f"perplexity {s['perplexity']:.6g} on the training documents")
+    elif s["model"] in ("LatentDirichletAllocation", "PLSA"):
+        print(f"perplexity {s['perplexity']:.6g} on the training documents" if "perplexity" in s
+              else f"log-likelihood {s['log_likelihood']:.6g}")
         rows, first, head = None, [f"{n:>6}" for n in sizes], "    topic    documents"
     elif "transmat" in s:
         state = "converged" if s["converged"] else "not converged"
@@ -430,10 +439,12 @@ def _cmd_fit(args):
                 labels = model.fit(X, **fit_options).labels_
             elif args.model == "minibatch":
                 labels = _fit_minibatch(model, X, args)
-            elif args.model == "lda":  # each document's main topic
+            elif args.model in ("lda", "plsa"):  # each document's main topic
                 if args.checkpoint:
-                    raise CLIError("--checkpoint is not supported for lda yet")
-                labels = model.fit(X, callback=progress).transform(X).argmax(axis=1)
+                    raise CLIError(f"--checkpoint is not supported for {args.model} yet")
+                model.fit(X, callback=progress)
+                labels = (model.doc_topic_ if args.model == "plsa" else
+                          model.transform(X)).argmax(axis=1)
             else:
                 labels = model.fit_predict(X, **fit_options)
             progress.close()
@@ -457,7 +468,7 @@ def _cmd_fit(args):
         return 0
     print(f"{type(model).__name__} on {source}: {n_samples} samples x {n_features} features, "
           f"k={k}")
-    print(f"{elapsed:.3f} s; {'state' if hmm else 'topic' if args.model == 'lda' else 'cluster'} sizes {sizes.tolist()}")
+    print(f"{elapsed:.3f} s; {'state' if hmm else 'topic' if args.model in ('lda', 'plsa') else 'cluster'} sizes {sizes.tolist()}")
     _print_summary(summary, names, sizes)
     if args.output:
         print(f"model written to {args.output}")
@@ -561,7 +572,8 @@ def _cmd_predict(args):
         with _quiet_warnings(args), warnings.catch_warnings():
             # the columns were matched by name above; the arrays passed on have none
             warnings.filterwarnings("ignore", message="X does not have valid feature names")
-            if hasattr(model, "exp_dirichlet_component_"):  # a topic model: topic mixtures
+            if hasattr(model, "components_") and hasattr(model, "get_feature_names_out") \
+                    and not hasattr(model, "predict"):  # a topic model: topic mixtures
                 def predict(X):
                     mix = model.transform(X)
                     return mix if args.proba else mix.argmax(axis=1).astype(np.int32)

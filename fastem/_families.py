@@ -213,6 +213,11 @@ def _topics_calls(dtype, n, d, k, rng):
                              0.1, 30, 1e-3, np.empty((0, d))))]
     elog_doc = psi(start.astype(np.float64)) - psi(start.sum(axis=1, dtype=np.float64))[:, None]
     calls.append(("lda_word_bound", (data, indices, indptr, elog_doc, elog, np.empty(n))))
+    theta = rng.dirichlet(np.ones(k), n).astype(dtype)
+    beta = np.ascontiguousarray(rng.dirichlet(np.ones(d), k).T)
+    for stats in (np.empty((d, k)), np.empty((0, k))):  # a fit's pass, a fold-in's
+        calls.append(("plsa_em_pass", (data, indices, indptr, theta, beta,
+                                       np.empty((n, k), dtype), stats, np.empty(n))))
     return calls
 
 
@@ -239,8 +244,8 @@ FAMILIES = (
            (("gaussian-hmm", "GaussianHMM"), ("gmm-hmm", "GMMHMM"),
             ("categorical-hmm", "CategoricalHMM"), ("poisson-hmm", "PoissonHMM"),
             ("multinomial-hmm", "MultinomialHMM"))),
-    Family("topics", ("lda_e_step", "lda_word_bound"), _topics_calls,
-           (("lda", "LatentDirichletAllocation"),)),
+    Family("topics", ("lda_e_step", "lda_word_bound", "plsa_em_pass"), _topics_calls,
+           (("lda", "LatentDirichletAllocation"), ("plsa", "PLSA"))),
 )
 
 #: The family names, in declaration order.

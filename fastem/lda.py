@@ -33,16 +33,13 @@ import numpy as np
 from ._config import BACKENDS
 from ._threads import limit_blas_threads
 from ._validation import Interval, Options, check_random_state
+from ._topics import Documents
 from .base import EMEstimator, Iteration
 
 if TYPE_CHECKING:
     from typing import Any, Optional
 
     from typing_extensions import Self
-
-#: Values (documents x topics) of the per-document arrays of one chunk of the E-step.
-_CHUNK_VALUES = 1 << 20
-
 
 def _dirichlet_expectation(alpha):
     """E[log x] for x ~ Dirichlet(alpha) of each row: psi(alpha) - psi(sum alpha), in
@@ -64,7 +61,7 @@ def _dirichlet_log_ratio(prior, alpha, elog, size):
                  + np.sum(gammaln(prior * size) - gammaln(alpha.sum(axis=1))))
 
 
-class LatentDirichletAllocation(EMEstimator):
+class LatentDirichletAllocation(Documents, EMEstimator):
     """Latent Dirichlet allocation with scikit-learn's variational Bayes (batch or
     online), its parameters, defaults, draws and attributes.
 
@@ -173,45 +170,6 @@ class LatentDirichletAllocation(EMEstimator):
 
     def __sklearn_is_fitted__(self):
         return hasattr(self, "components_")
-
-    # ------------------------------------------------------------------ data
-    def _check_input(self, X, *, owner, copy, name="X"):
-        """Word counts: dense (C-contiguous) or CSR, float32 or float64, finite and
-        non-negative."""
-        from ._validation import check_array_or_csr
-
-        X = check_array_or_csr(X, name=name, owner=owner, copy=copy)
-        values = X.data if hasattr(X, "indptr") else X
-        if values.size and values.min() < 0:
-            raise ValueError(f"Negative values in data passed to {owner} ({name} holds word "
-                             "counts, which cannot be negative).")
-        return X
-
-    def _documents(self, X, reset):
-        X = self._validate_data(X, reset=reset)
-        if not reset and hasattr(self, "components_") and X.dtype != self.components_.dtype:
-            X = X.astype(self.components_.dtype)
-        return X
-
-    def _chunks(self, X):
-        """(first document, data, indices, indptr) of X's fixed chunks of documents, as CSR
-        rows (a dense chunk converted, the sparse ones sliced without copying entries)."""
-        import scipy.sparse as sp
-
-        step = max(1, _CHUNK_VALUES // self.n_components)
-        for a in range(0, X.shape[0], step):
-            b = min(a + step, X.shape[0])
-            if sp.issparse(X):
-                lo, hi = X.indptr[a], X.indptr[b]
-                data, indices, indptr = X.data[lo:hi], X.indices[lo:hi], X.indptr[a:b + 1] - lo
-            else:
-                c = sp.csr_matrix(X[a:b])
-                data, indices, indptr = c.data, c.indices, c.indptr
-            # (the kernels take int64 indices: one compiled version, the one warm-up makes)
-            yield a, data, indices.astype(np.int64), indptr.astype(np.int64)
-
-    def _topic_kernels(self):
-        return self._kernels(self._runtime[0], "topics")
 
     # ------------------------------------------------------------------ E-step
     def _e_step(self, X, cal_sstats, random_init, keep):

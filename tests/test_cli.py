@@ -488,9 +488,9 @@ def test_hmm_fit_and_predict_on_chunk_files(tmp_path):
     assert out.returncode == 2 and "lengths must sum to len(X) = 300" in out.stderr
 
 
-def test_lda_fits_a_sparse_npz_and_predicts_topics(tmp_path):
-    """``fastem fit lda DOCS.npz -k K`` is the API's fit; predict gives each document's
-    main topic (``--proba``: its topic mixture)."""
+def test_topic_models_fit_a_sparse_npz_and_predict_topics(tmp_path):
+    """``fastem fit lda DOCS.npz -k K`` (and plsa) is the API's fit; predict gives each
+    document's main topic (``--proba``: its topic mixture)."""
     import scipy.sparse as sp
 
     X = sp.csr_matrix(np.random.default_rng(4).poisson(0.4, (200, 30)).astype(float))
@@ -510,6 +510,14 @@ def test_lda_fits_a_sparse_npz_and_predicts_topics(tmp_path):
         np.testing.assert_array_equal(np.load(tmp_path / "t.npy"), expected)
     out = run("fit", "lda", tmp_path / "docs.npz", "--n-init", 2)
     assert out.returncode == 2 and "--n-init is not an option of lda" in out.stderr
+    out = run("fit", "plsa", tmp_path / "docs.npz", "-k", 3, "--max-iter", 6, "--json", "-o",
+              tmp_path / "plsa.npz")
+    assert out.returncode == 0, out.stderr
+    ref = fastem.PLSA(3, max_iter=6, random_state=0).fit(X)
+    assert json.loads(out.stdout)["log_likelihood"] == ref.lower_bound_
+    out = run("predict", tmp_path / "plsa.npz", tmp_path / "docs.npz", "-o", tmp_path / "p.npy")
+    assert out.returncode == 0, out.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "p.npy"), ref.transform(X).argmax(axis=1))
 
 
 def test_hmm_options_are_checked(tmp_path):

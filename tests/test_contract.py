@@ -127,7 +127,7 @@ def fit_inputs(cli_name, dtype):  # small data each estimator's default fit take
         return rng.integers(0, 3, (300, 1))
     if cli_name in ("poisson-hmm", "multinomial-hmm"):
         return rng.multinomial(4, [0.2, 0.3, 0.5], 300)
-    if cli_name == "lda":
+    if cli_name in ("lda", "plsa"):
         return rng.poisson(1.0, (300, 5)).astype(dtype)
     return rng.standard_normal((300, 5)).astype(dtype)
 
@@ -150,7 +150,7 @@ with warnings.catch_warnings():
             for k in ((3, 64) if cli_name == "kmeans" else (3,)):
                 n_iter = {"n_iter" if cli_name.endswith("-hmm") else "max_iter": 3}
                 est = cls(k, backend="numba", random_state=0, **n_iter).fit(X)
-                est.transform(X) if cli_name == "lda" else est.predict(X)
+                est.transform(X) if cli_name in ("lda", "plsa") else est.predict(X)
 after = {key: len(j.signatures) for key, j in jitted.items()}
 print(json.dumps({"compiled": sum(before.values()),
                   "missed": {k: after[k] - before[k] for k in after if after[k] != before[k]}}))

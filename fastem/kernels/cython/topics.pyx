@@ -202,3 +202,82 @@ def lda_word_bound(data, indices, indptr, elog_doc_topic, elog_topic_word, out, 
                       np.ascontiguousarray(elog_doc_topic, dtype=np.float64),
                       np.ascontiguousarray(np.asarray(elog_topic_word, dtype=np.float64).T),
                       out, n_threads)
+
+
+def _plsa_documents_typed(const floating[::1] data, const int64_t[::1] indices,
+                          const int64_t[::1] indptr, const double[:, ::1] theta,
+                          const double[:, ::1] beta, floating[:, ::1] new_theta,
+                          double[::1] log_lik, n_threads):
+    """PLSA's phase 1 (numba's ``_plsa_documents``)."""
+    cdef Py_ssize_t n = theta.shape[0], k = theta.shape[1], d, p, j, w
+    cdef double pw, cnt, c, total, ll
+    cdef double* acc
+    cdef int n_team = _team_size(n_threads, n)
+    cdef Py_ssize_t n_failed = 0
+    for d in prange(n, nogil=True, schedule='dynamic', num_threads=n_team):
+        acc = <double*>malloc((k + 1) * sizeof(double))
+        if acc == NULL:
+            n_failed += 1
+            continue
+        for j in range(k):
+            acc[j] = 0.0
+        total = 0.0
+        ll = 0.0
+        for p in range(indptr[d], indptr[d + 1]):
+            w = indices[p]
+            pw = 0.0
+            for j in range(k):
+                pw = pw + theta[d, j] * beta[w, j]
+            cnt = <double>data[p]
+            total = total + cnt
+            ll = ll + cnt * log(pw)
+            if pw > 0:
+                c = cnt / pw
+                for j in range(k):
+                    acc[j] = acc[j] + c * beta[w, j]
+        log_lik[d] = ll
+        for j in range(k):
+            new_theta[d, j] = <floating>(theta[d, j] * acc[j] / total if total > 0
+                                         else theta[d, j])
+        free(acc)
+    if n_failed:
+        raise MemoryError()
+
+
+def _plsa_words_typed(const floating[::1] col_data, const int64_t[::1] col_docs,
+                      const int64_t[::1] col_ptr, const double[:, ::1] theta,
+                      const double[:, ::1] beta, double[:, ::1] word_stats, n_threads):
+    """PLSA's phase 2 (numba's ``_plsa_words``)."""
+    cdef Py_ssize_t v = word_stats.shape[0], k = word_stats.shape[1], w, p, d, j
+    cdef double pw, c
+    cdef int n_team = _team_size(n_threads, v)
+    for w in prange(v, nogil=True, schedule='static', num_threads=n_team):
+        for j in range(k):
+            word_stats[w, j] = 0.0
+        for p in range(col_ptr[w], col_ptr[w + 1]):
+            d = col_docs[p]
+            pw = 0.0
+            for j in range(k):
+                pw = pw + theta[d, j] * beta[w, j]
+            if pw > 0:
+                c = <double>col_data[p] / pw
+                for j in range(k):
+                    word_stats[w, j] = word_stats[w, j] + c * theta[d, j] * beta[w, j]
+
+
+def plsa_em_pass(data, indices, indptr, doc_topic, word_topic, new_doc_topic, word_stats,
+                 log_lik, n_threads):
+    """One EM pass of PLSA (see the reference and numba's ``plsa_em_pass``)."""
+    import scipy.sparse as sp
+
+    theta = np.ascontiguousarray(doc_topic, dtype=np.float64)
+    beta = np.ascontiguousarray(word_topic, dtype=np.float64)
+    n, v = theta.shape[0], beta.shape[0]
+    idx, ptr = np.asarray(indices, dtype=np.int64), np.asarray(indptr, dtype=np.int64)
+    if n > 0:
+        _plsa_documents_typed(data, idx, ptr, theta, beta, new_doc_topic, log_lik, n_threads)
+    if word_stats.shape[0] > 0:
+        cols = sp.csr_matrix((data, indices, indptr), shape=(n, v)).tocsc()
+        _plsa_words_typed(cols.data, np.asarray(cols.indices, dtype=np.int64),
+                          np.asarray(cols.indptr, dtype=np.int64), theta, beta, word_stats,
+                          n_threads)

@@ -154,3 +154,58 @@ def lda_word_bound(data, indices, indptr, elog_doc_topic, elog_topic_word, out, 
     a max-shifted logsumexp per word over the transposed (V, K) table."""
     _word_bound(data, indices, indptr, np.ascontiguousarray(elog_doc_topic, dtype=np.float64),
                 np.ascontiguousarray(elog_topic_word.T, dtype=np.float64), out, n_threads)
+
+
+@kernel
+def _plsa_documents(data, indices, indptr, theta, beta, new_theta, log_lik, n_threads):
+    """PLSA's phase 1: each document's P(w|d), log-likelihood and new P(z|d)."""
+    n, k = theta.shape
+    for d in prange(n):
+        acc = np.zeros(k)
+        total, ll = 0.0, 0.0
+        for p in range(indptr[d], indptr[d + 1]):
+            w = indices[p]
+            pw = 0.0
+            for j in range(k):
+                pw += theta[d, j] * beta[w, j]
+            cnt = np.float64(data[p])
+            total += cnt
+            ll += cnt * np.log(pw)
+            if pw > 0:
+                c = cnt / pw
+                for j in range(k):
+                    acc[j] += c * beta[w, j]
+        log_lik[d] = ll
+        for j in range(k):
+            new_theta[d, j] = theta[d, j] * acc[j] / total if total > 0 else theta[d, j]
+
+
+@kernel
+def _plsa_words(col_data, col_docs, col_ptr, theta, beta, word_stats, n_threads):
+    """PLSA's phase 2: each word's sum_d n_dw r_dwz over its documents in order."""
+    v, k = word_stats.shape
+    for w in prange(v):
+        for j in range(k):
+            word_stats[w, j] = 0.0
+        for p in range(col_ptr[w], col_ptr[w + 1]):
+            d = col_docs[p]
+            pw = 0.0
+            for j in range(k):
+                pw += theta[d, j] * beta[w, j]
+            if pw > 0:
+                c = np.float64(col_data[p]) / pw
+                for j in range(k):
+                    word_stats[w, j] += c * theta[d, j] * beta[w, j]
+
+
+def plsa_em_pass(data, indices, indptr, doc_topic, word_topic, new_doc_topic, word_stats,
+                 log_lik, n_threads):
+    """One EM pass of PLSA (see the reference): the documents in parallel, then each
+    word's statistics over its documents in order (the batch taken column-wise)."""
+    theta = np.ascontiguousarray(doc_topic, dtype=np.float64)
+    beta = np.ascontiguousarray(word_topic, dtype=np.float64)
+    _plsa_documents(data, indices, indptr, theta, beta, new_doc_topic, log_lik, n_threads)
+    if word_stats.shape[0] > 0:
+        cols = _by_word(data, indices, indptr, theta.shape[0], beta.shape[0])
+        _plsa_words(cols.data, cols.indices.astype(np.int64), cols.indptr.astype(np.int64),
+                    theta, beta, word_stats, n_threads)

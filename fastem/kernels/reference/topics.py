@@ -63,3 +63,33 @@ def lda_word_bound(data, indices, indptr, elog_doc_topic, elog_topic_word, out, 
         cnts = np.asarray(data[indptr[d]:indptr[d + 1]], dtype=np.float64)
         terms = elog_doc_topic[d][:, None] + elog_topic_word[:, ids]
         out[d] = float(cnts @ logsumexp(terms, axis=0)) if ids.size else 0.0
+
+
+def plsa_em_pass(data, indices, indptr, doc_topic, word_topic, new_doc_topic, word_stats,
+                 log_lik, n_threads):
+    """One EM pass of PLSA (Hofmann 1999) over the non-zeros, under the current
+    ``doc_topic`` P(z|d) (N, K) and ``word_topic`` P(w|z) transposed (V, K):
+    with ``P(w|d) = sum_z P(z|d) P(w|z)`` and the responsibilities
+    ``r_dwz = P(z|d) P(w|z) / P(w|d)``,
+
+        new_doc_topic_dz = sum_w n_dw r_dwz / n_d     (an empty document keeps P(z|d))
+        word_stats_wz    = sum_d n_dw r_dwz           ((0, K): not wanted, a fold-in)
+        log_lik_d        = sum_w n_dw log P(w|d)
+
+    ``n_threads`` is accepted for signature parity and ignored."""
+    want = word_stats.shape[0] > 0
+    if want:
+        word_stats[:] = 0.0
+    beta = np.asarray(word_topic, dtype=np.float64)
+    for d in range(doc_topic.shape[0]):
+        ids = indices[indptr[d]:indptr[d + 1]]
+        cnts = np.asarray(data[indptr[d]:indptr[d + 1]], dtype=np.float64)
+        theta = np.asarray(doc_topic[d], dtype=np.float64)
+        p = beta[ids] @ theta  # P(w|d) of the document's words
+        with np.errstate(divide="ignore"):
+            log_lik[d] = float(cnts @ np.log(p)) if ids.size else 0.0
+        c = np.divide(cnts, p, out=np.zeros_like(cnts), where=p > 0)
+        total = cnts.sum()
+        new_doc_topic[d] = theta * (c @ beta[ids]) / total if total > 0 else theta
+        if want:
+            word_stats[ids] += np.outer(c, theta) * beta[ids]
