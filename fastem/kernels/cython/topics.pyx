@@ -127,33 +127,42 @@ def _update_typed(const floating[::1] data, const int64_t[::1] indices,
         raise MemoryError()
 
 
-def _statistics_typed(const floating[::1] col_data, const int64_t[::1] col_docs,
-                      const int64_t[::1] col_ptr, const double[:, ::1] ewt,
-                      const double[:, ::1] e, double[:, ::1] sstats_t, n_threads):
-    """Phase 2 (numba's ``_word_statistics``): each word's statistics over its documents
-    in order."""
-    cdef Py_ssize_t v = sstats_t.shape[0], k = sstats_t.shape[1], w, p, d, j
+def _word_sums_typed(const floating[::1] col_data, const int64_t[::1] col_docs,
+                     const int64_t[::1] col_ptr, const double[:, ::1] x,
+                     const double[:, ::1] t, double eps, double[:, ::1] out, n_threads):
+    """numba's ``_word_sums``: both models' M-step sums, word by word over the batch
+    taken column-wise, each word's documents in order."""
+    cdef Py_ssize_t v = out.shape[0], k = out.shape[1], w, p, d, j
     cdef double s, c
     cdef int n_team = _team_size(n_threads, v)
     for w in prange(v, nogil=True, schedule='static', num_threads=n_team):
         for j in range(k):
-            sstats_t[w, j] = 0.0
+            out[w, j] = 0.0
         for p in range(col_ptr[w], col_ptr[w + 1]):
             d = col_docs[p]
             s = 0.0
             for j in range(k):
-                s = s + e[d, j] * ewt[w, j]
-            c = <double>col_data[p] / (s + _EPS)
-            for j in range(k):
-                sstats_t[w, j] = sstats_t[w, j] + e[d, j] * c
+                s = s + x[d, j] * t[w, j]
+            s = s + eps
+            if s > 0:
+                c = <double>col_data[p] / s
+                for j in range(k):
+                    out[w, j] = out[w, j] + x[d, j] * c
+
+
+def _word_sums(data, indices, indptr, x, t, eps, out, n_threads):
+    """``_word_sums_typed`` of the batch's CSR rows, taken column-wise."""
+    import scipy.sparse as sp
+
+    cols = sp.csr_matrix((data, indices, indptr), shape=(x.shape[0], t.shape[0])).tocsc()
+    _word_sums_typed(cols.data, np.asarray(cols.indices, dtype=np.int64),
+                     np.asarray(cols.indptr, dtype=np.int64), x, t, eps, out, n_threads)
 
 
 def lda_e_step(data, indices, indptr, exp_topic_word, doc_topic, doc_topic_prior, max_iter,
                mean_change_tol, sstats, n_threads):
     """The variational E-step of every document (see the reference and numba's
     ``lda_e_step``: the documents in parallel, then the statistics word by word)."""
-    import scipy.sparse as sp
-
     n, k = doc_topic.shape
     v = exp_topic_word.shape[1]
     ewt = np.ascontiguousarray(np.asarray(exp_topic_word, dtype=np.float64).T)
@@ -164,10 +173,8 @@ def lda_e_step(data, indices, indptr, exp_topic_word, doc_topic, doc_topic_prior
                       float(doc_topic_prior), int(max_iter), float(mean_change_tol), e,
                       n_threads)
     if sstats.shape[0] > 0:
-        cols = sp.csr_matrix((data, indices, indptr), shape=(n, v)).tocsc()
         out = np.empty((v, k))
-        _statistics_typed(cols.data, np.asarray(cols.indices, dtype=np.int64),
-                          np.asarray(cols.indptr, dtype=np.int64), ewt, e, out, n_threads)
+        _word_sums(data, indices, indptr, e, ewt, _EPS, out, n_threads)
         sstats[:] = out.T
 
 
@@ -244,40 +251,15 @@ def _plsa_documents_typed(const floating[::1] data, const int64_t[::1] indices,
         raise MemoryError()
 
 
-def _plsa_words_typed(const floating[::1] col_data, const int64_t[::1] col_docs,
-                      const int64_t[::1] col_ptr, const double[:, ::1] theta,
-                      const double[:, ::1] beta, double[:, ::1] word_stats, n_threads):
-    """PLSA's phase 2 (numba's ``_plsa_words``)."""
-    cdef Py_ssize_t v = word_stats.shape[0], k = word_stats.shape[1], w, p, d, j
-    cdef double pw, c
-    cdef int n_team = _team_size(n_threads, v)
-    for w in prange(v, nogil=True, schedule='static', num_threads=n_team):
-        for j in range(k):
-            word_stats[w, j] = 0.0
-        for p in range(col_ptr[w], col_ptr[w + 1]):
-            d = col_docs[p]
-            pw = 0.0
-            for j in range(k):
-                pw = pw + theta[d, j] * beta[w, j]
-            if pw > 0:
-                c = <double>col_data[p] / pw
-                for j in range(k):
-                    word_stats[w, j] = word_stats[w, j] + c * theta[d, j] * beta[w, j]
-
-
 def plsa_em_pass(data, indices, indptr, doc_topic, word_topic, new_doc_topic, word_stats,
                  log_lik, n_threads):
     """One EM pass of PLSA (see the reference and numba's ``plsa_em_pass``)."""
-    import scipy.sparse as sp
-
     theta = np.ascontiguousarray(doc_topic, dtype=np.float64)
     beta = np.ascontiguousarray(word_topic, dtype=np.float64)
     n, v = theta.shape[0], beta.shape[0]
     idx, ptr = np.asarray(indices, dtype=np.int64), np.asarray(indptr, dtype=np.int64)
     if n > 0:
         _plsa_documents_typed(data, idx, ptr, theta, beta, new_doc_topic, log_lik, n_threads)
-    if word_stats.shape[0] > 0:
-        cols = sp.csr_matrix((data, indices, indptr), shape=(n, v)).tocsc()
-        _plsa_words_typed(cols.data, np.asarray(cols.indices, dtype=np.int64),
-                          np.asarray(cols.indptr, dtype=np.int64), theta, beta, word_stats,
-                          n_threads)
+    if word_stats.shape[0] > 0:  # sum_d n_dw r_dwz = P(w|z) sum_d P(z|d) n_dw / P(w|d)
+        _word_sums(data, indices, indptr, theta, beta, 0.0, word_stats, n_threads)
+        np.multiply(word_stats, beta, out=np.asarray(word_stats))

@@ -89,21 +89,25 @@ def _update_documents(data, indices, indptr, ewt, doc_topic, doc_topic_prior, ma
 
 
 @kernel
-def _word_statistics(col_data, col_docs, col_ptr, ewt, e, sstats_t, n_threads):
-    """Phase 2: ``sstats_t[w] = sum_d e_d n_dw / phi_norm_dw`` over the documents of
-    word w in document order (CSC), one word a task."""
-    v, k = sstats_t.shape
+def _word_sums(col_data, col_docs, col_ptr, x, t, eps, out, n_threads):
+    """The M-step sums of both topic models, word by word over the batch taken
+    column-wise (CSC, each word's documents in order), one word a task:
+    ``out[w] = sum_d x_d n_dw / (x_d . t_w + eps)`` (a zero denominator counts nothing).
+    LDA: x = e, t = exp(E[log beta]); PLSA: x = P(z|d), t = P(w|z), eps = 0."""
+    v, k = out.shape
     for w in prange(v):
         for j in range(k):
-            sstats_t[w, j] = 0.0
+            out[w, j] = 0.0
         for p in range(col_ptr[w], col_ptr[w + 1]):
             d = col_docs[p]
             s = 0.0
             for j in range(k):
-                s += e[d, j] * ewt[w, j]
-            c = np.float64(col_data[p]) / (s + _EPS)
-            for j in range(k):
-                sstats_t[w, j] += e[d, j] * c
+                s += x[d, j] * t[w, j]
+            s += eps
+            if s > 0:
+                c = np.float64(col_data[p]) / s
+                for j in range(k):
+                    out[w, j] += x[d, j] * c
 
 
 def lda_e_step(data, indices, indptr, exp_topic_word, doc_topic, doc_topic_prior, max_iter,
@@ -120,7 +124,8 @@ def lda_e_step(data, indices, indptr, exp_topic_word, doc_topic, doc_topic_prior
     if sstats.shape[0] > 0:
         cols = _by_word(data, indices, indptr, n, ewt.shape[0])
         out = np.empty(ewt.shape)
-        _word_statistics(cols.data, cols.indices, cols.indptr, ewt, e, out, n_threads)
+        _word_sums(cols.data, cols.indices.astype(np.int64), cols.indptr.astype(np.int64), e,
+                   ewt, _EPS, out, n_threads)
         sstats[:] = out.T
 
 
@@ -180,24 +185,6 @@ def _plsa_documents(data, indices, indptr, theta, beta, new_theta, log_lik, n_th
             new_theta[d, j] = theta[d, j] * acc[j] / total if total > 0 else theta[d, j]
 
 
-@kernel
-def _plsa_words(col_data, col_docs, col_ptr, theta, beta, word_stats, n_threads):
-    """PLSA's phase 2: each word's sum_d n_dw r_dwz over its documents in order."""
-    v, k = word_stats.shape
-    for w in prange(v):
-        for j in range(k):
-            word_stats[w, j] = 0.0
-        for p in range(col_ptr[w], col_ptr[w + 1]):
-            d = col_docs[p]
-            pw = 0.0
-            for j in range(k):
-                pw += theta[d, j] * beta[w, j]
-            if pw > 0:
-                c = np.float64(col_data[p]) / pw
-                for j in range(k):
-                    word_stats[w, j] += c * theta[d, j] * beta[w, j]
-
-
 def plsa_em_pass(data, indices, indptr, doc_topic, word_topic, new_doc_topic, word_stats,
                  log_lik, n_threads):
     """One EM pass of PLSA (see the reference): the documents in parallel, then each
@@ -205,7 +192,8 @@ def plsa_em_pass(data, indices, indptr, doc_topic, word_topic, new_doc_topic, wo
     theta = np.ascontiguousarray(doc_topic, dtype=np.float64)
     beta = np.ascontiguousarray(word_topic, dtype=np.float64)
     _plsa_documents(data, indices, indptr, theta, beta, new_doc_topic, log_lik, n_threads)
-    if word_stats.shape[0] > 0:
+    if word_stats.shape[0] > 0:  # sum_d n_dw r_dwz = P(w|z) sum_d P(z|d) n_dw / P(w|d)
         cols = _by_word(data, indices, indptr, theta.shape[0], beta.shape[0])
-        _plsa_words(cols.data, cols.indices.astype(np.int64), cols.indptr.astype(np.int64),
-                    theta, beta, word_stats, n_threads)
+        _word_sums(cols.data, cols.indices.astype(np.int64), cols.indptr.astype(np.int64),
+                   theta, beta, 0.0, word_stats, n_threads)
+        word_stats *= beta
