@@ -158,3 +158,13 @@ def test_bad_input_is_refused_with_a_clear_message():
         model.transform(X[:, :10])
     with pytest.raises(Exception, match="not fitted"):
         fastem.LatentDirichletAllocation(K).transform(X)
+
+
+def test_a_model_file_gives_the_same_topics_and_transform(tmp_path):
+    X = _corpus(8)
+    model = fastem.LatentDirichletAllocation(K, max_iter=2, random_state=0).fit(X)
+    model.save(tmp_path / "lda.npz")
+    loaded = fastem.load(tmp_path / "lda.npz")
+    np.testing.assert_array_equal(loaded.components_, model.components_)
+    np.testing.assert_array_equal(loaded.transform(X), model.transform(X))
+    assert loaded.perplexity(X) == model.perplexity(X)

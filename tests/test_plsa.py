@@ -81,3 +81,13 @@ def test_bad_input_is_refused():
         fastem.PLSA(2, max_iter=2).fit(X).transform(X[:, :5])
     with pytest.raises(Exception, match="not fitted"):
         fastem.PLSA(2).transform(X)
+
+
+def test_a_model_file_gives_the_same_topics_and_fold_in(tmp_path):
+    X = _counts(5)
+    model = fastem.PLSA(3, max_iter=5, random_state=0).fit(X)
+    model.save(tmp_path / "plsa.npz")
+    loaded = fastem.load(tmp_path / "plsa.npz")
+    np.testing.assert_array_equal(loaded.components_, model.components_)
+    np.testing.assert_array_equal(loaded.transform(X), model.transform(X))
+    assert loaded.lower_bound_ == model.lower_bound_
