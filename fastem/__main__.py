@@ -244,6 +244,7 @@ def _load_parquet(path, stream=False):
 # ----------------------------------------------------------------- models
 MODELS = CLI_NAMES
 HMM_MODELS = tuple(name for name in MODELS if name.endswith("-hmm"))
+TOPIC_MODELS = ("lda", "plsa")
 
 
 def _estimator(args, X):
@@ -439,7 +440,7 @@ def _cmd_fit(args):
                 labels = model.fit(X, **fit_options).labels_
             elif args.model == "minibatch":
                 labels = _fit_minibatch(model, X, args)
-            elif args.model in ("lda", "plsa"):  # each document's main topic
+            elif args.model in TOPIC_MODELS:  # each document's main topic
                 if args.checkpoint:
                     raise CLIError(f"--checkpoint is not supported for {args.model} yet")
                 model.fit(X, callback=progress)
@@ -468,7 +469,8 @@ def _cmd_fit(args):
         return 0
     print(f"{type(model).__name__} on {source}: {n_samples} samples x {n_features} features, "
           f"k={k}")
-    print(f"{elapsed:.3f} s; {'state' if hmm else 'topic' if args.model in ('lda', 'plsa') else 'cluster'} sizes {sizes.tolist()}")
+    unit = "state" if hmm else "topic" if args.model in TOPIC_MODELS else "cluster"
+    print(f"{elapsed:.3f} s; {unit} sizes {sizes.tolist()}")
     _print_summary(summary, names, sizes)
     if args.output:
         print(f"model written to {args.output}")
@@ -556,6 +558,7 @@ def _cmd_predict(args):
     import numpy as np
 
     from ._persist import atomic_write
+    from ._topics import Documents
 
     model = _read_model(args.model_file)
     hmm = hasattr(model, "transmat_")
@@ -572,8 +575,7 @@ def _cmd_predict(args):
         with _quiet_warnings(args), warnings.catch_warnings():
             # the columns were matched by name above; the arrays passed on have none
             warnings.filterwarnings("ignore", message="X does not have valid feature names")
-            if hasattr(model, "components_") and hasattr(model, "get_feature_names_out") \
-                    and not hasattr(model, "predict"):  # a topic model: topic mixtures
+            if isinstance(model, Documents):  # a topic model: topic mixtures
                 def predict(X):
                     mix = model.transform(X)
                     return mix if args.proba else mix.argmax(axis=1).astype(np.int32)

@@ -248,10 +248,9 @@ class Sequences:
         return data_fingerprint([sample], self.n_rows, self.offsets.astype(np.float64))
 
     def chunks(self):
-        """(rows of X, offsets within them) of each group, in order."""
-        for a, b in self.groups:
-            lo, hi = self.offsets[a], self.offsets[b]
-            yield self.X[lo:hi], self.offsets[a:b + 1] - lo
+        """(rows of X, offsets within them) of each group, in order (whole sequences)."""
+        for lo, hi, offsets, _ in self.layout():
+            yield self.X[lo:hi], offsets
 
     def layout(self):
         """(first row, one past the last, offsets within them, blocks) of each group,
@@ -686,10 +685,11 @@ class BaseHMM(EMEstimator):
             log_p += lp
         return starts, log_p
 
-    def _block_posteriors(self, X, log_start, following):
-        """(posteriors, transition counts (K, K), ``following`` for the block before) of
-        one block of a sequence taken in blocks, from its start and the next block's
-        ``following`` (None for the last block; see ``_posteriors``)."""
+    def _block_posteriors(self, X, log_start, following, first):
+        """(posteriors, transition counts (K, K), start counts (K,), ``following`` for
+        the block before) of one block of a sequence taken in blocks, from its start and
+        the next block's ``following`` (None for the last block; see ``_posteriors``);
+        only the sequence's ``first`` block has start counts (its first posterior)."""
         log_em = self._emission_log_prob(X)
         if following is not None:
             log_em = np.vstack([log_em, following])
@@ -698,7 +698,7 @@ class BaseHMM(EMEstimator):
         post = post[:X.shape[0]]
         with np.errstate(divide="ignore", invalid="ignore"):
             following = np.where(post[0] > 0, np.log(post[0]) - log_start, -np.inf)
-        return post, xi[0], following
+        return post, xi[0], post[0] if first else np.zeros(self.n_components), following
 
     def _group_posteriors(self, X, offsets):
         """(log P, posteriors, transition counts (K, K), start counts (K,)) of a run of
@@ -736,9 +736,9 @@ class BaseHMM(EMEstimator):
             following = None  # the next block's first-step emission row
             for i in range(len(blocks) - 1, -1, -1):
                 a, b = blocks[i]
-                post, xi, following = self._block_posteriors(X[a:b], starts[i], following)
-                yield (lo + a, X[a:b], log_p if i == 0 else 0.0, post, xi,
-                       post[0] if i == 0 else np.zeros(self.n_components))
+                post, xi, first, following = self._block_posteriors(X[a:b], starts[i],
+                                                                    following, i == 0)
+                yield lo + a, X[a:b], log_p if i == 0 else 0.0, post, xi, first
 
     def _group_summary(self, X, offsets):
         """(log P, start counts, transition counts, emission statistics) of a run of
@@ -750,9 +750,8 @@ class BaseHMM(EMEstimator):
         """((0, start counts, transition counts, emission statistics), ``following``) of
         one block of a sequence taken in blocks (``first``: the sequence's first block,
         whose first posterior is the start count; log P comes from the forward pass)."""
-        post, xi, following = self._block_posteriors(X, log_start, following)
-        return ((0.0, post[0] if first else np.zeros(self.n_components), xi,
-                 self._emission_stats(X, post)), following)
+        post, xi, start, following = self._block_posteriors(X, log_start, following, first)
+        return (0.0, start, xi, self._emission_stats(X, post)), following
 
     def _summaries(self, data):
         """The shares of ``_summarize`` of every piece of the data, in order (a sequence

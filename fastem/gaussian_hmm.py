@@ -120,6 +120,13 @@ class GaussianRows:
         plus ``min_covar`` on its diagonal (X: the data ``_center`` was taken of)."""
         return _observed_covariance(X, self._center) + self.min_covar * np.eye(X.shape[1])
 
+    def _covariance_form(self, cv):
+        """One state's (or component's) share of the (D, D) covariance ``cv`` in
+        ``covariance_type``'s form: its mean variance (spherical), its diagonal (diag), or
+        the matrix (full, tied)."""
+        return {"spherical": lambda: cv.mean(), "diag": lambda: np.diag(cv)}.get(
+            self.covariance_type, lambda: cv)()
+
     def _observed(self, X):
         return ~_missing_rows(X)
 
@@ -278,11 +285,9 @@ class GaussianHMM(GaussianRows, BaseHMM):
                         n_threads=self.n_threads).fit(self._observed_rows(X)[0])
             self.means_ = km.cluster_centers_.astype(np.float64)
         if self._needs_init("c", "_covars_"):
-            cv = self._start_covariance(X)
-            self._covars_ = {"spherical": lambda: np.full(k, cv.mean()),
-                             "diag": lambda: np.tile(np.diag(cv), (k, 1)),
-                             "full": lambda: np.tile(cv, (k, 1, 1)),
-                             "tied": lambda: cv}[self.covariance_type]()
+            form = self._covariance_form(self._start_covariance(X))
+            self._covars_ = (form if self.covariance_type == "tied" else
+                             np.broadcast_to(form, (k, *np.shape(form))).copy())
 
     def _check_emissions(self):
         k = self.n_components
@@ -401,9 +406,7 @@ class GaussianHMM(GaussianRows, BaseHMM):
         if "m" in self.params and rows.shape[0]:
             self.means_[states] = rows[np.arange(len(states)) % rows.shape[0]]
         if "c" in self.params and self.covariance_type != "tied":
-            cv = self._start_covariance(data.X)
-            self._covars_[states] = {"spherical": lambda: cv.mean(), "diag": lambda: np.diag(cv),
-                                     "full": lambda: cv}[self.covariance_type]()
+            self._covars_[states] = self._covariance_form(self._start_covariance(data.X))
 
     # ------------------------------------------------------------------ sampling
     def _generate_sample_from_state(self, state, random_state):

@@ -219,10 +219,8 @@ class GMMHMM(GaussianRows, BaseHMM):
         if self._needs_init("w", "weights_"):
             self.weights_ = np.full((k, m), 1.0 / m)
         if self._needs_init("c", "covars_"):
-            cv = start_covariance()
-            base = {"spherical": cv.mean(), "diag": np.diag(cv), "full": cv,
-                    "tied": cv}[self.covariance_type]
-            self.covars_ = np.broadcast_to(base, self._covars_shape(d)).copy()
+            self.covars_ = np.broadcast_to(self._covariance_form(start_covariance()),
+                                           self._covars_shape(d)).copy()
 
     def _check_emissions(self):
         k, m = self.n_components, self.n_mix
@@ -396,10 +394,7 @@ class GMMHMM(GaussianRows, BaseHMM):
         if "w" in self.params:
             self.weights_[states] = 1.0 / m
         if "c" in self.params:
-            cv = self._start_covariance(data.X)
-            base = {"spherical": cv.mean(), "diag": np.diag(cv), "full": cv,
-                    "tied": cv}[self.covariance_type]
-            self.covars_[states] = base
+            self.covars_[states] = self._covariance_form(self._start_covariance(data.X))
 
     # ------------------------------------------------------------------ sampling
     def _generate_sample_from_state(self, state, random_state):

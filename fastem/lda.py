@@ -172,17 +172,16 @@ class LatentDirichletAllocation(Documents, EMEstimator):
         return hasattr(self, "components_")
 
     # ------------------------------------------------------------------ E-step
-    def _e_step(self, X, cal_sstats, random_init, keep):
+    def _e_step(self, X, cal_sstats, random_init, keep, elog_topic=None):
         """(each document's gamma (n, K) if ``keep``, else None; the M-step statistics
-        (K, V) float64 if ``cal_sstats``, else None; the chunks' bound terms if not
-        ``random_init`` and not ``cal_sstats``: (word term, document term))."""
+        (K, V) float64 if ``cal_sstats``, else None; with ``elog_topic`` (E[log beta] of
+        ``components_``), the chunks' bound terms: (word term, document term))."""
         k, v = self.n_components, X.shape[1]
         dtype = self.components_.dtype
         sstats = np.zeros((k, v)) if cal_sstats else None
         kern, threads = self._topic_kernels(), self._runtime[1]
         kept, word, doc = [], 0.0, 0.0
         ewt = np.ascontiguousarray(self.exp_dirichlet_component_, dtype=np.float64)
-        elog_topic = None if cal_sstats else _dirichlet_expectation(self.components_)
         for a, data, indices, indptr in self._chunks(X):
             n = indptr.shape[0] - 1
             gamma = (self.random_state_.gamma(100.0, 0.01, (n, k)).astype(dtype, copy=False)
@@ -193,7 +192,7 @@ class LatentDirichletAllocation(Documents, EMEstimator):
                             threads)
             if cal_sstats:
                 sstats += part
-            else:
+            if elog_topic is not None:
                 elog_doc = _dirichlet_expectation(gamma)
                 out = np.empty(n)
                 kern.lda_word_bound(data, indices, indptr, elog_doc, elog_topic, out, threads)
@@ -208,13 +207,14 @@ class LatentDirichletAllocation(Documents, EMEstimator):
 
     def _bound(self, X, sub_sampling=False):
         """The evidence lower bound of X (scikit-learn's ``_approx_bound``), by chunks."""
-        _, _, (word, doc) = self._e_step(X, cal_sstats=False, random_init=False, keep=False)
+        elog_topic = _dirichlet_expectation(self.components_)
+        _, _, (word, doc) = self._e_step(X, cal_sstats=False, random_init=False, keep=False,
+                                         elog_topic=elog_topic)
         score = word + doc
         if sub_sampling:
             score *= float(self.total_samples) / X.shape[0]
         return score + _dirichlet_log_ratio(self.topic_word_prior_, self.components_,
-                                            _dirichlet_expectation(self.components_),
-                                            self.components_.shape[1])
+                                            elog_topic, self.components_.shape[1])
 
     def _perplexity(self, X, sub_sampling=False):
         words = float(X.sum())

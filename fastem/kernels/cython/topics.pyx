@@ -130,7 +130,7 @@ def _update_typed(const floating[::1] data, const int64_t[::1] indices,
 def _word_sums_typed(const floating[::1] col_data, const int64_t[::1] col_docs,
                      const int64_t[::1] col_ptr, const double[:, ::1] x,
                      const double[:, ::1] t, double eps, double[:, ::1] out, n_threads):
-    """numba's ``_word_sums``: both models' M-step sums, word by word over the batch
+    """numba's ``_word_sums_csc``: both models' M-step sums, word by word over the batch
     taken column-wise, each word's documents in order."""
     cdef Py_ssize_t v = out.shape[0], k = out.shape[1], w, p, d, j
     cdef double s, c

@@ -89,7 +89,7 @@ def _update_documents(data, indices, indptr, ewt, doc_topic, doc_topic_prior, ma
 
 
 @kernel
-def _word_sums(col_data, col_docs, col_ptr, x, t, eps, out, n_threads):
+def _word_sums_csc(col_data, col_docs, col_ptr, x, t, eps, out, n_threads):
     """The M-step sums of both topic models, word by word over the batch taken
     column-wise (CSC, each word's documents in order), one word a task:
     ``out[w] = sum_d x_d n_dw / (x_d . t_w + eps)`` (a zero denominator counts nothing).
@@ -122,18 +122,19 @@ def lda_e_step(data, indices, indptr, exp_topic_word, doc_topic, doc_topic_prior
     _update_documents(data, indices, indptr, ewt, doc_topic, float(doc_topic_prior),
                       int(max_iter), float(mean_change_tol), e, n_threads)
     if sstats.shape[0] > 0:
-        cols = _by_word(data, indices, indptr, n, ewt.shape[0])
         out = np.empty(ewt.shape)
-        _word_sums(cols.data, cols.indices.astype(np.int64), cols.indptr.astype(np.int64), e,
-                   ewt, _EPS, out, n_threads)
+        _word_sums(data, indices, indptr, e, ewt, _EPS, out, n_threads)
         sstats[:] = out.T
 
 
-def _by_word(data, indices, indptr, n, v):
-    """The batch as CSC: each word's documents in increasing order."""
+def _word_sums(data, indices, indptr, x, t, eps, out, n_threads):
+    """``_word_sums_csc`` of the batch's CSR rows, taken column-wise (each word's
+    documents in increasing order)."""
     import scipy.sparse as sp
 
-    return sp.csr_matrix((data, indices, indptr), shape=(n, v)).tocsc()
+    cols = sp.csr_matrix((data, indices, indptr), shape=(x.shape[0], t.shape[0])).tocsc()
+    _word_sums_csc(cols.data, cols.indices.astype(np.int64), cols.indptr.astype(np.int64), x,
+                   t, eps, out, n_threads)
 
 
 @kernel
@@ -193,7 +194,5 @@ def plsa_em_pass(data, indices, indptr, doc_topic, word_topic, new_doc_topic, wo
     beta = np.ascontiguousarray(word_topic, dtype=np.float64)
     _plsa_documents(data, indices, indptr, theta, beta, new_doc_topic, log_lik, n_threads)
     if word_stats.shape[0] > 0:  # sum_d n_dw r_dwz = P(w|z) sum_d P(z|d) n_dw / P(w|d)
-        cols = _by_word(data, indices, indptr, theta.shape[0], beta.shape[0])
-        _word_sums(cols.data, cols.indices.astype(np.int64), cols.indptr.astype(np.int64),
-                   theta, beta, 0.0, word_stats, n_threads)
+        _word_sums(data, indices, indptr, theta, beta, 0.0, word_stats, n_threads)
         word_stats *= beta
