@@ -508,8 +508,13 @@ def test_topic_models_fit_a_sparse_npz_and_predict_topics(tmp_path):
                   tmp_path / "t.npy", *flag)
         assert out.returncode == 0, out.stderr
         np.testing.assert_array_equal(np.load(tmp_path / "t.npy"), expected)
-    out = run("fit", "lda", tmp_path / "docs.npz", "--n-init", 2)
-    assert out.returncode == 2 and "--n-init is not an option of lda" in out.stderr
+    for model, args, message in [
+            ("lda", ["--n-init", 2], "--n-init is not an option of lda"),
+            ("lda", ["--checkpoint", tmp_path / "c.ckpt"],
+             "--checkpoint is not supported for lda yet"),
+            ("plsa", ["--n-init", 2], "--n-init and --init are not options of plsa")]:
+        out = run("fit", model, tmp_path / "docs.npz", *args)
+        assert out.returncode == 2 and message in out.stderr, out.stderr
     out = run("fit", "plsa", tmp_path / "docs.npz", "-k", 3, "--max-iter", 6, "--json", "-o",
               tmp_path / "plsa.npz")
     assert out.returncode == 0, out.stderr

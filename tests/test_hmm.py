@@ -450,6 +450,8 @@ def test_bad_pieces_of_sequences_are_named():
         fastem.GaussianHMM(2).fit(fastem.Chunks([X[:10], bad]))
     with pytest.raises(ValueError, match="lengths must sum to len"):
         fastem.GaussianHMM(2).fit(fastem.Chunks([X[:10], X[10:]]), [5, 5])
+    with pytest.raises(ValueError, match=r"X \(Chunks\) yielded no data"):
+        fastem.GaussianHMM(2).fit(fastem.Chunks(lambda: iter([])))
 
 
 def test_a_callback_sees_every_iteration_and_can_stop_the_fit():
