@@ -48,33 +48,37 @@ cdef extern from *:
         for (Py_ssize_t j = 0; j < k; j++) e[j] = exp(fastem_digamma(gamma[j]) - psi_total);
     }
 
-    /* sum_j e_j w_j in four interleaved partial sums, added in a fixed order */
-    static inline double fastem_dot4(const double* __restrict e, const double* __restrict w,
-                                     Py_ssize_t k) {
-        double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
-        Py_ssize_t j = 0;
-        for (; j + 4 <= k; j += 4) {
-            s0 += e[j] * w[j];
-            s1 += e[j + 1] * w[j + 1];
-            s2 += e[j + 2] * w[j + 2];
-            s3 += e[j + 3] * w[j + 3];
-        }
-        for (; j < k; j++) s0 += e[j] * w[j];
-        return (s0 + s1) + (s2 + s3);
-    }
-
+    /* One document's E-step on its own copy of its rows of the table, rows (nnz, k)
+       and their transpose cols (k, nnz), which stay in cache across the updates: the
+       normalizers sum_j e_j ewt_wj swept word-parallel over cols (each sum still in
+       topic order), the accumulation sum_w c_w ewt_wj topic-parallel over rows; both
+       inner loops run over contiguous memory in vectors. */
     static FASTEM_CLONES void fastem_lda_document(
             const double* __restrict cnt, const int64_t* __restrict ids, Py_ssize_t nnz,
             const double* __restrict ewt, Py_ssize_t k, double prior, Py_ssize_t max_iter,
             double tol, double eps, double* __restrict gamma, double* __restrict e,
-            double* __restrict acc) {
+            double* __restrict acc, double* __restrict rows, double* __restrict cols,
+            double* __restrict norm) {
+        for (Py_ssize_t p = 0; p < nnz; p++) {
+            const double* w = ewt + ids[p] * k;
+            for (Py_ssize_t j = 0; j < k; j++) {
+                rows[p * k + j] = w[j];
+                cols[j * nnz + p] = w[j];
+            }
+        }
         fastem_expect(gamma, k, e);
         for (Py_ssize_t it = 0; it < max_iter; it++) {
+            for (Py_ssize_t p = 0; p < nnz; p++) norm[p] = 0.0;
+            for (Py_ssize_t j = 0; j < k; j++) {
+                const double ej = e[j];
+                const double* c = cols + j * nnz;
+                for (Py_ssize_t p = 0; p < nnz; p++) norm[p] += ej * c[p];
+            }
             for (Py_ssize_t j = 0; j < k; j++) acc[j] = 0.0;
             for (Py_ssize_t p = 0; p < nnz; p++) {
-                const double* w = ewt + ids[p] * k;
-                const double c = cnt[p] / (fastem_dot4(e, w, k) + eps);
-                for (Py_ssize_t j = 0; j < k; j++) acc[j] += c * w[j];
+                const double c = cnt[p] / (norm[p] + eps);
+                const double* r = rows + p * k;
+                for (Py_ssize_t j = 0; j < k; j++) acc[j] += c * r[j];
             }
             double change = 0.0;
             for (Py_ssize_t j = 0; j < k; j++) {
@@ -90,7 +94,7 @@ cdef extern from *:
     void _lda_document "fastem_lda_document" (
         const double* cnt, const int64_t* ids, Py_ssize_t nnz, const double* ewt, Py_ssize_t k,
         double prior, Py_ssize_t max_iter, double tol, double eps, double* gamma, double* e,
-        double* acc) noexcept nogil
+        double* acc, double* rows, double* cols, double* norm) noexcept nogil
 
 
 def _update_typed(const floating[::1] data, const int64_t[::1] indices,
@@ -100,25 +104,25 @@ def _update_typed(const floating[::1] data, const int64_t[::1] indices,
     """Phase 1 (numba's ``_update_documents``): each document's gamma and final e, its
     gamma updated in ``e_out``'s row, then moved."""
     cdef Py_ssize_t n = doc_topic.shape[0], k = doc_topic.shape[1], d, j, p, a, nnz
-    cdef Py_ssize_t longest = 0
-    for d in range(n):
-        longest = max(longest, indptr[d + 1] - indptr[d])
     cdef double* work
     cdef int n_team = _team_size(n_threads, n)
     cdef Py_ssize_t n_failed = 0  # a reduction: prange makes assigned variables private
     for d in prange(n, nogil=True, schedule='dynamic', num_threads=n_team):
-        work = <double*>malloc((2 * k + longest + 8) * sizeof(double))
+        # work: e (k), acc (k), the counts, rows and cols (nnz x k each), the normalizers
+        nnz = indptr[d + 1] - indptr[d]
+        work = <double*>malloc((2 * k + nnz * (2 * k + 2) + 8) * sizeof(double))
         if work == NULL:
             n_failed += 1
             continue
         a = indptr[d]
-        nnz = indptr[d + 1] - a
         for p in range(nnz):  # the counts in float64
             work[2 * k + p] = <double>data[a + p]
         for j in range(k):
             e_out[d, j] = doc_topic[d, j]
         _lda_document(work + 2 * k, &indices[a] if nnz > 0 else NULL, nnz, &ewt[0, 0], k,
-                      prior, max_iter, tol, _EPS, &e_out[d, 0], work, work + k)
+                      prior, max_iter, tol, _EPS, &e_out[d, 0], work, work + k,
+                      work + 2 * k + nnz, work + 2 * k + nnz * (k + 1),
+                      work + 2 * k + nnz * (2 * k + 1))
         for j in range(k):
             doc_topic[d, j] = <floating>e_out[d, j]
             e_out[d, j] = work[j]

@@ -49,11 +49,25 @@ def _expect(gamma, e):
 
 
 @helper
-def _phi_norm(e, ewt, word):
-    s = 0.0
-    for j in range(e.shape[0]):
-        s += e[j] * ewt[word, j]
-    return s + _EPS
+def _document_update(e, rows, cols, cnt, norm, acc):
+    """acc_k = sum_w rows_wk n_w / (e . rows_w + eps) over the document's words, in two
+    sweeps of its own copy of the table (``rows`` (n, K) and ``cols`` its transpose):
+    the normalizers word-parallel over the columns (each one's sum still in topic
+    order), then the accumulation topic-parallel over the rows; both inner loops run
+    over contiguous memory in vectors, and the copy stays in cache across updates."""
+    m, k = rows.shape
+    for p in range(m):
+        norm[p] = 0.0
+    for j in range(k):
+        ej = e[j]
+        for p in range(m):
+            norm[p] += ej * cols[j, p]
+    for j in range(k):
+        acc[j] = 0.0
+    for p in range(m):
+        c = cnt[p] / (norm[p] + _EPS)
+        for j in range(k):
+            acc[j] += c * rows[p, j]
 
 
 @kernel
@@ -63,18 +77,20 @@ def _update_documents(data, indices, indptr, ewt, doc_topic, doc_topic_prior, ma
     document a task."""
     n, k = doc_topic.shape
     for d in prange(n):
-        gamma, e, acc = np.empty(k), np.empty(k), np.empty(k)
         a, b = indptr[d], indptr[d + 1]
+        m = b - a
+        gamma, e, acc = np.empty(k), np.empty(k), np.empty(k)
+        rows, cols, cnt, norm = np.empty((m, k)), np.empty((k, m)), np.empty(m), np.empty(m)
+        for p in range(m):
+            cnt[p] = np.float64(data[a + p])
+            for j in range(k):
+                rows[p, j] = ewt[indices[a + p], j]
+                cols[j, p] = rows[p, j]
         for j in range(k):
             gamma[j] = doc_topic[d, j]
         _expect(gamma, e)
         for _ in range(max_iter):
-            acc[:] = 0.0
-            for p in range(a, b):
-                w = indices[p]
-                c = np.float64(data[p]) / _phi_norm(e, ewt, w)
-                for j in range(k):
-                    acc[j] += c * ewt[w, j]
+            _document_update(e, rows, cols, cnt, norm, acc)
             change = 0.0
             for j in range(k):
                 g = e[j] * acc[j] + doc_topic_prior
