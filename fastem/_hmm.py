@@ -457,22 +457,15 @@ class BaseHMM(EMEstimator):
     def _stacked(self, chunks, reset):
         """A ``Chunks`` X as ``StackedRows``, its pieces checked one by one (a first pass;
         float32 only when every piece is)."""
-        owner, sizes, dtypes, width = type(self).__name__, [], set(), None
-        for i, piece in enumerate(chunks):
-            piece = self._check_input(piece, owner=owner, copy=False, name=chunks.describe(i))
-            if width is None:
-                width = piece.shape[1]
-            elif piece.shape[1] != width:
-                raise ValueError(f"{chunks.describe(i)} has {piece.shape[1]} columns but the "
-                                 f"first has {width}; every piece needs the same columns.")
-            sizes.append(piece.shape[0])
-            dtypes.add(piece.dtype)
-        if width is None:
-            raise ValueError("X (Chunks) yielded no data.")
+        from ._stream import survey_pieces
+
+        owner = type(self).__name__
+        sizes, width, dtype = survey_pieces(chunks, lambda a, name, copy: self._check_input(
+            a, owner=owner, copy=copy, name=name))
         if reset and hasattr(self, "feature_names_in_"):
             del self.feature_names_in_
         self._check_n_features(width, reset)
-        return StackedRows(chunks, sizes, width, np.result_type(*dtypes))
+        return StackedRows(chunks, sizes, width, dtype)
 
     def _hmm_kernels(self):
         return self._kernels(self._runtime[0], "hmm")

@@ -49,6 +49,10 @@ class Chunks:
           each time it is called (e.g. reading a database cursor or Parquet row
           groups).
 
+        The topic models (``LatentDirichletAllocation``, ``PLSA``) also take sparse
+        pieces: scipy.sparse matrices, or ``.npz`` files written by
+        ``scipy.sparse.save_npz`` (a directory's ``.npy`` and ``.npz`` files are read).
+
         A one-shot iterator (a generator object) cannot be read twice: wrap the code
         that makes it in a function, or use ``partial_fit`` for a true stream.
 
@@ -63,10 +67,14 @@ class Chunks:
         if isinstance(source, (str, os.PathLike)):
             path = os.fspath(source)
             if os.path.isdir(path) or (glob.has_magic(path) and not os.path.exists(path)):
-                pattern = os.path.join(path, "*.npy") if os.path.isdir(path) else path
-                files = sorted(glob.glob(pattern))
+                if os.path.isdir(path):
+                    files = sorted(glob.glob(os.path.join(path, "*.npy")) +
+                                   glob.glob(os.path.join(path, "*.npz")))
+                else:
+                    files = sorted(glob.glob(path))
                 if not files:
-                    raise ValueError(f"no .npy files match {path!r}")
+                    raise ValueError(f"no .npy or .npz files in {path!r}" if os.path.isdir(path)
+                                     else f"no files match {path!r}")
                 source = files
             elif not os.path.exists(path):
                 raise ValueError(f"data file not found: {path!r}")
@@ -106,8 +114,15 @@ class Chunks:
 
 
 def _open_piece(item):
+    """A piece as given, a ``.npy`` file memory-mapped, or a ``.npz`` file of a
+    scipy.sparse matrix (``scipy.sparse.save_npz``: the topic models' documents)."""
     if isinstance(item, (str, os.PathLike)):
-        return np.load(os.fspath(item), mmap_mode="r", allow_pickle=False)
+        path = os.fspath(item)
+        if path.endswith(".npz"):
+            import scipy.sparse as sp
+
+            return sp.load_npz(path)
+        return np.load(path, mmap_mode="r", allow_pickle=False)
     return item
 
 
@@ -412,25 +427,42 @@ def rows_from(X, check, *, owner, copy=False, sample_weight=None, mapped=None):
         return Rows(array=arr, in_memory=not streamed, n_rows=arr.shape[0],
                     n_features=arr.shape[1], dtype=arr.dtype, span=_span(arr), weights=weights,
                     row_bytes=row_bytes)
-    n_rows, n_features, dtypes, span = 0, None, set(), 0.0
-    for i, piece in enumerate(X):
-        piece = check(piece, X.describe(i), False)
+    span = 0.0
+
+    def dense(i, piece):
+        nonlocal span
         if not isinstance(piece, np.ndarray):
             raise TypeError(f"{X.describe(i)} is a {type(piece).__name__}: Chunks takes dense "
                             "arrays (fit a sparse matrix whole, in memory).")
-        if n_features is None:
-            n_features = piece.shape[1]
-        elif piece.shape[1] != n_features:
-            raise ValueError(f"{X.describe(i)} has {piece.shape[1]} columns but the first has "
-                             f"{n_features}; every piece needs the same columns.")
-        n_rows += piece.shape[0]
-        dtypes.add(piece.dtype)
         span = max(span, _span(piece))
-    if n_features is None:
-        raise ValueError("X (Chunks) yielded no data.")
+
+    sizes, n_features, dtype = survey_pieces(X, check, dense)
+    n_rows = sum(sizes)
     weights = _weights(sample_weight, n_rows, owner)
     return Rows(pieces=X, in_memory=False, n_rows=n_rows, n_features=n_features,
-                dtype=np.result_type(*dtypes), span=span, weights=weights)
+                dtype=dtype, span=span, weights=weights)
+
+
+def survey_pieces(chunks, check, each=None):
+    """The first pass over ``Chunks``: every piece through ``check(piece, name, copy)``
+    (the model's check of one array) and ``each(i, checked piece)``; returns (the
+    pieces' row counts, their common width, their common dtype: float32 only when every
+    piece is)."""
+    sizes, width, dtypes = [], None, set()
+    for i, piece in enumerate(chunks):
+        piece = check(piece, chunks.describe(i), False)
+        if width is None:
+            width = piece.shape[1]
+        elif piece.shape[1] != width:
+            raise ValueError(f"{chunks.describe(i)} has {piece.shape[1]} columns but the first "
+                             f"has {width}; every piece needs the same columns.")
+        if each is not None:
+            each(i, piece)
+        sizes.append(piece.shape[0])
+        dtypes.add(piece.dtype)
+    if width is None:
+        raise ValueError("X (Chunks) yielded no data.")
+    return sizes, width, np.result_type(*dtypes)
 
 
 def _weights(sample_weight, n_rows, owner):

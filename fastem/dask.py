@@ -678,3 +678,119 @@ class DaskSequences:
                                   [(*common, blocks[item[j]], starts[j], j == 0) for j in order])
             out.extend((log_p if j == 0 else 0.0, *share[1:]) for j, share in zip(order, shares))
         return out
+
+
+# ------------------------------------------------------------------ topic models
+# A topic model's unit of work is a chunk of documents (``fastem._topics.Corpus``): the
+# Dask array is re-chunked to those chunks, so each block is one chunk, kept on the
+# workers for the fit; a pass is one task per block, the model and the pass's arguments
+# (the topics) sent once, and the client adds the results in block order, one at a
+# time, as the in-memory loop does.
+
+def _document_block(check, name, block):
+    """The model's validation of one block of documents: (documents, dtype)."""
+    checked = check(block, name, False)
+    return checked.shape[0], checked.dtype.str
+
+
+def _corpus_task(model, method, args, block, start, dtype, host_threads, *extra):
+    """``model.<method>(chunk, *args, *extra)`` on a worker for the block of documents
+    starting at ``start``, with this host's share of threads."""
+    import copy
+
+    from ._topics import doc_chunk
+
+    model = copy.copy(model)
+    model._runtime = (model._runtime[0], _task_threads(host_threads))
+    return _locked(getattr(model, method), doc_chunk(start, block, dtype), *args, *extra)
+
+
+def dask_corpus(model, X, reset):
+    """Validate a Dask array X of documents for the topic ``model`` into a
+    ``DaskCorpus``: the model's check runs on every block on the workers, in one pass."""
+    import dask
+
+    from ._dispatch import resolve_backend
+
+    owner = type(model).__name__
+    if X.ndim != 2:
+        raise ValueError(f"{owner} expects a 2-D Dask array (documents, words); got {X.ndim} "
+                         "dimensions.")
+    if any(np.isnan(c) for c in X.shape):
+        raise ValueError(f"{owner} needs a Dask array of known shape; call "
+                         "X.compute_chunk_sizes() first.")
+
+    def check(a, name, copy):
+        return model._check_input(a, owner=owner, copy=copy, name=name)
+
+    X = _whole_rows(X)
+    named = dask.delayed(_document_block, pure=True)
+    results = dask.compute(*[named(check, f"block {i} of X", b)
+                             for i, b in enumerate(X.to_delayed().ravel())])
+    if reset and hasattr(model, "feature_names_in_"):
+        del model.feature_names_in_
+    model._check_n_features(X.shape[1], reset)
+    dtype = model._corpus_dtype(np.result_type(*[np.dtype(r[1]) for r in results]), reset)
+    return DaskCorpus(X, check, n_docs=sum(r[0] for r in results), dtype=dtype,
+                      step=model._chunk_docs(),
+                      backend=resolve_backend(model.backend, model._kernel_family))
+
+
+class DaskCorpus:
+    """``fastem._topics.Corpus`` of a Dask array: passes (``map``) run on the workers,
+    one task per chunk; mini-batches (``batches``) and a read of every chunk
+    (``chunks``) bring the blocks to the client one at a time."""
+
+    distributed = True
+
+    def __init__(self, X, check, *, n_docs, dtype, step, backend):
+        from ._topics import Corpus
+
+        self._local = Corpus(self._blocks_here, n_docs=n_docs, n_words=X.shape[1],
+                             dtype=dtype, step=step)
+        sizes = tuple(b - a for a, b in self._local.spans())
+        self._dask = X if X.chunks[0] == sizes else X.rechunk({0: sizes})
+        self._check, self._backend, self._run = check, backend, None
+
+    def __getattr__(self, name):  # n_docs, n_words, dtype, step, shape, spans(), ...
+        if name.startswith("__") or name == "_local":
+            raise AttributeError(name)
+        return getattr(self._local, name)
+
+    def _blocks_here(self):
+        for i, block in enumerate(self._dask.to_delayed().ravel()):
+            yield self._check(block.compute(), f"block {i} of X", False)
+
+    def chunks(self):
+        return self._local.chunks()
+
+    def batches(self, size):
+        return self._local.batches(size)
+
+    def map(self, model, method, args=(), per_chunk=None):
+        """``Corpus.map`` on the workers: the results in chunk order, one at a time."""
+        if self._run is None:  # the blocks go to the workers at the first pass
+            self._run, self._host_threads = _runner(self._dask.to_delayed().ravel(),
+                                                    self._backend)
+        spans = list(self._local.spans())
+        extra = [per_chunk(i, a, b) if per_chunk else () for i, (a, b) in enumerate(spans)]
+        common = (model, method, args)
+        if isinstance(self._run, _Distributed):
+            client = self._run.client
+            model_f, args_f = client.scatter([model, args], broadcast=True, hash=False)
+            futures = [self._run._on(home, _corpus_task, model_f, method, args_f, block, a,
+                                     self.dtype, self._host_threads, *x)
+                       for home, block, (a, _), x in zip(self._run.home, self._run.blocks,
+                                                        spans, extra)]
+            for i in range(len(futures)):
+                result, futures[i] = futures[i].result(), None  # held until added
+                yield result
+            return
+        import dask
+
+        wave = max(2, available_cpus())  # local threads: a few chunks' results at a time
+        for lo in range(0, len(spans), wave):
+            yield from dask.compute(*[
+                dask.delayed(_corpus_task, pure=False)(*common, self._run.blocks[i],
+                                                       spans[i][0], self.dtype, {}, *extra[i])
+                for i in range(lo, min(lo + wave, len(spans)))])

@@ -172,65 +172,98 @@ class LatentDirichletAllocation(Documents, EMEstimator):
         return hasattr(self, "components_")
 
     # ------------------------------------------------------------------ E-step
-    def _e_step(self, X, cal_sstats, random_init, keep, elog_topic=None):
+    def _e_step(self, corpus, cal_sstats, random_init, keep, elog_topic=None):
         """(each document's gamma (n, K) if ``keep``, else None; the M-step statistics
         (K, V) float64 if ``cal_sstats``, else None; with ``elog_topic`` (E[log beta] of
-        ``components_``), the chunks' bound terms: (word term, document term))."""
-        k, v = self.n_components, X.shape[1]
-        dtype = self.components_.dtype
+        ``components_``), the chunks' bound terms and words: (word term, document term,
+        number of words))."""
+        k, v = self.n_components, corpus.n_words
         sstats = np.zeros((k, v)) if cal_sstats else None
-        kern, threads = self._topic_kernels(), self._runtime[1]
-        kept, word, doc = [], 0.0, 0.0
+        kept, word, doc, words = [], 0.0, 0.0, 0.0
         ewt = np.ascontiguousarray(self.exp_dirichlet_component_, dtype=np.float64)
-        for a, data, indices, indptr in self._chunks(X):
-            n = indptr.shape[0] - 1
-            gamma = (self.random_state_.gamma(100.0, 0.01, (n, k)).astype(dtype, copy=False)
-                     if random_init else np.ones((n, k), dtype=dtype))
-            part = np.empty((k, v) if cal_sstats else (0, v))
-            kern.lda_e_step(data, indices, indptr, ewt, gamma, float(self.doc_topic_prior_),
-                            int(self.max_doc_update_iter), float(self.mean_change_tol), part,
-                            threads)
+        rs, dtype = getattr(self, "random_state_", None), self.components_.dtype
+
+        def start(i, a, b):
+            """The chunk's random start, drawn here in chunk order (one stream, as one
+            draw for all documents): sent as the generator's state to a worker."""
+            if not random_init:
+                return (None,)
+            if corpus.distributed:
+                state = rs.get_state()
+                rs.gamma(100.0, 0.01, (b - a, k))
+                return (state,)
+            return (rs.gamma(100.0, 0.01, (b - a, k)).astype(dtype, copy=False),)
+
+        for gamma, part, terms in corpus.map(self, "_chunk_e_step",
+                                             (ewt, cal_sstats, keep, elog_topic), start):
             if cal_sstats:
                 sstats += part
             if elog_topic is not None:
-                elog_doc = _dirichlet_expectation(gamma)
-                out = np.empty(n)
-                kern.lda_word_bound(data, indices, indptr, elog_doc, elog_topic, out, threads)
-                word += float(out.sum())
-                doc += _dirichlet_log_ratio(self.doc_topic_prior_, gamma, elog_doc, k)
+                word, doc, words = word + terms[0], doc + terms[1], words + terms[2]
             if keep:
                 kept.append(gamma)
         if cal_sstats:
             sstats *= self.exp_dirichlet_component_
         doc_topic = (np.concatenate(kept) if kept else np.empty((0, k), dtype)) if keep else None
-        return doc_topic, sstats, (word, doc)
+        return doc_topic, sstats, (word, doc, words)
 
-    def _bound(self, X, sub_sampling=False):
-        """The evidence lower bound of X (scikit-learn's ``_approx_bound``), by chunks."""
+    def _chunk_e_step(self, chunk, ewt, cal_sstats, keep, elog_topic, start):
+        """One chunk's E-step from ``start`` (None: ones; an array; or a random
+        generator's state to draw it from): (gamma if ``keep``, the chunk's statistics if
+        ``cal_sstats``, its (word term, document term, words) with ``elog_topic``)."""
+        n, k = chunk.n, self.n_components
+        dtype = self.components_.dtype
+        if start is None:
+            gamma = np.ones((n, k), dtype=dtype)
+        elif isinstance(start, np.ndarray):
+            gamma = start
+        else:
+            rs = np.random.RandomState()
+            rs.set_state(start)
+            gamma = rs.gamma(100.0, 0.01, (n, k)).astype(dtype, copy=False)
+        kern, threads = self._topic_kernels(), self._runtime[1]
+        part = np.empty((k, ewt.shape[1]) if cal_sstats else (0, ewt.shape[1]))
+        kern.lda_e_step(chunk.data, chunk.indices, chunk.indptr, ewt, gamma,
+                        float(self.doc_topic_prior_), int(self.max_doc_update_iter),
+                        float(self.mean_change_tol), part, threads)
+        terms = None
+        if elog_topic is not None:
+            elog_doc = _dirichlet_expectation(gamma)
+            out = np.empty(n)
+            kern.lda_word_bound(chunk.data, chunk.indices, chunk.indptr, elog_doc, elog_topic,
+                                out, threads)
+            terms = (float(out.sum()),
+                     _dirichlet_log_ratio(self.doc_topic_prior_, gamma, elog_doc, k),
+                     float(chunk.data.sum(dtype=np.float64)))
+        return gamma if keep else None, part if cal_sstats else None, terms
+
+    def _bound(self, corpus, sub_sampling=False):
+        """(the evidence lower bound of the corpus (scikit-learn's ``_approx_bound``), its
+        number of words), by chunks."""
         elog_topic = _dirichlet_expectation(self.components_)
-        _, _, (word, doc) = self._e_step(X, cal_sstats=False, random_init=False, keep=False,
-                                         elog_topic=elog_topic)
+        _, _, (word, doc, words) = self._e_step(corpus, cal_sstats=False, random_init=False,
+                                                keep=False, elog_topic=elog_topic)
         score = word + doc
         if sub_sampling:
-            score *= float(self.total_samples) / X.shape[0]
+            score *= float(self.total_samples) / corpus.n_docs
         return score + _dirichlet_log_ratio(self.topic_word_prior_, self.components_,
-                                            elog_topic, self.components_.shape[1])
+                                            elog_topic, self.components_.shape[1]), words
 
-    def _perplexity(self, X, sub_sampling=False):
-        words = float(X.sum())
+    def _perplexity(self, corpus, sub_sampling=False):
+        bound, words = self._bound(corpus, sub_sampling)
         if sub_sampling:
-            words *= float(self.total_samples) / X.shape[0]
-        return float(np.exp(-self._bound(X, sub_sampling) / words))
+            words *= float(self.total_samples) / corpus.n_docs
+        return float(np.exp(-bound / words))
 
     # ------------------------------------------------------------------ M-step
-    def _em_step(self, X, total_samples, batch_update):
-        _, sstats, _ = self._e_step(X, cal_sstats=True, random_init=True, keep=False)
+    def _em_step(self, corpus, total_samples, batch_update):
+        _, sstats, _ = self._e_step(corpus, cal_sstats=True, random_init=True, keep=False)
         dtype = self.components_.dtype
         if batch_update:
             components = self.topic_word_prior_ + sstats
         else:
             weight = np.power(self.learning_offset + self.n_batch_iter_, -self.learning_decay)
-            doc_ratio = float(total_samples) / X.shape[0]
+            doc_ratio = float(total_samples) / corpus.n_docs
             components = (self.components_ * (1 - weight)
                           + weight * (self.topic_word_prior_ + doc_ratio * sstats))
         self.components_ = components.astype(dtype)
@@ -264,10 +297,10 @@ class LatentDirichletAllocation(Documents, EMEstimator):
         """One of scikit-learn's iterations: a batch E+M step, or an online pass of
         mini-batch steps; every ``evaluate_every`` iterations the perplexity, whose change
         below ``perp_tol`` ends the fit."""
-        n = X.shape[0]
+        n = X.n_docs
         if self.learning_method == "online":
-            for a in range(0, n, self.batch_size):
-                self._em_step(X[a:a + self.batch_size], total_samples=n, batch_update=False)
+            for batch in X.batches(self.batch_size):
+                self._em_step(batch, total_samples=n, batch_update=False)
         else:
             self._em_step(X, total_samples=n, batch_update=True)
         self._iterations_run += 1
@@ -296,7 +329,7 @@ class LatentDirichletAllocation(Documents, EMEstimator):
         """Learn the topics of the documents X by variational Bayes (``learning_method``);
         returns self.  ``callback`` as for the mixtures (after every iteration)."""
         self._validate_params()
-        X = self._documents(X, reset=True)
+        X = self._corpus(X, reset=True)
         self._runtime = self._resolve_runtime()
         self._iterations_run = 0
         with limit_blas_threads():
@@ -314,27 +347,37 @@ class LatentDirichletAllocation(Documents, EMEstimator):
         order), the steps scaled to ``total_samples`` documents; returns self."""
         self._validate_params()
         first = not self.__sklearn_is_fitted__()
-        X = self._documents(X, reset=first)
+        X = self._corpus(X, reset=first)
         self._runtime = self._resolve_runtime()
         if first:
-            self._init_latent_vars(X.shape[1], X.dtype, check_random_state(self.random_state))
+            self._init_latent_vars(X.n_words, X.dtype, check_random_state(self.random_state))
             self._iterations_run = 0
         with limit_blas_threads():
-            for a in range(0, X.shape[0], self.batch_size):
-                self._em_step(X[a:a + self.batch_size], total_samples=self.total_samples,
-                              batch_update=False)
+            for batch in X.batches(self.batch_size):
+                self._em_step(batch, total_samples=self.total_samples, batch_update=False)
         self.backend_ = self._runtime[0]
         return self
 
     def _inference_input(self, X):
         self._check_is_fitted()
-        X = self._documents(X, reset=False)
+        X = self._corpus(X, reset=False)
         self._runtime = self._resolve_runtime()
         return X
 
     def transform(self, X: Any, *, normalize: bool = True) -> Any:
         """Each document's topic distribution (n_samples, n_components): its E-step gamma
         from a constant start, normalised to sum to one (``normalize``)."""
+        from .dask import is_dask_array
+
+        if is_dask_array(X):  # every document's E-step is its own: a lazy map over blocks
+            from functools import partial
+
+            from .dask import map_blocks
+
+            self._check_is_fitted()
+            self._check_n_features(X.shape[1], False)
+            return map_blocks(partial(self.transform, normalize=normalize), X,
+                              self.components_.dtype, self.n_components)
         X = self._inference_input(X)
         with limit_blas_threads():
             doc_topic, _, _ = self._e_step(X, cal_sstats=False, random_init=False, keep=True)
@@ -350,7 +393,7 @@ class LatentDirichletAllocation(Documents, EMEstimator):
         """The evidence lower bound of X (an approximate log-likelihood)."""
         X = self._inference_input(X)
         with limit_blas_threads():
-            return self._bound(X)
+            return self._bound(X)[0]
 
     def perplexity(self, X: Any, sub_sampling: bool = False) -> float:
         """exp(-bound / number of words) of X (``sub_sampling``: the bound and the word

@@ -91,27 +91,25 @@ class PLSA(Documents, EMEstimator):
     def __sklearn_is_fitted__(self):
         return hasattr(self, "components_")
 
-    def _documents(self, X, reset):
+    def _corpus_dtype(self, dtype, reset):
         """X's counts in float64, the dtype of PLSA's probabilities."""
-        X = super()._documents(X, reset)
-        return X if X.dtype == np.float64 else X.astype(np.float64)
+        return np.dtype(np.float64)
 
     # ------------------------------------------------------------------ one pass
-    def _pass(self, X, doc_topic, fold_in):
-        """(the log-likelihood of X, its documents' new P(z|d), the topics' new P(w|z), or
-        None for a fold-in) from one EM pass under ``doc_topic`` and ``components_``."""
-        k, v = self.n_components, X.shape[1]
+    def _pass(self, corpus, doc_topic, fold_in):
+        """(the log-likelihood of the corpus, its documents' new P(z|d), the topics' new
+        P(w|z), or None for a fold-in) from one EM pass under ``doc_topic`` and
+        ``components_``."""
+        k, v = self.n_components, corpus.n_words
         word_topic = np.ascontiguousarray(self.components_.T)
         stats = None if fold_in else np.zeros((v, k))
         new = np.empty_like(doc_topic)
-        log_lik, kern = 0.0, self._topic_kernels()
-        for a, data, indices, indptr in self._chunks(X):
-            n = indptr.shape[0] - 1
-            part = np.empty((0, k) if fold_in else (v, k))
-            out = np.empty(n)
-            kern.plsa_em_pass(data, indices, indptr, doc_topic[a:a + n], word_topic,
-                              new[a:a + n], part, out, self._runtime[1])
-            log_lik += float(out.sum())
+        log_lik = 0.0
+        for (a, b), (ll, theta, part) in zip(corpus.spans(), corpus.map(
+                self, "_chunk_pass", (word_topic, fold_in),
+                lambda i, a, b: (doc_topic[a:b],))):
+            new[a:b] = theta
+            log_lik += ll
             if not fold_in:
                 stats += part
         if fold_in:
@@ -119,6 +117,16 @@ class PLSA(Documents, EMEstimator):
         totals = stats.sum(axis=0)
         topics = np.where(totals > 0, stats / np.where(totals > 0, totals, 1.0), word_topic)
         return log_lik, new, np.ascontiguousarray(topics.T)
+
+    def _chunk_pass(self, chunk, word_topic, fold_in, doc_topic):
+        """One chunk's EM pass: (its log-likelihood, its new P(z|d), its (V, K) M-step
+        statistics or None for a fold-in)."""
+        k, v = self.n_components, word_topic.shape[0]
+        part = np.empty((0, k) if fold_in else (v, k))
+        out, new = np.empty(chunk.n), np.empty_like(doc_topic)
+        self._topic_kernels().plsa_em_pass(chunk.data, chunk.indices, chunk.indptr, doc_topic,
+                                           word_topic, new, part, out, self._runtime[1])
+        return float(out.sum()), new, None if fold_in else part
 
     # ------------------------------------------------------------------ the EM engine
     def _em_initialize(self, X, random_state):
@@ -149,8 +157,8 @@ class PLSA(Documents, EMEstimator):
     def fit(self, X: Any, y: None = None, *, callback: Any = None) -> Self:
         """Fit the topics and the training documents' topic mixtures by EM; returns self."""
         self._validate_params()
-        X = self._documents(X, reset=True)
-        if X.shape[0] < 1:
+        X = self._corpus(X, reset=True)
+        if X.n_docs < 1:
             raise ValueError("PLSA needs at least one document.")
         self._runtime = self._resolve_runtime()
         with limit_blas_threads():
@@ -170,10 +178,10 @@ class PLSA(Documents, EMEstimator):
     def _fold_in(self, X):
         """(P(z|d) of X's documents by EM with the topics fixed, from uniform mixtures,
         and their log-likelihood under the result)."""
-        X = self._documents(X, reset=False)
         self._check_is_fitted()
+        X = self._corpus(X, reset=False)
         self._runtime = self._resolve_runtime()
-        doc_topic = np.full((X.shape[0], self.n_components), 1.0 / self.n_components)
+        doc_topic = np.full((X.n_docs, self.n_components), 1.0 / self.n_components)
         last = None
         with limit_blas_threads():
             for _ in range(self.max_iter):

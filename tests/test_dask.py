@@ -331,6 +331,42 @@ def test_a_long_sequence_on_dask_runs_as_chains_of_blocks(scheduler, monkeypatch
         _same_hmm(make().fit(X), make().fit(da.from_array(X, chunks=(101, 2))))
 
 
+@pytest.mark.parametrize("method", ["batch", "online"])
+def test_topic_models_on_dask_equal_the_in_memory_fit(scheduler, method, monkeypatch):
+    """Sparse blocks of 37 documents, re-cut to the chunks of 50: LDA's E-steps run on the
+    workers (their random starts sent as the generator's state), online steps read the
+    blocks in order; the fits, perplexity, score and the lazy transform are the in-memory
+    ones, bit for bit.  PLSA (dense blocks) likewise, its P(z|d) sent with each task."""
+    import scipy.sparse as sp
+
+    import fastem._topics
+
+    monkeypatch.setattr(fastem._topics, "_CHUNK_VALUES", 4 * 50)
+    X = sp.csr_matrix(np.random.default_rng(7).poisson(0.4, (230, 30)).astype(float))
+    dX = da.from_array(X, chunks=(37, 30), asarray=False)
+    kw = dict(n_components=4, learning_method=method, max_iter=3, batch_size=40,
+              random_state=0)
+    ref = fastem.LatentDirichletAllocation(**kw).fit(X)
+    got = fastem.LatentDirichletAllocation(**kw).fit(dX)
+    np.testing.assert_array_equal(got.components_, ref.components_)
+    assert got.bound_ == ref.bound_ and got.n_iter_ == ref.n_iter_
+    assert got.perplexity(dX) == ref.perplexity(X) and got.score(dX) == ref.score(X)
+    doc_topic = got.transform(dX)
+    assert isinstance(doc_topic, da.Array)
+    np.testing.assert_array_equal(doc_topic.compute(), ref.transform(X))
+    np.testing.assert_array_equal(
+        fastem.LatentDirichletAllocation(**kw).partial_fit(dX).components_,
+        fastem.LatentDirichletAllocation(**kw).partial_fit(X).components_)
+    if method == "batch":
+        dense = da.from_array(X.toarray(), chunks=(37, 30))
+        ref_p = fastem.PLSA(4, max_iter=4, random_state=0).fit(X)
+        got_p = fastem.PLSA(4, max_iter=4, random_state=0).fit(dense)
+        np.testing.assert_array_equal(got_p.components_, ref_p.components_)
+        np.testing.assert_array_equal(got_p.doc_topic_, ref_p.doc_topic_)
+        assert got_p.lower_bounds_ == ref_p.lower_bounds_
+        np.testing.assert_array_equal(got_p.transform(dense), ref_p.transform(X))
+
+
 def test_import_fastem_does_not_import_dask():
     code = ("import sys, numpy as np, fastem; fastem.KMeans(2).fit(np.random.rand(20, 2)); "
             "print('dask' in sys.modules)")

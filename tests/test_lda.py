@@ -168,3 +168,43 @@ def test_a_model_file_gives_the_same_topics_and_transform(tmp_path):
     np.testing.assert_array_equal(loaded.components_, model.components_)
     np.testing.assert_array_equal(loaded.transform(X), model.transform(X))
     assert loaded.perplexity(X) == model.perplexity(X)
+
+
+def _pieces_on_disk(X, tmp_path):
+    """X's documents as three files cut anywhere: sparse .npz, dense .npy, sparse .npz."""
+    sp.save_npz(tmp_path / "a.npz", X[:100])
+    np.save(tmp_path / "b.npy", X[100:171].toarray())
+    sp.save_npz(tmp_path / "c.npz", X[171:])
+    return fastem.Chunks(str(tmp_path))
+
+
+@pytest.mark.parametrize("method", ["batch", "online"])
+def test_chunks_of_sparse_and_dense_files_give_the_in_memory_fit(method, tmp_path,
+                                                                 monkeypatch):
+    """Streamed pieces are re-cut into the fixed chunks (here of 50 documents, not the
+    files' 100, 71 and 69): the fit, partial_fit, transform and perplexity are the
+    in-memory ones, bit for bit."""
+    import fastem._topics
+
+    monkeypatch.setattr(fastem._topics, "_CHUNK_VALUES", K * 50)
+    X = _corpus(5)
+    stream = _pieces_on_disk(X, tmp_path)
+    kw = dict(n_components=K, learning_method=method, max_iter=3, batch_size=64,
+              random_state=0)
+    ref = fastem.LatentDirichletAllocation(**kw).fit(X)
+    got = fastem.LatentDirichletAllocation(**kw).fit(stream)
+    np.testing.assert_array_equal(got.components_, ref.components_)
+    assert got.bound_ == ref.bound_ and got.n_iter_ == ref.n_iter_
+    np.testing.assert_array_equal(got.transform(stream), ref.transform(X))
+    assert got.perplexity(stream) == ref.perplexity(X)
+    ref_p = fastem.LatentDirichletAllocation(**kw).partial_fit(X)
+    got_p = fastem.LatentDirichletAllocation(**kw).partial_fit(stream)
+    np.testing.assert_array_equal(got_p.components_, ref_p.components_)
+
+
+def test_chunks_of_documents_are_checked_piece_by_piece():
+    X = _corpus(6)
+    with pytest.raises(ValueError, match="piece 1 of X has 49 columns but the first has 50"):
+        fastem.LatentDirichletAllocation(K).fit(fastem.Chunks([X[:10], X[10:, :49]]))
+    with pytest.raises(ValueError, match="Negative values.*piece 1 of X"):
+        fastem.LatentDirichletAllocation(K).fit(fastem.Chunks([X[:10], -X[10:]]))

@@ -91,3 +91,20 @@ def test_a_model_file_gives_the_same_topics_and_fold_in(tmp_path):
     np.testing.assert_array_equal(loaded.components_, model.components_)
     np.testing.assert_array_equal(loaded.transform(X), model.transform(X))
     assert loaded.lower_bound_ == model.lower_bound_
+
+
+def test_chunks_of_sparse_and_dense_pieces_give_the_in_memory_fit(monkeypatch):
+    """Pieces cut anywhere, re-cut into fixed chunks of 25 documents: the same fit,
+    fold-in and log-likelihood, bit for bit."""
+    import fastem._topics
+
+    monkeypatch.setattr(fastem._topics, "_CHUNK_VALUES", 4 * 25)
+    X = _counts(3)
+    stream = fastem.Chunks([sp.csr_matrix(X[:31]), X[31:32], sp.coo_matrix(X[32:])])
+    ref = fastem.PLSA(4, max_iter=6, random_state=0).fit(X)
+    got = fastem.PLSA(4, max_iter=6, random_state=0).fit(stream)
+    np.testing.assert_array_equal(got.components_, ref.components_)
+    np.testing.assert_array_equal(got.doc_topic_, ref.doc_topic_)
+    assert got.lower_bounds_ == ref.lower_bounds_
+    np.testing.assert_array_equal(got.transform(stream), ref.transform(X))
+    assert got.score(stream) == ref.score(X)

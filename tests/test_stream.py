@@ -226,7 +226,7 @@ def test_changing_data_between_passes_is_refused():
     (lambda X: fastem.Chunks([]), ValueError, "empty list"),
     (lambda X: fastem.Chunks(42), TypeError, "Chunks takes a path"),
     (lambda X: fastem.Chunks("/nonexistent/data.npy"), ValueError, "not found"),
-    (lambda X: fastem.Chunks("/nonexistent/*.npy"), ValueError, "no .npy files"),
+    (lambda X: fastem.Chunks("/nonexistent/*.npy"), ValueError, "no files match"),
 ])
 def test_bad_chunk_sources_are_refused(make, exc, match):
     X, _ = blobs(100, 2, 2)
