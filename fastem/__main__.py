@@ -35,12 +35,13 @@ class CLIError(Exception):
 DATA_FORMATS = (".npy", ".csv", ".txt", ".npz", ".parquet")
 
 
-def _load_data(path, stream=False):
+def _load_data(path, stream=False, sparse_stream=False):
     """(X, description, feature names or None) for a data path (None: bundled iris).
 
     A directory or a glob pattern names several chunk files of one format, read in
     sorted order: with ``stream`` X is a ``fastem.Chunks`` that reads one file at a time
-    (sparse ``.npz`` chunks are stacked in memory)."""
+    (sparse ``.npz`` chunks are stacked in memory, unless ``sparse_stream``: the topic
+    models stream them too)."""
     if path is None:
         from .datasets import load_iris
 
@@ -50,7 +51,7 @@ def _load_data(path, stream=False):
     if files is None:
         return _load_file(path, stream)
     first = _load_file(files[0])
-    if stream and os.path.splitext(files[0])[1].lower() != ".npz":
+    if stream and (sparse_stream or os.path.splitext(files[0])[1].lower() != ".npz"):
         from . import Chunks
 
         npy = files[0].lower().endswith(".npy")  # memory-mapped one file at a time
@@ -415,7 +416,8 @@ def _cmd_fit(args):
     if args.data is None and not args.quiet:
         print("fastem: no DATA given: fitting the bundled iris demo data (150 x 4)",
               file=sys.stderr)
-    X, source, names = _load_data(args.data, stream=True)
+    X, source, names = _load_data(args.data, stream=True,
+                                  sparse_stream=args.model in TOPIC_MODELS)
     model = _estimator(args, X)
     hmm = args.model in HMM_MODELS
     # (chunk files: the model checks that the lengths sum to their rows, in its first pass)

@@ -498,7 +498,7 @@ def test_topic_models_fit_a_sparse_npz_and_predict_topics(tmp_path):
     out = run("fit", "lda", tmp_path / "docs.npz", "-k", 3, "--max-iter", 4, "--json", "-o",
               tmp_path / "lda.npz")
     assert out.returncode == 0, out.stderr
-    ref = fastem.LatentDirichletAllocation(3, max_iter=4, random_state=0).fit(X)
+    ref = ref_lda = fastem.LatentDirichletAllocation(3, max_iter=4, random_state=0).fit(X)
     res = json.loads(out.stdout)
     assert res["perplexity"] == ref.bound_
     assert res["cluster_sizes"] == np.bincount(ref.transform(X).argmax(axis=1),
@@ -523,6 +523,13 @@ def test_topic_models_fit_a_sparse_npz_and_predict_topics(tmp_path):
     out = run("predict", tmp_path / "plsa.npz", tmp_path / "docs.npz", "-o", tmp_path / "p.npy")
     assert out.returncode == 0, out.stderr
     np.testing.assert_array_equal(np.load(tmp_path / "p.npy"), ref.transform(X).argmax(axis=1))
+    (tmp_path / "parts").mkdir()  # a directory of .npz chunks is streamed, one at a time
+    for i in range(3):
+        sp.save_npz(tmp_path / "parts" / f"{i}.npz", X[70 * i:70 * (i + 1)])
+    out = run("fit", "lda", tmp_path / "parts", "-k", 3, "--max-iter", 4, "--json")
+    assert out.returncode == 0, out.stderr
+    assert "streamed" in json.loads(out.stdout)["data"]
+    assert json.loads(out.stdout)["perplexity"] == ref_lda.bound_
 
 
 def test_hmm_options_are_checked(tmp_path):
