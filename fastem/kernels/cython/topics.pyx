@@ -27,25 +27,36 @@ cdef extern from *:
     #include <math.h>
     #include <stdint.h>
 
-    static double fastem_digamma(double x) {
-        double num = 0.0, den = 1.0;
-        if (x == 0.0) return -INFINITY;
-        while (x < 10.0) {  /* sum 1/(x + i) as one fraction num / den */
-            num = num * x + den;
-            den = den * x;
-            x += 1.0;
+    /* numba/topics.py's _psi_shifted: psi(x) - log(y) with y = x + 10 below 10 (else
+       x), the recurrence in a fixed number of steps so that a loop of it vectorizes */
+    static inline double fastem_psi_shifted(double x, double* y_out) {
+        double num = 0.0, den = 1.0, y = x;
+        for (int i = 0; i < 10; i++) {
+            num = num * y + den;
+            den = den * y;
+            y += 1.0;
         }
-        const double r = 1.0 / x, r2 = r * r;
+        if (x >= 10.0) {
+            num = 0.0;
+            den = 1.0;
+            y = x;
+        }
+        const double r = 1.0 / y, r2 = r * r;
         const double series = r2 * (1.0 / 12 - r2 * (1.0 / 120 - r2 * (1.0 / 252 - r2 * (
             1.0 / 240 - r2 * (1.0 / 132 - r2 * (691.0 / 32760))))));
-        return log(x) - 0.5 * r - series - num / den;
+        *y_out = y;
+        return -0.5 * r - series - num / den;
     }
 
-    static void fastem_expect(const double* gamma, Py_ssize_t k, double* e) {
-        double total = 0.0;
+    /* e_j = exp(psi(gamma_j) - psi(sum gamma)) = (y_j / y) exp(rest_j - rest); y: k of
+       scratch (numba's _expect) */
+    static inline void fastem_expect(const double* __restrict gamma, Py_ssize_t k,
+                                     double* __restrict e, double* __restrict y) {
+        double total = 0.0, y_total;
         for (Py_ssize_t j = 0; j < k; j++) total += gamma[j];
-        const double psi_total = fastem_digamma(total);
-        for (Py_ssize_t j = 0; j < k; j++) e[j] = exp(fastem_digamma(gamma[j]) - psi_total);
+        const double rest_total = fastem_psi_shifted(total, &y_total);
+        for (Py_ssize_t j = 0; j < k; j++) e[j] = fastem_psi_shifted(gamma[j], &y[j]) - rest_total;
+        for (Py_ssize_t j = 0; j < k; j++) e[j] = (y[j] / y_total) * exp(e[j]);
     }
 
     /* One document's E-step on its own copy of its rows of the table, rows (nnz, k)
@@ -66,7 +77,7 @@ cdef extern from *:
                 cols[j * nnz + p] = w[j];
             }
         }
-        fastem_expect(gamma, k, e);
+        fastem_expect(gamma, k, e, norm + nnz);
         for (Py_ssize_t it = 0; it < max_iter; it++) {
             for (Py_ssize_t p = 0; p < nnz; p++) norm[p] = 0.0;
             for (Py_ssize_t j = 0; j < k; j++) {
@@ -86,7 +97,7 @@ cdef extern from *:
                 change += fabs(g - gamma[j]);
                 gamma[j] = g;
             }
-            fastem_expect(gamma, k, e);
+            fastem_expect(gamma, k, e, norm + nnz);
             if (change / k < tol) break;
         }
     }
@@ -108,9 +119,10 @@ def _update_typed(const floating[::1] data, const int64_t[::1] indices,
     cdef int n_team = _team_size(n_threads, n)
     cdef Py_ssize_t n_failed = 0  # a reduction: prange makes assigned variables private
     for d in prange(n, nogil=True, schedule='dynamic', num_threads=n_team):
-        # work: e (k), acc (k), the counts, rows and cols (nnz x k each), the normalizers
+        # work: e (k), acc (k), the counts, rows and cols (nnz x k each), the normalizers,
+        # k of scratch
         nnz = indptr[d + 1] - indptr[d]
-        work = <double*>malloc((2 * k + nnz * (2 * k + 2) + 8) * sizeof(double))
+        work = <double*>malloc((3 * k + nnz * (2 * k + 2) + 8) * sizeof(double))
         if work == NULL:
             n_failed += 1
             continue

@@ -18,34 +18,48 @@ _EPS = np.finfo(np.float64).eps
 
 
 @helper
-def _digamma(x):
-    """psi(x) for x >= 0: the recurrence psi(x) = psi(x + 1) - 1/x up to x >= 10 (its
-    terms summed as one fraction), then the asymptotic series ln x - 1/(2x) -
-    sum_n B_2n / (2n x^2n) to x^-12 (its next term is below 1e-14 there); psi(0) = -inf."""
-    if x == 0.0:
-        return -np.inf
-    num, den = 0.0, 1.0
-    while x < 10.0:  # sum 1/(x + i) as one fraction num / den: a single division
-        num = num * x + den
-        den = den * x
-        x += 1.0
-    r = 1.0 / x
+def _psi_shifted(x):
+    """(psi(x) - log(y), y) for x >= 0, with y = x + 10 below 10 (else x): the recurrence
+    psi(x) = psi(x + 10) - sum_{i<10} 1/(x + i), its terms summed as one fraction in a
+    fixed number of steps (no branch: a loop over topics of it runs in vectors), then
+    the asymptotic series ln y - 1/(2y) - sum_n B_2n / (2n y^2n) to y^-12 (its next term
+    is below 1e-14 for y >= 10).  x = 0 gives -inf (the fraction's denominator is 0)."""
+    num, den, y = 0.0, 1.0, x
+    for _ in range(10):
+        num = num * y + den
+        den = den * y
+        y += 1.0
+    if x >= 10.0:
+        num, den, y = 0.0, 1.0, x
+    r = 1.0 / y
     r2 = r * r
     series = r2 * (1.0 / 12 - r2 * (1.0 / 120 - r2 * (1.0 / 252 - r2 * (
         1.0 / 240 - r2 * (1.0 / 132 - r2 * (691.0 / 32760))))))
-    return np.log(x) - 0.5 * r - series - num / den
+    return -0.5 * r - series - num / den, y
 
 
 @helper
-def _expect(gamma, e):
-    """e_k = exp(psi(gamma_k) - psi(sum_k gamma_k))."""
+def _digamma(x):
+    """psi(x) for x >= 0 (``_psi_shifted``); psi(0) = -inf."""
+    rest, y = _psi_shifted(x)
+    return rest + np.log(y)
+
+
+@helper
+def _expect(gamma, e, y):
+    """e_k = exp(psi(gamma_k) - psi(sum_k gamma_k)) = (y_k / y) exp(rest_k - rest) in the
+    terms of ``_psi_shifted``: no logarithm, and one exp a topic in a loop of its own
+    (the rest runs in vectors).  ``y``: K of scratch."""
     k = gamma.shape[0]
     total = 0.0
     for j in range(k):
         total += gamma[j]
-    psi_total = _digamma(total)
+    rest_total, y_total = _psi_shifted(total)
     for j in range(k):
-        e[j] = np.exp(_digamma(gamma[j]) - psi_total)
+        rest, y[j] = _psi_shifted(gamma[j])
+        e[j] = rest - rest_total
+    for j in range(k):
+        e[j] = (y[j] / y_total) * np.exp(e[j])
 
 
 @helper
@@ -79,7 +93,7 @@ def _update_documents(data, indices, indptr, ewt, doc_topic, doc_topic_prior, ma
     for d in prange(n):
         a, b = indptr[d], indptr[d + 1]
         m = b - a
-        gamma, e, acc = np.empty(k), np.empty(k), np.empty(k)
+        gamma, e, acc, y = np.empty(k), np.empty(k), np.empty(k), np.empty(k)
         rows, cols, cnt, norm = np.empty((m, k)), np.empty((k, m)), np.empty(m), np.empty(m)
         for p in range(m):
             cnt[p] = np.float64(data[a + p])
@@ -88,7 +102,7 @@ def _update_documents(data, indices, indptr, ewt, doc_topic, doc_topic_prior, ma
                 cols[j, p] = rows[p, j]
         for j in range(k):
             gamma[j] = doc_topic[d, j]
-        _expect(gamma, e)
+        _expect(gamma, e, y)
         for _ in range(max_iter):
             _document_update(e, rows, cols, cnt, norm, acc)
             change = 0.0
@@ -96,7 +110,7 @@ def _update_documents(data, indices, indptr, ewt, doc_topic, doc_topic_prior, ma
                 g = e[j] * acc[j] + doc_topic_prior
                 change += abs(g - gamma[j])
                 gamma[j] = g
-            _expect(gamma, e)
+            _expect(gamma, e, y)
             if change / k < mean_change_tol:
                 break
         for j in range(k):
