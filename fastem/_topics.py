@@ -80,7 +80,7 @@ def recut(pieces, size):
                 yield sp.vstack(held, format="csr")
                 held, n_held = [], 0
     if held:
-        yield sp.vstack(held, format="csr")
+        yield held[0] if len(held) == 1 else sp.vstack(held, format="csr")
 
 
 class Corpus:

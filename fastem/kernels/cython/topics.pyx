@@ -101,11 +101,46 @@ cdef extern from *:
             if (change / k < tol) break;
         }
     }
+
+    /* sum_j a_j b_j in four interleaved partial sums, added in a fixed order */
+    static inline double fastem_dot4(const double* __restrict a, const double* __restrict b,
+                                     Py_ssize_t k) {
+        double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+        Py_ssize_t j = 0;
+        for (; j + 4 <= k; j += 4) {
+            s0 += a[j] * b[j];
+            s1 += a[j + 1] * b[j + 1];
+            s2 += a[j + 2] * b[j + 2];
+            s3 += a[j + 3] * b[j + 3];
+        }
+        for (; j < k; j++) s0 += a[j] * b[j];
+        return (s0 + s1) + (s2 + s3);
+    }
+
+    /* One word's M-step sums over its m documents, in order (numba's _word_sums_csc):
+       out_j = sum_p x_dj cnt_p / (x_d . t_w + eps), d = docs[p]; x is (n, k) row-major */
+    static FASTEM_CLONES void fastem_word_sum(
+            const double* __restrict cnt, const int64_t* __restrict docs, Py_ssize_t m,
+            const double* __restrict x, const double* __restrict tw, Py_ssize_t k,
+            double eps, double* __restrict out) {
+        for (Py_ssize_t j = 0; j < k; j++) out[j] = 0.0;
+        for (Py_ssize_t p = 0; p < m; p++) {
+            const double* xd = x + docs[p] * k;
+            const double s = fastem_dot4(xd, tw, k) + eps;
+            if (s > 0) {
+                const double c = cnt[p] / s;
+                for (Py_ssize_t j = 0; j < k; j++) out[j] += xd[j] * c;
+            }
+        }
+    }
     """
     void _lda_document "fastem_lda_document" (
         const double* cnt, const int64_t* ids, Py_ssize_t nnz, const double* ewt, Py_ssize_t k,
         double prior, Py_ssize_t max_iter, double tol, double eps, double* gamma, double* e,
         double* acc, double* rows, double* cols, double* norm) noexcept nogil
+    void _word_sum "fastem_word_sum" (
+        const double* cnt, const int64_t* docs, Py_ssize_t m, const double* x,
+        const double* tw, Py_ssize_t k, double eps, double* out) noexcept nogil
 
 
 def _update_typed(const floating[::1] data, const int64_t[::1] indices,
@@ -143,27 +178,21 @@ def _update_typed(const floating[::1] data, const int64_t[::1] indices,
         raise MemoryError()
 
 
-def _word_sums_typed(const floating[::1] col_data, const int64_t[::1] col_docs,
+def _word_sums_typed(const double[::1] col_data, const int64_t[::1] col_docs,
                      const int64_t[::1] col_ptr, const double[:, ::1] x,
                      const double[:, ::1] t, double eps, double[:, ::1] out, n_threads):
     """numba's ``_word_sums_csc``: both models' M-step sums, word by word over the batch
-    taken column-wise, each word's documents in order."""
-    cdef Py_ssize_t v = out.shape[0], k = out.shape[1], w, p, d, j
-    cdef double s, c
+    taken column-wise, each word's documents in order (``fastem_word_sum``)."""
+    cdef Py_ssize_t v = out.shape[0], k = out.shape[1], w, lo
     cdef int n_team = _team_size(n_threads, v)
+    if x.shape[0] == 0 or k == 0:
+        out[:, :] = 0.0
+        return
     for w in prange(v, nogil=True, schedule='static', num_threads=n_team):
-        for j in range(k):
-            out[w, j] = 0.0
-        for p in range(col_ptr[w], col_ptr[w + 1]):
-            d = col_docs[p]
-            s = 0.0
-            for j in range(k):
-                s = s + x[d, j] * t[w, j]
-            s = s + eps
-            if s > 0:
-                c = <double>col_data[p] / s
-                for j in range(k):
-                    out[w, j] = out[w, j] + x[d, j] * c
+        lo = col_ptr[w]
+        _word_sum(&col_data[lo] if col_ptr[w + 1] > lo else NULL,
+                  &col_docs[lo] if col_ptr[w + 1] > lo else NULL, col_ptr[w + 1] - lo,
+                  &x[0, 0], &t[w, 0], k, eps, &out[w, 0])
 
 
 def _word_sums(data, indices, indptr, x, t, eps, out, n_threads):
@@ -171,7 +200,8 @@ def _word_sums(data, indices, indptr, x, t, eps, out, n_threads):
     import scipy.sparse as sp
 
     cols = sp.csr_matrix((data, indices, indptr), shape=(x.shape[0], t.shape[0])).tocsc()
-    _word_sums_typed(cols.data, np.asarray(cols.indices, dtype=np.int64),
+    _word_sums_typed(np.asarray(cols.data, dtype=np.float64),
+                     np.asarray(cols.indices, dtype=np.int64),
                      np.asarray(cols.indptr, dtype=np.int64), x, t, eps, out, n_threads)
 
 
