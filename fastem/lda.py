@@ -20,7 +20,9 @@ The documents are visited in fixed chunks, each E-step kernel call running its
 documents in parallel over fixed slots (the result does not depend on the thread
 count), and nothing of size documents x topics is held while fitting: the random starts
 are drawn a chunk at a time (the same stream as one draw for all documents) and the
-bound (``score``, ``perplexity``) is summed a chunk at a time.
+bound (``score``, ``perplexity``) is summed a chunk at a time.  X may also be
+``fastem.Chunks`` of dense or sparse pieces or a Dask array (``fastem._topics``): the
+same chunks, the same model, bit for bit.
 """
 
 from __future__ import annotations

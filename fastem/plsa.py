@@ -11,7 +11,9 @@ pass over the non-zeros (the ``plsa_em_pass`` kernel), under the current paramet
 so it costs O(K x non-zeros) time and O(K x (documents + words)) memory, never a
 documents x words x topics array.  The log-likelihood ``sum n_dw log P(w|d)`` under the
 parameters before each update never decreases (``lower_bounds_``).  New documents are
-folded in (``transform``): the same updates of their P(z|d), the topics fixed.
+folded in (``transform``): the same updates of their P(z|d), the topics fixed.  X may
+also be ``fastem.Chunks`` of dense or sparse pieces or a Dask array (``fastem._topics``);
+on Dask each chunk's pass is a task, its P(z|d) sent with it and returned.
 """
 
 from __future__ import annotations
