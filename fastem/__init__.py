@@ -11,6 +11,7 @@ from ._stream import Chunks
 from .bernoulli_mixture import BernoulliMixture
 from .categorical_hmm import CategoricalHMM
 from .categorical_mixture import CategoricalMixture
+from .factor_analysis import FactorAnalysis
 from .gaussian_hmm import GaussianHMM
 from .gmm_hmm import GMMHMM
 from .gaussian_mixture import GaussianMixture
@@ -29,6 +30,7 @@ __all__ = [
     "CategoricalHMM",
     "CategoricalMixture",
     "Chunks",
+    "FactorAnalysis",
     "GaussianHMM",
     "GMMHMM",
     "GaussianMixture",

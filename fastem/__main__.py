@@ -277,6 +277,11 @@ def _estimator(args, X):
             raise CLIError("--n-init and --init are not options of plsa (one run from its "
                            "random_state's draws)")
         return fastem.PLSA(k, **common)
+    if args.model == "fa":
+        if "n_init" in common or args.init:
+            raise CLIError("--n-init and --init are not options of fa (its fit is one run "
+                           "from unit noise variances)")
+        return fastem.FactorAnalysis(k, **common)
     if args.init:
         common["init_params"] = args.init
     if args.model in HMM_MODELS:
@@ -345,10 +350,16 @@ def _summary(model):
         out.update(n_clusters=int(model.n_clusters), inertia=float(model.inertia_),
                    cluster_centers=model.cluster_centers_.tolist())
     elif hasattr(model, "exp_dirichlet_component_"):  # LDA
-        out.update(n_components=int(model.n_components), perplexity=float(model.bound_))
-    elif hasattr(model, "doc_topic_"):  # PLSA
+        out.update(n_components=int(model.n_components),
+                   perplexity=float(model.bound_) if hasattr(model, "bound_") else None)
+    elif type(model).__name__ == "PLSA":
         out.update(n_components=int(model.n_components), converged=bool(model.converged_),
                    log_likelihood=float(model.lower_bound_))
+    elif hasattr(model, "noise_variance_"):  # FactorAnalysis
+        out.update(n_components=int(model.components_.shape[0]),
+                   log_likelihood=float(model.loglike_[-1]),
+                   noise_variance=model.noise_variance_.tolist(),
+                   components=model.components_.tolist())
     elif hasattr(model, "transmat_"):
         out.update(n_components=int(model.n_components),
                    converged=bool(model.monitor_.converged),
@@ -373,9 +384,14 @@ def _print_summary(s, names, sizes):
         print(f"inertia {s['inertia']:.6g}")
         rows, first, head = s["cluster_centers"], [f"{n:>6}" for n in sizes], "cluster    size"
     elif s["model"] in ("LatentDirichletAllocation", "PLSA"):
-        print(f"perplexity {s['perplexity']:.6g} on the training documents" if "perplexity" in s
-              else f"log-likelihood {s['log_likelihood']:.6g}")
+        if "perplexity" not in s:
+            print(f"log-likelihood {s['log_likelihood']:.6g}")
+        elif s["perplexity"] is not None:  # (None: a partial_fit model)
+            print(f"perplexity {s['perplexity']:.6g} on the training documents")
         rows, first, head = None, [f"{n:>6}" for n in sizes], "    topic    documents"
+    elif s["model"] == "FactorAnalysis":
+        print(f"log-likelihood {s['log_likelihood']:.6g}")
+        rows, first, head = s["components"], [""] * len(s["components"]), "   factor"
     elif "transmat" in s:
         state = "converged" if s["converged"] else "not converged"
         print(f"log-likelihood {s['log_likelihood']:.6g}, {state}")
@@ -387,7 +403,8 @@ def _print_summary(s, names, sizes):
         rows, first, head = s.get("means"), [f"{w:>6.3f}" for w in s["weights"]], \
             "component  weight"
     show = rows is not None and len(rows[0]) <= 12
-    label = " center" if "inertia" in s else " mean"
+    label = (" center" if "inertia" in s else " loadings" if "components" in s
+             else " mean")
     print(head + (label + (f" ({', '.join(names)})" if names else "") if show else ""))
     for j, lead in enumerate(first):
         vector = " [" + ", ".join(f"{v:.4g}" for v in rows[j]) + "]" if show else ""
@@ -442,6 +459,12 @@ def _cmd_fit(args):
                 labels = model.fit(X, **fit_options).labels_
             elif args.model == "minibatch":
                 labels = _fit_minibatch(model, X, args)
+            elif args.model == "fa":  # no clusters: the factors
+                if args.checkpoint:
+                    raise CLIError("--checkpoint is not supported for fa (its iterations "
+                                   "never read the data)")
+                labels = None
+                model.fit(X, callback=progress)
             elif args.model in TOPIC_MODELS:  # each document's main topic
                 if args.checkpoint:
                     raise CLIError(f"--checkpoint is not supported for {args.model} yet")
@@ -458,21 +481,23 @@ def _cmd_fit(args):
         # kept in the model file: predict checks the columns of its data by name
         model.feature_names_in_ = np.asarray(names, dtype=object)
     k = model.n_clusters if args.model in ("kmeans", "minibatch") else model.n_components
-    sizes = np.bincount(labels, minlength=k)
+    sizes = None if labels is None else np.bincount(labels, minlength=k)
     if args.output:
         _write_model(model, args.output)
     summary = _summary(model)
-    n_samples, n_features = labels.shape[0], model.n_features_in_
+    n_samples = model._n_fit_rows if labels is None else labels.shape[0]
+    n_features = model.n_features_in_
     result = {**summary, "model": args.model, "data": source, "n_samples": int(n_samples),
-              "seconds": round(elapsed, 4), "cluster_sizes": sizes.tolist(),
-              "output": args.output}
+              "seconds": round(elapsed, 4), "output": args.output}
+    if sizes is not None:
+        result["cluster_sizes"] = sizes.tolist()
     if args.json:
         print(json.dumps(result))
         return 0
     print(f"{type(model).__name__} on {source}: {n_samples} samples x {n_features} features, "
           f"k={k}")
     unit = "state" if hmm else "topic" if args.model in TOPIC_MODELS else "cluster"
-    print(f"{elapsed:.3f} s; {unit} sizes {sizes.tolist()}")
+    print(f"{elapsed:.3f} s" + ("" if sizes is None else f"; {unit} sizes {sizes.tolist()}"))
     _print_summary(summary, names, sizes)
     if args.output:
         print(f"model written to {args.output}")
@@ -581,6 +606,11 @@ def _cmd_predict(args):
                 def predict(X):
                     mix = model.transform(X)
                     return mix if args.proba else mix.argmax(axis=1).astype(np.int32)
+            elif not hasattr(model, "predict"):  # factor analysis: each row's factors
+                if args.proba:
+                    raise CLIError(f"{type(model).__name__} has no probabilities: predict "
+                                   "writes each row's factors E[z | x]; drop --proba")
+                predict = model.transform
             else:
                 predict = model.predict_proba if args.proba else model.predict
             if hmm and files:  # sequences may run across the files: read as one
@@ -611,7 +641,8 @@ def _cmd_predict(args):
     except OSError as exc:
         raise CLIError(f"cannot write {args.output}: {exc}") from exc
     summary = {"model": type(model).__name__, "data": source, "n_samples": int(out.shape[0]),
-               "output": args.output, "what": "probabilities" if args.proba else "labels"}
+               "output": args.output, "what": "probabilities" if args.proba else
+               "labels" if hasattr(model, "predict") else "factors"}
     print(json.dumps(summary) if args.json else
           f"{summary['what']} of {out.shape[0]} samples written to {args.output}")
     return 0

@@ -221,6 +221,19 @@ def _topics_calls(dtype, n, d, k, rng):
     return calls
 
 
+def _factor_analysis_calls(dtype, n, d, k, rng):
+    """The two passes of a fit's moments: the mean (about zero, squares only), then the
+    outer products about it; unit weights and zero weights."""
+    import numpy as np
+
+    X = (rng.standard_normal((n, d)) * 3.0 + 10.0).astype(dtype)
+    w = _weights(n, rng)[:, None]
+    return [("weighted_moments", (X, np.zeros(d), w, np.empty(1), np.empty((1, d)),
+                                  np.empty((1, 1, d)))),
+            ("weighted_moments", (X, X.mean(axis=0, dtype=np.float64), np.ones((n, 1)),
+                                  np.empty(1), np.empty((1, d)), np.empty((1, d, d))))]
+
+
 FAMILIES = (
     Family("kmeans",
            ("assign_labels", "lloyd_step", "inertia", "kmeanspp_update_closest",
@@ -246,6 +259,8 @@ FAMILIES = (
             ("multinomial-hmm", "MultinomialHMM"))),
     Family("topics", ("lda_e_step", "lda_word_bound", "plsa_em_pass"), _topics_calls,
            (("lda", "LatentDirichletAllocation"), ("plsa", "PLSA"))),
+    Family("factor_analysis", ("weighted_moments",), _factor_analysis_calls,
+           (("fa", "FactorAnalysis"),)),
 )
 
 #: The family names, in declaration order.

@@ -358,7 +358,8 @@ class BaseHMM(EMEstimator):
     _estimator_type = "hmm"
     _emission_letters = ""
     _emission_attributes = ()
-    _fitted_attributes = ("startprob_", "transmat_", "monitor_", "n_features_in_")
+    _fitted_attributes = ("startprob_", "transmat_", "monitor_", "n_features_in_",
+                          "backend_")
     _em_counters = ("n_reseeded_",)
     verbose_interval = 1
 

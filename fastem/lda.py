@@ -121,7 +121,7 @@ class LatentDirichletAllocation(Documents, EMEstimator):
     verbose_interval = 1 << 62
     _fitted_attributes = ("components_", "exp_dirichlet_component_", "n_batch_iter_",
                           "n_iter_", "doc_topic_prior_", "topic_word_prior_",
-                          "n_features_in_")
+                          "n_features_in_", "backend_", "bound_")
     _parameter_constraints = {
         "n_components": [Interval(numbers.Integral, 1, None)],
         "doc_topic_prior": [None, Interval(numbers.Real, 0.0, 1.0)],
@@ -172,6 +172,10 @@ class LatentDirichletAllocation(Documents, EMEstimator):
 
     def __sklearn_is_fitted__(self):
         return hasattr(self, "components_")
+
+    def _required_attributes(self):
+        # (partial_fit, as scikit-learn's, sets no bound_)
+        return tuple(a for a in super()._required_attributes() if a != "bound_")
 
     # ------------------------------------------------------------------ E-step
     def _e_step(self, corpus, cal_sstats, random_init, keep, elog_topic=None):

@@ -67,7 +67,8 @@ class PLSA(Documents, EMEstimator):
     """
 
     _estimator_type = "transformer"
-    _fitted_attributes = ("components_", "n_iter_", "lower_bound_", "n_features_in_")
+    _fitted_attributes = ("components_", "n_iter_", "lower_bound_", "converged_",
+                          "n_features_in_", "backend_")
     verbose_interval = 1
     _parameter_constraints = {
         "n_components": [Interval(numbers.Integral, 1, None)],

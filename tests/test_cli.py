@@ -532,6 +532,43 @@ def test_topic_models_fit_a_sparse_npz_and_predict_topics(tmp_path):
     assert json.loads(out.stdout)["perplexity"] == ref_lda.bound_
 
 
+def test_factor_analysis_fits_predicts_factors_and_has_info(files, tmp_path):
+    """``fastem fit fa DATA -k Q`` is the API's fit; predict writes each row's factors,
+    info reads the model file back."""
+    X = np.load(files / "gauss.npy")
+    out = run("fit", "fa", files / "gauss.npy", "-k", 2, "--json", "-o", tmp_path / "fa.npz")
+    assert out.returncode == 0, out.stderr
+    ref = fastem.FactorAnalysis(2, random_state=0).fit(X)
+    res = json.loads(out.stdout)
+    assert res["log_likelihood"] == ref.loglike_[-1] and res["n_samples"] == X.shape[0]
+    assert "cluster_sizes" not in res
+    out = run("predict", tmp_path / "fa.npz", files / "gauss.npy", "-o", tmp_path / "z.npy")
+    assert out.returncode == 0 and "factors of" in out.stdout, out.stderr
+    np.testing.assert_allclose(np.load(tmp_path / "z.npy"), ref.transform(X), rtol=1e-12)
+    out = run("predict", tmp_path / "fa.npz", files / "gauss.npy", "-o", tmp_path / "z.npy",
+              "--proba")
+    assert out.returncode == 2 and "drop --proba" in out.stderr
+    out = run("fit", "fa", files / "gauss.npy", "--n-init", 2)
+    assert out.returncode == 2 and "not options of fa" in out.stderr
+
+
+def test_info_reads_every_kind_of_model_file(files, tmp_path):
+    """(LDA, PLSA and the HMMs' files once lacked what info prints.)"""
+    import scipy.sparse as sp
+
+    sp.save_npz(tmp_path / "d.npz", sp.csr_matrix(np.random.default_rng(1).poisson(
+        0.5, (60, 12)).astype(float)))
+    for model, data, field in (("lda", tmp_path / "d.npz", "perplexity"),
+                               ("plsa", tmp_path / "d.npz", "log_likelihood"),
+                               ("gaussian-hmm", files / "gauss.npy", "log_likelihood"),
+                               ("fa", files / "gauss.npy", "log_likelihood")):
+        assert run("fit", model, data, "-k", 2, "--max-iter", 3, "--quiet", "-o",
+                   tmp_path / "m.npz").returncode == 0
+        out = run("info", tmp_path / "m.npz", "--json")
+        assert out.returncode == 0, out.stderr
+        assert np.isfinite(json.loads(out.stdout)[field]), model
+
+
 def test_hmm_options_are_checked(tmp_path):
     np.save(tmp_path / "x.npy", np.zeros((10, 2)))
     np.save(tmp_path / "bad.npy", np.array([4, 5]))

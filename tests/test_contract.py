@@ -150,7 +150,7 @@ with warnings.catch_warnings():
             for k in ((3, 64) if cli_name == "kmeans" else (3,)):
                 n_iter = {"n_iter" if cli_name.endswith("-hmm") else "max_iter": 3}
                 est = cls(k, backend="numba", random_state=0, **n_iter).fit(X)
-                est.transform(X) if cli_name in ("lda", "plsa") else est.predict(X)
+                (est.predict if hasattr(est, "predict") else est.transform)(X)
 after = {key: len(j.signatures) for key, j in jitted.items()}
 print(json.dumps({"compiled": sum(before.values()),
                   "missed": {k: after[k] - before[k] for k in after if after[k] != before[k]}}))

@@ -367,6 +367,18 @@ def test_topic_models_on_dask_equal_the_in_memory_fit(scheduler, method, monkeyp
         np.testing.assert_array_equal(got_p.transform(dense), ref_p.transform(X))
 
 
+def test_factor_analysis_on_dask_equals_the_in_memory_fit(scheduler):
+    """The two moments passes are tasks on the workers; the iterations run on the
+    client from the moments alone."""
+    X = _data(np.float64, d=5)
+    with fastem.config_context(chunk_bytes=CHUNK_BYTES):
+        ref = fastem.FactorAnalysis(2, tol=1e-6).fit(X)
+        got = fastem.FactorAnalysis(2, tol=1e-6).fit(da.from_array(X, chunks=(97, 5)))
+    np.testing.assert_array_equal(got.components_, ref.components_)
+    np.testing.assert_array_equal(got.noise_variance_, ref.noise_variance_)
+    assert got.loglike_ == ref.loglike_
+
+
 def test_import_fastem_does_not_import_dask():
     code = ("import sys, numpy as np, fastem; fastem.KMeans(2).fit(np.random.rand(20, 2)); "
             "print('dask' in sys.modules)")

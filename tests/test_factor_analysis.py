@@ -1,0 +1,128 @@
+"""FactorAnalysis: scikit-learn's iterations and model (covariance, precision, score,
+rotations), the maximum-likelihood optimum of an independent EM (Rubin and Thayer's),
+the data's sources and threads giving the same bits, and errors."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import fastem
+
+sklearn_decomposition = pytest.importorskip("sklearn.decomposition")
+SK = sklearn_decomposition.FactorAnalysis
+
+
+def _data(n=600, d=8, q=2, seed=0):
+    """Rows of a factor model: q factors, unequal noise, a mean far from zero."""
+    rng = np.random.default_rng(seed)
+    loadings = rng.normal(size=(q, d))
+    return (rng.normal(size=(n, q)) @ loadings + rng.normal(size=(n, d))
+            * rng.uniform(0.3, 1.5, d) + 50.0)
+
+
+def _same_up_to_sign(a, b, rtol):
+    """Rows (factors) of a and b equal up to each factor's sign."""
+    signs = np.sign(np.sum(a * b, axis=1))
+    np.testing.assert_allclose(a * signs[:, None], b, rtol=rtol, atol=rtol * np.abs(b).max())
+
+
+@pytest.mark.parametrize("rotation", [None, "varimax", "quartimax"])
+def test_factor_analysis_is_sklearns(rotation, backend):
+    """Each iteration is scikit-learn's (its SVD of the rows is our eigendecomposition
+    of their covariance): the same log-likelihoods, iterations, covariance, precision,
+    score and, up to each factor's sign, loadings and factors."""
+    X = _data()
+    ref = SK(2, svd_method="lapack", tol=1e-6, rotation=rotation).fit(X)
+    got = fastem.FactorAnalysis(2, tol=1e-6, rotation=rotation, backend=backend).fit(X)
+    assert got.n_iter_ == ref.n_iter_ > 5
+    np.testing.assert_allclose(got.loglike_, ref.loglike_, rtol=1e-12)
+    np.testing.assert_allclose(got.get_covariance(), ref.get_covariance(), rtol=1e-9,
+                               atol=1e-10)
+    np.testing.assert_allclose(got.get_precision(), ref.get_precision(), rtol=1e-9,
+                               atol=1e-10)
+    np.testing.assert_allclose(got.noise_variance_, ref.noise_variance_, rtol=1e-9)
+    np.testing.assert_allclose(got.mean_, ref.mean_, rtol=1e-14)
+    assert got.score(X) == pytest.approx(ref.score(X), rel=1e-12)
+    np.testing.assert_allclose(got.score_samples(X), ref.score_samples(X), rtol=1e-11)
+    _same_up_to_sign(got.components_, ref.components_, 1e-8)
+    _same_up_to_sign(got.transform(X).T, ref.transform(X).T, 1e-8)
+
+
+def test_defaults_are_sklearns():
+    """scikit-learn's default randomized SVD approximates the exact decomposition we
+    use: on a well-separated spectrum the fits agree closely, in as many iterations."""
+    X = _data(seed=1)
+    ref, got = SK(3).fit(X), fastem.FactorAnalysis(3).fit(X)
+    assert got.n_iter_ == ref.n_iter_
+    assert got.loglike_[-1] == pytest.approx(ref.loglike_[-1], rel=1e-9)
+    assert got.get_params().keys() == ref.get_params().keys() - set() | {"backend",
+                                                                         "n_threads"}
+    for name, value in ref.get_params().items():
+        assert got.get_params()[name] == value, name
+
+
+def _rubin_thayer(S, q, iterations=20000):
+    """Rubin and Thayer's EM for factor analysis from the covariance S (an algorithm
+    other than scikit-learn's): L (D, q) and Psi at its fixed point."""
+    L = np.linalg.cholesky(S)[:, :q]
+    psi = np.diag(S).copy()
+    for _ in range(iterations):
+        beta = L.T @ np.linalg.inv(L @ L.T + np.diag(psi))  # E[z | x] = beta (x - mu)
+        ezz = np.eye(q) - beta @ L + beta @ S @ beta.T  # E[z z^T], averaged
+        L = S @ beta.T @ np.linalg.inv(ezz)
+        psi = np.diag(S - L @ beta @ S).copy()
+    return L @ L.T + np.diag(psi)
+
+
+def test_the_optimum_is_rubin_and_thayers_and_loglike_is_the_likelihood():
+    X = _data(n=400, d=6, seed=2)
+    got = fastem.FactorAnalysis(2, tol=1e-10, max_iter=5000).fit(X)
+    S = np.cov(X.T, bias=True)
+
+    def log_likelihood(C):
+        return -0.5 * X.shape[0] * (6 * np.log(2 * np.pi) + np.linalg.slogdet(C)[1]
+                                    + np.trace(np.linalg.solve(C, S)))
+
+    optimum = _rubin_thayer(S, 2)
+    # the likelihood is flat near its maximum: both stop within 1e-11 of it, the
+    # covariances within 1e-5
+    assert log_likelihood(got.get_covariance()) == pytest.approx(log_likelihood(optimum),
+                                                                 rel=1e-11)
+    np.testing.assert_allclose(got.get_covariance(), optimum, rtol=1e-5, atol=1e-5)
+    assert np.all(np.diff(got.loglike_) >= 0)
+    # the last log-likelihood is that of the fitted model on the training rows
+    assert got.loglike_[-1] == pytest.approx(X.shape[0] * got.score(X), rel=1e-9)
+
+
+def test_sources_and_threads_give_the_same_bits(tmp_path):
+    X = _data(seed=3)
+    np.save(tmp_path / "x.npy", X)
+    with fastem.config_context(chunk_bytes=8 * 8 * 64):  # chunks of 64 rows
+        fits = [fastem.FactorAnalysis(2, n_threads=t).fit(x) for x, t in (
+            (X, 1), (X, 2), (np.load(tmp_path / "x.npy", mmap_mode="r"), 2),
+            (fastem.Chunks([X[:100], X[100:101], X[101:]]), 1))]
+    for other in fits[1:]:
+        np.testing.assert_array_equal(other.components_, fits[0].components_)
+        np.testing.assert_array_equal(other.noise_variance_, fits[0].noise_variance_)
+        assert other.loglike_ == fits[0].loglike_
+
+
+def test_bad_input_and_non_convergence_are_reported():
+    X = _data(n=50)
+    with pytest.raises(ValueError, match=r"noise_variance_init has shape \(3,\), expected"):
+        fastem.FactorAnalysis(2, noise_variance_init=np.ones(3)).fit(X)
+    with pytest.raises(ValueError, match="finite, positive"):
+        fastem.FactorAnalysis(2, noise_variance_init=-np.ones(8)).fit(X)
+    bad = X.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        fastem.FactorAnalysis(2).fit(bad)
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        fastem.FactorAnalysis(2).fit(X[:1])
+    with pytest.raises(ValueError, match="8 features"):
+        fastem.FactorAnalysis(2).fit(X).transform(X[:, :3])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fastem.FactorAnalysis(2, max_iter=2).fit(X)
+    assert any("did not converge" in str(w.message) for w in caught)
