@@ -3,6 +3,7 @@ online) and gensim's LdaMulticore, in one run, perplexity beside time.
 
     python benchmarks/topics.py                          # issue 17's corpus (slow)
     python benchmarks/topics.py --docs 20000 --repeats 1 # a tenth of it
+    python benchmarks/topics.py --repeats 1 --passes 0   # per batch iteration only
 
 The corpus is drawn from LDA itself: ``--docs`` documents over ``--words`` words (a
 Dirichlet(0.05) distribution per topic over the words, Dirichlet(0.2) per document over
@@ -109,6 +110,8 @@ def main(argv=None):
     for name, times in per_iter.items():
         t = statistics.median(times)
         print(f"| {name} | {t:.3f} | {ref / t:.2f}x |")
+    if args.passes <= 0:  # (--passes 0: the per-iteration figures only)
+        return
 
     rows = []
     runs = [("fastem batch", lambda: fit(fastem.LatentDirichletAllocation, "batch",

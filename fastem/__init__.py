@@ -22,6 +22,7 @@ from .multinomial_hmm import MultinomialHMM
 from .multinomial_mixture import MultinomialMixture
 from .plsa import PLSA
 from .poisson_hmm import PoissonHMM
+from .ppca import PPCA
 
 __version__ = "0.1.0"
 
@@ -46,6 +47,7 @@ __all__ = [
     "MultinomialMixture",
     "PLSA",
     "PoissonHMM",
+    "PPCA",
     "set_config",
     "__version__",
 ]

@@ -277,6 +277,12 @@ def _estimator(args, X):
             raise CLIError("--n-init and --init are not options of plsa (one run from its "
                            "random_state's draws)")
         return fastem.PLSA(k, **common)
+    if args.model == "ppca":
+        given = [f"--{n.replace('_', '-')}" for n in ("tol", "n_init", "max_iter") if n in common]
+        if given or args.init:
+            raise CLIError(f"{', '.join(given or ['--init'])} is not an option of ppca (its fit "
+                           "is in closed form)")
+        return fastem.PPCA(k, backend=args.backend, n_threads=args.n_threads)
     if args.model == "fa":
         if "n_init" in common or args.init:
             raise CLIError("--n-init and --init are not options of fa (its fit is one run "
@@ -355,10 +361,11 @@ def _summary(model):
     elif type(model).__name__ == "PLSA":
         out.update(n_components=int(model.n_components), converged=bool(model.converged_),
                    log_likelihood=float(model.lower_bound_))
-    elif hasattr(model, "noise_variance_"):  # FactorAnalysis
+    elif hasattr(model, "noise_variance_"):  # FactorAnalysis, PPCA
+        loglike, noise = model.loglike_, model.noise_variance_
         out.update(n_components=int(model.components_.shape[0]),
-                   log_likelihood=float(model.loglike_[-1]),
-                   noise_variance=model.noise_variance_.tolist(),
+                   log_likelihood=float(loglike[-1] if isinstance(loglike, list) else loglike),
+                   noise_variance=noise.tolist() if hasattr(noise, "tolist") else float(noise),
                    components=model.components_.tolist())
     elif hasattr(model, "transmat_"):
         out.update(n_components=int(model.n_components),
@@ -389,9 +396,10 @@ def _print_summary(s, names, sizes):
         elif s["perplexity"] is not None:  # (None: a partial_fit model)
             print(f"perplexity {s['perplexity']:.6g} on the training documents")
         rows, first, head = None, [f"{n:>6}" for n in sizes], "    topic    documents"
-    elif s["model"] == "FactorAnalysis":
+    elif s["model"] in ("FactorAnalysis", "PPCA"):
         print(f"log-likelihood {s['log_likelihood']:.6g}")
-        rows, first, head = s["components"], [""] * len(s["components"]), "   factor"
+        rows, first = s["components"], [""] * len(s["components"])
+        head = "   factor" if s["model"] == "FactorAnalysis" else "     axis"
     elif "transmat" in s:
         state = "converged" if s["converged"] else "not converged"
         print(f"log-likelihood {s['log_likelihood']:.6g}, {state}")
@@ -403,8 +411,8 @@ def _print_summary(s, names, sizes):
         rows, first, head = s.get("means"), [f"{w:>6.3f}" for w in s["weights"]], \
             "component  weight"
     show = rows is not None and len(rows[0]) <= 12
-    label = (" center" if "inertia" in s else " loadings" if "components" in s
-             else " mean")
+    label = (" center" if "inertia" in s else " mean" if "components" not in s
+             else " loadings" if s["model"] == "FactorAnalysis" else " direction")
     print(head + (label + (f" ({', '.join(names)})" if names else "") if show else ""))
     for j, lead in enumerate(first):
         vector = " [" + ", ".join(f"{v:.4g}" for v in rows[j]) + "]" if show else ""
@@ -459,12 +467,12 @@ def _cmd_fit(args):
                 labels = model.fit(X, **fit_options).labels_
             elif args.model == "minibatch":
                 labels = _fit_minibatch(model, X, args)
-            elif args.model == "fa":  # no clusters: the factors
+            elif args.model in ("fa", "ppca"):  # no clusters: the factors
                 if args.checkpoint:
-                    raise CLIError("--checkpoint is not supported for fa (its iterations "
-                                   "never read the data)")
+                    raise CLIError(f"--checkpoint is not supported for {args.model} (its "
+                                   "iterations never read the data)")
                 labels = None
-                model.fit(X, callback=progress)
+                model.fit(X, **({"callback": progress} if args.model == "fa" else {}))
             elif args.model in TOPIC_MODELS:  # each document's main topic
                 if args.checkpoint:
                     raise CLIError(f"--checkpoint is not supported for {args.model} yet")
@@ -696,7 +704,8 @@ class _Progress:
         self.model, self.mode, self.interval, self.clock = model, mode, interval, clock
         self.shown, self.init, self.init_start, self.last_log = False, None, 0.0, None
         # (the hidden Markov models call it n_iter, as hmmlearn does)
-        self.max_iter = model.max_iter if hasattr(model, "max_iter") else model.n_iter
+        # (PPCA's closed form has no iterations)
+        self.max_iter = getattr(model, "max_iter", getattr(model, "n_iter", 1))
 
     def __call__(self, info):
         if self.mode == "none":

@@ -260,7 +260,7 @@ FAMILIES = (
     Family("topics", ("lda_e_step", "lda_word_bound", "plsa_em_pass"), _topics_calls,
            (("lda", "LatentDirichletAllocation"), ("plsa", "PLSA"))),
     Family("factor_analysis", ("weighted_moments",), _factor_analysis_calls,
-           (("fa", "FactorAnalysis"),)),
+           (("fa", "FactorAnalysis"), ("ppca", "PPCA"))),
 )
 
 #: The family names, in declaration order.

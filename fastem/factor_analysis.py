@@ -98,7 +98,81 @@ def _ortho_rotation(loadings, method, tol=1e-6, max_iter=100):
     return loadings @ rotation
 
 
-class FactorAnalysis(EMEstimator):
+class LinearGaussian:
+    """Inference in x = W^T z + mean + e, z ~ N(0, I), e ~ N(0, diag(psi)), shared by
+    the factor models: a model gives ``_loadings()`` W (q, D), ``_noise()`` psi (D,) and
+    ``mean_``.  Every formula goes through the q x q matrix I + W Psi^-1 W^T, never a
+    D x D inverse."""
+
+    def _rows(self, X):
+        self._check_is_fitted()
+        X = self._validate_data(X, reset=False)
+        return np.asarray(X, dtype=np.float64) - self.mean_
+
+    def _factor_posterior(self):
+        """(W Psi^-1 (q, D), the posterior covariance of z, (I + W Psi^-1 W^T)^-1)."""
+        w, psi = self._loadings(), self._noise()
+        w_psi = w / psi
+        inner = np.eye(w.shape[0]) + w_psi @ w.T
+        return w_psi, np.linalg.inv(inner)
+
+    def transform(self, X: Any) -> Any:
+        """E[z | x] of every row: (I + W Psi^-1 W^T)^-1 W Psi^-1 (x - mean)."""
+        centered = self._rows(X)
+        w_psi, cov_z = self._factor_posterior()
+        return centered @ w_psi.T @ cov_z
+
+    def get_covariance(self) -> Any:
+        """The model's covariance W^T W + Psi."""
+        self._check_is_fitted()
+        w = self._loadings()
+        return w.T @ w + np.diag(self._noise())
+
+    def get_precision(self) -> Any:
+        """C^-1 by the Woodbury identity: Psi^-1 - Psi^-1 W^T (I + W Psi^-1 W^T)^-1 W
+        Psi^-1 (a q x q inverse, not a D x D one)."""
+        self._check_is_fitted()
+        w_psi, cov_z = self._factor_posterior()
+        return np.diag(1.0 / self._noise()) - w_psi.T @ cov_z @ w_psi
+
+    def _log_det_covariance(self):
+        """log det C = log det(I + W Psi^-1 W^T) + sum log Psi (the determinant lemma)."""
+        w = self._loadings()
+        inner = np.eye(w.shape[0]) + (w / self._noise()) @ w.T
+        return float(np.linalg.slogdet(inner)[1] + np.sum(np.log(self._noise())))
+
+    def score_samples(self, X: Any) -> Any:
+        """log N(x | mean, C) of every row."""
+        centered = self._rows(X)
+        precision = self.get_precision()
+        d = centered.shape[1]
+        quad = np.einsum("ij,ij->i", centered @ precision, centered)
+        return -0.5 * (quad + d * np.log(2 * np.pi) + self._log_det_covariance())
+
+    def score(self, X: Any, y: None = None) -> float:
+        """The average log-likelihood of the rows of X."""
+        return float(np.mean(self.score_samples(X)))
+
+    def fit_transform(self, X: Any, y: None = None) -> Any:
+        """``fit(X).transform(X)``."""
+        return self.fit(X).transform(X)
+
+    def _check_input(self, X, *, owner, copy, name="X"):
+        return check_array(X, name=name, owner=owner, copy=False)
+
+    def _fit_moments(self, X):
+        """X (an array, a memory map, ``Chunks`` or a Dask array) checked and reduced to
+        its ``Moments``, two passes of the moments kernel."""
+        rows = self._validate_rows(X, None, reset=True)
+        self._runtime = self._resolve_runtime()
+        if rows.n_rows < 2:
+            raise ValueError(f"{type(self).__name__} needs at least 2 samples; got "
+                             f"{rows.n_rows}.")
+        self._n_fit_rows = rows.n_rows
+        return Moments(rows, self._kernels(self._runtime[0], "factor_analysis"))
+
+
+class FactorAnalysis(LinearGaussian, EMEstimator):
     """Factor analysis (maximum likelihood, diagonal noise) with scikit-learn's
     parameters, defaults, attributes and iterations, fitted from the data's moments.
 
@@ -226,17 +300,15 @@ class FactorAnalysis(EMEstimator):
         two passes for the moments, then the iterations on them; returns self.
         ``callback`` as for the mixtures (after every iteration)."""
         self._validate_params()
-        rows = self._validate_rows(X, None, reset=True)
-        self._runtime = self._resolve_runtime()
-        d = rows.n_features
-        self._q = d if self.n_components is None else int(self.n_components)
-        if rows.n_rows < 2:
-            raise ValueError(f"FactorAnalysis needs at least 2 samples; got {rows.n_rows}.")
         with limit_blas_threads():
-            moments = Moments(rows, self._kernels(self._runtime[0], "factor_analysis"))
+            moments = self._fit_moments(X)
+            d = moments.shape[1]
+            self._q = d if self.n_components is None else int(self.n_components)
+            if self._q > d:
+                raise ValueError(f"n_components={self._q} must be at most the number of "
+                                 f"features, {d}.")
             best, _ = self._run_em(moments, n_init=1, initialize=True, random_state=None,
                                    callback=callback)
-        self._n_fit_rows = moments.shape[0]
         self.mean_, self.n_iter_ = moments.mean, best.n_iter
         self.loglike_ = [float(v) for v in best.bounds]
         if not best.converged:
@@ -249,61 +321,14 @@ class FactorAnalysis(EMEstimator):
         self.backend_ = self._runtime[0]
         return self
 
-    def _rows(self, X):
-        self._check_is_fitted()
-        X = self._validate_data(X, reset=False)
-        return np.asarray(X, dtype=np.float64) - self.mean_
-
-    def _factor_posterior(self):
-        """(W Psi^-1 (q, D), the posterior covariance of z, (I + W Psi^-1 W^T)^-1)."""
-        w_psi = self.components_ / self.noise_variance_
-        inner = np.eye(self.components_.shape[0]) + w_psi @ self.components_.T
-        return w_psi, np.linalg.inv(inner)
-
-    def transform(self, X: Any) -> Any:
-        """E[z | x] of every row: (I + W Psi^-1 W^T)^-1 W Psi^-1 (x - mean)."""
-        centered = self._rows(X)
-        w_psi, cov_z = self._factor_posterior()
-        return centered @ w_psi.T @ cov_z
-
-    def fit_transform(self, X: Any, y: None = None) -> Any:
-        return self.fit(X).transform(X)
-
-    def get_covariance(self) -> Any:
-        """The model's covariance W^T W + Psi."""
-        self._check_is_fitted()
-        return self.components_.T @ self.components_ + np.diag(self.noise_variance_)
-
-    def get_precision(self) -> Any:
-        """C^-1 by the Woodbury identity: Psi^-1 - Psi^-1 W^T (I + W Psi^-1 W^T)^-1 W
-        Psi^-1 (a q x q inverse, not a D x D one)."""
-        self._check_is_fitted()
-        w_psi, cov_z = self._factor_posterior()
-        return np.diag(1.0 / self.noise_variance_) - w_psi.T @ cov_z @ w_psi
-
-    def _log_det_covariance(self):
-        """log det C = log det(I + W Psi^-1 W^T) + sum log Psi (the determinant lemma)."""
-        w_psi, _ = self._factor_posterior()
-        inner = np.eye(self.components_.shape[0]) + w_psi @ self.components_.T
-        return float(np.linalg.slogdet(inner)[1] + np.sum(np.log(self.noise_variance_)))
-
-    def score_samples(self, X: Any) -> Any:
-        """log N(x | mean, C) of every row."""
-        centered = self._rows(X)
-        precision = self.get_precision()
-        d = centered.shape[1]
-        quad = np.einsum("ij,ij->i", centered @ precision, centered)
-        return -0.5 * (quad + d * np.log(2 * np.pi) + self._log_det_covariance())
-
-    def score(self, X: Any, y: None = None) -> float:
-        """The average log-likelihood of the rows of X."""
-        return float(np.mean(self.score_samples(X)))
-
     def get_feature_names_out(self, input_features: Any = None) -> Any:
         """["factoranalysis0", ...]: one name per factor, as scikit-learn's."""
         self._check_is_fitted()
         return np.array([f"factoranalysis{i}" for i in range(self.components_.shape[0])],
                         dtype=object)
 
-    def _check_input(self, X, *, owner, copy, name="X"):
-        return check_array(X, name=name, owner=owner, copy=False)
+    def _loadings(self):
+        return self.components_
+
+    def _noise(self):
+        return self.noise_variance_

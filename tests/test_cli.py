@@ -550,6 +550,15 @@ def test_factor_analysis_fits_predicts_factors_and_has_info(files, tmp_path):
     assert out.returncode == 2 and "drop --proba" in out.stderr
     out = run("fit", "fa", files / "gauss.npy", "--n-init", 2)
     assert out.returncode == 2 and "not options of fa" in out.stderr
+    out = run("fit", "ppca", files / "gauss.npy", "-k", 2, "--json", "-o", tmp_path / "p.npz")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["log_likelihood"] == fastem.PPCA(2).fit(X).loglike_
+    out = run("predict", tmp_path / "p.npz", files / "gauss.npy", "-o", tmp_path / "z.npy")
+    assert out.returncode == 0, out.stderr
+    np.testing.assert_allclose(np.load(tmp_path / "z.npy"), fastem.PPCA(2).fit(X).transform(X),
+                               rtol=1e-12)
+    out = run("fit", "ppca", files / "gauss.npy", "--max-iter", 3)
+    assert out.returncode == 2 and "--max-iter is not an option of ppca" in out.stderr
 
 
 def test_info_reads_every_kind_of_model_file(files, tmp_path):
@@ -561,8 +570,10 @@ def test_info_reads_every_kind_of_model_file(files, tmp_path):
     for model, data, field in (("lda", tmp_path / "d.npz", "perplexity"),
                                ("plsa", tmp_path / "d.npz", "log_likelihood"),
                                ("gaussian-hmm", files / "gauss.npy", "log_likelihood"),
-                               ("fa", files / "gauss.npy", "log_likelihood")):
-        assert run("fit", model, data, "-k", 2, "--max-iter", 3, "--quiet", "-o",
+                               ("fa", files / "gauss.npy", "log_likelihood"),
+                               ("ppca", files / "gauss.npy", "log_likelihood")):
+        iters = [] if model == "ppca" else ["--max-iter", 3]
+        assert run("fit", model, data, "-k", 2, *iters, "--quiet", "-o",
                    tmp_path / "m.npz").returncode == 0
         out = run("info", tmp_path / "m.npz", "--json")
         assert out.returncode == 0, out.stderr

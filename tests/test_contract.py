@@ -149,7 +149,10 @@ with warnings.catch_warnings():
             X = fit_inputs(cli_name, dtype)
             for k in ((3, 64) if cli_name == "kmeans" else (3,)):
                 n_iter = {"n_iter" if cli_name.endswith("-hmm") else "max_iter": 3}
-                est = cls(k, backend="numba", random_state=0, **n_iter).fit(X)
+                accepted = cls().get_params()
+                est = cls(k, **{name: value for name, value in dict(
+                    backend="numba", random_state=0, **n_iter).items()
+                    if name in accepted}).fit(X)
                 (est.predict if hasattr(est, "predict") else est.transform)(X)
 after = {key: len(j.signatures) for key, j in jitted.items()}
 print(json.dumps({"compiled": sum(before.values()),

@@ -1,0 +1,125 @@
+"""Probabilistic PCA (Tipping and Bishop 1999): ``PPCA``.
+
+The factor model with isotropic noise, x = W^T z + mean + e, e ~ N(0, sigma^2 I).  Its
+maximum-likelihood fit is in closed form from the data's moments: with lambda_1 >= ...
+>= lambda_D the eigenvalues of the (biased) covariance S and u_j its eigenvectors,
+
+    sigma^2 = mean of lambda_{q+1..D}       (the variance the q axes leave)
+    W       = diag(sqrt(lambda_j - sigma^2)) u_j^T  for the top q   (up to a rotation)
+
+and the log-likelihood there is -n/2 (D log 2 pi + sum_{j<=q} log lambda_j + (D - q)
+log sigma^2 + D).  So a fit is the two moments passes of ``FactorAnalysis`` (in
+memory, memory-mapped, ``Chunks`` or Dask, bit for bit) and one D x D
+eigendecomposition.  scikit-learn's ``PCA`` describes the same model with the
+covariance normalised by N - 1 instead of N (its ``score`` is this model's with
+``explained_variance_`` and ``noise_variance_`` scaled by N / (N - 1)).
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ._config import BACKENDS
+from ._threads import limit_blas_threads
+from ._validation import Interval, Options
+from .base import FastEMEstimator
+from .factor_analysis import LinearGaussian
+
+if TYPE_CHECKING:
+    from typing import Any, Optional
+
+    from typing_extensions import Self
+
+
+class PPCA(LinearGaussian, FastEMEstimator):
+    """Probabilistic principal component analysis, the exact maximum-likelihood fit.
+
+    Parameters
+    ----------
+    n_components : int or None, default=None
+        Number of principal axes q (None: the number of features minus one, so that
+        some variance is left to the noise).
+    backend : {"auto", "numba", "cython", "numpy"} or None, default=None
+    n_threads : int or None, default=None
+        Threads for the moments passes; the result is the same for any count.
+
+    Attributes
+    ----------
+    components_ : ndarray of shape (n_components, n_features)
+        The principal axes (orthonormal rows), largest variance first, each with its
+        largest-magnitude entry positive.
+    explained_variance_ : ndarray of shape (n_components,)
+        The variance along each axis (the top eigenvalues of the covariance, over N).
+    explained_variance_ratio_ : ndarray of shape (n_components,)
+    noise_variance_ : float
+        sigma^2, the mean variance of the other directions.
+    mean_ : ndarray of shape (n_features,)
+    loglike_ : float
+        The log-likelihood of the training rows at the fit.
+    n_samples_ : int
+    n_features_in_, feature_names_in_
+    """
+
+    _estimator_type = "transformer"
+    _fitted_attributes = ("components_", "explained_variance_", "explained_variance_ratio_",
+                          "noise_variance_", "mean_", "loglike_", "n_samples_",
+                          "n_features_in_", "backend_")
+    _parameter_constraints = {
+        "n_components": [None, Interval(numbers.Integral, 1, None)],
+        "backend": [None, Options(*BACKENDS)],
+        "n_threads": [None, Interval(numbers.Integral, 1, None)],
+    }
+
+    def __init__(self, n_components: Optional[int] = None, *, backend: Optional[str] = None,
+                 n_threads: Optional[int] = None) -> None:
+        self.n_components = n_components
+        self.backend = backend
+        self.n_threads = n_threads
+
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "components_")
+
+    def fit(self, X: Any, y: None = None) -> Self:
+        """Fit the axes and the noise to X (an array, a memory map, ``Chunks`` or a Dask
+        array) from its moments; returns self."""
+        self._validate_params()
+        with limit_blas_threads():
+            moments = self._fit_moments(X)
+        n, d = moments.shape
+        q = d - 1 if self.n_components is None else int(self.n_components)
+        if not 1 <= q < d:
+            raise ValueError(f"n_components={q} must be between 1 and the number of features "
+                             f"minus one ({d - 1}): PPCA leaves some variance to its noise.")
+        values, vectors = np.linalg.eigh(moments.cov)
+        values, vectors = np.maximum(values[::-1], 0.0), vectors[:, ::-1]  # largest first
+        axes = vectors[:, :q].T
+        # a fixed sign: each axis's largest-magnitude entry positive
+        axes *= np.sign(axes[np.arange(q), np.argmax(np.abs(axes), axis=1)])[:, None]
+        sigma2 = float(np.mean(values[q:]))
+        if not sigma2 > 1e-12 * values[0]:  # (rounding leaves ~1e-16 of the top variance)
+            raise ValueError("the data lie in a subspace of q dimensions or fewer: PPCA's noise "
+                             "variance would be 0; use fewer components.")
+        self.components_, self.explained_variance_ = axes, values[:q].copy()
+        self.explained_variance_ratio_ = self.explained_variance_ / np.sum(values)
+        self.noise_variance_, self.mean_ = sigma2, moments.mean
+        self.n_samples_ = int(n)
+        self.loglike_ = float(-0.5 * moments.n * (
+            d * np.log(2 * np.pi) + np.sum(np.log(values[:q])) + (d - q) * np.log(sigma2) + d))
+        self.backend_ = self._runtime[0]
+        return self
+
+    def _loadings(self):
+        """W = diag(sqrt(lambda - sigma^2)) U^T: the loadings of the axes."""
+        return (np.sqrt(np.maximum(self.explained_variance_ - self.noise_variance_, 0.0))[:, None]
+                * self.components_)
+
+    def _noise(self):
+        return np.full(self.components_.shape[1], self.noise_variance_)
+
+    def get_feature_names_out(self, input_features: Any = None) -> Any:
+        """["ppca0", ...]: one name per axis."""
+        self._check_is_fitted()
+        return np.array([f"ppca{i}" for i in range(self.components_.shape[0])], dtype=object)
