@@ -74,6 +74,20 @@ class Moments:
         self.var = np.diag(self.cov).copy()
         self.shape = (int(rows.n_rows), d)
 
+    def merged(self, other):
+        """The moments of these rows and ``other``'s together (Chan, Golub and LeVeque's
+        pairwise update: the scatter about the common mean is both scatters plus
+        n_a n_b / n (m_b - m_a)(m_b - m_a)^T)."""
+        out = object.__new__(Moments)
+        n = self.n + other.n
+        delta = other.mean - self.mean
+        out.n, out.mean = n, self.mean + delta * (other.n / n)
+        out.cov = (self.n * self.cov + other.n * other.cov
+                   + np.outer(delta, delta) * (self.n * other.n / n)) / n
+        out.var = np.diag(out.cov).copy()
+        out.shape = (self.shape[0] + other.shape[0], self.shape[1])
+        return out
+
 
 def _ortho_rotation(loadings, method, tol=1e-6, max_iter=100):
     """The orthogonal rotation R of the loadings L (D, q) maximising the varimax or
@@ -160,12 +174,12 @@ class LinearGaussian:
     def _check_input(self, X, *, owner, copy, name="X"):
         return check_array(X, name=name, owner=owner, copy=False)
 
-    def _fit_moments(self, X):
+    def _fit_moments(self, X, reset=True, min_rows=2):
         """X (an array, a memory map, ``Chunks`` or a Dask array) checked and reduced to
         its ``Moments``, two passes of the moments kernel."""
-        rows = self._validate_rows(X, None, reset=True)
+        rows = self._validate_rows(X, None, reset=reset)
         self._runtime = self._resolve_runtime()
-        if rows.n_rows < 2:
+        if rows.n_rows < min_rows:
             raise ValueError(f"{type(self).__name__} needs at least 2 samples; got "
                              f"{rows.n_rows}.")
         self._n_fit_rows = rows.n_rows
@@ -211,6 +225,8 @@ class FactorAnalysis(LinearGaussian, EMEstimator):
     noise_variance_ : ndarray of shape (n_features,)
     n_iter_ : int
     mean_ : ndarray of shape (n_features,)
+    n_samples_seen_ : int
+        The rows fitted (all the batches of ``partial_fit``).
     n_features_in_, feature_names_in_
     """
 
@@ -301,21 +317,46 @@ class FactorAnalysis(LinearGaussian, EMEstimator):
         ``callback`` as for the mixtures (after every iteration)."""
         self._validate_params()
         with limit_blas_threads():
-            moments = self._fit_moments(X)
-            d = moments.shape[1]
-            self._q = d if self.n_components is None else int(self.n_components)
-            if self._q > d:
-                raise ValueError(f"n_components={self._q} must be at most the number of "
-                                 f"features, {d}.")
-            best, _ = self._run_em(moments, n_init=1, initialize=True, random_state=None,
-                                   callback=callback)
+            return self._fit_from(self._fit_moments(X), True, callback)
+
+    def partial_fit(self, X: Any, y: None = None) -> Self:
+        """Add the rows of X to the moments seen so far (exactly: the pairwise update of
+        the mean and covariance) and iterate to the fit of all of them from the current
+        noise variances; returns self.  The model is then ``fit`` of all the rows seen,
+        to within ``tol``."""
+        self._validate_params()
+        first = not self.__sklearn_is_fitted__()
+        if not first and getattr(self, "_seen", None) is None:
+            raise ValueError("this FactorAnalysis holds no running moments (it was loaded "
+                             "from a file): partial_fit can only continue a model fitted in "
+                             "this process; fit it again on all the data.")
+        with limit_blas_threads():
+            # (a later batch may be a single row: the moments seen have two already)
+            moments = self._fit_moments(X, reset=first, min_rows=2 if first else 1)
+            if not first:
+                moments = self._seen.merged(moments)
+            return self._fit_from(moments, first, None)
+
+    def _fit_from(self, moments, initialize, callback):
+        """The iterations on ``moments``, from unit noise (``initialize``) or from the
+        current noise variances."""
+        d = moments.shape[1]
+        self._q = d if self.n_components is None else int(self.n_components)
+        if self._q > d:
+            raise ValueError(f"n_components={self._q} must be at most the number of "
+                             f"features, {d}.")
+        if not initialize:
+            self._last_loglike = -np.inf
+        best, _ = self._run_em(moments, n_init=1, initialize=initialize, random_state=None,
+                               callback=callback)
+        self._seen, self.n_samples_seen_ = moments, int(moments.shape[0])
         self.mean_, self.n_iter_ = moments.mean, best.n_iter
         self.loglike_ = [float(v) for v in best.bounds]
         if not best.converged:
             from .exceptions import ConvergenceWarning
 
             warnings.warn("FactorAnalysis did not converge. You might want to increase the "
-                          "number of iterations.", ConvergenceWarning, stacklevel=2)
+                          "number of iterations.", ConvergenceWarning, stacklevel=3)
         if self.rotation is not None:
             self.components_ = _ortho_rotation(self.components_.T, self.rotation).T
         self.backend_ = self._runtime[0]

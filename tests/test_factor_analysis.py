@@ -126,3 +126,23 @@ def test_bad_input_and_non_convergence_are_reported():
         warnings.simplefilter("always")
         fastem.FactorAnalysis(2, max_iter=2).fit(X)
     assert any("did not converge" in str(w.message) for w in caught)
+
+
+def test_partial_fit_sees_the_moments_of_every_batch():
+    """The batches' moments merged pairwise are the moments of all the rows (to
+    rounding), and the iterations from the last noise reach fit's model."""
+    X = _data(n=900, seed=4)
+    model = fastem.FactorAnalysis(2, tol=1e-8)
+    for batch in (X[:100], X[100:101], X[101:700], X[700:]):
+        model.partial_fit(batch)
+    whole = fastem.FactorAnalysis(2, tol=1e-8).fit(X)
+    assert model.n_samples_seen_ == 900
+    np.testing.assert_allclose(model._seen.cov, np.cov(X.T, bias=True), rtol=1e-11,
+                               atol=1e-12)
+    np.testing.assert_allclose(model.mean_, X.mean(axis=0), rtol=1e-13)
+    # (two stops of a flat maximum from different starts: within the issue's 1e-4)
+    np.testing.assert_allclose(model.get_covariance(), whole.get_covariance(), rtol=1e-4,
+                               atol=1e-6)
+    assert model.score(X) == pytest.approx(whole.score(X), rel=1e-9)
+    with pytest.raises(ValueError, match="8 features"):
+        model.partial_fit(X[:5, :3])
