@@ -87,7 +87,21 @@ class PPCA(LinearGaussian, FastEMEstimator):
         array) from its moments; returns self."""
         self._validate_params()
         with limit_blas_threads():
-            moments = self._fit_moments(X)
+            return self._fit_from(self._fit_moments(X))
+
+    def partial_fit(self, X: Any, y: None = None) -> Self:
+        """Add the rows of X to the moments seen so far (exactly, by the pairwise update)
+        and refit in closed form: the model is then ``fit`` of all the rows seen."""
+        self._validate_params()
+        first = not self.__sklearn_is_fitted__()
+        if not first and getattr(self, "_seen", None) is None:
+            raise ValueError("this PPCA holds no running moments (it was loaded from a "
+                             "file): fit it again on all the data.")
+        with limit_blas_threads():
+            moments = self._fit_moments(X, reset=first, min_rows=2 if first else 1)
+            return self._fit_from(moments if first else self._seen.merged(moments))
+
+    def _fit_from(self, moments):
         n, d = moments.shape
         q = d - 1 if self.n_components is None else int(self.n_components)
         if not 1 <= q < d:
@@ -105,7 +119,7 @@ class PPCA(LinearGaussian, FastEMEstimator):
         self.components_, self.explained_variance_ = axes, values[:q].copy()
         self.explained_variance_ratio_ = self.explained_variance_ / np.sum(values)
         self.noise_variance_, self.mean_ = sigma2, moments.mean
-        self.n_samples_ = int(n)
+        self.n_samples_, self._seen = int(n), moments
         self.loglike_ = float(-0.5 * moments.n * (
             d * np.log(2 * np.pi) + np.sum(np.log(values[:q])) + (d - q) * np.log(sigma2) + d))
         self.backend_ = self._runtime[0]

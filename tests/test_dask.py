@@ -367,9 +367,9 @@ def test_topic_models_on_dask_equal_the_in_memory_fit(scheduler, method, monkeyp
         np.testing.assert_array_equal(got_p.transform(dense), ref_p.transform(X))
 
 
-def test_factor_analysis_on_dask_equals_the_in_memory_fit(scheduler):
-    """The two moments passes are tasks on the workers; the iterations run on the
-    client from the moments alone."""
+def test_factor_models_on_dask_equal_the_in_memory_fit(scheduler):
+    """The two moments passes are tasks on the workers; FactorAnalysis's iterations and
+    PPCA's closed form run on the client from the moments alone."""
     X = _data(np.float64, d=5)
     with fastem.config_context(chunk_bytes=CHUNK_BYTES):
         ref = fastem.FactorAnalysis(2, tol=1e-6).fit(X)
@@ -377,6 +377,11 @@ def test_factor_analysis_on_dask_equals_the_in_memory_fit(scheduler):
     np.testing.assert_array_equal(got.components_, ref.components_)
     np.testing.assert_array_equal(got.noise_variance_, ref.noise_variance_)
     assert got.loglike_ == ref.loglike_
+    with fastem.config_context(chunk_bytes=CHUNK_BYTES):
+        ref = fastem.PPCA(2).fit(X)
+        got = fastem.PPCA(2).fit(da.from_array(X, chunks=(97, 5)))
+    np.testing.assert_array_equal(got.components_, ref.components_)
+    assert got.noise_variance_ == ref.noise_variance_ and got.loglike_ == ref.loglike_
 
 
 def test_import_fastem_does_not_import_dask():

@@ -70,3 +70,15 @@ def test_sources_give_the_same_bits_and_errors_are_clear():
         fastem.PPCA(8).fit(X)
     with pytest.raises(ValueError, match="subspace"):
         fastem.PPCA(2).fit(np.repeat(X[:, :2], 3, axis=1))  # rank 2 in 6 dimensions
+
+
+def test_partial_fit_is_the_fit_of_every_row_seen():
+    X = _data(n=400, seed=3)
+    model = fastem.PPCA(3)
+    for batch in (X[:150], X[150:151], X[151:]):
+        model.partial_fit(batch)
+    whole = fastem.PPCA(3).fit(X)
+    assert model.n_samples_ == 400
+    np.testing.assert_allclose(model.get_covariance(), whole.get_covariance(), rtol=1e-11,
+                               atol=1e-13)
+    assert model.loglike_ == pytest.approx(whole.loglike_, rel=1e-12)
