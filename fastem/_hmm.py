@@ -463,9 +463,7 @@ class BaseHMM(EMEstimator):
         owner = type(self).__name__
         sizes, width, dtype = survey_pieces(chunks, lambda a, name, copy: self._check_input(
             a, owner=owner, copy=copy, name=name))
-        if reset and hasattr(self, "feature_names_in_"):
-            del self.feature_names_in_
-        self._check_n_features(width, reset)
+        self._check_streamed_features(width, reset)
         return StackedRows(chunks, sizes, width, dtype)
 
     def _hmm_kernels(self):

@@ -49,27 +49,20 @@ def doc_chunk(start, X, dtype):
                     X.indptr.astype(np.int64) - X.indptr[0])
 
 
-def _csr_slice(X, a, b):
-    """Rows [a, b) of a CSR matrix, the entries as views."""
-    import scipy.sparse as sp
-
-    lo, hi = X.indptr[a], X.indptr[b]
-    return sp.csr_matrix((X.data[lo:hi], X.indices[lo:hi], X.indptr[a:b + 1] - lo),
-                         shape=(b - a, X.shape[1]))
-
-
 def recut(pieces, size):
     """Re-cut a stream of document pieces (CSR matrices) into CSR matrices of exactly
     ``size`` documents (the last may be shorter); a run inside one piece is a view,
     documents that straddle pieces are stacked."""
     import scipy.sparse as sp
 
+    from ._stream import _csr_rows
+
     held, n_held = [], 0
     for piece in pieces:
         pos, m = 0, piece.shape[0]
         while pos < m:
             take = min(size - n_held, m - pos)
-            part = _csr_slice(piece, pos, pos + take)
+            part = _csr_rows(piece, pos, pos + take)
             pos += take
             if n_held == 0 and take == size:
                 yield part
@@ -198,9 +191,7 @@ class Documents:
             return self._check_input(piece, owner=owner, copy=copy, name=name)
 
         sizes, n_words, dtype = survey_pieces(X, check)  # the first pass: every piece checked
-        if reset and hasattr(self, "feature_names_in_"):
-            del self.feature_names_in_
-        self._check_n_features(n_words, reset)
+        self._check_streamed_features(n_words, reset)
         dtype = self._corpus_dtype(dtype, reset)
 
         def pieces():  # each piece as the first pass checked it (no copy unless needed)

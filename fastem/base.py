@@ -226,6 +226,13 @@ class FastEMEstimator(ToolingMixin):
         self._check_n_features(X.shape[1], reset)
         return X
 
+    def _check_streamed_features(self, n_features, reset):
+        """``_check_n_features`` for data read in pieces (``Chunks``, Dask): no feature
+        names reach the model, so a refit forgets the old ones."""
+        if reset and hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        self._check_n_features(n_features, reset)
+
     def _check_n_features(self, n_features, reset):
         """On ``reset`` record n_features_in_, else refuse a different count."""
         if reset:
@@ -259,9 +266,7 @@ class FastEMEstimator(ToolingMixin):
                              backend=resolve_backend(self.backend, self._kernel_family))
         else:
             rows = rows_from(X, check, owner=owner, sample_weight=sample_weight)
-        if reset and hasattr(self, "feature_names_in_"):
-            del self.feature_names_in_
-        self._check_n_features(rows.n_features, reset)
+        self._check_streamed_features(rows.n_features, reset)
         self._check_rows(rows, reset)
         return rows
 

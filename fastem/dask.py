@@ -483,9 +483,9 @@ def dask_rows(X, check, *, owner, sample_weight, backend):
                     weights=weights, backend=backend)
 
 
-def _checked_blocks(X, check, owner):
-    """(X with every row in one block, ``_check_block`` of each block), the checks run on
-    the workers in one pass."""
+def _checked_blocks(X, check, owner, summary=_check_block):
+    """(X with every row in one block, ``summary(check, name, block)`` of each block:
+    ``_check_block`` by default), the checks run on the workers in one pass."""
     import dask
 
     if X.ndim != 2:
@@ -495,7 +495,7 @@ def _checked_blocks(X, check, owner):
         raise ValueError(f"{owner} needs a Dask array of known shape; call "
                          "X.compute_chunk_sizes() first.")
     X = _whole_rows(X)
-    named = dask.delayed(_check_block, pure=True)
+    named = dask.delayed(summary, pure=True)
     return X, dask.compute(*[named(check, f"block {i} of X", blk)
                              for i, blk in enumerate(X.to_delayed().ravel())])
 
@@ -615,9 +615,7 @@ def dask_sequences(model, X, lengths, reset):
 
     X, results = _checked_blocks(X, check, owner)
     dtype = np.result_type(*[np.dtype(r[1]) for r in results])
-    if reset and hasattr(model, "feature_names_in_"):
-        del model.feature_names_in_
-    model._check_n_features(X.shape[1], reset)
+    model._check_streamed_features(X.shape[1], reset)
     from ._dispatch import resolve_backend
 
     return DaskSequences(X, lengths, model._row_width, dtype, sum(r[0] for r in results),
@@ -708,28 +706,15 @@ def _corpus_task(model, method, args, block, start, dtype, host_threads, *extra)
 def dask_corpus(model, X, reset):
     """Validate a Dask array X of documents for the topic ``model`` into a
     ``DaskCorpus``: the model's check runs on every block on the workers, in one pass."""
-    import dask
-
     from ._dispatch import resolve_backend
 
     owner = type(model).__name__
-    if X.ndim != 2:
-        raise ValueError(f"{owner} expects a 2-D Dask array (documents, words); got {X.ndim} "
-                         "dimensions.")
-    if any(np.isnan(c) for c in X.shape):
-        raise ValueError(f"{owner} needs a Dask array of known shape; call "
-                         "X.compute_chunk_sizes() first.")
 
     def check(a, name, copy):
         return model._check_input(a, owner=owner, copy=copy, name=name)
 
-    X = _whole_rows(X)
-    named = dask.delayed(_document_block, pure=True)
-    results = dask.compute(*[named(check, f"block {i} of X", b)
-                             for i, b in enumerate(X.to_delayed().ravel())])
-    if reset and hasattr(model, "feature_names_in_"):
-        del model.feature_names_in_
-    model._check_n_features(X.shape[1], reset)
+    X, results = _checked_blocks(X, check, owner, summary=_document_block)
+    model._check_streamed_features(X.shape[1], reset)
     dtype = model._corpus_dtype(np.result_type(*[np.dtype(r[1]) for r in results]), reset)
     return DaskCorpus(X, check, n_docs=sum(r[0] for r in results), dtype=dtype,
                       step=model._chunk_docs(),
