@@ -123,11 +123,15 @@ class LinearGaussian:
         X = self._validate_data(X, reset=False)
         return np.asarray(X, dtype=np.float64) - self.mean_
 
+    def _inner(self):
+        """(W Psi^-1 (q, D), I + W Psi^-1 W^T (q, q)): what every formula goes through."""
+        w = self._loadings()
+        w_psi = w / self._noise()
+        return w_psi, np.eye(w.shape[0]) + w_psi @ w.T
+
     def _factor_posterior(self):
-        """(W Psi^-1 (q, D), the posterior covariance of z, (I + W Psi^-1 W^T)^-1)."""
-        w, psi = self._loadings(), self._noise()
-        w_psi = w / psi
-        inner = np.eye(w.shape[0]) + w_psi @ w.T
+        """(W Psi^-1, the posterior covariance of z, (I + W Psi^-1 W^T)^-1)."""
+        w_psi, inner = self._inner()
         return w_psi, np.linalg.inv(inner)
 
     def transform(self, X: Any) -> Any:
@@ -151,9 +155,7 @@ class LinearGaussian:
 
     def _log_det_covariance(self):
         """log det C = log det(I + W Psi^-1 W^T) + sum log Psi (the determinant lemma)."""
-        w = self._loadings()
-        inner = np.eye(w.shape[0]) + (w / self._noise()) @ w.T
-        return float(np.linalg.slogdet(inner)[1] + np.sum(np.log(self._noise())))
+        return float(np.linalg.slogdet(self._inner()[1])[1] + np.sum(np.log(self._noise())))
 
     def score_samples(self, X: Any) -> Any:
         """log N(x | mean, C) of every row."""
@@ -166,6 +168,11 @@ class LinearGaussian:
     def score(self, X: Any, y: None = None) -> float:
         """The average log-likelihood of the rows of X."""
         return float(np.mean(self.score_samples(X)))
+
+    @property
+    def _n_fit_rows(self):
+        """The rows fitted (all the batches of ``partial_fit``)."""
+        return self._seen.shape[0]
 
     def fit_transform(self, X: Any, y: None = None) -> Any:
         """``fit(X).transform(X)``."""
@@ -182,8 +189,19 @@ class LinearGaussian:
         if rows.n_rows < min_rows:
             raise ValueError(f"{type(self).__name__} needs at least 2 samples; got "
                              f"{rows.n_rows}.")
-        self._n_fit_rows = rows.n_rows
         return Moments(rows, self._kernels(self._runtime[0], "factor_analysis"))
+
+    def _moments_so_far(self, X):
+        """(the moments of every row seen, X's merged in, whether X is the first batch):
+        ``partial_fit``'s data.  A model loaded from a file has no running moments."""
+        first = not self.__sklearn_is_fitted__()
+        if not first and getattr(self, "_seen", None) is None:
+            raise ValueError(f"this {type(self).__name__} holds no running moments (it was "
+                             "loaded from a file): partial_fit can only continue a model "
+                             "fitted in this process; fit it again on all the data.")
+        # (a later batch may be a single row: the moments seen have two already)
+        moments = self._fit_moments(X, reset=first, min_rows=2 if first else 1)
+        return (moments if first else self._seen.merged(moments)), first
 
 
 class FactorAnalysis(LinearGaussian, EMEstimator):
@@ -325,16 +343,8 @@ class FactorAnalysis(LinearGaussian, EMEstimator):
         noise variances; returns self.  The model is then ``fit`` of all the rows seen,
         to within ``tol``."""
         self._validate_params()
-        first = not self.__sklearn_is_fitted__()
-        if not first and getattr(self, "_seen", None) is None:
-            raise ValueError("this FactorAnalysis holds no running moments (it was loaded "
-                             "from a file): partial_fit can only continue a model fitted in "
-                             "this process; fit it again on all the data.")
         with limit_blas_threads():
-            # (a later batch may be a single row: the moments seen have two already)
-            moments = self._fit_moments(X, reset=first, min_rows=2 if first else 1)
-            if not first:
-                moments = self._seen.merged(moments)
+            moments, first = self._moments_so_far(X)
             return self._fit_from(moments, first, None)
 
     def _fit_from(self, moments, initialize, callback):

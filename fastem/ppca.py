@@ -93,13 +93,8 @@ class PPCA(LinearGaussian, FastEMEstimator):
         """Add the rows of X to the moments seen so far (exactly, by the pairwise update)
         and refit in closed form: the model is then ``fit`` of all the rows seen."""
         self._validate_params()
-        first = not self.__sklearn_is_fitted__()
-        if not first and getattr(self, "_seen", None) is None:
-            raise ValueError("this PPCA holds no running moments (it was loaded from a "
-                             "file): fit it again on all the data.")
         with limit_blas_threads():
-            moments = self._fit_moments(X, reset=first, min_rows=2 if first else 1)
-            return self._fit_from(moments if first else self._seen.merged(moments))
+            return self._fit_from(self._moments_so_far(X)[0])
 
     def _fit_from(self, moments):
         n, d = moments.shape

@@ -146,3 +146,14 @@ def test_partial_fit_sees_the_moments_of_every_batch():
     assert model.score(X) == pytest.approx(whole.score(X), rel=1e-9)
     with pytest.raises(ValueError, match="8 features"):
         model.partial_fit(X[:5, :3])
+
+
+@pytest.mark.parametrize("cls", [fastem.FactorAnalysis, fastem.PPCA])
+def test_a_loaded_model_cannot_continue_partial_fit(cls, tmp_path):
+    X = _data(n=60)
+    cls(2).fit(X).save(tmp_path / "m.npz")
+    loaded = fastem.load(tmp_path / "m.npz")
+    np.testing.assert_array_equal(loaded.transform(X), cls(2).fit(X).transform(X))
+    with pytest.raises(ValueError, match=f"this {cls.__name__} holds no running moments "
+                                         r"\(it was loaded from a file\)"):
+        loaded.partial_fit(X)
