@@ -550,6 +550,8 @@ def test_factor_analysis_fits_predicts_factors_and_has_info(files, tmp_path):
     assert out.returncode == 2 and "drop --proba" in out.stderr
     out = run("fit", "fa", files / "gauss.npy", "--n-init", 2)
     assert out.returncode == 2 and "not options of fa" in out.stderr
+    out = run("fit", "fa", files / "gauss.npy", "--checkpoint", tmp_path / "c.ckpt")
+    assert out.returncode == 2 and "--checkpoint is not supported for fa" in out.stderr
     out = run("fit", "ppca", files / "gauss.npy", "-k", 2, "--json", "-o", tmp_path / "p.npz")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["log_likelihood"] == fastem.PPCA(2).fit(X).loglike_

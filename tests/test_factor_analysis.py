@@ -118,6 +118,9 @@ def test_bad_input_and_non_convergence_are_reported():
     bad[3, 1] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         fastem.FactorAnalysis(2).fit(bad)
+    with pytest.raises(ValueError, match="n_components=9 must be at most the number of "
+                                         "features, 8"):
+        fastem.FactorAnalysis(9).fit(X)
     with pytest.raises(ValueError, match="at least 2 samples"):
         fastem.FactorAnalysis(2).fit(X[:1])
     with pytest.raises(ValueError, match="8 features"):

@@ -234,6 +234,12 @@ def test_bad_chunk_sources_are_refused(make, exc, match):
         make(X)
 
 
+def test_a_directory_without_data_files_is_refused(tmp_path):
+    (tmp_path / "notes.txt").write_text("no data here")
+    with pytest.raises(ValueError, match="no .npy or .npz files in"):
+        fastem.Chunks(str(tmp_path))
+
+
 def test_bad_pieces_name_the_piece():
     X, _ = blobs(300, 3, 2)
     bad = X[100:200].copy()
