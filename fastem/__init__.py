@@ -17,6 +17,7 @@ from .gmm_hmm import GMMHMM
 from .gaussian_mixture import GaussianMixture
 from .kmeans import KMeans, kmeans_plusplus
 from .lda import LatentDirichletAllocation
+from .mfa import MixtureOfFactorAnalyzers
 from .minibatch_kmeans import MiniBatchKMeans
 from .multinomial_hmm import MultinomialHMM
 from .multinomial_mixture import MultinomialMixture
@@ -38,6 +39,7 @@ __all__ = [
     "KMeans",
     "LatentDirichletAllocation",
     "MiniBatchKMeans",
+    "MixtureOfFactorAnalyzers",
     "available_backends",
     "config_context",
     "get_config",

@@ -295,6 +295,9 @@ def _estimator(args, X):
     if args.model == "gmm":
         return fastem.GaussianMixture(k, covariance_type=args.covariance_type or "full",
                                       **common)
+    if args.model == "mfa":
+        return fastem.MixtureOfFactorAnalyzers(k, n_factors=args.factors,
+                                               noise_type=args.noise_type, **common)
     if args.alpha is not None:
         common["alpha"] = args.alpha
     if args.model == "bernoulli":
@@ -361,7 +364,7 @@ def _summary(model):
     elif type(model).__name__ == "PLSA":
         out.update(n_components=int(model.n_components), converged=bool(model.converged_),
                    log_likelihood=float(model.lower_bound_))
-    elif hasattr(model, "noise_variance_"):  # FactorAnalysis, PPCA
+    elif hasattr(model, "loglike_"):  # FactorAnalysis, PPCA
         loglike, noise = model.loglike_, model.noise_variance_
         out.update(n_components=int(model.components_.shape[0]),
                    log_likelihood=float(loglike[-1] if isinstance(loglike, list) else loglike),
@@ -838,6 +841,11 @@ def build_parser():
                           "sequence stacked in DATA (default: DATA is one sequence)")
     fit.add_argument("--n-mix", type=_positive_int, default=1,
                      help="gmm-hmm: Gaussians in each state's mixture (default 1)")
+    fit.add_argument("--factors", type=_positive_int, default=2, metavar="Q",
+                     help="mfa: factors per component (default 2)")
+    fit.add_argument("--noise-type", choices=["per_component", "shared"],
+                     default="per_component",
+                     help="mfa: a diagonal noise per component (default) or one shared")
     fit.add_argument("--implementation", choices=["log", "scaling"], default=None,
                      help="hidden Markov models: forward-backward in log space (default) "
                           "or scaled")

@@ -24,11 +24,10 @@ import numbers
 
 import numpy as np
 
-from ._config import BACKENDS
 from ._threads import limit_blas_threads
 from ._validation import Interval, Options, row_blocks
 from ._stream import Chunk
-from .base import BaseMixture, floored_counts
+from .base import MIXTURE_CONSTRAINTS, ONLINE_CONSTRAINTS, BaseMixture, floored_counts
 
 
 class Encoded:
@@ -249,22 +248,10 @@ class DiscreteMixture(BaseMixture):
     """
 
     _common_constraints = {
-        "n_components": [Interval(numbers.Integral, 1, None)],
+        **MIXTURE_CONSTRAINTS,
         "alpha": [Interval(numbers.Real, 0.0, None, closed="neither")],
-        "tol": [Interval(numbers.Real, 0.0, None)],
-        "max_iter": [Interval(numbers.Integral, 0, None)],
-        "n_init": [Interval(numbers.Integral, 1, None)],
         "init_params": [Options("random_from_data", "random", "kmeans")],
-        "weights_init": ["array-like", None],
-        "means_init": ["array-like", None],
-        "random_state": ["random_state"],
-        "warm_start": ["boolean"],
-        "verbose": [Interval(numbers.Integral, 0, None), "boolean"],
-        "verbose_interval": [Interval(numbers.Integral, 1, None)],
-        "backend": [None, Options(*BACKENDS)],
-        "n_threads": [None, Interval(numbers.Integral, 1, None)],
-        "learning_decay": [Interval(numbers.Real, 0.5, 1.0, closed="right")],
-        "learning_offset": [Interval(numbers.Real, 0.0, None)],
+        **ONLINE_CONSTRAINTS,
     }
 
     def _check_log_tables(self, name, table, groups):

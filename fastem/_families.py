@@ -231,7 +231,35 @@ def _factor_analysis_calls(dtype, n, d, k, rng):
     return [("weighted_moments", (X, np.zeros(d), w, np.empty(1), np.empty((1, d)),
                                   np.empty((1, 1, d)))),
             ("weighted_moments", (X, X.mean(axis=0, dtype=np.float64), np.ones((n, 1)),
-                                  np.empty(1), np.empty((1, d)), np.empty((1, d, d))))]
+                                  np.empty(1), np.empty((1, d)), np.empty((1, d, d)))),
+            *_mixture_of_factors_calls(dtype, n, d, k, rng)]
+
+
+def _mixture_of_factors_calls(dtype, n, d, k, rng):
+    """The mixture of factor analyzers' E-step: q = 2 factors (1 for 2 features), an
+    empty component, missing entries (a row with most missing and one with all, where
+    there are rows enough)."""
+    import numpy as np
+
+    q = 1 if d <= 2 else 2
+    X = rng.standard_normal((n, d)).astype(dtype)
+    X[rng.random((n, d)) < 0.1] = np.nan
+    if n > 3:
+        X[1, : d - 1] = np.nan
+        X[2] = np.nan
+    means = rng.standard_normal((k, d))
+    loadings = rng.standard_normal((k, q, d))
+    inv_noise = rng.uniform(0.5, 2.0, (k, d))
+    log_weights = np.log(np.full(k, 1.0 / k))
+    if k > 1:
+        log_weights[-1] = -np.inf
+    p = q + 1
+    return [("factor_log_prob", (X, means, loadings, inv_noise, log_weights,
+                                 np.empty((n, k)))),
+            ("factor_stats", (X, _weights(n, rng), means, loadings, inv_noise, log_weights,
+                              np.empty(k), np.empty((k, d)), np.empty((k, p, d)),
+                              np.empty((k, d)), np.empty((k, p, p)),
+                              np.empty((k, d, p, p))))]
 
 
 FAMILIES = (
@@ -259,8 +287,9 @@ FAMILIES = (
             ("multinomial-hmm", "MultinomialHMM"))),
     Family("topics", ("lda_e_step", "lda_word_bound", "plsa_em_pass"), _topics_calls,
            (("lda", "LatentDirichletAllocation"), ("plsa", "PLSA"))),
-    Family("factor_analysis", ("weighted_moments",), _factor_analysis_calls,
-           (("fa", "FactorAnalysis"), ("ppca", "PPCA"))),
+    Family("factor_analysis", ("weighted_moments", "factor_log_prob", "factor_stats"),
+           _factor_analysis_calls,
+           (("fa", "FactorAnalysis"), ("ppca", "PPCA"), ("mfa", "MixtureOfFactorAnalyzers"))),
 )
 
 #: The family names, in declaration order.

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import numbers
 import sys
 from typing import TYPE_CHECKING, NamedTuple, Optional
 
@@ -21,7 +22,9 @@ from ._dispatch import get_kernels, resolve_backend
 from ._threads import resolve_n_threads
 from ._tooling import ToolingMixin, short_repr
 from ._validation import (
+    Interval,
     NotFittedError,
+    Options,
     _dataframe_feature_names,
     check_array,
     validate_params,
@@ -563,6 +566,41 @@ def floored_counts(nk, data):
 _COUNT_FLOOR = 10 * np.finfo(np.float64).eps
 
 
+def _mixture_constraints():
+    """The constraints of the parameters every mixture shares (scikit-learn's)."""
+    from ._config import BACKENDS
+
+    return {
+        "n_components": [Interval(numbers.Integral, 1, None)],
+        "tol": [Interval(numbers.Real, 0.0, None)],
+        "max_iter": [Interval(numbers.Integral, 0, None)],
+        "n_init": [Interval(numbers.Integral, 1, None)],
+        "weights_init": ["array-like", None],
+        "means_init": ["array-like", None],
+        "random_state": ["random_state"],
+        "warm_start": ["boolean"],
+        "verbose": [Interval(numbers.Integral, 0, None), "boolean"],
+        "verbose_interval": [Interval(numbers.Integral, 1, None)],
+        "backend": [None, Options(*BACKENDS)],
+        "n_threads": [None, Interval(numbers.Integral, 1, None)],
+    }
+
+
+#: The mixtures' shared parameter constraints, and those of their online EM steps
+MIXTURE_CONSTRAINTS = _mixture_constraints()
+ONLINE_CONSTRAINTS = {
+    "learning_decay": [Interval(numbers.Real, 0.5, 1.0, closed="right")],
+    "learning_offset": [Interval(numbers.Real, 0.0, None)],
+}
+
+
+def _label_rows(chunk, indices):
+    """Label the chunk's rows among ``indices`` with their position there."""
+    inside = np.flatnonzero((indices >= chunk.start) & (indices < chunk.stop))
+    chunk.state[0][indices[inside] - chunk.start] = inside
+
+
+
 class BaseMixture(EMEstimator):
     """What every mixture model shares, on the EM engine (scikit-learn's semantics).
 
@@ -698,6 +736,29 @@ class BaseMixture(EMEstimator):
         ckpt.finish()
         # Final E-step: labels consistent with the fitted parameters (fit_predict only).
         return self._fit_labels(data) if labels else None
+
+    def _initial_labels(self, rows, random_state):
+        """Hard initial assignment (-1: no component), as per-row state of ``rows``, for
+        every ``init_params`` but "random", with scikit-learn's draws; None for "random"."""
+        n_samples, k = rows.n_rows, self.n_components
+        if self.init_params == "random":
+            return None
+        if self.init_params == "kmeans":
+            from .kmeans import kmeans_labels
+
+            return kmeans_labels(rows, k, random_state, *self._runtime)
+        if self.init_params == "k-means++":
+            from .kmeans import _kmeans_plusplus
+
+            _, indices = _kmeans_plusplus(rows, k, random_state, None,
+                                          self._kernels(self._runtime[0], "kmeans"),
+                                          self._runtime[1])
+        else:
+            indices = random_state.choice(n_samples, size=k, replace=False)
+        labels = rows.new_state(-1, np.int32)
+        for _ in rows.map(_label_rows, indices, state=(labels,)):
+            pass
+        return labels
 
     def _em_begin(self, data, init, n_done):
         if self.verbose:

@@ -24,10 +24,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ._config import BACKENDS
 from ._threads import limit_blas_threads
 from ._validation import Interval, Options, check_array, check_magnitude
-from .base import BaseMixture, Iteration, floored_counts
+from .base import MIXTURE_CONSTRAINTS, ONLINE_CONSTRAINTS, BaseMixture, Iteration, floored_counts
 from .exceptions import ConvergenceWarning
 from .kernels._covariance import COVARIANCE_TYPES
 
@@ -157,12 +156,6 @@ def _worst_explained(chunk, model, m, total):
 def _spread_of_chunk(chunk, center, total):
     centered = chunk.X - center  # float64, since center is
     return np.einsum("i,ij,ik->jk", chunk.w / total, centered, centered)
-
-
-def _label_rows(chunk, indices):
-    """Label the chunk's rows among ``indices`` with their position there."""
-    inside = np.flatnonzero((indices >= chunk.start) & (indices < chunk.stop))
-    chunk.state[0][indices[inside] - chunk.start] = inside
 
 
 def _init_blocks(chunk):
@@ -307,24 +300,12 @@ class GaussianMixture(BaseMixture):
         elif np.any(chol <= 0):
             raise ValueError("precisions_cholesky_ must be positive")
     _parameter_constraints = {
-        "n_components": [Interval(numbers.Integral, 1, None)],
+        **MIXTURE_CONSTRAINTS,
         "covariance_type": [Options(*COVARIANCE_TYPES)],
-        "tol": [Interval(numbers.Real, 0.0, None)],
         "reg_covar": [Interval(numbers.Real, 0.0, None)],
-        "max_iter": [Interval(numbers.Integral, 0, None)],
-        "n_init": [Interval(numbers.Integral, 1, None)],
         "init_params": [Options("kmeans", "k-means++", "random", "random_from_data")],
-        "weights_init": ["array-like", None],
-        "means_init": ["array-like", None],
         "precisions_init": ["array-like", None],
-        "random_state": ["random_state"],
-        "warm_start": ["boolean"],
-        "verbose": [Interval(numbers.Integral, 0, None), "boolean"],
-        "verbose_interval": [Interval(numbers.Integral, 1, None)],
-        "backend": [None, Options(*BACKENDS)],
-        "n_threads": [None, Interval(numbers.Integral, 1, None)],
-        "learning_decay": [Interval(numbers.Real, 0.5, 1.0, closed="right")],
-        "learning_offset": [Interval(numbers.Real, 0.0, None)],
+        **ONLINE_CONSTRAINTS,
     }
 
     def __init__(self, n_components: int = 1, *, covariance_type: str = "full", tol: float = 1e-3,
@@ -669,29 +650,6 @@ class GaussianMixture(BaseMixture):
         return float(np.sum(counts) - 0.5 * (trace + np.sum(quad)))
 
     # ------------------------------------------------------------------ initialization
-    def _initial_labels(self, rows, random_state):
-        """Hard initial assignment (-1: no component), as per-row state of ``rows``, for
-        every ``init_params`` but "random", with scikit-learn's draws; None for "random"."""
-        n_samples, k = rows.n_rows, self.n_components
-        if self.init_params == "random":
-            return None
-        if self.init_params == "kmeans":
-            from .kmeans import kmeans_labels
-
-            return kmeans_labels(rows, k, random_state, *self._runtime)
-        if self.init_params == "k-means++":
-            from .kmeans import _kmeans_plusplus
-
-            _, indices = _kmeans_plusplus(rows, k, random_state, None,
-                                          self._kernels(self._runtime[0], "kmeans"),
-                                          self._runtime[1])
-        else:
-            indices = random_state.choice(n_samples, size=k, replace=False)
-        labels = rows.new_state(-1, np.int32)
-        for _ in rows.map(_label_rows, indices, state=(labels,)):
-            pass
-        return labels
-
     def _initial_moments(self, rows, random_state):
         """Two passes over the initial responsibilities: means, then shifted moments.
 

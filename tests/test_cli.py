@@ -563,6 +563,28 @@ def test_factor_analysis_fits_predicts_factors_and_has_info(files, tmp_path):
     assert out.returncode == 2 and "--max-iter is not an option of ppca" in out.stderr
 
 
+def test_mixture_of_factor_analyzers_fits_and_predicts(files, tmp_path):
+    """``fastem fit mfa DATA -k K --factors Q`` is the API's fit (missing entries in a CSV
+    included); predict writes its labels, info reads the file back."""
+    X = np.load(files / "gauss.npy")
+    X[::9, 0] = np.nan
+    np.savetxt(tmp_path / "holes.csv", X, delimiter=",")
+    out = run("fit", "mfa", tmp_path / "holes.csv", "-k", 2, "--factors", 1, "--noise-type",
+              "shared", "--json", "-o", tmp_path / "mfa.npz")
+    assert out.returncode == 0, out.stderr
+    ref = fastem.MixtureOfFactorAnalyzers(2, n_factors=1, noise_type="shared",
+                                          random_state=0).fit(X)
+    res = json.loads(out.stdout)
+    assert res["lower_bound"] == ref.lower_bound_ and res["n_samples"] == X.shape[0]
+    assert res["cluster_sizes"] == np.bincount(ref.predict(X), minlength=2).tolist()
+    out = run("predict", tmp_path / "mfa.npz", tmp_path / "holes.csv", "-o",
+              tmp_path / "labels.npy")
+    assert out.returncode == 0, out.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "labels.npy"), ref.predict(X))
+    out = run("info", tmp_path / "mfa.npz", "--json")
+    assert out.returncode == 0 and json.loads(out.stdout)["n_components"] == 2, out.stderr
+
+
 def test_info_reads_every_kind_of_model_file(files, tmp_path):
     """(LDA, PLSA and the HMMs' files once lacked what info prints.)"""
     import scipy.sparse as sp

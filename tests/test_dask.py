@@ -369,7 +369,8 @@ def test_topic_models_on_dask_equal_the_in_memory_fit(scheduler, method, monkeyp
 
 def test_factor_models_on_dask_equal_the_in_memory_fit(scheduler):
     """The two moments passes are tasks on the workers; FactorAnalysis's iterations and
-    PPCA's closed form run on the client from the moments alone."""
+    PPCA's closed form run on the client from the moments alone; the mixture's passes
+    are tasks too."""
     X = _data(np.float64, d=5)
     with fastem.config_context(chunk_bytes=CHUNK_BYTES):
         ref = fastem.FactorAnalysis(2, tol=1e-6).fit(X)
@@ -382,6 +383,18 @@ def test_factor_models_on_dask_equal_the_in_memory_fit(scheduler):
         got = fastem.PPCA(2).fit(da.from_array(X, chunks=(97, 5)))
     np.testing.assert_array_equal(got.components_, ref.components_)
     assert got.noise_variance_ == ref.noise_variance_ and got.loglike_ == ref.loglike_
+    holes = X.copy()
+    holes[::7, 1] = np.nan  # the mixture's E-step on the workers, missing entries included
+    with fastem.config_context(chunk_bytes=CHUNK_BYTES):
+        ref = fastem.MixtureOfFactorAnalyzers(2, n_factors=2, random_state=0,
+                                              init_params="random_from_data").fit(holes)
+        dX = da.from_array(holes, chunks=(97, 5))
+        got = fastem.MixtureOfFactorAnalyzers(2, n_factors=2, random_state=0,
+                                              init_params="random_from_data").fit(dX)
+    np.testing.assert_array_equal(got.components_, ref.components_)
+    np.testing.assert_array_equal(got.noise_variance_, ref.noise_variance_)
+    assert got.lower_bounds_ == ref.lower_bounds_
+    np.testing.assert_array_equal(got.predict(dX).compute(), ref.predict(holes))
 
 
 def test_import_fastem_does_not_import_dask():

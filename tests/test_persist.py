@@ -32,12 +32,16 @@ def _fitted(kind):
         if kind == "multinomial":
             X = sp.csr_matrix(rng.poisson(1.0, (300, 20)).astype(float))
             return fastem.MultinomialMixture(3, random_state=0).fit(X), X
+        if kind == "mfa":
+            X = rng.standard_normal((300, 5))
+            X[rng.random(X.shape) < 0.1] = np.nan
+            return fastem.MixtureOfFactorAnalyzers(2, n_factors=2, random_state=0).fit(X), X
         X = rng.integers(-1, 4, (300, 4))
         return fastem.CategoricalMixture(2, random_state=0).fit(X), X
 
 
 KINDS = ["kmeans", "gmm-full", "gmm-tied", "gmm-diag", "gmm-spherical", "bernoulli",
-         "multinomial", "categorical"]
+         "multinomial", "categorical", "mfa"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
