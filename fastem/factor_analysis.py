@@ -55,6 +55,112 @@ def _moments_chunk(chunk, kern, center, full):
     return nk[0], sum_y[0], sum_yy[0]
 
 
+def _stats_chunk(chunk, kern, params):
+    """(sum_i w_i log p(x_i), the E-step statistics) of a chunk of rows with missing
+    entries: one ``factor_stats`` call (``kernels/reference/factor_analysis.py``)."""
+    means, loadings, inv_noise, log_weights = params
+    k, q, d = loadings.shape
+    p = q + 1
+    stats = (np.empty(k), np.empty((k, d)), np.empty((k, p, d)), np.empty((k, d)),
+             np.empty((k, p, p)), np.empty((k, d, p, p)))
+    ll = kern.factor_stats(chunk.X, chunk.w, means, loadings, inv_noise, log_weights, *stats,
+                           chunk.n_threads)
+    return ll, stats
+
+
+def _has_missing(chunk):
+    return bool(np.isnan(chunk.X).any())
+
+
+def _observed_sums(chunk):
+    """(sum_i w_i x_id over the observed entries, sum_i w_i [x_id observed])."""
+    observed = ~np.isnan(chunk.X)
+    return (np.where(observed, chunk.X, 0.0).T @ chunk.w,
+            observed.T.astype(np.float64) @ chunk.w)
+
+
+def column_means(rows):
+    """Every feature's mean over its observed entries (0 for a feature never seen)."""
+    total = seen = 0.0
+    for part_total, part_seen in rows.map(_observed_sums):
+        total, seen = total + part_total, seen + part_seen
+    with np.errstate(invalid="ignore"):
+        return np.where(seen > 0, total / np.where(seen > 0, seen, 1.0), 0.0)
+
+
+def _imputed_scatter(chunk, mean):
+    y = np.where(np.isnan(chunk.X), 0.0, chunk.X - mean)
+    return (y * chunk.w[:, None]).T @ y
+
+
+def factor_m_step(stats, means, loadings, noise, pool, floor):
+    """The factor models' M-step from the E-step statistics (``factor_stats``, about the
+    means ``shift``): each coordinate d of component k a weighted regression of y_d on
+    z~ = (E[z], 1) over the rows observing d (``fastem/mfa.py``'s docstring gives the
+    algebra).  ``means`` (K, D), ``loadings`` (K, q, D), ``noise`` broadcastable to (K,
+    D); ``pool`` the noise variances' sharing: "component" (each its own), "shared"
+    (one per feature for all components) or "isotropic" (one for everything).  A
+    coordinate no row observes keeps its parameters.  Returns (means, loadings, noise
+    (K, D)), the noise variances at least ``floor``."""
+    shift, nk, n_missing, sum_zy, sum_yy, sum_zz, sum_zz_missing = stats
+    q = loadings.shape[1]
+    n_obs = nk[:, None] - n_missing  # (K, D): the weight of the rows observing d
+    gram = sum_zz[:, None] - sum_zz_missing  # A_kd (K, D, p, p)
+    cross = np.swapaxes(sum_zy, 1, 2)  # b_kd (K, D, p)
+    fit = n_obs > 1e-12 * max(1.0, float(nk.sum()) / max(1, nk.size))
+    coef = np.zeros_like(cross)
+    coef[fit] = np.linalg.solve(gram[fit], cross[fit][..., None])[..., 0]
+    resid = np.where(fit, sum_yy - np.einsum("kdp,kdp->kd", coef, cross), 0.0)
+    means, loadings = np.where(fit, shift, means), loadings.copy()
+    means[fit] += coef[..., q][fit]
+    loadings.transpose(0, 2, 1)[fit] = coef[..., :q][fit]
+    old = np.broadcast_to(noise, means.shape)
+    counts = np.where(fit, n_obs, 0.0)
+    if pool == "component":
+        pooled_resid, pooled_n = resid, counts
+    elif pool == "shared":
+        pooled_resid, pooled_n = resid.sum(axis=0), counts.sum(axis=0)
+    else:
+        pooled_resid, pooled_n = resid.sum(), counts.sum()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        new = np.broadcast_to(pooled_resid / pooled_n, means.shape)
+    noise = np.where(np.broadcast_to(pooled_n > 0, means.shape), new, old)
+    return means, loadings, np.maximum(noise, floor)
+
+
+class MissingRows:
+    """Rows with missing entries, for the factor models' EM on the rows themselves
+    (their moments are not enough): the rows, the kernels, the thread count and the
+    start (from the moments of the rows with each missing entry at its feature's
+    mean)."""
+
+    def __init__(self, rows, kern, n_threads):
+        self.rows, self.kern, self.n_threads = rows, kern, n_threads
+        self.shape = rows.shape
+        mean = column_means(rows)
+        scatter = sum(rows.map(_imputed_scatter, mean))
+        self.imputed = object.__new__(Moments)
+        self.imputed.n, self.imputed.mean = rows.total_weight, mean
+        self.imputed.cov = scatter / rows.total_weight
+        self.imputed.var = np.diag(self.imputed.cov).copy()
+        self.imputed.shape = rows.shape
+
+    def step(self, mean, loadings, noise, pool, floor):
+        """One EM step of the one-component factor model: (sum_i log p(x_i) under the
+        given parameters, and the updated mean, loadings and noise (D,))."""
+        params = (mean[None].copy(), loadings[None].copy(),
+                  np.ascontiguousarray(np.broadcast_to(1.0 / noise, (1, mean.size))),
+                  np.zeros(1))
+        total, ll = None, 0.0
+        for part_ll, part in self.rows.map(_stats_chunk, self.kern, params,
+                                           n_threads=self.n_threads):
+            ll += part_ll
+            total = part if total is None else tuple(t + p for t, p in zip(total, part))
+        means, loads, noise = factor_m_step((params[0], *total), params[0], params[1],
+                                            noise, pool, floor)
+        return float(ll), means[0], loads[0], noise[0]
+
+
 class Moments:
     """What a factor analysis fit needs of its data: n, the mean and the biased
     covariance (float64), from two passes over the rows."""
@@ -65,6 +171,9 @@ class Moments:
         for nk, sum_y, _ in rows.map(_moments_chunk, kern, np.zeros(d), False):
             n, total = n + nk, total + sum_y
         self.n, self.mean = n, total / n
+        self.shape = (int(rows.n_rows), d)
+        if not np.isfinite(self.mean).all():  # missing entries: no second pass
+            return
         scatter, shift = np.zeros((d, d)), np.zeros(d)
         for _, sum_y, sum_yy in rows.map(_moments_chunk, kern, self.mean, True):
             scatter += sum_yy
@@ -72,7 +181,6 @@ class Moments:
         shift /= n  # the rounding left in the first pass's mean (about 1e-16 of it)
         self.cov = scatter / n - np.outer(shift, shift)
         self.var = np.diag(self.cov).copy()
-        self.shape = (int(rows.n_rows), d)
 
     def merged(self, other):
         """The moments of these rows and ``other``'s together (Chan, Golub and LeVeque's
@@ -118,10 +226,33 @@ class LinearGaussian:
     ``mean_``.  Every formula goes through the q x q matrix I + W Psi^-1 W^T, never a
     D x D inverse."""
 
+    _allows_nan = True  # missing entries: marginalised (the rows' EM, ``MissingRows``)
+
     def _rows(self, X):
         self._check_is_fitted()
         X = self._validate_data(X, reset=False)
         return np.asarray(X, dtype=np.float64) - self.mean_
+
+    def _pattern_posterior(self, centered):
+        """(log p(x_o), E[z | x_o]) of rows with missing (NaN) entries, a missing-value
+        pattern at a time, through each pattern's q x q matrix I + W_o Psi_o^-1 W_o^T."""
+        from .kernels.reference.factor_analysis import _patterns
+
+        w, psi = self._loadings(), self._noise()
+        n, q = centered.shape[0], w.shape[0]
+        log_p, z = np.empty(n), np.zeros((n, q))
+        for observed, rows in _patterns(centered):
+            y = centered[np.ix_(rows, observed)]
+            w_o, psi_o = w[:, observed], psi[observed]
+            w_psi = w_o / psi_o
+            inner = np.eye(q) + w_psi @ w_o.T
+            b = y @ w_psi.T
+            z[rows] = np.linalg.solve(inner, b.T).T
+            quad = np.einsum("ij,ij->i", y * y, np.broadcast_to(1.0 / psi_o, y.shape)) - \
+                np.einsum("ij,ij->i", b, z[rows])
+            log_p[rows] = -0.5 * (observed.sum() * np.log(2 * np.pi) + quad + np.sum(
+                np.log(psi_o)) + np.linalg.slogdet(inner)[1])
+        return log_p, z
 
     def _inner(self):
         """(W Psi^-1 (q, D), I + W Psi^-1 W^T (q, q)): what every formula goes through."""
@@ -135,8 +266,11 @@ class LinearGaussian:
         return w_psi, np.linalg.inv(inner)
 
     def transform(self, X: Any) -> Any:
-        """E[z | x] of every row: (I + W Psi^-1 W^T)^-1 W Psi^-1 (x - mean)."""
+        """E[z | x] of every row: (I + W Psi^-1 W^T)^-1 W Psi^-1 (x - mean) (over the
+        observed coordinates of a row with missing entries)."""
         centered = self._rows(X)
+        if np.isnan(centered).any():
+            return self._pattern_posterior(centered)[1]
         w_psi, cov_z = self._factor_posterior()
         return centered @ w_psi.T @ cov_z
 
@@ -158,8 +292,11 @@ class LinearGaussian:
         return float(np.linalg.slogdet(self._inner()[1])[1] + np.sum(np.log(self._noise())))
 
     def score_samples(self, X: Any) -> Any:
-        """log N(x | mean, C) of every row."""
+        """log N(x | mean, C) of every row (of its observed coordinates, the missing ones
+        marginalised)."""
         centered = self._rows(X)
+        if np.isnan(centered).any():
+            return self._pattern_posterior(centered)[0]
         precision = self.get_precision()
         d = centered.shape[1]
         quad = np.einsum("ij,ij->i", centered @ precision, centered)
@@ -179,17 +316,22 @@ class LinearGaussian:
         return self.fit(X).transform(X)
 
     def _check_input(self, X, *, owner, copy, name="X"):
-        return check_array(X, name=name, owner=owner, copy=False)
+        return check_array(X, name=name, owner=owner, copy=False, allow_nan=True)
 
     def _fit_moments(self, X, reset=True, min_rows=2):
         """X (an array, a memory map, ``Chunks`` or a Dask array) checked and reduced to
-        its ``Moments``, two passes of the moments kernel."""
+        its ``Moments``, two passes of the moments kernel; or, when X has missing
+        entries (the first pass's sums are NaN), its ``MissingRows``."""
         rows = self._validate_rows(X, None, reset=reset)
         self._runtime = self._resolve_runtime()
         if rows.n_rows < min_rows:
             raise ValueError(f"{type(self).__name__} needs at least 2 samples; got "
                              f"{rows.n_rows}.")
-        return Moments(rows, self._kernels(self._runtime[0], "factor_analysis"))
+        kern = self._kernels(self._runtime[0], "factor_analysis")
+        moments = Moments(rows, kern)
+        if np.isfinite(moments.mean).all():
+            return moments
+        return MissingRows(rows, kern, self._runtime[1])
 
     def _moments_so_far(self, X):
         """(the moments of every row seen, X's merged in, whether X is the first batch):
@@ -197,10 +339,15 @@ class LinearGaussian:
         first = not self.__sklearn_is_fitted__()
         if not first and getattr(self, "_seen", None) is None:
             raise ValueError(f"this {type(self).__name__} holds no running moments (it was "
-                             "loaded from a file): partial_fit can only continue a model "
-                             "fitted in this process; fit it again on all the data.")
+                             "loaded from a file, or fitted to data with missing entries): "
+                             "partial_fit can only continue a model fitted in this process "
+                             "to complete rows; fit it again on all the data.")
         # (a later batch may be a single row: the moments seen have two already)
         moments = self._fit_moments(X, reset=first, min_rows=2 if first else 1)
+        if isinstance(moments, MissingRows):
+            raise ValueError(f"{type(self).__name__}.partial_fit takes rows without missing "
+                             "entries (its running moments are exact only for those); fit "
+                             "marginalises missing entries.")
         return (moments if first else self._seen.merged(moments)), first
 
 
@@ -233,6 +380,16 @@ class FactorAnalysis(LinearGaussian, EMEstimator):
     backend : {"auto", "numba", "cython", "numpy"} or None, default=None
     n_threads : int or None, default=None
         Threads for the moments pass; the result is the same for any count.
+
+    Notes
+    -----
+    NaN entries are missing values, marginalised exactly (scikit-learn refuses them):
+    the moments no longer suffice, so the fit starts from the moments of the rows with
+    each missing entry at its feature's mean and then runs EM on the rows (each
+    iteration a pass of the ``factor_stats`` kernel over the observed coordinates,
+    then the regression M-step of ``factor_m_step``), until ``loglike_`` gains less
+    than ``tol``; ``score_samples`` and ``transform`` use each row's observed
+    coordinates.  ``partial_fit`` takes complete rows only.
 
     Attributes
     ----------
@@ -303,6 +460,15 @@ class FactorAnalysis(LinearGaussian, EMEstimator):
         self._last_loglike = -np.inf
 
     def _em_iterate(self, data):
+        if isinstance(data, MissingRows):  # EM on the rows: one pass, the regression step
+            loglike, mean, loadings, noise = data.step(self.mean_, self.components_,
+                                                       self.noise_variance_, "component",
+                                                       _SMALL)
+            converged = loglike - self._last_loglike < self.tol
+            self._last_loglike = loglike
+            if not converged:
+                self.mean_, self.components_, self.noise_variance_ = mean, loadings, noise
+            return Iteration(loglike, converged=bool(converged))
         q, d = self._q, data.shape[1]
         psi = self.noise_variance_
         scale = np.sqrt(psi) + _SMALL
@@ -355,12 +521,23 @@ class FactorAnalysis(LinearGaussian, EMEstimator):
         if self._q > d:
             raise ValueError(f"n_components={self._q} must be at most the number of "
                              f"features, {d}.")
+        if isinstance(moments, MissingRows):
+            # start from the fit to the moments of the rows with each missing entry at
+            # its feature's mean, then EM on the rows with the missing ones marginalised
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                self._run_em(moments.imputed, n_init=1, initialize=True, random_state=None)
+            self.mean_, initialize = moments.imputed.mean.copy(), False
         if not initialize:
             self._last_loglike = -np.inf
         best, _ = self._run_em(moments, n_init=1, initialize=initialize, random_state=None,
                                callback=callback)
-        self._seen, self.n_samples_seen_ = moments, int(moments.shape[0])
-        self.mean_, self.n_iter_ = moments.mean, best.n_iter
+        missing = isinstance(moments, MissingRows)
+        self._seen = None if missing else moments
+        self.n_samples_seen_ = int(moments.shape[0])
+        if not missing:
+            self.mean_ = moments.mean
+        self.n_iter_ = best.n_iter
         self.loglike_ = [float(v) for v in best.bounds]
         if not best.converged:
             from .exceptions import ConvergenceWarning

@@ -40,24 +40,14 @@ import numpy as np
 from ._threads import limit_blas_threads
 from ._validation import Interval, Options, check_array
 from .base import MIXTURE_CONSTRAINTS, ONLINE_CONSTRAINTS, BaseMixture, floored_counts
+from .factor_analysis import (_has_missing, _stats_chunk, column_means,
+                              factor_m_step)
 
 if TYPE_CHECKING:
     from typing import Any, Optional
 
 #: Rows of the initial moments' numpy blocks.
 _INIT_BLOCK = 4096
-
-
-def _stats_chunk(chunk, kern, params):
-    """(sum_i w_i log p(x_i), the statistics) of a chunk: one ``factor_stats`` call."""
-    means, loadings, inv_noise, log_weights = params
-    k, q, d = loadings.shape
-    p = q + 1
-    stats = (np.empty(k), np.empty((k, d)), np.empty((k, p, d)), np.empty((k, d)),
-             np.empty((k, p, p)), np.empty((k, d, p, p)))
-    ll = kern.factor_stats(chunk.X, chunk.w, means, loadings, inv_noise, log_weights, *stats,
-                           chunk.n_threads)
-    return ll, stats
 
 
 def _log_prob(X, kern, params, n_threads):
@@ -114,17 +104,6 @@ def _initial_first_chunk(chunk, k):
 
 def _initial_scatter_chunk(chunk, k, means):
     return [_scatter(*b, means) for b in _blocks(chunk, k)]
-
-
-def _has_missing(chunk):
-    return bool(np.isnan(chunk.X).any())
-
-
-def _observed_sums(chunk):
-    """(sum_i w_i x_id over the observed entries, sum_i w_i [x_id observed])."""
-    observed = ~np.isnan(chunk.X)
-    return (np.where(observed, chunk.X, 0.0).T @ chunk.w,
-            observed.T.astype(np.float64) @ chunk.w)
 
 
 class MixtureOfFactorAnalyzers(BaseMixture):
@@ -288,31 +267,12 @@ class MixtureOfFactorAnalyzers(BaseMixture):
 
     # ------------------------------------------------------------------ M-step
     def _from_summaries(self, rows, stats):
-        """The regression M-step of the module docstring, on statistics about ``shift``
-        (the means of the E-step, or the running average's fixed center)."""
-        shift, nk, n_missing, sum_zy, sum_yy, sum_zz, sum_zz_missing = stats
-        q = self.n_factors
-        n_obs = nk[:, None] - n_missing  # (K, D): the weight of the rows observing d
-        gram = sum_zz[:, None] - sum_zz_missing  # A_kd (K, D, p, p)
-        cross = np.swapaxes(sum_zy, 1, 2)  # b_kd (K, D, p)
-        # a coordinate no row of the component observes (or an empty component) keeps
-        # its parameters: its statistics are all zero
-        fit = n_obs > 1e-12 * max(1.0, float(nk.sum()) / max(1, nk.size))
-        coef = np.zeros_like(cross)
-        coef[fit] = np.linalg.solve(gram[fit], cross[fit][..., None])[..., 0]
-        resid = sum_yy - np.einsum("kdp,kdp->kd", coef, cross)
-        means, loadings = np.where(fit, shift, self.means_), self.components_.copy()
-        means[fit] += coef[..., q][fit]
-        loadings.transpose(0, 2, 1)[fit] = coef[..., :q][fit]
-        if self.noise_type == "shared":
-            pooled = n_obs.sum(axis=0)
-            noise = np.where(pooled > 0, resid.sum(axis=0) / np.where(pooled > 0, pooled, 1.0),
-                             self.noise_variance_)
-        else:
-            noise = np.where(fit, resid / np.where(fit, n_obs, 1.0), self.noise_variance_)
-        self.noise_variance_ = np.maximum(noise, self.reg_covar)
-        self.means_, self.components_ = means, loadings
-        floored = floored_counts(nk, rows)
+        """The regression M-step of the module docstring (``factor_m_step``)."""
+        pool = "shared" if self.noise_type == "shared" else "component"
+        self.means_, self.components_, noise = factor_m_step(
+            stats, self.means_, self.components_, self.noise_variance_, pool, self.reg_covar)
+        self.noise_variance_ = noise[0].copy() if pool == "shared" else noise
+        floored = floored_counts(stats[1], rows)
         self.weights_ = floored / floored.sum()
         return 0
 
@@ -356,7 +316,7 @@ class MixtureOfFactorAnalyzers(BaseMixture):
                                  f"{user_means.shape}.")
             user_means = user_means.astype(np.float64)
         nk, n_obs, sum_x, scatter_of = self._initial_moments(rows, random_state)
-        column = self._column_means(rows)
+        column = column_means(rows)
         with np.errstate(invalid="ignore", divide="ignore"):
             means = np.where(n_obs > 0, sum_x / n_obs, column)
         if user_means is not None:
@@ -377,14 +337,6 @@ class MixtureOfFactorAnalyzers(BaseMixture):
         self.noise_variance_ = np.maximum(noise, self.reg_covar)
         floored = floored_counts(nk, rows)
         self.weights_ = floored / floored.sum() if weights is None else weights / weights.sum()
-
-    def _column_means(self, rows):
-        """Every feature's mean over its observed entries (0 for a feature never seen)."""
-        total = seen = 0.0
-        for part_total, part_seen in rows.map(_observed_sums):
-            total, seen = total + part_total, seen + part_seen
-        with np.errstate(invalid="ignore"):
-            return np.where(seen > 0, total / np.where(seen > 0, seen, 1.0), 0.0)
 
     def _initial_moments(self, rows, random_state):
         """(nk, the weight observing each feature (K, D), sum r x (K, D), a function of
@@ -438,7 +390,7 @@ class MixtureOfFactorAnalyzers(BaseMixture):
         filled = rows.copy()
         array = np.array(rows.array)
         holes = np.isnan(array)
-        array[holes] = np.broadcast_to(self._column_means(rows), array.shape)[holes]
+        array[holes] = np.broadcast_to(column_means(rows), array.shape)[holes]
         filled.array, filled.in_memory = array, True
         return filled
 

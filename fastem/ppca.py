@@ -18,6 +18,7 @@ covariance normalised by N - 1 instead of N (its ``score`` is this model's with
 from __future__ import annotations
 
 import numbers
+import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -26,7 +27,12 @@ from ._config import BACKENDS
 from ._threads import limit_blas_threads
 from ._validation import Interval, Options
 from .base import FastEMEstimator
-from .factor_analysis import LinearGaussian
+from .factor_analysis import LinearGaussian, MissingRows
+
+#: PPCA's EM on data with missing entries stops when the log-likelihood gains less than
+#: this per row, or after this many iterations.
+_MISSING_TOL = 1e-9
+_MISSING_MAX_ITER = 10_000
 
 if TYPE_CHECKING:
     from typing import Any, Optional
@@ -45,6 +51,12 @@ class PPCA(LinearGaussian, FastEMEstimator):
     backend : {"auto", "numba", "cython", "numpy"} or None, default=None
     n_threads : int or None, default=None
         Threads for the moments passes; the result is the same for any count.
+
+    Notes
+    -----
+    NaN entries are missing values, marginalised exactly: the fit is then Tipping and
+    Bishop's EM over each row's observed coordinates, from the closed form on the rows
+    with each missing entry at its feature's mean (see ``_fit_missing``).
 
     Attributes
     ----------
@@ -97,6 +109,8 @@ class PPCA(LinearGaussian, FastEMEstimator):
             return self._fit_from(self._moments_so_far(X)[0])
 
     def _fit_from(self, moments):
+        if isinstance(moments, MissingRows):
+            return self._fit_missing(moments)
         n, d = moments.shape
         q = d - 1 if self.n_components is None else int(self.n_components)
         if not 1 <= q < d:
@@ -118,6 +132,38 @@ class PPCA(LinearGaussian, FastEMEstimator):
         self.loglike_ = float(-0.5 * moments.n * (
             d * np.log(2 * np.pi) + np.sum(np.log(values[:q])) + (d - q) * np.log(sigma2) + d))
         self.backend_ = self._runtime[0]
+        return self
+
+    def _fit_missing(self, data):
+        """EM on rows with missing entries (Tipping and Bishop's, over the observed
+        coordinates), from the closed-form fit to the moments of the rows with each
+        missing entry at its feature's mean, until the log-likelihood gains less than
+        ``_MISSING_TOL`` per row; the axes and variances are then those of the fitted
+        loadings W = U S V^T: the rows of V^T and S^2 + sigma^2."""
+        self._fit_from(data.imputed)
+        n, d = data.shape
+        mean, loadings = self.mean_, self._loadings()
+        noise = np.full(d, self.noise_variance_)
+        last = -np.inf
+        for _ in range(_MISSING_MAX_ITER):
+            loglike, new_mean, new_loadings, new_noise = data.step(
+                mean, loadings, noise, "isotropic", 1e-12 * float(np.max(noise)))
+            if loglike - last < _MISSING_TOL * n:
+                break
+            last, mean, loadings, noise = loglike, new_mean, new_loadings, new_noise
+        else:
+            from .exceptions import ConvergenceWarning
+
+            warnings.warn(f"PPCA's EM on data with missing entries did not converge in "
+                          f"{_MISSING_MAX_ITER} iterations.", ConvergenceWarning, stacklevel=4)
+        _, s, vt = np.linalg.svd(loadings, full_matrices=False)
+        vt *= np.sign(vt[np.arange(vt.shape[0]), np.argmax(np.abs(vt), axis=1)])[:, None]
+        sigma2 = float(noise[0])
+        self.components_, self.explained_variance_ = vt, s ** 2 + sigma2
+        self.explained_variance_ratio_ = self.explained_variance_ / (np.sum(s ** 2) + d * sigma2)
+        self.noise_variance_, self.mean_ = sigma2, mean
+        self.n_samples_, self._seen = int(n), None
+        self.loglike_ = float(loglike)
         return self
 
     def _loadings(self):

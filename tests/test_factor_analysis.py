@@ -115,9 +115,12 @@ def test_bad_input_and_non_convergence_are_reported():
     with pytest.raises(ValueError, match="finite, positive"):
         fastem.FactorAnalysis(2, noise_variance_init=-np.ones(8)).fit(X)
     bad = X.copy()
-    bad[3, 1] = np.nan
-    with pytest.raises(ValueError, match="NaN"):
+    bad[3, 1] = np.inf
+    with pytest.raises(ValueError, match="infinity"):
         fastem.FactorAnalysis(2).fit(bad)
+    bad[3, 1] = np.nan
+    with pytest.raises(ValueError, match="partial_fit takes rows without missing"):
+        fastem.FactorAnalysis(2).partial_fit(bad)
     with pytest.raises(ValueError, match="n_components=9 must be at most the number of "
                                          "features, 8"):
         fastem.FactorAnalysis(9).fit(X)
@@ -158,5 +161,98 @@ def test_a_loaded_model_cannot_continue_partial_fit(cls, tmp_path):
     loaded = fastem.load(tmp_path / "m.npz")
     np.testing.assert_array_equal(loaded.transform(X), cls(2).fit(X).transform(X))
     with pytest.raises(ValueError, match=f"this {cls.__name__} holds no running moments "
-                                         r"\(it was loaded from a file\)"):
+                                         r"\(it was loaded from a file, or fitted"):
         loaded.partial_fit(X)
+
+
+def _with_holes(X, rate=0.1, seed=0):
+    holes = X.copy()
+    holes[np.random.default_rng(seed).random(X.shape) < rate] = np.nan
+    holes[5, :-1] = np.nan  # a row with one coordinate seen
+    return holes
+
+
+@pytest.mark.parametrize("cls", [fastem.FactorAnalysis, fastem.PPCA])
+def test_missing_entries_are_marginalised_in_score_and_transform(cls):
+    """log N(x_o | mu_o, C_oo) by scipy and E[z | x_o] = W_o C_oo^-1 (x_o - mu_o) by
+    Gaussian conditioning, for rows with missing entries."""
+    from scipy.stats import multivariate_normal
+
+    X = _with_holes(_data(n=400, d=6))
+    model = cls(2).fit(X)
+    cov, w = model.get_covariance(), model._loadings()
+    rows = [0, 1, 2, 5, 9]
+    expected_ll, expected_z = [], []
+    for i in rows:
+        o = ~np.isnan(X[i])
+        c_oo = cov[np.ix_(o, o)]
+        expected_ll.append(multivariate_normal(model.mean_[o], c_oo).logpdf(X[i, o]))
+        expected_z.append(w[:, o] @ np.linalg.solve(c_oo, X[i, o] - model.mean_[o]))
+    np.testing.assert_allclose(model.score_samples(X[rows]), expected_ll, rtol=1e-10)
+    np.testing.assert_allclose(model.transform(X[rows]), expected_z, rtol=1e-9, atol=1e-12)
+    assert np.isclose(model.loglike_[-1] if isinstance(model.loglike_, list) else model.loglike_,
+                      model.score_samples(X).sum(), rtol=1e-6)
+
+
+def test_the_em_on_rows_reaches_the_maximum_likelihood_of_the_moments():
+    """The missing-entry EM (on the rows, one component's regression M-step) run on
+    complete rows reaches the optimum the moments' iterations find: FactorAnalysis's
+    and PPCA's closed form."""
+    from fastem._dispatch import get_kernels
+    from fastem._stream import rows_from
+    from fastem.factor_analysis import MissingRows
+
+    X = _data(n=500, d=6, seed=3)
+    data = MissingRows(rows_from(X, lambda a, name, cp: a, owner="test"),
+                       get_kernels("numpy", "factor_analysis"), 1)
+    ref = fastem.FactorAnalysis(2, tol=1e-9, max_iter=20000).fit(X)
+    em = fastem.FactorAnalysis(2, tol=1e-9, max_iter=20000)
+    em._runtime, em.n_features_in_ = ("numpy", 1), 6
+    em._fit_from(data, True, None)
+    np.testing.assert_allclose(em.loglike_[-1], ref.loglike_[-1], rtol=1e-9)
+    np.testing.assert_allclose(em.get_covariance(), ref.get_covariance(), atol=1e-4)
+    assert np.all(np.diff(em.loglike_) >= -1e-9 * abs(em.loglike_[-1]))
+    closed = fastem.PPCA(2).fit(X)
+    ppca = fastem.PPCA(2)
+    ppca._runtime, ppca.n_features_in_ = ("numpy", 1), 6
+    ppca._fit_missing(data)
+    np.testing.assert_allclose(ppca.loglike_, closed.loglike_, rtol=1e-9)
+    np.testing.assert_allclose(ppca.explained_variance_, closed.explained_variance_, rtol=1e-5)
+    assert ppca.noise_variance_ == pytest.approx(closed.noise_variance_, rel=1e-5)
+    np.testing.assert_allclose(np.abs(ppca.components_), np.abs(closed.components_), atol=1e-4)
+
+
+def test_a_step_of_the_missing_entry_em_is_an_independent_em_step():
+    """``MissingRows.step`` against test_mfa's oracle (scipy's densities, Gaussian
+    conditioning, the regression on the raw rows) with one component."""
+    from test_mfa import _oracle_step
+
+    from fastem._dispatch import get_kernels
+    from fastem._stream import rows_from
+    from fastem.factor_analysis import MissingRows
+
+    X = _with_holes(_data(n=150, d=5, seed=4))
+    data = MissingRows(rows_from(X, lambda a, name, cp: a, owner="test", ),
+                       get_kernels("numpy", "factor_analysis"), 1)
+    rng = np.random.default_rng(0)
+    mean, loadings, noise = np.nanmean(X, axis=0), rng.normal(size=(2, 5)), rng.uniform(1, 2, 5)
+    ll, new_mean, new_loadings, new_noise = data.step(mean, loadings, noise, "component", 1e-12)
+    model = fastem.MixtureOfFactorAnalyzers(1, n_factors=2)
+    model.weights_, model.means_, model.components_ = np.ones(1), mean[None], loadings[None]
+    model.noise_variance_ = noise[None]
+    _, o_mean, o_loadings, o_noise, o_ll = _oracle_step(model, X)
+    np.testing.assert_allclose(ll / X.shape[0], o_ll, rtol=1e-10)
+    np.testing.assert_allclose(new_mean, o_mean[0], rtol=1e-8)
+    np.testing.assert_allclose(new_loadings, o_loadings[0], rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(new_noise, o_noise[0], rtol=1e-7)
+    iso = data.step(mean, loadings, noise, "isotropic", 1e-12)[3]
+    assert np.all(iso == iso[0]) and iso[0] == pytest.approx(
+        np.average(o_noise[0], weights=(~np.isnan(X)).sum(axis=0)), rel=1e-8)
+
+
+def test_a_fit_with_missing_entries_is_close_to_the_complete_fit():
+    X = _data(n=3000, d=8, seed=5)
+    for cls in (fastem.FactorAnalysis, fastem.PPCA):
+        full, part = cls(2).fit(X), cls(2).fit(_with_holes(X))
+        np.testing.assert_allclose(part.get_covariance(), full.get_covariance(), atol=0.1)
+        np.testing.assert_allclose(part.mean_, full.mean_, atol=0.05)
