@@ -395,6 +395,11 @@ def test_factor_models_on_dask_equal_the_in_memory_fit(scheduler):
     np.testing.assert_array_equal(got.noise_variance_, ref.noise_variance_)
     assert got.lower_bounds_ == ref.lower_bounds_
     np.testing.assert_array_equal(got.predict(dX).compute(), ref.predict(holes))
+    with fastem.config_context(chunk_bytes=CHUNK_BYTES):  # FactorAnalysis's EM on the rows
+        ref = fastem.FactorAnalysis(2, tol=1e-4).fit(holes)
+        got = fastem.FactorAnalysis(2, tol=1e-4).fit(dX)
+    assert got.loglike_ == ref.loglike_
+    np.testing.assert_array_equal(got.components_, ref.components_)
 
 
 def test_import_fastem_does_not_import_dask():
